@@ -1,0 +1,48 @@
+# connaudit build, run and test entry points. CI runs `make test` through .ci/run.
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+VICTORIALOGS_VERSION := v1.52.1
+export GOFLAGS ?= -mod=mod
+
+.PHONY: all build generate run test test-unit test-e2e bench k8s-bins clean
+
+all: build
+
+build: $(BIN)/connaudit $(BIN)/otelcol-connaudit $(BIN)/victoria-logs
+
+$(BIN)/connaudit: FORCE
+	$(GO) build -o $@ ./cmd/connaudit
+
+$(BIN)/otelcol-connaudit: FORCE
+	cd otel-collector && $(GO) build -o $@ .
+
+$(BIN)/victoria-logs:
+	GOBIN=$(BIN) $(GO) install github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$(VICTORIALOGS_VERSION)
+
+# kube-apiserver and etcd, built from Go module source and cached (a cold build takes ~10 minutes).
+k8s-bins: $(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd
+
+$(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd:
+	hack/build-k8s-bins.sh $(BIN)/k8s
+
+# Regenerates the committed eBPF objects and Go bindings. Needs clang, llvm, libbpf-dev and bpftool.
+generate:
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h
+	$(GO) generate ./bpf/...
+
+run: build
+	hack/run-local.sh
+
+test: build k8s-bins
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 40m ./...
+	cd otel-collector && $(GO) test -count=1 ./...
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... | tee bin/bench.txt
+
+clean:
+	rm -rf $(BIN)
+
+FORCE:
