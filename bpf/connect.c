@@ -1,0 +1,375 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+// connaudit: one event per TCP connect attempt, sent when its outcome is known.
+//
+// Three stable tracepoints cooperate:
+//   sys_enter_connect     remembers the attempt per thread (start time, socket, destination)
+//   inet_sock_set_state   CLOSE->SYN_SENT runs in the connecting task: capture its identity,
+//                         keyed by socket, because the outcome (SYN_SENT->ESTABLISHED/CLOSE)
+//                         usually runs in softirq where the current task is unrelated.
+//   sys_exit_connect      reports attempts that failed before SYN_SENT (no route, EPERM from a
+//                         cgroup hook, ...) and those that failed inside connect() without an
+//                         error on the socket (EADDRNOTAVAIL from the port allocator).
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define IPPROTO_TCP 6
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define EINPROGRESS 115
+
+// Must match bpf/event.go.
+enum outcome {
+	OUTCOME_ESTABLISHED = 1,
+	OUTCOME_CLOSED = 2, // handshake ended in CLOSE; userspace classifies by errno
+	OUTCOME_SYNC_ERROR = 3,
+};
+
+enum flags {
+	FLAG_IDENTITY_LOST = 1, // outcome seen for a handshake that is not in the map
+};
+
+enum counter {
+	COUNTER_RINGBUF_LOST = 0,
+	COUNTER_HANDSHAKE_LOST = 1,
+	COUNTER_MAX = 2,
+};
+
+struct event {
+	__u64 start_ns; // CLOCK_BOOTTIME at connect() entry (or at SYN_SENT without connect())
+	__u64 end_ns;   // CLOCK_BOOTTIME when the outcome was known
+	__u64 cgroup_id;
+	__u32 tgid;
+	__u32 tid;
+	__u32 ptgid;
+	__u32 uid;
+	__u32 gid;
+	__u32 mntns;
+	__u32 netns;
+	__s32 err; // positive errno, 0 when established
+	__u16 sport;
+	__u16 dport;
+	__u16 family;
+	__u8 outcome;
+	__u8 flags;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	char comm[16];
+};
+
+// A connect() in progress on one thread.
+struct pending {
+	__u64 start_ns;
+	__u64 sk;
+	__u16 family;
+	__u16 dport;
+	__u8 reached_syn_sent;
+	__u8 pad[3];
+	__u8 daddr[16];
+};
+
+// A handshake in flight. closed_in_syscall marks a SYN_SENT->CLOSE with no socket error
+// that happened inside the connecting thread's connect(): the syscall's return value is
+// the only place that says why.
+struct handshake {
+	struct event ev;
+	__u8 closed_in_syscall;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 24); // resized from userspace
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536); // resized from userspace
+	__type(key, __u64);         // struct sock *
+	__type(value, struct handshake);
+} handshakes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); // pid_tgid
+	__type(value, struct pending);
+} pendings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+// Zero-initialised scratch space: struct handshake is too big for comfort on the stack.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct handshake);
+} scratch SEC(".maps");
+
+static __always_inline void count(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &which);
+	if (v)
+		__sync_fetch_and_add(v, 1);
+}
+
+static __always_inline void emit(struct event *ev)
+{
+	// Never drop silently: a full ring buffer is counted and userspace reports it.
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0) != 0)
+		count(COUNTER_RINGBUF_LOST);
+}
+
+static __always_inline struct handshake *scratch_handshake(void)
+{
+	__u32 zero = 0;
+	struct handshake *h = bpf_map_lookup_elem(&scratch, &zero);
+	if (h)
+		__builtin_memset(h, 0, sizeof(*h));
+	return h;
+}
+
+static __always_inline struct sock *sock_from_fd(int fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	if (!f)
+		return NULL;
+	if ((BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return NULL;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	if (!sock)
+		return NULL;
+	return BPF_CORE_READ(sock, sk);
+}
+
+// Identity of the current task, and the socket's network namespace.
+static __always_inline void fill_identity(struct event *ev, struct sock *sk)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 uid_gid = bpf_get_current_uid_gid();
+
+	ev->tgid = pid_tgid >> 32;
+	ev->tid = (__u32)pid_tgid;
+	ev->uid = (__u32)uid_gid;
+	ev->gid = uid_gid >> 32;
+	ev->ptgid = BPF_CORE_READ(task, real_parent, tgid);
+	ev->cgroup_id = bpf_get_current_cgroup_id();
+	ev->mntns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	ev->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+}
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	struct sock *sk = sock_from_fd((int)ctx->args[0]);
+	if (!sk)
+		return 0;
+
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || BPF_CORE_READ(sk, sk_type) != SOCK_STREAM)
+		return 0;
+	// A socket that is not CLOSE is not starting an attempt: EALREADY/EISCONN polling.
+	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_CLOSE)
+		return 0;
+
+	struct pending p = {};
+	const void *uaddr = (const void *)ctx->args[1];
+	bpf_probe_read_user(&p.family, sizeof(p.family), uaddr);
+	if (p.family == AF_INET) {
+		struct sockaddr_in sin = {};
+		bpf_probe_read_user(&sin, sizeof(sin), uaddr);
+		p.dport = bpf_ntohs(sin.sin_port);
+		__builtin_memcpy(p.daddr, &sin.sin_addr, 4);
+	} else if (p.family == AF_INET6) {
+		struct sockaddr_in6 sin6 = {};
+		bpf_probe_read_user(&sin6, sizeof(sin6), uaddr);
+		p.dport = bpf_ntohs(sin6.sin6_port);
+		__builtin_memcpy(p.daddr, &sin6.sin6_addr, 16);
+	} else {
+		return 0; // AF_UNSPEC disconnects
+	}
+	p.start_ns = bpf_ktime_get_boot_ns();
+	p.sk = (__u64)sk;
+
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&pendings, &pid_tgid, &p, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int on_syn_sent(struct trace_event_raw_inet_sock_set_state *ctx, __u64 skaddr)
+{
+	struct handshake *h = scratch_handshake();
+	if (!h)
+		return 0;
+	struct sock *sk = (struct sock *)skaddr;
+	struct event *ev = &h->ev;
+
+	ev->start_ns = bpf_ktime_get_boot_ns();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct pending *p = bpf_map_lookup_elem(&pendings, &pid_tgid);
+	if (p && p->sk == skaddr) {
+		ev->start_ns = p->start_ns;
+		p->reached_syn_sent = 1;
+	}
+	fill_identity(ev, sk);
+	ev->family = ctx->family;
+	ev->dport = ctx->dport;
+	if (ctx->family == AF_INET)
+		bpf_probe_read_kernel(ev->daddr, 4, ctx->daddr);
+	else
+		bpf_probe_read_kernel(ev->daddr, 16, ctx->daddr_v6);
+	bpf_map_update_elem(&handshakes, &skaddr, h, BPF_ANY);
+	return 0;
+}
+
+static __always_inline void set_local(struct event *ev, struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	ev->sport = ctx->sport;
+	if (ctx->family == AF_INET)
+		bpf_probe_read_kernel(ev->saddr, 4, ctx->saddr);
+	else
+		bpf_probe_read_kernel(ev->saddr, 16, ctx->saddr_v6);
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	__u64 skaddr = (__u64)ctx->skaddr;
+	int oldstate = ctx->oldstate, newstate = ctx->newstate;
+
+	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT)
+		return on_syn_sent(ctx, skaddr);
+	// SYN_RECV is reached from SYN_SENT only by a simultaneous open; passive sockets are not in the map.
+	if (oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV)
+		return 0;
+	if (newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE)
+		return 0;
+
+	struct sock *sk = (struct sock *)skaddr;
+	struct handshake *h = bpf_map_lookup_elem(&handshakes, &skaddr);
+	if (!h) {
+		if (oldstate != TCP_SYN_SENT)
+			return 0;
+		// Evicted from the LRU (or begun before we attached): report what the tracepoint knows.
+		count(COUNTER_HANDSHAKE_LOST);
+		struct handshake *o = scratch_handshake();
+		if (!o)
+			return 0;
+		o->ev.flags = FLAG_IDENTITY_LOST;
+		o->ev.family = ctx->family;
+		o->ev.dport = ctx->dport;
+		if (ctx->family == AF_INET)
+			bpf_probe_read_kernel(o->ev.daddr, 4, ctx->daddr);
+		else
+			bpf_probe_read_kernel(o->ev.daddr, 16, ctx->daddr_v6);
+		set_local(&o->ev, ctx);
+		o->ev.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+		o->ev.end_ns = bpf_ktime_get_boot_ns();
+		if (newstate == TCP_ESTABLISHED) {
+			o->ev.outcome = OUTCOME_ESTABLISHED;
+		} else {
+			o->ev.outcome = OUTCOME_CLOSED;
+			o->ev.err = BPF_CORE_READ(sk, sk_err);
+		}
+		emit(&o->ev);
+		return 0;
+	}
+
+	struct event *ev = &h->ev;
+	ev->end_ns = bpf_ktime_get_boot_ns();
+	set_local(ev, ctx);
+	if (newstate == TCP_ESTABLISHED) {
+		ev->outcome = OUTCOME_ESTABLISHED;
+		ev->err = 0;
+	} else {
+		ev->outcome = OUTCOME_CLOSED;
+		ev->err = BPF_CORE_READ(sk, sk_err);
+		if (ev->err == 0) {
+			__u64 pid_tgid = bpf_get_current_pid_tgid();
+			struct pending *p = bpf_map_lookup_elem(&pendings, &pid_tgid);
+			if (p && p->sk == skaddr) {
+				h->closed_in_syscall = 1; // sys_exit_connect reports it with the errno
+				return 0;
+			}
+		}
+	}
+	emit(ev);
+	bpf_map_delete_elem(&handshakes, &skaddr);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct pending *p = bpf_map_lookup_elem(&pendings, &pid_tgid);
+	if (!p)
+		return 0;
+	long ret = ctx->ret;
+	__u64 skaddr = p->sk;
+
+	if (p->reached_syn_sent) {
+		struct handshake *h = bpf_map_lookup_elem(&handshakes, &skaddr);
+		if (h && h->closed_in_syscall) {
+			h->ev.outcome = OUTCOME_SYNC_ERROR;
+			h->ev.err = ret < 0 ? (__s32)-ret : 0;
+			emit(&h->ev);
+			bpf_map_delete_elem(&handshakes, &skaddr);
+		}
+		// Otherwise the handshake's outcome is (or will be) reported by sock_set_state.
+		bpf_map_delete_elem(&pendings, &pid_tgid);
+		return 0;
+	}
+
+	// ret == 0 without SYN_SENT: TCP_FASTOPEN_CONNECT defers the SYN to the first write,
+	// where CLOSE->SYN_SENT starts the attempt.
+	if (ret < 0 && ret != -EINPROGRESS) {
+		struct handshake *h = scratch_handshake();
+		if (h) {
+			struct sock *sk = (struct sock *)skaddr;
+			struct event *ev = &h->ev;
+			ev->start_ns = p->start_ns;
+			ev->end_ns = bpf_ktime_get_boot_ns();
+			fill_identity(ev, sk);
+			ev->outcome = OUTCOME_SYNC_ERROR;
+			ev->err = (__s32)-ret;
+			ev->family = p->family;
+			ev->dport = p->dport;
+			__builtin_memcpy(ev->daddr, p->daddr, 16);
+			ev->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+			if (p->family == AF_INET) {
+				__u32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+				__builtin_memcpy(ev->saddr, &a, 4);
+			} else {
+				BPF_CORE_READ_INTO(&ev->saddr, sk, __sk_common.skc_v6_rcv_saddr);
+			}
+			emit(ev);
+		}
+	}
+	bpf_map_delete_elem(&pendings, &pid_tgid);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
