@@ -1,0 +1,79 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/connaudit/connaudit/bpf"
+	"github.com/connaudit/connaudit/shipper"
+)
+
+// agentConfig is everything the agent reads from CONNAUDIT_* variables. The
+// standard OTEL_* variables configure the OTLP exporter and the resource.
+type agentConfig struct {
+	Output      string     `envconfig:"OUTPUT" default:"otlp" desc:"otlp, or console to print records as JSON on stdout"`
+	NodeName    string     `envconfig:"NODE_NAME" desc:"k8s.node.name of the records; set from spec.nodeName in a DaemonSet"`
+	ClusterName string     `envconfig:"CLUSTER_NAME" desc:"k8s.cluster.name of the records"`
+	ListenAddr  string     `envconfig:"LISTEN_ADDR" default:"127.0.0.1:9464" desc:"address of /metrics, /healthz and /readyz; empty disables"`
+	LogLevel    slog.Level `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+
+	RingBufferBytes  int `envconfig:"RING_BUFFER_BYTES" default:"16777216" desc:"kernel event ring buffer, a power of two"`
+	HandshakeEntries int `envconfig:"HANDSHAKE_ENTRIES" default:"65536" desc:"in-flight handshakes tracked; beyond it the oldest lose their identity"`
+
+	SpoolDir           string        `envconfig:"SPOOL_DIR" default:"/var/lib/connaudit/spool" desc:"records wait here until the collector accepts them"`
+	SpoolMaxBytes      int64         `envconfig:"SPOOL_MAX_BYTES" default:"1073741824" desc:"bound on the spool; beyond it records are dropped and reported as loss"`
+	SpoolFsyncInterval time.Duration `envconfig:"SPOOL_FSYNC_INTERVAL" default:"100ms" desc:"group commit interval; a machine crash loses at most this much"`
+
+	ExportBatch        int           `envconfig:"EXPORT_BATCH" default:"2048" desc:"records per OTLP request, at most"`
+	ExportMaxBackoff   time.Duration `envconfig:"EXPORT_MAX_BACKOFF" default:"5s" desc:"longest wait between export retries"`
+	ReadyExportFailure time.Duration `envconfig:"READY_EXPORT_FAILURE" default:"60s" desc:"/readyz fails once exports have failed for this long"`
+	ShutdownGrace      time.Duration `envconfig:"SHUTDOWN_GRACE" default:"10s" desc:"time to flush the spool at SIGTERM; the rest stays spooled"`
+}
+
+func loadConfig() (agentConfig, error) {
+	var c agentConfig
+	if err := envconfig.Process("connaudit", &c); err != nil {
+		return c, err
+	}
+	return c, c.validate()
+}
+
+func (c agentConfig) validate() error {
+	if c.Output != shipper.OutputOTLP && c.Output != shipper.OutputConsole {
+		return fmt.Errorf("CONNAUDIT_OUTPUT=%q: use otlp or console", c.Output)
+	}
+	if err := c.capture().Validate(); err != nil {
+		return fmt.Errorf("CONNAUDIT_RING_BUFFER_BYTES / CONNAUDIT_HANDSHAKE_ENTRIES: %w", err)
+	}
+	if c.SpoolDir == "" {
+		return fmt.Errorf("CONNAUDIT_SPOOL_DIR is empty: give a directory on local disk")
+	}
+	if c.SpoolMaxBytes < 1<<20 {
+		return fmt.Errorf("CONNAUDIT_SPOOL_MAX_BYTES=%d: want at least 1048576 (1 MiB)", c.SpoolMaxBytes)
+	}
+	for name, d := range map[string]time.Duration{
+		"CONNAUDIT_EXPORT_MAX_BACKOFF":   c.ExportMaxBackoff,
+		"CONNAUDIT_READY_EXPORT_FAILURE": c.ReadyExportFailure,
+	} {
+		if d <= 0 {
+			return fmt.Errorf("%s=%s: want a positive duration such as 5s", name, d)
+		}
+	}
+	if c.SpoolFsyncInterval < 0 || c.ShutdownGrace < 0 {
+		return fmt.Errorf("CONNAUDIT_SPOOL_FSYNC_INTERVAL and CONNAUDIT_SHUTDOWN_GRACE must not be negative")
+	}
+	if c.ExportBatch < 1 {
+		return fmt.Errorf("CONNAUDIT_EXPORT_BATCH=%d: want at least 1", c.ExportBatch)
+	}
+	if c.Output == shipper.OutputOTLP {
+		return shipper.ValidateOTLPEnv()
+	}
+	return nil
+}
+
+func (c agentConfig) capture() bpf.Config {
+	return bpf.Config{RingBufferBytes: c.RingBufferBytes, HandshakeEntries: c.HandshakeEntries}
+}

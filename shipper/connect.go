@@ -1,0 +1,147 @@
+package shipper
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/log"
+	"golang.org/x/sys/unix"
+
+	"github.com/connaudit/connaudit/bpf"
+)
+
+// Event names of the records connaudit emits.
+const (
+	EventConnect    = "tcp.connect"
+	EventAgentStart = "connaudit.agent.start"
+	EventAgentStop  = "connaudit.agent.stop"
+	EventLoss       = "connaudit.loss"
+)
+
+// Source is what the stages after the kernel learned about a connect attempt.
+type Source struct {
+	Resource       []byte // encoded AttrList of the OTLP resource the record belongs to
+	ContainerID    string
+	ExecutablePath string
+	Attrs          []byte // further encoded attributes, appended as they are
+}
+
+// ConnectBuilder encodes tcp.connect records. It reuses its buffers, so the
+// bytes it returns are valid until the next Build.
+type ConnectBuilder struct {
+	enc  Encoder
+	body []byte
+	addr []byte
+	comm []byte
+}
+
+// Build encodes one connect attempt. start, end and observed are wall-clock times.
+func (b *ConnectBuilder) Build(ev *bpf.Event, start, end, observed time.Time, src *Source) []byte {
+	sev := log.SeverityWarn
+	if ev.Outcome == bpf.Established {
+		sev = log.SeverityInfo
+	}
+	duration := end.Sub(start)
+	b.body = b.appendBody(b.body[:0], ev, duration)
+	e := &b.enc
+	e.Reset(EventConnect, start, observed, sev, b.body, src.Resource)
+
+	e.String("network.transport", "tcp")
+	if ev.Peer.Addr().Is4() {
+		e.String("network.type", "ipv4")
+	} else {
+		e.String("network.type", "ipv6")
+	}
+	b.addr = ev.Local.Addr().AppendTo(b.addr[:0])
+	e.StringBytes("network.local.address", b.addr)
+	e.Int("network.local.port", int64(ev.Local.Port()))
+	b.addr = ev.Peer.Addr().AppendTo(b.addr[:0])
+	e.StringBytes("network.peer.address", b.addr)
+	e.Int("network.peer.port", int64(ev.Peer.Port()))
+	e.StringBytes("server.address", b.addr)
+	e.Int("server.port", int64(ev.Peer.Port()))
+	e.String("connaudit.outcome", ev.Outcome.String())
+	if ev.Outcome != bpf.Established {
+		e.String("error.type", errorType(ev))
+	}
+	e.Float("connaudit.connect.duration", duration.Seconds())
+	if ev.IdentityLost {
+		e.Bool("connaudit.identity.lost", true)
+	} else {
+		e.Int("process.pid", int64(ev.PID))
+		e.Int("process.parent_pid", int64(ev.PPID))
+		e.Int("thread.id", int64(ev.TID))
+		b.comm = appendPrintable(b.comm[:0], ev.Comm())
+		e.StringBytes("process.executable.name", b.comm)
+		if src.ExecutablePath != "" {
+			e.String("process.executable.path", src.ExecutablePath)
+		}
+		e.Int("process.user.id", int64(ev.UID))
+		e.Int("process.group.id", int64(ev.GID))
+		e.Int("connaudit.cgroup.id", int64(ev.CgroupID))
+		e.Int("connaudit.mntns", int64(ev.MntNS))
+	}
+	if src.ContainerID != "" {
+		e.String("container.id", src.ContainerID)
+	}
+	e.Int("connaudit.netns", int64(ev.NetNS))
+	e.Raw(src.Attrs)
+	return e.Bytes()
+}
+
+// errorType is the errno's name, or the outcome when the kernel gave none
+// (an application that closes its socket mid-handshake leaves no error).
+func errorType(ev *bpf.Event) string {
+	if ev.Errno == 0 {
+		return ev.Outcome.String()
+	}
+	if name := unix.ErrnoName(ev.Errno); name != "" {
+		return name
+	}
+	return "errno " + strconv.Itoa(int(ev.Errno))
+}
+
+// appendBody writes e.g. "curl (pid 4242) -> 127.0.0.1:8080 established in 0.21 ms".
+func (b *ConnectBuilder) appendBody(dst []byte, ev *bpf.Event, d time.Duration) []byte {
+	if ev.IdentityLost {
+		dst = append(dst, "unknown process"...)
+	} else {
+		dst = appendPrintable(dst, ev.Comm())
+		dst = append(dst, " (pid "...)
+		dst = strconv.AppendUint(dst, uint64(ev.PID), 10)
+		dst = append(dst, ')')
+	}
+	dst = append(dst, " -> "...)
+	dst = ev.Peer.AppendTo(dst)
+	dst = append(dst, ' ')
+	dst = append(dst, ev.Outcome.String()...)
+	if ev.Outcome != bpf.Established && ev.Errno != 0 {
+		dst = append(dst, " ("...)
+		dst = append(dst, unix.ErrnoName(ev.Errno)...)
+		dst = append(dst, ')')
+	}
+	if ev.Outcome == bpf.Established {
+		dst = append(dst, " in "...)
+	} else {
+		dst = append(dst, " after "...)
+	}
+	dst = strconv.AppendFloat(dst, float64(d.Microseconds())/1000, 'f', 2, 64)
+	return append(dst, " ms"...)
+}
+
+// appendPrintable copies a process name, which is any bytes a process chose.
+// OTLP strings must be valid UTF-8 (an invalid one fails the whole export), and
+// control characters would garble a log line: both become U+FFFD.
+func appendPrintable(dst, s []byte) []byte {
+	for len(s) > 0 {
+		r, size := utf8.DecodeRune(s)
+		if r == utf8.RuneError && size <= 1 || r < 0x20 || r == 0x7f {
+			dst = utf8.AppendRune(dst, utf8.RuneError)
+		} else {
+			dst = append(dst, s[:size]...)
+		}
+		s = s[size:]
+	}
+	return dst
+}

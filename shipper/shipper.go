@@ -1,0 +1,151 @@
+// Package shipper turns connect attempts into OTLP log records, appends them to
+// a durable spool and exports them from there to an OpenTelemetry Collector.
+package shipper
+
+import (
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/log"
+
+	"github.com/connaudit/connaudit/shipper/spool"
+)
+
+// Shipper numbers records and appends them to the spool. Every record the
+// agent emits passes through Emit, so connaudit.seq has no holes but those
+// that a connaudit.loss record explains.
+type Shipper struct {
+	mu       sync.Mutex
+	seq      uint64
+	spool    *spool.Spool
+	metrics  *Metrics
+	log      *slog.Logger
+	resource []byte // the agent's own resource, for the records it writes about itself
+	dropped  dropped
+	enc      Encoder
+	body     []byte
+}
+
+// dropped describes the records the spool refused since it last accepted one.
+type dropped struct {
+	count               uint64
+	firstSeq, lastSeq   uint64
+	firstTime, lastTime time.Time
+	reason              string
+	cause               error
+}
+
+// New returns a Shipper that appends to sp. resource is the agent's encoded resource.
+func New(sp *spool.Spool, resource []byte, m *Metrics, logger *slog.Logger) *Shipper {
+	return &Shipper{spool: sp, resource: resource, metrics: m, log: logger}
+}
+
+// Emit stamps the next sequence number into an encoded record and appends it
+// to the spool. A record the spool refuses is counted, and reported by a
+// connaudit.loss record as soon as the spool accepts records again.
+func (s *Shipper) Emit(payload []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dropped.count > 0 {
+		s.reportDropped()
+	}
+	s.append(payload)
+}
+
+// append stamps and appends; the caller holds mu.
+func (s *Shipper) append(payload []byte) bool {
+	s.seq++
+	stampSeq(payload, s.seq)
+	err := s.spool.Append(payload)
+	if err == nil {
+		s.metrics.Spooled.Inc()
+		return true
+	}
+	reason := LossSpoolError
+	if errors.Is(err, spool.ErrFull) {
+		reason = LossSpoolFull
+	}
+	d := &s.dropped
+	ts := recordTime(payload)
+	if d.count == 0 {
+		d.firstSeq, d.firstTime, d.reason, d.cause = s.seq, ts, reason, err
+		s.log.Error("spool refused a record; counting every record lost until it accepts again", "reason", reason, "err", err)
+	}
+	d.count++
+	d.lastSeq, d.lastTime = s.seq, ts
+	s.metrics.Lost.WithLabelValues(reason).Inc()
+	return false
+}
+
+// reportDropped appends the connaudit.loss record for the dropped range; the caller holds mu.
+func (s *Shipper) reportDropped() {
+	d := s.dropped
+	s.buildLoss(d.reason, d.count, d.firstTime, d.lastTime, d.cause.Error())
+	s.enc.Int("connaudit.lost.seq.first", int64(d.firstSeq))
+	s.enc.Int("connaudit.lost.seq.last", int64(d.lastSeq))
+	s.dropped = dropped{}
+	if !s.append(s.enc.Bytes()) {
+		// Still refused: the new drop (this loss record included) carries on the count.
+		s.dropped.count += d.count
+		s.dropped.firstSeq, s.dropped.firstTime = d.firstSeq, d.firstTime
+		return
+	}
+	s.log.Warn("spool accepts records again", "lost", d.count, "first_seq", d.firstSeq, "last_seq", d.lastSeq)
+}
+
+// EmitLoss records that count records (or identities) were lost for reason
+// between first and last.
+func (s *Shipper) EmitLoss(reason string, count uint64, first, last time.Time, detail string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dropped.count > 0 {
+		s.reportDropped()
+	}
+	s.buildLoss(reason, count, first, last, detail)
+	s.append(s.enc.Bytes())
+}
+
+func (s *Shipper) buildLoss(reason string, count uint64, first, last time.Time, detail string) {
+	s.body = append(s.body[:0], "lost "...)
+	s.body = strconv.AppendUint(s.body, count, 10)
+	s.body = append(s.body, " record(s): "...)
+	s.body = append(s.body, reason...)
+	if detail != "" {
+		s.body = append(s.body, ": "...)
+		s.body = append(s.body, detail...)
+	}
+	now := time.Now()
+	s.enc.Reset(EventLoss, now, now, log.SeverityError, s.body, s.resource)
+	s.enc.Int("connaudit.lost.count", int64(count))
+	s.enc.String("connaudit.lost.reason", reason)
+	if !first.IsZero() {
+		s.enc.String("connaudit.lost.time.first", first.UTC().Format(time.RFC3339Nano))
+		s.enc.String("connaudit.lost.time.last", last.UTC().Format(time.RFC3339Nano))
+	}
+}
+
+// EmitAgentEvent writes one of the agent's own records (start, stop).
+func (s *Shipper) EmitAgentEvent(name, body string, sev log.Severity, attrs func(*AttrList)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dropped.count > 0 {
+		s.reportDropped()
+	}
+	now := time.Now()
+	s.body = append(s.body[:0], body...)
+	s.enc.Reset(name, now, now, sev, s.body, s.resource)
+	if attrs != nil {
+		attrs(&s.enc.AttrList)
+	}
+	s.append(s.enc.Bytes())
+}
+
+// LastSeq is the sequence number of the last record emitted.
+func (s *Shipper) LastSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seq
+}
