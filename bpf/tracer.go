@@ -149,12 +149,19 @@ func (t *Tracer) Counters() (Counters, error) {
 	return c, nil
 }
 
-// Close detaches the programs and releases the kernel objects.
-func (t *Tracer) Close() error {
+// Detach stops capture; events already in the ring buffer can still be read.
+func (t *Tracer) Detach() error {
 	var errs []error
 	for _, l := range t.links {
 		errs = append(errs, l.Close())
 	}
+	t.links = nil
+	return errors.Join(errs...)
+}
+
+// Close detaches the programs and releases the kernel objects.
+func (t *Tracer) Close() error {
+	errs := []error{t.Detach()}
 	if t.reader != nil {
 		errs = append(errs, t.reader.Close())
 	}
