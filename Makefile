@@ -1,7 +1,8 @@
 # connaudit build, run and test entry points. CI runs `make test` through .ci/run.
 SHELL := /bin/bash
 GO ?= go
-BIN := $(CURDIR)/bin
+BIN := bin
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 VICTORIALOGS_VERSION := v1.52.1
 export GOFLAGS ?= -mod=mod
 
@@ -12,19 +13,19 @@ all: build
 build: $(BIN)/connaudit $(BIN)/otelcol-connaudit $(BIN)/victoria-logs
 
 $(BIN)/connaudit: FORCE
-	$(GO) build -o $@ ./cmd/connaudit
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $@ ./cmd/connaudit
 
 $(BIN)/otelcol-connaudit: FORCE
-	cd otel-collector && $(GO) build -o $@ .
+	cd otel-collector && $(GO) build -o ../$@ .
 
 $(BIN)/victoria-logs:
-	GOBIN=$(BIN) $(GO) install github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$(VICTORIALOGS_VERSION)
+	GOBIN=$(CURDIR)/$(BIN) $(GO) install github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$(VICTORIALOGS_VERSION)
 
 # kube-apiserver and etcd, built from Go module source and cached (a cold build takes ~10 minutes).
 k8s-bins: $(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd
 
 $(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd:
-	hack/build-k8s-bins.sh $(BIN)/k8s
+	hack/build-k8s-bins.sh $(CURDIR)/$(BIN)/k8s
 
 # Regenerates the committed eBPF objects and Go bindings. Needs clang, llvm, libbpf-dev and bpftool.
 generate:

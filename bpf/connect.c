@@ -35,10 +35,14 @@ enum flags {
 	FLAG_IDENTITY_LOST = 1, // outcome seen for a handshake that is not in the map
 };
 
+// The kernel counts losses; userspace writes back what it has reported, so
+// that an agent resuming pinned maps reports each loss exactly once.
 enum counter {
 	COUNTER_RINGBUF_LOST = 0,
 	COUNTER_HANDSHAKE_LOST = 1,
-	COUNTER_MAX = 2,
+	COUNTER_RINGBUF_REPORTED = 2,
+	COUNTER_HANDSHAKE_REPORTED = 3,
+	COUNTER_MAX = 4,
 };
 
 struct event {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -21,6 +22,11 @@ type Config struct {
 	RingBufferBytes int
 	// HandshakeEntries bounds the in-flight handshake map (an LRU).
 	HandshakeEntries int
+	// PinDir is a bpffs directory where the programs' links and maps are
+	// pinned, so that capture goes on while the agent is down and a restarted
+	// agent drains what accumulated. Empty: nothing is pinned, and capture
+	// stops with the process.
+	PinDir string
 }
 
 // Validate reports a configuration the kernel would refuse.
@@ -47,6 +53,7 @@ type Tracer struct {
 	links  []link.Link
 	reader *ringbuf.Reader
 	record ringbuf.Record
+	pin    *pinState
 }
 
 const btfPath = "/sys/kernel/btf/vmlinux"
@@ -74,32 +81,24 @@ func Load(cfg Config) (*Tracer, error) {
 	spec.Maps[connectMapHandshakes].MaxEntries = uint32(cfg.HandshakeEntries)
 
 	t := &Tracer{}
-	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
-		if errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("load eBPF programs: permission denied: run as root, or with CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN: %w", err)
+	var opts *ebpf.CollectionOptions
+	if cfg.PinDir != "" {
+		if t.pin, err = preparePins(cfg, spec); err != nil {
+			return nil, err
 		}
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			return nil, fmt.Errorf("load eBPF programs: the kernel's verifier refused them (Linux 5.8 or newer with BTF is required): %+v", verr)
-		}
-		return nil, fmt.Errorf("load eBPF programs: %w", err)
+		opts = &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: t.pin.dir}}
 	}
-
-	for _, tp := range []struct {
-		group, name string
-		prog        *ebpf.Program
-	}{
-		// The state tracepoint first, so that no attempt starts before its outcome can be seen.
-		{"sock", "inet_sock_set_state", t.objs.SockSetState},
-		{"syscalls", "sys_exit_connect", t.objs.ExitConnect},
-		{"syscalls", "sys_enter_connect", t.objs.EnterConnect},
-	} {
-		l, err := link.Tracepoint(tp.group, tp.name, tp.prog, nil)
-		if err != nil {
+	if err := spec.LoadAndAssign(&t.objs, opts); err != nil {
+		return nil, loadError(err)
+	}
+	if t.pin != nil {
+		t.links = t.pin.resumeLinks()
+	}
+	if t.links == nil {
+		if err := t.attach(); err != nil {
 			t.Close()
-			return nil, fmt.Errorf("attach tracepoint %s:%s: %w", tp.group, tp.name, err)
+			return nil, err
 		}
-		t.links = append(t.links, l)
 	}
 
 	t.reader, err = ringbuf.NewReader(t.objs.Events)
@@ -108,6 +107,41 @@ func Load(cfg Config) (*Tracer, error) {
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
 	return t, nil
+}
+
+func loadError(err error) error {
+	if errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("load eBPF programs: permission denied: run as root, or with CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN: %w", err)
+	}
+	var verr *ebpf.VerifierError
+	if errors.As(err, &verr) {
+		return fmt.Errorf("load eBPF programs: the kernel's verifier refused them (Linux 5.8 or newer with BTF is required): %+v", verr)
+	}
+	return fmt.Errorf("load eBPF programs: %w", err)
+}
+
+var tracepoints = []struct{ group, name, pin string }{
+	// The state tracepoint first, so that no attempt starts before its outcome can be seen.
+	{"sock", "inet_sock_set_state", "link_sock_set_state"},
+	{"syscalls", "sys_exit_connect", "link_exit_connect"},
+	{"syscalls", "sys_enter_connect", "link_enter_connect"},
+}
+
+func (t *Tracer) attach() error {
+	progs := []*ebpf.Program{t.objs.SockSetState, t.objs.ExitConnect, t.objs.EnterConnect}
+	for i, tp := range tracepoints {
+		l, err := link.Tracepoint(tp.group, tp.name, progs[i], nil)
+		if err != nil {
+			return fmt.Errorf("attach tracepoint %s:%s: %w", tp.group, tp.name, err)
+		}
+		t.links = append(t.links, l)
+		if t.pin != nil {
+			if err := l.Pin(filepath.Join(t.pin.dir, tp.pin)); err != nil {
+				return fmt.Errorf("pin link of %s:%s in %s: %w", tp.group, tp.name, t.pin.dir, err)
+			}
+		}
+	}
+	return nil
 }
 
 // ensureTracefs mounts tracefs when nothing has; the tracepoint links need it.
@@ -121,6 +155,19 @@ func ensureTracefs() error {
 		return fmt.Errorf("tracefs is not mounted and mounting it at /sys/kernel/tracing failed (mount it, or run privileged): %w", err)
 	}
 	return nil
+}
+
+// Resumed reports whether capture went on from pinned programs of an earlier
+// agent: the ring buffer may hold what happened while no agent ran.
+func (t *Tracer) Resumed() bool { return t.pin != nil && t.pin.resumed }
+
+// Replaced lists pinned capture of other versions or sizes that Load removed:
+// attempts in flight there, and events its ring buffer held, are lost.
+func (t *Tracer) Replaced() []string {
+	if t.pin == nil {
+		return nil
+	}
+	return t.pin.replaced
 }
 
 // Read blocks until the next event and decodes it into ev. It returns
@@ -138,18 +185,49 @@ func (t *Tracer) SetDeadline(d time.Time) { t.reader.SetDeadline(d) }
 // Buffered is the number of bytes waiting in the ring buffer.
 func (t *Tracer) Buffered() int { return t.reader.AvailableBytes() }
 
+// Counter slots, as in connect.c.
+const (
+	slotRingBufferLost uint32 = iota
+	slotHandshakeLost
+	slotRingBufferReported
+	slotHandshakeReported
+)
+
 // Counters reads the kernel's loss counters.
 func (t *Tracer) Counters() (Counters, error) {
+	return t.readCounters(slotRingBufferLost, slotHandshakeLost)
+}
+
+// Reported reads what MarkReported last stored: with pinned maps, what an
+// earlier agent already reported.
+func (t *Tracer) Reported() (Counters, error) {
+	return t.readCounters(slotRingBufferReported, slotHandshakeReported)
+}
+
+// MarkReported stores the counters whose losses are now on record.
+func (t *Tracer) MarkReported(c Counters) error {
+	if err := t.objs.Counters.Put(slotRingBufferReported, c.RingBufferLost); err != nil {
+		return fmt.Errorf("store reported ring buffer losses: %w", err)
+	}
+	if err := t.objs.Counters.Put(slotHandshakeReported, c.HandshakeLost); err != nil {
+		return fmt.Errorf("store reported handshake losses: %w", err)
+	}
+	return nil
+}
+
+func (t *Tracer) readCounters(ring, handshake uint32) (Counters, error) {
 	var c Counters
-	for key, dst := range map[uint32]*uint64{0: &c.RingBufferLost, 1: &c.HandshakeLost} {
-		if err := t.objs.Counters.Lookup(key, dst); err != nil {
-			return c, fmt.Errorf("read loss counter %d: %w", key, err)
-		}
+	if err := t.objs.Counters.Lookup(ring, &c.RingBufferLost); err != nil {
+		return c, fmt.Errorf("read loss counter %d: %w", ring, err)
+	}
+	if err := t.objs.Counters.Lookup(handshake, &c.HandshakeLost); err != nil {
+		return c, fmt.Errorf("read loss counter %d: %w", handshake, err)
 	}
 	return c, nil
 }
 
-// Detach stops capture; events already in the ring buffer can still be read.
+// Detach stops this process's hold on the tracepoints; events already in the
+// ring buffer can still be read. Pinned links stay attached: capture goes on.
 func (t *Tracer) Detach() error {
 	var errs []error
 	for _, l := range t.links {

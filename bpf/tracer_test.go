@@ -528,3 +528,61 @@ func TestHandshakeEvictionKeepsTheAttempt(t *testing.T) {
 		t.Fatalf("%d events without identity, counter says %d: want equal and positive", lost, after.HandshakeLost-before.HandshakeLost)
 	}
 }
+
+// Pinned capture goes on while no agent runs; the next one drains it, and
+// losses already reported are not reported again.
+func TestPinnedCaptureSurvivesTheAgent(t *testing.T) {
+	pinDir := filepath.Join("/sys/fs/bpf", fmt.Sprintf("connaudit-test-%d", os.Getpid()))
+	t.Cleanup(func() { bpf.Unpin(pinDir) })
+	cfg := bpf.Config{RingBufferBytes: 1 << 20, HandshakeEntries: 1024, PinDir: pinDir}
+
+	first, err := bpf.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Resumed() {
+		t.Fatal("a fresh pin directory was resumed")
+	}
+	if err := first.MarkReported(bpf.Counters{RingBufferLost: 7}); err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+
+	// No agent is running now.
+	peer, _ := listen(t, "tcp4", "127.0.0.1:0")
+	if res := dial(t, peer, false, false); res.err != nil {
+		t.Fatal(res.err)
+	}
+
+	second, err := bpf.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if !second.Resumed() || len(second.Replaced()) != 0 {
+		t.Fatalf("resumed %v, replaced %v: want resumed, nothing replaced", second.Resumed(), second.Replaced())
+	}
+	if r, _ := second.Reported(); r.RingBufferLost != 7 {
+		t.Errorf("reported counters not kept: %+v", r)
+	}
+	var ev bpf.Event
+	for {
+		second.SetDeadline(time.Now().Add(2 * time.Second))
+		if err := second.Read(&ev); err != nil {
+			t.Fatalf("the connect made while no agent ran was not captured: %v", err)
+		}
+		if ev.Peer == peer {
+			break
+		}
+	}
+
+	// Another build or size replaces the pinned capture, and says so.
+	third, err := bpf.Load(bpf.Config{RingBufferBytes: 1 << 21, HandshakeEntries: 1024, PinDir: pinDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	if third.Resumed() || len(third.Replaced()) != 1 {
+		t.Fatalf("resumed %v, replaced %v: want one replaced", third.Resumed(), third.Replaced())
+	}
+}

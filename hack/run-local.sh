@@ -46,7 +46,7 @@ CONNAUDIT_COLLECTOR_STORAGE_DIR="$data/collector" CONNAUDIT_VICTORIALOGS_URL=htt
 pids+=($!)
 wait_http http://127.0.0.1:8888/metrics collector
 
-CONNAUDIT_SPOOL_DIR="$data/spool" CONNAUDIT_NODE_NAME="${CONNAUDIT_NODE_NAME:-$(hostname)}" \
+CONNAUDIT_SPOOL_DIR="$data/spool" CONNAUDIT_BPF_PIN_DIR= CONNAUDIT_NODE_NAME="${CONNAUDIT_NODE_NAME:-$(hostname)}" \
 	OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:4318}" \
 	"$bin/connaudit" agent 2> >(tee "$data/logs/agent.log" >&2) &
 pids+=($!)

@@ -12,6 +12,8 @@ const (
 	LossSpoolCorrupt = "spool_corrupt" // unreadable spool data found at start
 	LossRejected     = "rejected"      // the collector refused records (OTLP partial success)
 	LossUndecodable  = "undecodable"   // a spooled record this version cannot decode
+	// LossCaptureReplaced: pinned capture of an incompatible version was replaced; what it held is lost.
+	LossCaptureReplaced = "capture_replaced"
 )
 
 // Metrics are the agent's Prometheus counters for capture and delivery.
@@ -47,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 		}),
 	}
-	for _, r := range []string{LossRingBuffer, LossHandshakeMap, LossHoldQueue, LossSpoolFull, LossSpoolError, LossSpoolCorrupt, LossRejected, LossUndecodable} {
+	for _, r := range []string{LossRingBuffer, LossHandshakeMap, LossHoldQueue, LossSpoolFull, LossSpoolError, LossSpoolCorrupt, LossRejected, LossUndecodable, LossCaptureReplaced} {
 		m.Lost.WithLabelValues(r)
 	}
 	reg.MustRegister(m.Captured, m.Spooled, m.Exported, m.Lost, m.ExportRetries, m.ExportDuration)

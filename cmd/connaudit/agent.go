@@ -71,6 +71,12 @@ func runAgent(ctx context.Context) error {
 		logger.Warn("cgroup v2 not found: records will carry no container.id", "err", err)
 	}
 
+	p := pipeline{tracer: tracer, shipper: sh, metrics: metrics, log: logger,
+		clock: bpf.NewBootClock(), exe: k8s.NewExePaths(4096), cgroups: cgroups, resource: resource}
+	if p.counters, err = tracer.Reported(); err != nil {
+		return err
+	}
+
 	exportCtx, stopExport := context.WithCancel(context.Background())
 	exportDone := make(chan error, 1)
 	go func() { exportDone <- exporter.Run(exportCtx) }()
@@ -81,13 +87,20 @@ func runAgent(ctx context.Context) error {
 
 	sh.EmitAgentEvent(shipper.EventAgentStart, "connaudit agent "+version+" started capturing", log.SeverityInfo, func(a *shipper.AttrList) {
 		a.String("connaudit.spool.dir", cfg.SpoolDir)
+		a.Bool("connaudit.capture.resumed", tracer.Resumed())
 	})
+	for _, old := range tracer.Replaced() {
+		logger.Warn("replaced pinned capture of another version or size: attempts it held are lost", "pinned", old)
+		metrics.Lost.WithLabelValues(shipper.LossCaptureReplaced).Inc()
+		sh.EmitLoss(shipper.LossCaptureReplaced, 0, time.Time{}, time.Time{}, "pinned capture "+old+" was incompatible with this agent and was replaced; events it held are lost")
+	}
 	logger.Info("capturing TCP connect attempts", "version", version, "instance", instanceID, "output", cfg.Output)
 	health.setReady(true)
 
-	p := pipeline{tracer: tracer, shipper: sh, metrics: metrics, log: logger,
-		clock: bpf.NewBootClock(), exe: k8s.NewExePaths(4096), cgroups: cgroups, resource: resource}
 	captureErr := p.run(ctx)
+	if tracer.Resumed() || cfg.BPFPinDir != "" {
+		logger.Info("capture goes on in the kernel while no agent runs; the next agent drains it (`connaudit unpin` stops it)", "pinned", cfg.BPFPinDir)
+	}
 
 	health.setReady(false)
 	sh.EmitAgentEvent(shipper.EventAgentStop, "connaudit agent stopped capturing", log.SeverityInfo, nil)
@@ -162,11 +175,12 @@ func (p *pipeline) run(ctx context.Context) error {
 			p.poll(now)
 		}
 	}
-	// Stop capture, then read what is already in the ring buffer.
+	// Read what is in the ring buffer now. Pinned capture goes on, and what
+	// arrives from here on waits for the next agent.
 	if err := p.tracer.Detach(); err != nil {
 		p.log.Warn("detach tracepoints", "err", err)
 	}
-	for {
+	for left := p.tracer.Buffered(); left > 0; left -= bpf.EventSize + 8 {
 		p.tracer.SetDeadline(time.Now())
 		if err := p.tracer.Read(&ev); err != nil {
 			break
@@ -214,6 +228,11 @@ func (p *pipeline) poll(now time.Time) {
 		p.log.Warn("handshake map evictions: attempts shipped without process identity", "count", d)
 		p.metrics.Lost.WithLabelValues(shipper.LossHandshakeMap).Add(float64(d))
 		p.shipper.EmitLoss(shipper.LossHandshakeMap, d, p.lastPoll, now, "in-flight handshakes evicted; their attempts carry connaudit.identity.lost (raise CONNAUDIT_HANDSHAKE_ENTRIES)")
+	}
+	if c != p.counters {
+		if err := p.tracer.MarkReported(c); err != nil {
+			p.log.Error("store reported loss counters; a restarted agent may report these losses again", "err", err)
+		}
 	}
 	p.counters = c
 	p.lastPoll = now

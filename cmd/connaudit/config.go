@@ -20,8 +20,9 @@ type agentConfig struct {
 	ListenAddr  string     `envconfig:"LISTEN_ADDR" default:"127.0.0.1:9464" desc:"address of /metrics, /healthz and /readyz; empty disables"`
 	LogLevel    slog.Level `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 
-	RingBufferBytes  int `envconfig:"RING_BUFFER_BYTES" default:"16777216" desc:"kernel event ring buffer, a power of two"`
-	HandshakeEntries int `envconfig:"HANDSHAKE_ENTRIES" default:"65536" desc:"in-flight handshakes tracked; beyond it the oldest lose their identity"`
+	RingBufferBytes  int    `envconfig:"RING_BUFFER_BYTES" default:"16777216" desc:"kernel event ring buffer, a power of two"`
+	HandshakeEntries int    `envconfig:"HANDSHAKE_ENTRIES" default:"65536" desc:"in-flight handshakes tracked; beyond it the oldest lose their identity"`
+	BPFPinDir        string `envconfig:"BPF_PIN_DIR" default:"/sys/fs/bpf/connaudit" desc:"bpffs directory where capture is pinned so it survives agent restarts; empty: capture stops with the agent"`
 
 	SpoolDir           string        `envconfig:"SPOOL_DIR" default:"/var/lib/connaudit/spool" desc:"records wait here until the collector accepts them"`
 	SpoolMaxBytes      int64         `envconfig:"SPOOL_MAX_BYTES" default:"1073741824" desc:"bound on the spool; beyond it records are dropped and reported as loss"`
@@ -75,5 +76,20 @@ func (c agentConfig) validate() error {
 }
 
 func (c agentConfig) capture() bpf.Config {
-	return bpf.Config{RingBufferBytes: c.RingBufferBytes, HandshakeEntries: c.HandshakeEntries}
+	return bpf.Config{RingBufferBytes: c.RingBufferBytes, HandshakeEntries: c.HandshakeEntries, PinDir: c.BPFPinDir}
+}
+
+func runUnpin() error {
+	cfg, err := loadConfig()
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	if cfg.BPFPinDir == "" {
+		return fmt.Errorf("CONNAUDIT_BPF_PIN_DIR is empty: nothing is pinned")
+	}
+	if err := bpf.Unpin(cfg.BPFPinDir); err != nil {
+		return fmt.Errorf("unpin %s: %w", cfg.BPFPinDir, err)
+	}
+	fmt.Println("removed", cfg.BPFPinDir, "- capture stops once no agent holds it")
+	return nil
 }

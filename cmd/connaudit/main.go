@@ -17,6 +17,7 @@ const usage = `usage: connaudit <command>
 
 commands:
   agent     capture connect attempts on this node and export them (configured by environment, see README.md)
+  unpin     stop capture that an agent left pinned in the kernel (CONNAUDIT_BPF_PIN_DIR)
   version   print the version
 `
 
@@ -32,6 +33,8 @@ func main() {
 	switch os.Args[1] {
 	case "agent":
 		err = runAgent(ctx)
+	case "unpin":
+		err = runUnpin()
 	case "version":
 		fmt.Println(version)
 	case "-h", "--help", "help":

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"testing"
 )
 
@@ -17,7 +18,10 @@ type Agent struct {
 	proc     *process
 	addr     string
 	SpoolDir string
+	PinDir   string // pinned capture, removed when the test ends
 }
+
+var agentSeq atomic.Int32
 
 // StartAgent starts the agent and waits until /readyz answers 200. env adds
 // or overrides variables, e.g. "CONNAUDIT_SPOOL_MAX_BYTES=1048576".
@@ -27,9 +31,12 @@ func StartAgent(t testing.TB, col *Collector, env ...string) *Agent {
 		t:        t,
 		addr:     fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		SpoolDir: t.TempDir(),
+		PinDir:   fmt.Sprintf("/sys/fs/bpf/connaudit-test-%d-%d", os.Getpid(), agentSeq.Add(1)),
 	}
+	t.Cleanup(func() { os.RemoveAll(a.PinDir) })
 	full := append(os.Environ(),
 		"CONNAUDIT_SPOOL_DIR="+a.SpoolDir,
+		"CONNAUDIT_BPF_PIN_DIR="+a.PinDir,
 		"CONNAUDIT_LISTEN_ADDR="+a.addr,
 		"CONNAUDIT_NODE_NAME=test-node",
 		"CONNAUDIT_CLUSTER_NAME=test-cluster",
