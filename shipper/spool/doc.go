@@ -38,26 +38,36 @@
 //   - Acknowledged records may be delivered again after a crash: the cursor
 //     is persisted by the same group commit (or in Ack when FsyncInterval is
 //     0), atomically, and only after the data it covers was fsynced.
-//   - Bytes of segment files never exceed MaxBytes; Append returns ErrFull
+//   - Append never takes the segment files past MaxBytes; it returns ErrFull
 //     instead. Space is freed when Ack passes the end of a segment, which
 //     is then deleted (its disk blocks are released once the background
 //     commit has closed it, within FsyncInterval).
 //   - A failed write (ENOSPC, EIO) leaves the segment as it was before the
 //     call: the partial write is truncated away and the error, wrapping
 //     the cause, is returned. Append works again once space returns.
-//   - Open never panics on any directory contents. Damage is repaired,
-//     counted in Recovery and described in Recovery.Problems; each valid
-//     record that survives is recovered:
+//
+// # Recovery
+//
+// Open never panics on any directory contents. It starts a new segment for
+// its own appends, and repairs the existing ones so that each is a header
+// followed by valid frames: damage is counted in Recovery.CorruptBytes (the
+// unacknowledged bytes lost, to be reported as loss), described in
+// Recovery.Problems, and not reported again by a later Open. Every valid
+// record survives:
+//
 //   - a torn tail (partial record at the end of a segment) is truncated;
-//   - garbage or zeroes inside a segment are skipped by scanning for the
-//     next valid frame, and the segment is rewritten with its valid records;
-//   - a segment of another format version is renamed to *.seg.unsupported
-//     and left alone; its bytes count as corrupt;
-//   - a corrupt cursor file causes a replay from the oldest segment
-//     (duplicates, not loss).
-//   - Damage that appears after Open (bit rot in a segment being read) is
-//     skipped by Next up to the end of that segment's data and counted in
-//     Stats.CorruptBytes.
+//   - garbage or zeroes inside a segment, or a damaged segment header, are
+//     skipped by scanning forward for the next valid frame, and the segment
+//     is rewritten with its valid unacknowledged records;
+//   - a segment with a valid header of another format version is renamed to
+//     NNN.seg.unsupported and left alone; its record bytes count as corrupt;
+//   - a corrupt cursor file, or one pointing past every segment, causes a
+//     replay from the oldest segment; a cursor that is not at a record
+//     boundary, a replay of its segment (duplicates, not loss).
+//
+// Damage that appears after Open (bit rot under the reader) makes Next
+// deliver the records before it, then skip the rest of that segment's data,
+// counted in Stats.CorruptBytes.
 //
 // A directory is used by one Spool at a time (flock on dir/LOCK).
 //

@@ -136,7 +136,7 @@ type segPlan struct {
 	start     int64  // first unacknowledged byte: the cursor if it was valid, else 0
 	cursorBad bool   // a cursor was given but is not a record boundary
 	records   int    // valid frames at or after start
-	lostBytes int64  // undecodable bytes at or after start (includes a damaged header)
+	lostBytes int64  // undecodable bytes after the header and at or after start
 
 	damagedBytes int64 // undecodable bytes anywhere in the file
 	regions      int   // number of separate undecodable regions
@@ -157,7 +157,7 @@ func planSegment(data []byte, from int64) segPlan {
 	switch status {
 	case headerUnsupported:
 		p.unsupported, p.version = true, version
-		p.lostBytes, p.damagedBytes = int64(len(data)), int64(len(data))
+		p.lostBytes, p.damagedBytes = int64(len(data)-segHeaderSize), int64(len(data))
 		return p
 	case headerOK:
 		p.headerOK = true
@@ -199,10 +199,13 @@ func planSegment(data []byte, from int64) segPlan {
 			p.records++
 		}
 	}
+	// The first segHeaderSize bytes never hold records: damage there is
+	// repaired but loses nothing.
+	lostFrom := max(p.start, segHeaderSize)
 	for _, g := range gaps {
 		p.damagedBytes += g.end - g.off
-		if g.end > p.start {
-			p.lostBytes += g.end - max(g.off, p.start)
+		if g.end > lostFrom {
+			p.lostBytes += g.end - max(g.off, lostFrom)
 		}
 	}
 	p.regions = len(gaps)

@@ -99,7 +99,7 @@ func recoverSegment(dir string, seq uint64, from int64, first bool) (recoveredSe
 		if err := os.Rename(path, path+asideSuffix); err != nil {
 			return out, nil, fmt.Errorf("recovering segment %s: setting aside: %w", name, err)
 		}
-		out.lost = fi.Size()
+		out.lost = fi.Size() - segHeaderSize
 		problemf("%d bytes is larger than any segment this build writes; moved aside to %s%s", fi.Size(), name, asideSuffix)
 		return out, problems, nil
 	}
@@ -113,7 +113,7 @@ func recoverSegment(dir string, seq uint64, from int64, first bool) (recoveredSe
 		if err := os.Rename(path, path+asideSuffix); err != nil {
 			return out, nil, fmt.Errorf("recovering segment %s: setting aside: %w", name, err)
 		}
-		out.lost = int64(len(data))
+		out.lost = p.lostBytes
 		problemf("format version %d is not supported (this build reads version %d); moved aside to %s%s, %d bytes unread",
 			p.version, formatVersion, name, asideSuffix, len(data))
 		return out, problems, nil
@@ -179,13 +179,7 @@ func truncateFile(path string, size int64) error {
 func rewriteSegment(dir string, seq uint64, data []byte, p segPlan, first bool) (int64, error) {
 	path := filepath.Join(dir, segName(seq))
 	tmp := path + tmpSuffix
-	out := make([]byte, segHeaderSize, len(data))
-	putSegHeader(out)
-	for _, f := range p.frames {
-		if f.off >= p.start {
-			out = append(out, data[f.off:f.end]...)
-		}
-	}
+	out := repairedImage(data, p)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
 		return 0, err
@@ -211,4 +205,17 @@ func rewriteSegment(dir string, seq uint64, data []byte, p segPlan, first bool) 
 		return 0, err
 	}
 	return int64(len(out)), nil
+}
+
+// repairedImage is the segment file rewriteSegment writes: a fresh header and
+// the valid frames of p at or after p.start.
+func repairedImage(data []byte, p segPlan) []byte {
+	out := make([]byte, segHeaderSize, len(data)+segHeaderSize)
+	putSegHeader(out)
+	for _, f := range p.frames {
+		if f.off >= p.start {
+			out = append(out, data[f.off:f.end]...)
+		}
+	}
+	return out
 }

@@ -83,11 +83,12 @@ type Recovery struct {
 	// Records is the number of unacknowledged records recovered: what the
 	// first calls to Next will return.
 	Records int
-	// CorruptBytes counts bytes at or after the read cursor that held no
-	// valid record: torn tails, garbage, zero-filled regions, damaged
-	// headers, and whole files of an unsupported format version (moved
-	// aside). Records in them are lost; report them as such. Open repairs
-	// the files, so the same damage is not reported twice.
+	// CorruptBytes counts the bytes of unacknowledged record data (at or
+	// after the read cursor, past segment headers) that held no valid
+	// record: torn tails, garbage, zero-filled regions, and the records of
+	// files of an unsupported format version (moved aside). Records in them
+	// are lost; report them as such. Open repairs the files, so the same
+	// damage is not reported twice.
 	CorruptBytes int64
 	// Problems describes each finding in a line, for logs. Empty when the
 	// spool was intact.
@@ -591,7 +592,8 @@ func (s *Spool) skipCorrupt(pos position, limit int64) error {
 // that is 0); after a crash, records acknowledged since the last persisted
 // cursor are delivered again. Acknowledging the zero Batch, or a batch
 // already acknowledged, does nothing; a batch that does not start at the
-// cursor yields ErrStaleBatch. An error deleting a segment or writing the
+// cursor yields ErrStaleBatch. Ack covers the batch as Next returned it,
+// whatever the caller did to b.Records. An error deleting a segment or writing the
 // cursor is returned, but the acknowledgement has taken effect.
 func (s *Spool) Ack(b Batch) error {
 	if b.spool == nil {
