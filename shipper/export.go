@@ -29,16 +29,17 @@ type ExportConfig struct {
 // only once the collector has accepted it: at-least-once delivery. A failed
 // export is retried forever with backoff; the spool bounds what waits.
 type Exporter struct {
-	cfg       ExportConfig
-	spool     *spool.Spool
-	exp       sdklog.Exporter
-	shipper   *Shipper
-	metrics   *Metrics
-	log       *slog.Logger
-	providers *providerCache
-	out       []sdklog.Record
-	rec       Record
-	failingNs atomic.Int64 // unix ns of the first failure of the current failing streak, 0 when healthy
+	cfg         ExportConfig
+	spool       *spool.Spool
+	exp         sdklog.Exporter
+	shipper     *Shipper
+	metrics     *Metrics
+	log         *slog.Logger
+	providers   *providerCache
+	out         []sdklog.Record
+	rec         Record
+	failingNs   atomic.Int64 // unix ns of the first failure of the current failing streak, 0 when healthy
+	corruptSeen int64
 }
 
 // NewExporter wires the export loop. The shipper receives loss records about
@@ -69,6 +70,7 @@ func (x *Exporter) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("read spool: %w", err)
 		}
+		x.reportCorruption()
 		x.convert(ctx, batch.Records)
 		if err := x.deliver(ctx); err != nil {
 			return nil // ctx done: the batch stays in the spool
@@ -77,6 +79,17 @@ func (x *Exporter) Run(ctx context.Context) error {
 			return fmt.Errorf("acknowledge exported batch: %w", err)
 		}
 	}
+}
+
+// reportCorruption reports spool damage that reading found since the last batch.
+func (x *Exporter) reportCorruption() {
+	corrupt := x.spool.Stats().CorruptBytes
+	if d := corrupt - x.corruptSeen; d > 0 {
+		x.log.Error("spool data failed its checksum; reported as loss", "bytes", d)
+		x.metrics.Lost.WithLabelValues(LossSpoolCorrupt).Inc()
+		x.shipper.EmitLoss(LossSpoolCorrupt, 0, time.Time{}, time.Time{}, strconv.FormatInt(d, 10)+" spooled bytes failed their checksum")
+	}
+	x.corruptSeen = corrupt
 }
 
 // convert turns spooled payloads into SDK records, in x.out.
@@ -97,8 +110,8 @@ func (x *Exporter) convert(ctx context.Context, payloads [][]byte) {
 		lr.SetSeverity(r.Severity)
 		lr.SetSeverityText(severityText(r.Severity))
 		lr.SetBody(attribute.StringValue(r.Body))
+		r.Attrs = append(r.Attrs, attribute.Int64("connaudit.seq", int64(r.Seq)))
 		lr.AddAttributes(r.Attrs...)
-		lr.AddAttributes(attribute.Int64("connaudit.seq", int64(r.Seq)))
 		x.providers.logger(r.Resource).Emit(ctx, lr)
 	}
 	if undecodable > 0 {
@@ -200,6 +213,8 @@ func (c *providerCache) logger(res []byte) log.Logger {
 		sdklog.WithResource(resource.NewSchemaless(attrs...)),
 		sdklog.WithProcessor(captureProcessor{c.out}),
 		sdklog.WithAttributeCountLimit(-1),
+		// Records are built with unique keys; the SDK's dedup would build a map per record.
+		sdklog.WithAllowKeyDuplication(),
 	)
 	e := &providerEntry{provider: p, logger: p.Logger("github.com/connaudit/connaudit", log.WithInstrumentationVersion(c.version))}
 	key := string(res)

@@ -45,8 +45,11 @@ func runAgent(ctx context.Context) error {
 	}
 	defer sp.Close()
 	sh := shipper.New(sp, resource, metrics, logger)
+	if len(recovery.Problems) > 0 {
+		logger.Warn("spool repaired at start", "recovered_records", recovery.Records, "problems", recovery.Problems)
+	}
 	if recovery.CorruptBytes > 0 {
-		logger.Error("spool held unreadable data; reported as loss", "bytes", recovery.CorruptBytes, "problems", recovery.Problems)
+		logger.Error("spool held unreadable records; reported as loss", "bytes", recovery.CorruptBytes)
 		metrics.Lost.WithLabelValues(shipper.LossSpoolCorrupt).Inc()
 		sh.EmitLoss(shipper.LossSpoolCorrupt, 0, time.Time{}, time.Time{},
 			strconv.FormatInt(recovery.CorruptBytes, 10)+" unreadable bytes in the spool")

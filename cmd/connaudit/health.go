@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -14,8 +15,9 @@ import (
 	"github.com/connaudit/connaudit/shipper"
 )
 
-// healthServer serves /metrics, /healthz (the process is alive) and /readyz
-// (capturing, and exports have not been failing for longer than maxFailure).
+// healthServer serves /metrics, /healthz (the process is alive), /readyz
+// (capturing, and exports have not been failing for longer than maxFailure)
+// and Go's /debug/pprof profiles.
 type healthServer struct {
 	addr       string
 	srv        *http.Server
@@ -31,6 +33,8 @@ func newHealthServer(addr string, reg *prometheus.Registry, x *shipper.Exporter,
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", h.readyz)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	h.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return h
 }
