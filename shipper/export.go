@@ -87,7 +87,7 @@ func (x *Exporter) reportCorruption() {
 	if d := corrupt - x.corruptSeen; d > 0 {
 		x.log.Error("spool data failed its checksum; reported as loss", "bytes", d)
 		x.metrics.Lost.WithLabelValues(LossSpoolCorrupt).Inc()
-		x.shipper.EmitLoss(LossSpoolCorrupt, 0, time.Time{}, time.Time{}, strconv.FormatInt(d, 10)+" spooled bytes failed their checksum")
+		x.shipper.EmitLoss(Loss{Reason: LossSpoolCorrupt, Bytes: d, Detail: "spooled records failed their checksum"})
 	}
 	x.corruptSeen = corrupt
 }
@@ -116,7 +116,7 @@ func (x *Exporter) convert(ctx context.Context, payloads [][]byte) {
 	}
 	if undecodable > 0 {
 		x.metrics.Lost.WithLabelValues(LossUndecodable).Add(float64(undecodable))
-		x.shipper.EmitLoss(LossUndecodable, uint64(undecodable), time.Time{}, time.Time{}, "spooled by an incompatible version")
+		x.shipper.EmitLoss(Loss{Reason: LossUndecodable, Count: uint64(undecodable), Detail: "spooled by an incompatible version"})
 	}
 }
 
@@ -167,7 +167,7 @@ func (x *Exporter) reportRejected(err error) {
 	x.log.Error("the collector rejected records", "count", n, "err", err)
 	if n > 0 {
 		x.metrics.Lost.WithLabelValues(LossRejected).Add(float64(n))
-		x.shipper.EmitLoss(LossRejected, n, time.Time{}, time.Time{}, err.Error())
+		x.shipper.EmitLoss(Loss{Reason: LossRejected, Count: n, Detail: err.Error()})
 	}
 }
 

@@ -96,15 +96,26 @@ func (s *Shipper) reportDropped() {
 	s.log.Warn("spool accepts records again", "lost", d.count, "first_seq", d.firstSeq, "last_seq", d.lastSeq)
 }
 
-// EmitLoss records that count records (or identities) were lost for reason
-// between first and last.
-func (s *Shipper) EmitLoss(reason string, count uint64, first, last time.Time, detail string) {
+// Loss describes records (or identities) lost for one reason.
+type Loss struct {
+	Reason      string
+	Count       uint64 // 0 when only Bytes is known
+	Bytes       int64  // unreadable bytes, for spool damage
+	First, Last time.Time
+	Detail      string
+}
+
+// EmitLoss writes a connaudit.loss record.
+func (s *Shipper) EmitLoss(l Loss) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.dropped.count > 0 {
 		s.reportDropped()
 	}
-	s.buildLoss(reason, count, first, last, detail)
+	s.buildLoss(l.Reason, l.Count, l.First, l.Last, l.Detail)
+	if l.Bytes > 0 {
+		s.enc.Int("connaudit.lost.bytes", l.Bytes)
+	}
 	s.append(s.enc.Bytes())
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,8 +50,7 @@ func runAgent(ctx context.Context) error {
 	if recovery.CorruptBytes > 0 {
 		logger.Error("spool held unreadable records; reported as loss", "bytes", recovery.CorruptBytes)
 		metrics.Lost.WithLabelValues(shipper.LossSpoolCorrupt).Inc()
-		sh.EmitLoss(shipper.LossSpoolCorrupt, 0, time.Time{}, time.Time{},
-			strconv.FormatInt(recovery.CorruptBytes, 10)+" unreadable bytes in the spool")
+		sh.EmitLoss(shipper.Loss{Reason: shipper.LossSpoolCorrupt, Bytes: recovery.CorruptBytes, Detail: "unreadable records in the spool at start"})
 	}
 
 	sdkExporter, err := shipper.NewSDKExporter(ctx, cfg.Output, os.Stdout)
@@ -95,7 +93,7 @@ func runAgent(ctx context.Context) error {
 	for _, old := range tracer.Replaced() {
 		logger.Warn("replaced pinned capture of another version or size: attempts it held are lost", "pinned", old)
 		metrics.Lost.WithLabelValues(shipper.LossCaptureReplaced).Inc()
-		sh.EmitLoss(shipper.LossCaptureReplaced, 0, time.Time{}, time.Time{}, "pinned capture "+old+" was incompatible with this agent and was replaced; events it held are lost")
+		sh.EmitLoss(shipper.Loss{Reason: shipper.LossCaptureReplaced, Detail: "pinned capture " + old + " was incompatible with this agent and was replaced; events it held are lost"})
 	}
 	logger.Info("capturing TCP connect attempts", "version", version, "instance", instanceID, "output", cfg.Output)
 	health.setReady(true)
@@ -225,12 +223,14 @@ func (p *pipeline) poll(now time.Time) {
 	if d := c.RingBufferLost - p.counters.RingBufferLost; d > 0 {
 		p.log.Error("ring buffer full: connect attempts lost", "count", d)
 		p.metrics.Lost.WithLabelValues(shipper.LossRingBuffer).Add(float64(d))
-		p.shipper.EmitLoss(shipper.LossRingBuffer, d, p.lastPoll, now, "the kernel found the event ring buffer full (raise CONNAUDIT_RING_BUFFER_BYTES)")
+		p.shipper.EmitLoss(shipper.Loss{Reason: shipper.LossRingBuffer, Count: d, First: p.lastPoll, Last: now,
+			Detail: "the kernel found the event ring buffer full (raise CONNAUDIT_RING_BUFFER_BYTES)"})
 	}
 	if d := c.HandshakeLost - p.counters.HandshakeLost; d > 0 {
 		p.log.Warn("handshake map evictions: attempts shipped without process identity", "count", d)
 		p.metrics.Lost.WithLabelValues(shipper.LossHandshakeMap).Add(float64(d))
-		p.shipper.EmitLoss(shipper.LossHandshakeMap, d, p.lastPoll, now, "in-flight handshakes evicted; their attempts carry connaudit.identity.lost (raise CONNAUDIT_HANDSHAKE_ENTRIES)")
+		p.shipper.EmitLoss(shipper.Loss{Reason: shipper.LossHandshakeMap, Count: d, First: p.lastPoll, Last: now,
+			Detail: "in-flight handshakes evicted; their attempts carry connaudit.identity.lost (raise CONNAUDIT_HANDSHAKE_ENTRIES)"})
 	}
 	if c != p.counters {
 		if err := p.tracer.MarkReported(c); err != nil {
