@@ -36,7 +36,13 @@ type dropped struct {
 	firstTime, lastTime time.Time
 	reason              string
 	cause               error
+	spoolBytes          int64     // spool size at the last refusal
+	lastTry             time.Time // of reporting the drop
 }
+
+// retryInterval bounds how often a refused loss report is tried again while
+// the spool has not shrunk (the disk may have gained room meanwhile).
+const retryInterval = time.Second
 
 // New returns a Shipper that appends to sp. resource is the agent's encoded resource.
 func New(sp *spool.Spool, resource []byte, m *Metrics, logger *slog.Logger) *Shipper {
@@ -49,10 +55,18 @@ func New(sp *spool.Spool, resource []byte, m *Metrics, logger *slog.Logger) *Shi
 func (s *Shipper) Emit(payload []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.dropped.count > 0 {
-		s.reportDropped()
-	}
+	s.reportDroppedIfRoom()
 	s.append(payload)
+}
+
+// reportDroppedIfRoom writes the pending loss record once the spool may take
+// it: it shrank, or retryInterval passed. The caller holds mu.
+func (s *Shipper) reportDroppedIfRoom() {
+	d := &s.dropped
+	if d.count == 0 || s.spool.Stats().Bytes >= d.spoolBytes && time.Since(d.lastTry) < retryInterval {
+		return
+	}
+	s.reportDropped()
 }
 
 // append stamps and appends; the caller holds mu.
@@ -71,11 +85,12 @@ func (s *Shipper) append(payload []byte) bool {
 	d := &s.dropped
 	ts := recordTime(payload)
 	if d.count == 0 {
-		d.firstSeq, d.firstTime, d.reason, d.cause = s.seq, ts, reason, err
+		d.firstSeq, d.firstTime, d.reason, d.cause, d.lastTry = s.seq, ts, reason, err, time.Now()
 		s.log.Error("spool refused a record; counting every record lost until it accepts again", "reason", reason, "err", err)
 	}
 	d.count++
 	d.lastSeq, d.lastTime = s.seq, ts
+	d.spoolBytes = s.spool.Stats().Bytes
 	s.metrics.Lost.WithLabelValues(reason).Inc()
 	return false
 }
@@ -91,6 +106,7 @@ func (s *Shipper) reportDropped() {
 		// Still refused: the new drop (this loss record included) carries on the count.
 		s.dropped.count += d.count
 		s.dropped.firstSeq, s.dropped.firstTime = d.firstSeq, d.firstTime
+		s.dropped.lastTry = time.Now()
 		return
 	}
 	s.log.Warn("spool accepts records again", "lost", d.count, "first_seq", d.firstSeq, "last_seq", d.lastSeq)
@@ -109,9 +125,7 @@ type Loss struct {
 func (s *Shipper) EmitLoss(l Loss) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.dropped.count > 0 {
-		s.reportDropped()
-	}
+	s.reportDroppedIfRoom()
 	s.buildLoss(l.Reason, l.Count, l.First, l.Last, l.Detail)
 	if l.Bytes > 0 {
 		s.enc.Int("connaudit.lost.bytes", l.Bytes)
@@ -142,9 +156,7 @@ func (s *Shipper) buildLoss(reason string, count uint64, first, last time.Time, 
 func (s *Shipper) EmitAgentEvent(name, body string, sev log.Severity, attrs func(*AttrList)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.dropped.count > 0 {
-		s.reportDropped()
-	}
+	s.reportDroppedIfRoom()
 	now := time.Now()
 	s.body = append(s.body[:0], body...)
 	s.enc.Reset(name, now, now, sev, s.body, s.resource)
