@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 VICTORIALOGS_VERSION := v1.52.1
 export GOFLAGS ?= -mod=mod
 
-.PHONY: all build generate run test test-unit test-e2e bench k8s-bins clean
+.PHONY: all build generate run test fuzz bench k8s-bins clean
 
 all: build
 
@@ -38,7 +38,16 @@ run: build
 test: build k8s-bins
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
-	cd otel-collector && $(GO) test -count=1 ./...
+	cd otel-collector && $(GO) vet ./... && $(GO) test -count=1 ./...
+	$(MAKE) fuzz
+
+# A short run of each fuzz target beyond its committed seed corpus.
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./bpf/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./shipper/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSegment$$' -fuzztime $(FUZZTIME) ./shipper/spool/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./k8s/cgroup/
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... | tee bin/bench.txt
