@@ -24,7 +24,7 @@ $(BIN)/victoria-logs:
 # kube-apiserver and etcd, built from Go module source and cached (a cold build takes ~10 minutes).
 k8s-bins: $(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd
 
-$(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd:
+$(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd &:
 	hack/build-k8s-bins.sh $(CURDIR)/$(BIN)/k8s
 
 # Regenerates the committed eBPF objects and Go bindings. Needs clang, llvm, libbpf-dev and bpftool.
