@@ -58,6 +58,9 @@ type Tracer struct {
 
 const btfPath = "/sys/kernel/btf/vmlinux"
 
+// privileges is what capture needs, said the same way wherever it is missing.
+const privileges = "run as root, or with CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN"
+
 // Load checks the kernel's prerequisites, loads the programs and attaches them.
 func Load(cfg Config) (*Tracer, error) {
 	if err := cfg.Validate(); err != nil {
@@ -66,9 +69,9 @@ func Load(cfg Config) (*Tracer, error) {
 	if _, err := os.Stat(btfPath); err != nil {
 		return nil, fmt.Errorf("kernel BTF not found at %s: connaudit needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (Linux 5.8 or newer): %w", btfPath, err)
 	}
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("raise the memlock limit (run as root, or with CAP_SYS_RESOURCE): %w", err)
-	}
+	// Kernels before 5.11 charge eBPF maps to RLIMIT_MEMLOCK. Without the
+	// privilege to raise it, loading fails below with the clearer message.
+	_ = rlimit.RemoveMemlock()
 	if err := ensureTracefs(); err != nil {
 		return nil, err
 	}
@@ -111,7 +114,7 @@ func Load(cfg Config) (*Tracer, error) {
 
 func loadError(err error) error {
 	if errors.Is(err, unix.EPERM) {
-		return fmt.Errorf("load eBPF programs: permission denied: run as root, or with CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN: %w", err)
+		return fmt.Errorf("load eBPF programs: permission denied: %s: %w", privileges, err)
 	}
 	var verr *ebpf.VerifierError
 	if errors.As(err, &verr) {
@@ -152,7 +155,7 @@ func ensureTracefs() error {
 		}
 	}
 	if err := unix.Mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
-		return fmt.Errorf("tracefs is not mounted and mounting it at /sys/kernel/tracing failed (mount it, or run privileged): %w", err)
+		return fmt.Errorf("tracefs is not readable at /sys/kernel/tracing and mounting it failed (%s): %w", privileges, err)
 	}
 	return nil
 }
