@@ -1,0 +1,991 @@
+package e2e
+
+// Fault tests of issue 4: each takes a real component down (collector,
+// agent, VictoriaLogs, the spool's disk, the spool's files), makes loopback
+// connects, and ends by proving from VictoriaLogs that
+//
+//   - every connaudit.seq of every agent instance involved is present, except
+//     for holes that a connaudit.loss record explains exactly (its
+//     connaudit.lost.seq.first..last are all absent and its
+//     connaudit.lost.count is their number), and
+//   - every connect the test made to a port it owns is stored exactly once
+//     (distinct by service.instance.id and connaudit.seq: replays after a
+//     restart may store a record twice, and that is allowed).
+//
+// Every wait is bounded. Run them with
+//
+//	go test -count=1 -run Fault -v ./e2e/
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/connaudit/connaudit/internal/teststack"
+	"github.com/connaudit/connaudit/shipper"
+)
+
+// arrivalTimeout bounds the wait for records once every component is up: the
+// agent's export backoff is at most 500 ms in the tests, the collector's at
+// most 10 s.
+const arrivalTimeout = 2 * time.Minute
+
+// TestFaultCollectorDown60s: the collector is stopped for 60 s while more than
+// 20,000 connects happen; /readyz turns false once exports have failed for
+// CONNAUDIT_READY_EXPORT_FAILURE, and true again after the collector returns;
+// everything arrives.
+func TestFaultCollectorDown60s(t *testing.T) {
+	s := startStack(t, "CONNAUDIT_READY_EXPORT_FAILURE=5s")
+	instance := s.instance(t)
+	target := newConnectTarget(t)
+
+	const (
+		outage = 60 * time.Second
+		want   = 24_000 // connects during the outage, spread over its first 45 s
+		spread = 45 * time.Second
+	)
+	s.col.Stop()
+	down := time.Now()
+
+	var made atomic.Int64
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		const tick = 100 * time.Millisecond
+		per := int(int64(want) * int64(tick) / int64(spread))
+		next := time.Now()
+		for made.Load() < want && time.Since(down) < outage-5*time.Second {
+			n, _ := target.connect(min(per, want-int(made.Load())))
+			made.Add(int64(n))
+			next = next.Add(tick)
+			time.Sleep(time.Until(next))
+		}
+	}()
+
+	var notReadyAfter time.Duration
+	for time.Since(down) < outage {
+		if notReadyAfter == 0 && !s.agent.Ready() {
+			notReadyAfter = time.Since(down)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	<-loadDone
+	if notReadyAfter == 0 {
+		t.Errorf("/readyz stayed 200 during a %v collector outage with CONNAUDIT_READY_EXPORT_FAILURE=5s", outage)
+	} else {
+		t.Logf("/readyz turned false %v after the collector stopped", notReadyAfter.Round(time.Millisecond))
+	}
+	if !s.agent.Healthy() {
+		t.Errorf("/healthz failed during the collector outage")
+	}
+	n := made.Load()
+	t.Logf("%d connects while the collector was down (%d failed)", n, target.failed.Load())
+	if n < 20_000 {
+		t.Fatalf("only %d connects made during the outage, want at least 20000", n)
+	}
+
+	s.col.Start()
+	back := time.Now()
+	if !pollUntil(time.Minute, s.agent.Ready) {
+		t.Errorf("/readyz still failing %v after the collector returned", time.Minute)
+	} else {
+		t.Logf("/readyz 200 again %v after the collector returned", time.Since(back).Round(time.Millisecond))
+	}
+
+	waitConnects(t, s.vl, target.port, int(n), arrivalTimeout)
+	t.Logf("all %d connects stored %v after the collector returned", n, time.Since(back).Round(time.Millisecond))
+	m := metricsOf(t, s.agent)
+	if m[`connaudit_export_retries_total`] == 0 {
+		t.Errorf("connaudit_export_retries_total is 0 after a collector outage")
+	}
+	s.agent.Stop()
+	tr := finalTrail(t, s.vl, instance)
+	checkTrail(t, tr, instance, true)
+	tr.wantConnects(t, target.port, int(n))
+	wantNoSpoolLoss(t, m)
+}
+
+// TestFaultAgentKill9: the agent is killed with SIGKILL in the middle of a
+// connect stream, the stream goes on while it is down, and it is restarted on
+// the same spool and pinned capture. The first instance's spooled records are
+// exported by the second, and the second drains what the pinned capture
+// recorded while no agent ran.
+func TestFaultAgentKill9(t *testing.T) {
+	s := startStack(t)
+	first := s.instance(t)
+	target := newConnectTarget(t)
+
+	var made atomic.Int64
+	stop := make(chan struct{})
+	streamDone := make(chan struct{})
+	go func() {
+		defer close(streamDone)
+		deadline := time.Now().Add(time.Minute)
+		for time.Now().Before(deadline) {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			n, _ := target.connect(20)
+			made.Add(int64(n))
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-streamDone
+	}()
+
+	time.Sleep(3 * time.Second)
+	atKill := made.Load()
+	s.agent.Kill()
+	killed := made.Load()
+	time.Sleep(3 * time.Second)
+	atRestart := made.Load()
+	s.agent.Start()
+	restarted := made.Load()
+	time.Sleep(3 * time.Second)
+	close(stop)
+	<-streamDone
+	n := made.Load()
+	t.Logf("%d connects: ~%d before the kill, %d..%d while no agent ran, %d in total (%d failed)",
+		n, atKill, killed, restarted, n, target.failed.Load())
+	if atRestart-killed < 100 {
+		t.Fatalf("only %d connects while the agent was down", atRestart-killed)
+	}
+
+	waitConnects(t, s.vl, target.port, int(n), arrivalTimeout)
+	second := otherInstance(t, s.vl, first)
+	m := metricsOf(t, s.agent)
+	s.agent.Stop()
+	tr := finalTrail(t, s.vl, second)
+	if got := tr.agentStart(second)["connaudit.capture.resumed"]; got != "true" {
+		t.Errorf("second instance: connaudit.capture.resumed = %q, want true", got)
+	}
+	checkTrail(t, tr, first, false)
+	checkTrail(t, tr, second, true)
+	tr.wantConnects(t, target.port, int(n))
+	if k := tr.connectsOf(first, target.port); k < int(atKill)/2 {
+		t.Errorf("the first instance stored only %d connects of the ~%d made before the kill", k, atKill)
+	}
+	t.Logf("first instance %s stored %d of the connects, second %s %d",
+		first, tr.connectsOf(first, target.port), second, tr.connectsOf(second, target.port))
+	wantNoSpoolLoss(t, m)
+}
+
+// TestFaultCollectorKill9: the collector is killed with SIGKILL while its
+// persistent queue holds records (VictoriaLogs is down, so nothing drains),
+// then VictoriaLogs and the collector come back.
+func TestFaultCollectorKill9(t *testing.T) {
+	s := startStack(t)
+	instance := s.instance(t)
+	target := newConnectTarget(t)
+
+	s.vl.Stop()
+	n, _ := target.connect(5000)
+	queued := waitQueue(t, s.col, n, 60*time.Second)
+	t.Logf("collector queue holds %d records (%d connects made)", queued, n)
+	time.Sleep(3 * time.Second) // kill it while its exporter retries a batch
+	s.col.Kill()
+
+	// The agent keeps records while the collector is dead.
+	k, _ := target.connect(1000)
+	n += k
+	time.Sleep(2 * time.Second)
+	s.vl.Start()
+	s.col.Start()
+
+	waitConnects(t, s.vl, target.port, n, arrivalTimeout)
+	m := metricsOf(t, s.agent)
+	s.agent.Stop()
+	tr := finalTrail(t, s.vl, instance)
+	checkTrail(t, tr, instance, true)
+	tr.wantConnects(t, target.port, n)
+	wantNoSpoolLoss(t, m)
+}
+
+// TestFaultVictoriaLogsDown: VictoriaLogs stops while records flow and comes
+// back; the collector's queue holds them meanwhile.
+func TestFaultVictoriaLogsDown(t *testing.T) {
+	s := startStack(t)
+	instance := s.instance(t)
+	target := newConnectTarget(t)
+
+	n1, _ := target.connect(1000)
+	s.vl.Stop()
+	n2, _ := target.connect(5000)
+	queued := waitQueue(t, s.col, n2, 60*time.Second)
+	t.Logf("collector queue holds %d records", queued)
+	time.Sleep(3 * time.Second)
+	s.vl.Start()
+	n3, _ := target.connect(1000)
+	n := n1 + n2 + n3
+
+	waitConnects(t, s.vl, target.port, n, arrivalTimeout)
+	m := metricsOf(t, s.agent)
+	s.agent.Stop()
+	tr := finalTrail(t, s.vl, instance)
+	checkTrail(t, tr, instance, true)
+	tr.wantConnects(t, target.port, n)
+	wantNoSpoolLoss(t, m)
+}
+
+// TestFaultSpoolDiskFull: the spool lives on a 2 MiB tmpfs and the collector
+// is down, so the spool cannot drain. Connects go on until the spool refuses
+// records: the agent stays up, and once the collector returns the spool
+// drains, new records are accepted and a connaudit.loss record accounts for
+// exactly the sequence numbers dropped.
+//
+//   - disk_full: CONNAUDIT_SPOOL_MAX_BYTES (8 MiB) is larger than the disk, so
+//     the disk refuses the writes (ENOSPC): reason spool_error.
+//   - disk_full_default_max: the same with the default 1 GiB bound, whose
+//     16 MiB segments are larger than the whole disk: once drained, the
+//     spool's only segment is its active one, and the spool must give that
+//     space back for new records to fit.
+//   - max_bytes: CONNAUDIT_SPOOL_MAX_BYTES=1048576 is reached first: reason spool_full.
+func TestFaultSpoolDiskFull(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		maxBytes string
+		reason   string
+	}{
+		{"disk_full", "8388608", shipper.LossSpoolError},
+		{"disk_full_default_max", "1073741824", shipper.LossSpoolError},
+		{"max_bytes", "1048576", shipper.LossSpoolFull},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testSpoolFull(t, tc.maxBytes, tc.reason) })
+	}
+}
+
+func testSpoolFull(t *testing.T, maxBytes, reason string) {
+	mnt := mountTmpfs(t, "2m")
+	s := startStack(t,
+		"CONNAUDIT_SPOOL_DIR="+filepath.Join(mnt, "spool"),
+		"CONNAUDIT_SPOOL_MAX_BYTES="+maxBytes,
+		"CONNAUDIT_READY_EXPORT_FAILURE=10m", // /readyz then tells whether capture runs
+	)
+	instance := s.instance(t)
+	before := newConnectTarget(t)
+	after := newConnectTarget(t)
+
+	s.col.Stop()
+	made, batches := 0, 0
+	lostMetric := `connaudit_records_lost_total{reason="` + reason + `"}`
+	for ; batches < 100; batches++ {
+		n, _ := before.connect(500)
+		made += n
+		if metricsOf(t, s.agent)[lostMetric] > 0 {
+			break
+		}
+	}
+	m := metricsOf(t, s.agent)
+	if m[lostMetric] == 0 {
+		t.Fatalf("spool never refused a record after %d connects; metrics:\n%s", made, lossLines(mustMetrics(t, s.agent)))
+	}
+	// Keep going while it is full: these are dropped and counted.
+	n, _ := before.connect(1000)
+	made += n
+	time.Sleep(500 * time.Millisecond)
+	t.Logf("spool refusing records (%s) after ~%d connects; %s = %v", reason, made, lostMetric, metricsOf(t, s.agent)[lostMetric])
+	if !s.agent.Running() {
+		t.Fatalf("agent exited with a full spool: %v", s.agent.ExitErr())
+	}
+	if !s.agent.Healthy() || !s.agent.Ready() {
+		t.Errorf("agent with a full spool: /healthz ok=%v /readyz ok=%v, want both", s.agent.Healthy(), s.agent.Ready())
+	}
+
+	// Space returns: the collector accepts, the spool drains.
+	s.col.Start()
+	drained := pollUntil(arrivalTimeout, func() bool {
+		m := metricsOf(t, s.agent)
+		return m["connaudit_records_exported_total"] >= m["connaudit_records_spooled_total"]
+	})
+	if !drained {
+		t.Errorf("spool did not drain within %v; metrics:\n%s", arrivalTimeout, lossLines(mustMetrics(t, s.agent)))
+	}
+	time.Sleep(500 * time.Millisecond) // let the spool release acknowledged segments
+
+	// New records are accepted again.
+	lostBefore := metricsOf(t, s.agent)[lostMetric]
+	k, _ := after.connect(500)
+	time.Sleep(time.Second) // let the agent read them
+	m = metricsOf(t, s.agent)
+	if d := m[lostMetric] - lostBefore; d > 0 {
+		t.Fatalf("the spool still refuses records after the collector returned and it drained: %v more lost (%s) "+
+			"for %d new connects; spool directory:\n%s\nmetrics:\n%s",
+			d, reason, k, listDir(filepath.Join(mnt, "spool")), lossLines(mustMetrics(t, s.agent)))
+	}
+	waitConnects(t, s.vl, after.port, k, arrivalTimeout)
+	s.agent.Stop()
+	tr := finalTrail(t, s.vl, instance)
+	losses := checkTrail(t, tr, instance, true)
+	tr.wantConnects(t, after.port, k)
+
+	var lostSeqs float64
+	for _, l := range losses {
+		if l.reason == shipper.LossSpoolError || l.reason == shipper.LossSpoolFull {
+			lostSeqs += float64(l.count)
+			t.Logf("loss record seq %d: %d records, seq %d..%d, reason %s", l.seq, l.count, l.first, l.last, l.reason)
+		}
+	}
+	if lostSeqs == 0 {
+		t.Errorf("no connaudit.loss record with reason %s and a seq range", reason)
+	}
+	spoolLost := m[`connaudit_records_lost_total{reason="spool_full"}`] + m[`connaudit_records_lost_total{reason="spool_error"}`]
+	if spoolLost != lostSeqs {
+		t.Errorf("metrics count %v records lost by the spool, loss records account for %v", spoolLost, lostSeqs)
+	}
+	stored := tr.connectsOf(instance, before.port)
+	t.Logf("of %d connects while the spool was full, %d stored and the rest within the %v lost seqs", made, stored, lostSeqs)
+	if stored >= made {
+		t.Errorf("all %d connects stored, yet the spool reported loss", made)
+	}
+}
+
+// TestFaultCorruptSpool: the agent spools with the collector down and stops;
+// its spool files are then damaged (garbage over two records in the middle of
+// the oldest segment, a torn tail in the newest, and a segment file of a
+// newer format version). The restarted agent does not crash, exports every
+// record that survived, reports connaudit.loss with reason spool_corrupt, and
+// captures on.
+func TestFaultCorruptSpool(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("the end-to-end tests load eBPF programs and need root")
+	}
+	vl := teststack.StartVictoriaLogs(t)
+	col := teststack.StartCollector(t, vl.URL())
+	col.Stop()
+	agent := teststack.StartAgent(t, col,
+		"CONNAUDIT_SHUTDOWN_GRACE=1s",
+		// 2 MiB segments; room for what other processes connect meanwhile.
+		"CONNAUDIT_SPOOL_MAX_BYTES=16777216",
+	)
+	target := newConnectTarget(t)
+	made, _ := target.connect(8000)
+	time.Sleep(time.Second) // let the agent read the ring buffer
+	agent.Stop()
+
+	segs := readSpool(t, agent.SpoolDir)
+	var frames []spoolFrame
+	for _, sg := range segs {
+		frames = append(frames, sg.frames...)
+	}
+	instance := frames[0].instance
+	seqs := map[uint64]bool{}
+	for _, f := range frames {
+		if f.instance != instance {
+			t.Fatalf("spool holds records of two instances, %s and %s", instance, f.instance)
+		}
+		seqs[f.seq] = true
+	}
+	for i := uint64(1); i <= uint64(len(seqs)); i++ {
+		if !seqs[i] {
+			t.Fatalf("intact spool of a stopped agent lacks seq %d of 1..%d", i, len(frames))
+		}
+	}
+	var withData []*spoolSegment
+	for i := range segs {
+		if len(segs[i].frames) > 0 {
+			withData = append(withData, &segs[i])
+		}
+	}
+	if len(withData) < 2 {
+		t.Fatalf("want at least two segments with records, got %d", len(withData))
+	}
+	t.Logf("spool: %d records of instance %s in %d segments", len(frames), instance, len(withData))
+
+	damaged := map[uint64]bool{}
+	// 1. Garbage over the end of one record and the start of the next, in
+	// the middle of the oldest segment.
+	oldest := withData[0]
+	k := len(oldest.frames) / 2
+	fa, fb := oldest.frames[k], oldest.frames[k+1]
+	garbage := make([]byte, int(fb.off-fa.off))
+	rng := rand.New(rand.NewPCG(4, 2))
+	for i := range garbage {
+		garbage[i] = byte(rng.UintN(256))
+	}
+	writeAt(t, oldest.path, fa.off+5, garbage)
+	damaged[fa.seq], damaged[fb.seq] = true, true
+	// 2. A torn tail: the newest segment ends in the middle of its last record.
+	newest := withData[len(withData)-1]
+	last := newest.frames[len(newest.frames)-1]
+	if err := os.Truncate(newest.path, last.off+spoolFrameHeader+(last.end-last.off-spoolFrameHeader)/2); err != nil {
+		t.Fatal(err)
+	}
+	damaged[last.seq] = true
+	// 3. A segment written by a newer version: a valid header of format
+	// version 2, then data this build cannot read.
+	newerName := fmt.Sprintf("%020d.seg", segs[len(segs)-1].num+1)
+	newer := make([]byte, 16, 16+4096)
+	copy(newer, "cnaspseg")
+	binary.LittleEndian.PutUint32(newer[8:], 2)
+	binary.LittleEndian.PutUint32(newer[12:], crc32.Checksum(newer[:12], crc32.MakeTable(crc32.Castagnoli)))
+	for range 4096 {
+		newer = append(newer, byte(rng.UintN(256)))
+	}
+	if err := os.WriteFile(filepath.Join(agent.SpoolDir, newerName), newer, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	lostConnects := 0
+	for _, f := range frames {
+		if damaged[f.seq] && f.peerPort == target.port {
+			lostConnects++
+		}
+	}
+	t.Logf("damaged seqs %v (%d of them connects to the test port); added %s", slices.Sorted(maps.Keys(damaged)), lostConnects, newerName)
+
+	col.Start()
+	agent.Start()
+	if !agent.Running() {
+		t.Fatalf("agent exited on a corrupt spool: %v", agent.ExitErr())
+	}
+	// It captures on after recovery.
+	fresh := newConnectTarget(t)
+	k2, _ := fresh.connect(300)
+	waitConnects(t, vl, fresh.port, k2, arrivalTimeout)
+	waitConnects(t, vl, target.port, made-lostConnects, arrivalTimeout)
+	second := otherInstance(t, vl, instance)
+	m := metricsOf(t, agent)
+	agent.Stop()
+
+	tr := finalTrail(t, vl, second)
+	// Instance 1: exactly the records that survived the damage are present.
+	var missing, resurrected []uint64
+	for seq := range seqs {
+		_, ok := tr.recs[recKey{instance, int(seq)}]
+		switch {
+		case damaged[seq] && ok:
+			resurrected = append(resurrected, seq)
+		case !damaged[seq] && !ok:
+			missing = append(missing, seq)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		t.Errorf("%d valid spooled records of instance %s never arrived, first %v", len(missing), instance, missing[:min(10, len(missing))])
+	}
+	if len(resurrected) > 0 {
+		t.Errorf("damaged records %v arrived anyway: the damage did not hit them", resurrected)
+	}
+	for key := range tr.recs {
+		if key.instance == instance && !seqs[uint64(key.seq)] {
+			t.Errorf("instance %s: seq %d stored but it was not in the spool", instance, key.seq)
+		}
+	}
+	tr.wantConnects(t, target.port, made-lostConnects)
+	tr.wantConnects(t, fresh.port, k2)
+
+	losses := checkTrail(t, tr, second, true)
+	var corrupt []lossRecord
+	for _, l := range losses {
+		if l.reason == shipper.LossSpoolCorrupt {
+			corrupt = append(corrupt, l)
+		}
+	}
+	if len(corrupt) == 0 {
+		t.Errorf("no connaudit.loss record with reason spool_corrupt from instance %s", second)
+	}
+	for _, l := range corrupt {
+		if l.bytes <= 0 {
+			t.Errorf("spool_corrupt loss record without connaudit.lost.bytes: %q", l.body)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(agent.SpoolDir, newerName+".unsupported")); err != nil {
+		t.Errorf("the newer-version segment was not set aside: %v", err)
+	}
+	if m[`connaudit_records_lost_total{reason="spool_corrupt"}`] == 0 {
+		t.Errorf("connaudit_records_lost_total{reason=\"spool_corrupt\"} is 0")
+	}
+}
+
+// ---- connect load ----
+
+// connectTarget is a loopback listener whose port identifies the test's
+// connects in VictoriaLogs.
+type connectTarget struct {
+	port   int
+	sa     *syscall.SockaddrInet4
+	failed atomic.Int64
+	mu     sync.Mutex // one connect loop at a time
+}
+
+func newConnectTarget(t *testing.T) *connectTarget {
+	addr := listen(t, "tcp4", "127.0.0.1:0")
+	return &connectTarget{port: addr.Port, sa: &syscall.SockaddrInet4{Port: addr.Port, Addr: [4]byte{127, 0, 0, 1}}}
+}
+
+// connect makes n blocking connects and closes each with an RST (SO_LINGER
+// 0: no TIME_WAIT, so ephemeral ports last). It returns how many connect
+// calls were made (each is one attempt the agent must record, whatever its
+// outcome) and how many of them failed.
+func (c *connectTarget) connect(n int) (made, failed int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for range n {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		_ = syscall.SetsockoptLinger(fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1, Linger: 0})
+		made++
+		if err := syscall.Connect(fd, c.sa); err != nil {
+			failed++
+			c.failed.Add(1)
+		}
+		syscall.Close(fd)
+	}
+	return made, failed
+}
+
+// ---- VictoriaLogs trail ----
+
+type recKey struct {
+	instance string
+	seq      int
+}
+
+// trail is every record of the agents in a VictoriaLogs, one per
+// (service.instance.id, connaudit.seq).
+type trail struct {
+	recs map[recKey]map[string]string
+	dups int
+	rows int
+	pid  string
+}
+
+var trailFields = []string{
+	"service.instance.id", "connaudit.seq", "event_name", "_msg",
+	"network.peer.address", "network.peer.port", "network.local.port", "process.pid",
+	"connaudit.lost.count", "connaudit.lost.bytes", "connaudit.lost.reason", "connaudit.lost.seq.first", "connaudit.lost.seq.last",
+	"connaudit.capture.resumed",
+}
+
+// finalTrail waits for the connaudit.agent.stop record of instance (which
+// must have been stopped with SIGTERM) and fetches the whole trail.
+func finalTrail(t *testing.T, vl *teststack.VictoriaLogs, instance string) *trail {
+	t.Helper()
+	vl.WaitFor(t, fmt.Sprintf(`event_name:="connaudit.agent.stop" service.instance.id:=%q`, instance), 1, arrivalTimeout)
+	return fetchTrail(t, vl)
+}
+
+func fetchTrail(t *testing.T, vl *teststack.VictoriaLogs) *trail {
+	t.Helper()
+	rows, err := vl.Query(t.Context(), `service.name:="connaudit" | fields `+strings.Join(trailFields, ", "))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &trail{recs: map[recKey]map[string]string{}, rows: len(rows), pid: strconv.Itoa(os.Getpid())}
+	for _, r := range rows {
+		seq, err := strconv.Atoi(r["connaudit.seq"])
+		if err != nil || r["service.instance.id"] == "" {
+			t.Errorf("record without connaudit.seq or service.instance.id: %v", r)
+			continue
+		}
+		key := recKey{r["service.instance.id"], seq}
+		if prev, ok := tr.recs[key]; ok {
+			tr.dups++
+			for _, f := range []string{"event_name", "network.peer.port", "network.local.port", "connaudit.lost.reason"} {
+				if prev[f] != r[f] {
+					t.Errorf("instance %s seq %d names two different records: %s %q and %q", key.instance, seq, f, prev[f], r[f])
+				}
+			}
+			continue
+		}
+		tr.recs[key] = r
+	}
+	t.Logf("trail: %d rows, %d distinct records, %d duplicates from replays", tr.rows, len(tr.recs), tr.dups)
+	return tr
+}
+
+// connectsOf counts the distinct tcp.connect records of this test process to
+// 127.0.0.1:port; instance "" counts every instance.
+func (tr *trail) connectsOf(instance string, port int) int {
+	p := strconv.Itoa(port)
+	n := 0
+	for key, r := range tr.recs {
+		if (instance == "" || key.instance == instance) && r["event_name"] == shipper.EventConnect &&
+			r["network.peer.port"] == p && r["network.peer.address"] == "127.0.0.1" && r["process.pid"] == tr.pid {
+			n++
+		}
+	}
+	return n
+}
+
+func (tr *trail) wantConnects(t *testing.T, port, want int) {
+	t.Helper()
+	if got := tr.connectsOf("", port); got != want {
+		t.Errorf("port %d: %d distinct connect records stored, want exactly %d (one per connect made)", port, got, want)
+	}
+}
+
+func (tr *trail) agentStart(instance string) map[string]string {
+	for key, r := range tr.recs {
+		if key.instance == instance && r["event_name"] == shipper.EventAgentStart {
+			return r
+		}
+	}
+	return nil
+}
+
+type lossRecord struct {
+	seq, count  int
+	reason      string
+	first, last int // 0: the loss consumed no sequence numbers
+	bytes       int // connaudit.lost.bytes, for spool damage
+	body        string
+}
+
+// checkTrail asserts that instance's records carry every connaudit.seq from
+// 1 to the highest stored, except for ranges a connaudit.loss record of the
+// same instance explains exactly: connaudit.lost.count equals
+// lost.seq.last-lost.seq.first+1 and none of those seqs is stored. With
+// stopped, the instance must have ended with a connaudit.agent.stop record.
+// It returns the instance's loss records.
+func checkTrail(t *testing.T, tr *trail, instance string, stopped bool) []lossRecord {
+	t.Helper()
+	present := map[int]bool{}
+	maxSeq, stopSeq := 0, 0
+	var losses []lossRecord
+	for key, r := range tr.recs {
+		if key.instance != instance {
+			continue
+		}
+		present[key.seq] = true
+		maxSeq = max(maxSeq, key.seq)
+		switch r["event_name"] {
+		case shipper.EventAgentStop:
+			stopSeq = key.seq
+		case shipper.EventLoss:
+			l := lossRecord{seq: key.seq, reason: r["connaudit.lost.reason"], body: r["_msg"]}
+			l.bytes, _ = strconv.Atoi(r["connaudit.lost.bytes"])
+			var err error
+			if l.count, err = strconv.Atoi(r["connaudit.lost.count"]); err != nil {
+				t.Errorf("instance %s: loss record seq %d without connaudit.lost.count: %v", instance, key.seq, r)
+			}
+			if r["connaudit.lost.seq.first"] != "" || r["connaudit.lost.seq.last"] != "" {
+				l.first, err = strconv.Atoi(r["connaudit.lost.seq.first"])
+				if err == nil {
+					l.last, err = strconv.Atoi(r["connaudit.lost.seq.last"])
+				}
+				if err != nil || l.first < 1 || l.last < l.first {
+					t.Errorf("instance %s: loss record seq %d has a bad seq range: %v", instance, key.seq, r)
+					l.first, l.last = 0, 0
+				}
+			}
+			losses = append(losses, l)
+		}
+	}
+	if len(present) == 0 {
+		t.Errorf("instance %s: no records stored", instance)
+		return nil
+	}
+	if stopped && stopSeq == 0 {
+		t.Errorf("instance %s: no connaudit.agent.stop record", instance)
+	}
+	sort.Slice(losses, func(i, j int) bool { return losses[i].seq < losses[j].seq })
+	for _, l := range losses {
+		t.Logf("instance %s: loss record seq %d: reason %s, count %d, seq range %d..%d, bytes %d: %q", instance, l.seq, l.reason, l.count, l.first, l.last, l.bytes, l.body)
+	}
+	explained := map[int]bool{}
+	for _, l := range losses {
+		if l.first == 0 {
+			continue
+		}
+		if l.count != l.last-l.first+1 {
+			t.Errorf("instance %s: loss record seq %d says %d lost but covers seq %d..%d (%d)", instance, l.seq, l.count, l.first, l.last, l.last-l.first+1)
+		}
+		if l.first >= l.seq {
+			t.Errorf("instance %s: loss record seq %d reports seqs %d..%d that come after it", instance, l.seq, l.first, l.last)
+		}
+		for s := l.first; s <= l.last; s++ {
+			if present[s] {
+				t.Errorf("instance %s: seq %d is stored, yet loss record seq %d reports it lost", instance, s, l.seq)
+				break
+			}
+			if explained[s] {
+				t.Errorf("instance %s: seq %d reported lost twice", instance, s)
+				break
+			}
+			explained[s] = true
+		}
+	}
+	var missing []int
+	for s := 1; s <= maxSeq; s++ {
+		if !present[s] && !explained[s] {
+			missing = append(missing, s)
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("instance %s: %d of seq 1..%d missing with no loss record explaining them, first %v", instance, len(missing), maxSeq, missing[:min(10, len(missing))])
+	} else {
+		t.Logf("instance %s: seq 1..%d complete (%d stored, %d explained by %d loss record(s))", instance, maxSeq, len(present), len(explained), len(losses))
+	}
+	return losses
+}
+
+// otherInstance returns the service.instance.id of the agent start that is
+// not first.
+func otherInstance(t *testing.T, vl *teststack.VictoriaLogs, first string) string {
+	t.Helper()
+	rows := vl.WaitFor(t, `event_name:="connaudit.agent.start"`, 2, arrivalTimeout)
+	for _, r := range rows {
+		if id := r["service.instance.id"]; id != first {
+			return id
+		}
+	}
+	t.Fatalf("no agent start other than %s: %v", first, rows)
+	return ""
+}
+
+// waitConnects waits until VictoriaLogs holds at least want distinct connect
+// records of this process to 127.0.0.1:port.
+func waitConnects(t *testing.T, vl *teststack.VictoriaLogs, port, want int, timeout time.Duration) {
+	t.Helper()
+	q := fmt.Sprintf(`event_name:="tcp.connect" network.peer.address:="127.0.0.1" network.peer.port:=%d process.pid:=%d | stats count_uniq(service.instance.id, connaudit.seq) as n`, port, os.Getpid())
+	got := -1
+	ok := pollUntil(timeout, func() bool {
+		rows, err := vl.Query(t.Context(), q)
+		if err == nil && len(rows) == 1 {
+			got, _ = strconv.Atoi(rows[0]["n"])
+		}
+		return got >= want
+	})
+	if !ok {
+		t.Fatalf("port %d: %d distinct connect records stored after %v, want %d", port, got, timeout, want)
+	}
+}
+
+// waitQueue waits until the collector's persistent queue holds at least want
+// records, and fails if it never holds any.
+func waitQueue(t *testing.T, col *teststack.Collector, want int, timeout time.Duration) int {
+	t.Helper()
+	size := 0
+	pollUntil(timeout, func() bool {
+		if n, err := col.QueueSize(t.Context()); err == nil {
+			size = n
+		}
+		return size >= want
+	})
+	if size == 0 {
+		t.Fatalf("collector queue still empty after %v", timeout)
+	}
+	return size
+}
+
+// ---- agent metrics ----
+
+func mustMetrics(t *testing.T, a *teststack.Agent) string {
+	t.Helper()
+	text, err := a.Metrics()
+	if err != nil {
+		t.Fatalf("agent metrics: %v", err)
+	}
+	return text
+}
+
+// metricsOf parses the agent's connaudit_* samples: "name{labels}" -> value.
+func metricsOf(t *testing.T, a *teststack.Agent) map[string]float64 {
+	t.Helper()
+	m := map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(mustMetrics(t, a)))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "connaudit_") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err == nil {
+			m[line[:i]] = v
+		}
+	}
+	return m
+}
+
+func wantNoSpoolLoss(t *testing.T, m map[string]float64) {
+	t.Helper()
+	for _, r := range []string{shipper.LossSpoolFull, shipper.LossSpoolError, shipper.LossSpoolCorrupt, shipper.LossRejected, shipper.LossUndecodable, shipper.LossRingBuffer} {
+		if v := m[`connaudit_records_lost_total{reason="`+r+`"}`]; v != 0 {
+			t.Errorf("connaudit_records_lost_total{reason=%q} = %v, want 0", r, v)
+		}
+	}
+}
+
+// ---- spool files (format version 1, see shipper/spool/format.go) ----
+
+const (
+	spoolHeader      = 16 // "cnaspseg" | version u32 | crc32c u32
+	spoolFrameHeader = 12 // length u32 | crc32c(payload) u32 | crc32c(previous 8) u32
+)
+
+type spoolSegment struct {
+	path   string
+	num    uint64
+	frames []spoolFrame
+}
+
+type spoolFrame struct {
+	off, end int64
+	seq      uint64
+	instance string
+	peerPort int
+}
+
+// readSpool decodes every segment in dir, which must be intact.
+func readSpool(t *testing.T, dir string) []spoolSegment {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "*.seg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(names)
+	castagnoli := crc32.MakeTable(crc32.Castagnoli)
+	le := binary.LittleEndian
+	var segs []spoolSegment
+	for _, path := range names {
+		num, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(path), ".seg"), 10, 64)
+		if err != nil {
+			t.Fatalf("segment name %s: %v", path, err)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(data) < spoolHeader || !bytes.Equal(data[:8], []byte("cnaspseg")) || le.Uint32(data[8:]) != 1 {
+			t.Fatalf("%s: not a version 1 segment", path)
+		}
+		sg := spoolSegment{path: path, num: num}
+		var rec shipper.Record
+		for off := int64(spoolHeader); off < int64(len(data)); {
+			h := data[off:]
+			if len(h) < spoolFrameHeader || le.Uint32(h[8:]) != crc32.Checksum(h[:8], castagnoli) {
+				t.Fatalf("%s: bad frame header at %d", path, off)
+			}
+			n := int64(le.Uint32(h))
+			if int64(len(h)) < spoolFrameHeader+n {
+				t.Fatalf("%s: short frame at %d", path, off)
+			}
+			payload := h[spoolFrameHeader : spoolFrameHeader+n]
+			if crc32.Checksum(payload, castagnoli) != le.Uint32(h[4:]) {
+				t.Fatalf("%s: bad payload checksum at %d", path, off)
+			}
+			if err := shipper.Decode(payload, &rec); err != nil {
+				t.Fatalf("%s: record at %d: %v", path, off, err)
+			}
+			f := spoolFrame{off: off, end: off + spoolFrameHeader + n, seq: rec.Seq}
+			res, err := shipper.DecodeAttrs(rec.Resource, nil)
+			if err != nil {
+				t.Fatalf("%s: resource at %d: %v", path, off, err)
+			}
+			for _, kv := range res {
+				if kv.Key == "service.instance.id" {
+					f.instance = kv.Value.AsString()
+				}
+			}
+			if rec.EventName == shipper.EventConnect {
+				for _, kv := range rec.Attrs {
+					if kv.Key == "network.peer.port" {
+						f.peerPort = int(kv.Value.AsInt64())
+					}
+				}
+			}
+			sg.frames = append(sg.frames, f)
+			off = f.end
+		}
+		segs = append(segs, sg)
+	}
+	if len(segs) == 0 {
+		t.Fatalf("no segments in %s", dir)
+	}
+	return segs
+}
+
+// listDir describes the files of dir, one "name size" per line.
+func listDir(dir string) string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil {
+			fmt.Fprintf(&b, "  %s %d\n", e.Name(), info.Size())
+		}
+	}
+	var st unix.Statfs_t
+	if unix.Statfs(dir, &st) == nil {
+		fmt.Fprintf(&b, "  (filesystem: %d of %d bytes free)", st.Bavail*uint64(st.Bsize), st.Blocks*uint64(st.Bsize))
+	}
+	return b.String()
+}
+
+func writeAt(t *testing.T, path string, off int64, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ---- misc ----
+
+// mountTmpfs mounts a tmpfs of size (e.g. "2m") and unmounts it when the test
+// ends, after the processes that use it have stopped.
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "tmpfs")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
+		t.Fatalf("mount tmpfs on %s: %v", dir, err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+			_ = unix.Unmount(dir, unix.MNT_DETACH)
+		}
+	})
+	return dir
+}
+
+// pollUntil calls cond every 250 ms until it returns true or timeout passes.
+func pollUntil(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
