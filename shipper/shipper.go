@@ -156,7 +156,9 @@ func (s *Shipper) buildLoss(reason string, count uint64, first, last time.Time, 
 func (s *Shipper) EmitAgentEvent(name, body string, sev log.Severity, attrs func(*AttrList)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.reportDroppedIfRoom()
+	if s.dropped.count > 0 {
+		s.reportDropped() // agent events are rare: always try, so a drop at shutdown is reported
+	}
 	now := time.Now()
 	s.body = append(s.body[:0], body...)
 	s.enc.Reset(name, now, now, sev, s.body, s.resource)
@@ -164,6 +166,16 @@ func (s *Shipper) EmitAgentEvent(name, body string, sev log.Severity, attrs func
 		attrs(&s.enc.AttrList)
 	}
 	s.append(s.enc.Bytes())
+}
+
+// Unreported logs a drop that no loss record could describe yet; call it last.
+func (s *Shipper) Unreported() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d := s.dropped; d.count > 0 {
+		s.log.Error("records lost without a loss record: the spool refused them to the end", "count", d.count,
+			"first_seq", d.firstSeq, "last_seq", d.lastSeq, "reason", d.reason, "err", d.cause)
+	}
 }
 
 // LastSeq is the sequence number of the last record emitted.

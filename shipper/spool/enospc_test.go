@@ -17,14 +17,14 @@ import (
 func mountTmpfs(t *testing.T, size string) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
+		t.Fatal("mounting a tmpfs needs root")
 	}
 	dir := filepath.Join(t.TempDir(), "mnt")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		t.Skipf("cannot mount tmpfs: %v", err)
+		t.Fatalf("cannot mount tmpfs: %v", err)
 	}
 	t.Cleanup(func() {
 		if err := unix.Unmount(dir, 0); err != nil {
@@ -109,5 +109,32 @@ func TestENOSPC(t *testing.T) {
 			wantRecovery(t, rec, 100, 0, 0)
 			wantIndexes(t, collect(t, s, 500), seq(m, m+100))
 		})
+	}
+}
+
+// A disk filled by the active segment alone frees up once its records are
+// acknowledged: the spool moves to a new segment.
+func TestENOSPCInTheActiveSegmentRecovers(t *testing.T) {
+	dir := mountTmpfs(t, "1m")
+	s, _, err := Open(dir, Options{MaxBytes: 64 << 20, SegmentBytes: 16 << 20, FsyncInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	accepted := fillUntilENOSPC(t, s, dir, 0)
+	for s.Stats().Records > 0 {
+		b, err := s.Next(context.Background(), 4096, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Ack(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Append(make([]byte, 300)); err != nil {
+		t.Fatalf("after acknowledging all %d records, Append still fails: %v", accepted, err)
+	}
+	if st := s.Stats(); st.Records != 1 || st.Segments != 1 {
+		t.Fatalf("stats %+v: want one record in one segment", st)
 	}
 }

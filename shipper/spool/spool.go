@@ -158,6 +158,7 @@ type Spool struct {
 	dirDirty     bool       // a segment was created since the last directory fsync
 	unsynced     []*os.File // sealed segments the syncer must fsync and close
 	needTrunc    bool       // a failed write may have left bytes past the active segment's size
+	writeFailed  bool       // the last Append failed to write (disk full?)
 
 	rmu  sync.Mutex // reader state below
 	rf   *os.File
@@ -360,8 +361,10 @@ func (s *Spool) Append(payload []byte) error {
 		if terr := s.wf.Truncate(act.size); terr != nil {
 			s.needTrunc = true
 		}
+		s.writeFailed = true
 		return fmt.Errorf("spool: append: writing to segment %d: %w", act.seq, err)
 	}
+	s.writeFailed = false
 	act.size += frameLen
 	s.bytes += frameLen
 	s.records++
@@ -619,6 +622,7 @@ func (s *Spool) Ack(b Batch) error {
 	}
 	s.records = max(s.records-int64(b.n), 0)
 	doomed := s.advance(b.end)
+	doomed = append(doomed, s.recycleActive()...)
 	s.mu.Unlock()
 
 	err := s.removeSegments(doomed)
@@ -650,6 +654,32 @@ func (s *Spool) advance(p position) (doomed []uint64) {
 		s.records = 0 // caught up; keeps the count exact even after skipped damage
 	}
 	return doomed
+}
+
+// recycleActive replaces the active segment by a new one once everything in
+// it is acknowledged and it is big, or the disk refused a write: only sealed
+// segments are ever deleted, so without this a full disk would stay full.
+// It returns the segment to delete. Called with rmu and mu held.
+func (s *Spool) recycleActive() []uint64 {
+	act := s.segs[len(s.segs)-1]
+	caughtUp := len(s.segs) == 1 && s.cursor == position{act.seq, act.size}
+	if !caughtUp || act.size == segHeaderSize || !s.writeFailed && act.size < s.opts.SegmentBytes/4 {
+		return nil
+	}
+	err := s.roll()
+	if err != nil && s.writeFailed {
+		// No room even for a new segment's header: empty the acknowledged one first.
+		if terr := s.wf.Truncate(segHeaderSize); terr == nil {
+			s.bytes -= act.size - segHeaderSize
+			s.segs[0].size = segHeaderSize
+			s.cursor, s.cursorDirty = position{act.seq, segHeaderSize}, true
+			err = s.roll()
+		}
+	}
+	if err != nil {
+		return nil // tried again at the next Ack
+	}
+	return s.advance(s.cursor)
 }
 
 // removeSegments deletes acknowledged segment files. Called with rmu held.
