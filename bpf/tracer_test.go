@@ -92,30 +92,14 @@ func (c *capture) none(peer netip.AddrPort, d time.Duration) {
 	}
 }
 
-func listen(t *testing.T, network, addr string) (netip.AddrPort, net.Listener) {
-	t.Helper()
+// closedPort returns a loopback address and port where nothing listens.
+func closedPort(t *testing.T, network, addr string) netip.AddrPort {
 	l, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			conn.Close()
-		}
-	}()
-	return l.Addr().(*net.TCPAddr).AddrPort(), l
-}
-
-// closedPort returns a loopback address and port where nothing listens.
-func closedPort(t *testing.T, network, addr string) netip.AddrPort {
-	ap, l := listen(t, network, addr)
-	l.Close()
-	return ap
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).AddrPort()
 }
 
 // connectResult is what the application saw.
@@ -183,20 +167,6 @@ func dialIn(t *testing.T, ns netnstest.NS, peer netip.AddrPort, nonblock, abort 
 	return res
 }
 
-func listenIn(t *testing.T, ns netnstest.NS, addr netip.Addr) netip.AddrPort {
-	t.Helper()
-	var ap netip.AddrPort
-	err := ns.Do(func() error {
-		a, _ := listen(t, "tcp", netip.AddrPortFrom(addr, 0).String())
-		ap = a
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ap
-}
-
 func assertOutcome(t *testing.T, ev bpf.Event, want bpf.Outcome, errnos ...syscall.Errno) {
 	t.Helper()
 	if ev.Outcome != want {
@@ -251,7 +221,7 @@ func TestLoopbackOutcomes(t *testing.T) {
 				mode = "nonblocking"
 			}
 			t.Run(fam.name+"/"+mode+"/established", func(t *testing.T) {
-				peer, _ := listen(t, fam.network, fam.addr)
+				peer := netnstest.Listen(t, fam.network, fam.addr)
 				res := dial(t, peer, nonblock, false)
 				if res.err != nil {
 					t.Fatalf("connect: %v", res.err)
@@ -281,7 +251,7 @@ func TestLoopbackOutcomes(t *testing.T) {
 
 func TestMappedIPv4IsReportedAsIPv4(t *testing.T) {
 	c := startCapture(t, testConfig)
-	peer, _ := listen(t, "tcp4", "127.0.0.1:0")
+	peer := netnstest.Listen(t, "tcp4", "127.0.0.1:0")
 	mapped := netip.AddrPortFrom(netip.AddrFrom16(peer.Addr().As16()), peer.Port())
 	if res := dial(t, mapped, false, false); res.err != nil {
 		t.Fatalf("connect to %s: %v", mapped, res.err)
@@ -304,7 +274,7 @@ func TestNetnsOutcomes(t *testing.T) {
 		{"ipv6", netnstest.ServerV6, netnstest.UnreachableV6, netnstest.BlackholeV6},
 	} {
 		t.Run(fam.name+"/established-across-veth", func(t *testing.T) {
-			peer := listenIn(t, hosts.Server, fam.server)
+			peer := hosts.Server.Listen(t, "tcp", netip.AddrPortFrom(fam.server, 0).String())
 			res := dialIn(t, hosts.Client, peer, true, false)
 			if res.err != nil {
 				t.Fatalf("connect: %v", res.err)
@@ -371,7 +341,7 @@ func TestAddressNotAvailable(t *testing.T) {
 		t.Fatalf("sysctl: %v: %s", err, out)
 	}
 	c := startCapture(t, testConfig)
-	peer := listenIn(t, hosts.Server, netnstest.ServerV4)
+	peer := hosts.Server.Listen(t, "tcp4", netip.AddrPortFrom(netnstest.ServerV4, 0).String())
 	var last connectResult
 	for i := 0; i < 3; i++ {
 		last = dialIn(t, hosts.Client, peer, false, false)
@@ -389,7 +359,7 @@ func TestAddressNotAvailable(t *testing.T) {
 
 func TestChildProcessIdentity(t *testing.T) {
 	c := startCapture(t, testConfig)
-	peer, _ := listen(t, "tcp4", "127.0.0.1:0")
+	peer := netnstest.Listen(t, "tcp4", "127.0.0.1:0")
 	cmd := exec.Command("/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/"+strconv.Itoa(int(peer.Port())))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -408,7 +378,7 @@ func TestChildProcessIdentity(t *testing.T) {
 // Non-TCP sockets and connects that are not new attempts produce no events.
 func TestIgnoresNonAttempts(t *testing.T) {
 	c := startCapture(t, testConfig)
-	peer, _ := listen(t, "tcp4", "127.0.0.1:0")
+	peer := netnstest.Listen(t, "tcp4", "127.0.0.1:0")
 	udp, err := net.Dial("udp4", peer.String())
 	if err != nil {
 		t.Fatal(err)
@@ -435,7 +405,7 @@ func TestRingBufferOverflowIsCountedExactly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		peer, _ := listen(t, "tcp4", "127.0.0.1:0")
+		peer := netnstest.Listen(t, "tcp4", "127.0.0.1:0")
 		for i := 0; i < attempts; i++ {
 			if res := dial(t, peer, false, false); res.err != nil {
 				t.Fatal(res.err)
@@ -549,7 +519,7 @@ func TestPinnedCaptureSurvivesTheAgent(t *testing.T) {
 	first.Close()
 
 	// No agent is running now.
-	peer, _ := listen(t, "tcp4", "127.0.0.1:0")
+	peer := netnstest.Listen(t, "tcp4", "127.0.0.1:0")
 	if res := dial(t, peer, false, false); res.err != nil {
 		t.Fatal(res.err)
 	}

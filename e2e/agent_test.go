@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connaudit/connaudit/internal/netnstest"
 	"github.com/connaudit/connaudit/internal/teststack"
 )
 
@@ -72,23 +73,9 @@ func checkSeq(t *testing.T, vl *teststack.VictoriaLogs, instance string) int {
 	return maxSeq
 }
 
+// listen serves a loopback address until the test ends.
 func listen(t *testing.T, network, addr string) *net.TCPAddr {
-	t.Helper()
-	l, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return l.Addr().(*net.TCPAddr)
+	return net.TCPAddrFromAddrPort(netnstest.Listen(t, network, addr))
 }
 
 // freePort returns a port where nothing listens.

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connaudit/connaudit/internal/netnstest"
 	"github.com/connaudit/connaudit/internal/teststack"
 )
 
@@ -63,21 +63,7 @@ func BenchmarkConnectsBaseline(b *testing.B) {
 
 // connectLoad makes b.N loopback connects from two goroutines, bounded in time.
 func connectLoad(b *testing.B) (port int, made, failed int64, elapsed time.Duration) {
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	port = l.Addr().(*net.TCPAddr).Port
+	port = int(netnstest.Listen(b, "tcp4", "127.0.0.1:0").Port())
 	sa := &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}
 
 	const workers = 2

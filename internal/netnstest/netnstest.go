@@ -13,6 +13,7 @@ package netnstest
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -140,4 +141,35 @@ func (n NS) Do(f func() error) error {
 // `ip netns exec`, leaves /sys and the cgroup alone.
 func (n NS) Command(name string, args ...string) *exec.Cmd {
 	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + n.Name, "--", name}, args...)...)
+}
+
+// Listen serves addr ("127.0.0.1:0", "[::1]:0", ...) until the test ends,
+// accepting and closing every connection, and returns the bound address.
+func Listen(t testing.TB, network, addr string) netip.AddrPort {
+	t.Helper()
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// Listen is Listen inside the namespace.
+func (n NS) Listen(t testing.TB, network, addr string) netip.AddrPort {
+	t.Helper()
+	var ap netip.AddrPort
+	if err := n.Do(func() error { ap = Listen(t, network, addr); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return ap
 }
