@@ -19,9 +19,8 @@ type AgentResource struct {
 	ClusterName string
 }
 
-// Encode merges OTEL_RESOURCE_ATTRIBUTES under connaudit's own attributes and
-// returns the encoded list, sorted by key so equal resources encode equally.
-func (r AgentResource) Encode(ctx context.Context) ([]byte, error) {
+// Attributes merges OTEL_RESOURCE_ATTRIBUTES under connaudit's own attributes.
+func (r AgentResource) Attributes(ctx context.Context) (map[attribute.Key]attribute.Value, error) {
 	fromEnv, err := resource.New(ctx, resource.WithFromEnv())
 	if err != nil {
 		return nil, fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES: %w", err)
@@ -41,10 +40,19 @@ func (r AgentResource) Encode(ctx context.Context) ([]byte, error) {
 	set("host.name", r.HostName)
 	set("k8s.node.name", r.NodeName)
 	set("k8s.cluster.name", r.ClusterName)
-	return EncodeAttrs(attrs), nil
+	return attrs, nil
 }
 
-// EncodeAttrs encodes a set of attributes in key order.
+// EncodeKeyValues encodes attributes in the order given.
+func EncodeKeyValues(kvs []attribute.KeyValue) []byte {
+	var l AttrList
+	for _, kv := range kvs {
+		l.Value(string(kv.Key), kv.Value)
+	}
+	return l.Bytes()
+}
+
+// EncodeAttrs encodes a set of attributes in key order, so equal sets encode equally.
 func EncodeAttrs(attrs map[attribute.Key]attribute.Value) []byte {
 	keys := make([]string, 0, len(attrs))
 	for k := range attrs {
@@ -53,17 +61,21 @@ func EncodeAttrs(attrs map[attribute.Key]attribute.Value) []byte {
 	sort.Strings(keys)
 	var l AttrList
 	for _, k := range keys {
-		v := attrs[attribute.Key(k)]
-		switch v.Type() {
-		case attribute.BOOL:
-			l.Bool(k, v.AsBool())
-		case attribute.INT64:
-			l.Int(k, v.AsInt64())
-		case attribute.FLOAT64:
-			l.Float(k, v.AsFloat64())
-		default:
-			l.String(k, v.Emit())
-		}
+		l.Value(k, attrs[attribute.Key(k)])
 	}
 	return l.Bytes()
+}
+
+// Value appends an attribute of any type; slices are written as their JSON-like text.
+func (e *AttrList) Value(key string, v attribute.Value) {
+	switch v.Type() {
+	case attribute.BOOL:
+		e.Bool(key, v.AsBool())
+	case attribute.INT64:
+		e.Int(key, v.AsInt64())
+	case attribute.FLOAT64:
+		e.Float(key, v.AsFloat64())
+	default:
+		e.String(key, v.Emit())
+	}
 }

@@ -11,6 +11,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/log"
+	"golang.org/x/sys/unix"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
 
 	"github.com/connaudit/connaudit/bpf"
 	"github.com/connaudit/connaudit/k8s"
@@ -30,10 +33,15 @@ func runAgent(ctx context.Context) error {
 	metrics := shipper.NewMetrics(reg)
 	hostname, _ := os.Hostname()
 	instanceID := newInstanceID()
-	resource, err := shipper.AgentResource{
+	resourceAttrs, err := shipper.AgentResource{
 		Version: version, InstanceID: instanceID, HostName: hostname,
 		NodeName: cfg.NodeName, ClusterName: cfg.ClusterName,
-	}.Encode(ctx)
+	}.Attributes(ctx)
+	if err != nil {
+		return err
+	}
+	identities := newIdentityEncoder(resourceAttrs)
+	enricher, err := startEnricher(ctx, cfg.Config, logger)
 	if err != nil {
 		return err
 	}
@@ -43,7 +51,13 @@ func runAgent(ctx context.Context) error {
 		return fmt.Errorf("open spool (CONNAUDIT_SPOOL_DIR=%s): %w", cfg.SpoolDir, err)
 	}
 	defer sp.Close()
-	sh := shipper.New(sp, resource, metrics, logger)
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "connaudit_spool_bytes", Help: "Bytes of spool files on disk."},
+			func() float64 { return float64(sp.Stats().Bytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "connaudit_spool_records", Help: "Records waiting in the spool."},
+			func() float64 { return float64(sp.Stats().Records) }),
+	)
+	sh := shipper.New(sp, identities.node, metrics, logger)
 	if len(recovery.Problems) > 0 {
 		logger.Warn("spool repaired at start", "recovered_records", recovery.Records, "problems", recovery.Problems)
 	}
@@ -73,7 +87,12 @@ func runAgent(ctx context.Context) error {
 	}
 
 	p := pipeline{tracer: tracer, shipper: sh, metrics: metrics, log: logger,
-		clock: bpf.NewBootClock(), exe: k8s.NewExePaths(4096), cgroups: cgroups, resource: resource}
+		clock: bpf.NewBootClock(), exe: k8s.NewExePaths(4096), cgroups: cgroups,
+		enricher: enricher, encoder: identities, hold: holdQueue{max: cfg.HoldQueue},
+		holdTimeout: cfg.HoldTimeout, hostNetNS: ownNetNS()}
+	if enricher != nil && cgroups == nil {
+		return fmt.Errorf("Kubernetes enrichment needs cgroup v2 to tell pods apart: mount it, or set CONNAUDIT_KUBERNETES=off")
+	}
 	if p.counters, err = tracer.Reported(); err != nil {
 		return err
 	}
@@ -105,6 +124,7 @@ func runAgent(ctx context.Context) error {
 
 	health.setReady(false)
 	sh.EmitAgentEvent(shipper.EventAgentStop, "connaudit agent stopped capturing", log.SeverityInfo, nil)
+	sh.Unreported()
 	flushed := waitForFlush(sp, exportDone, cfg.ShutdownGrace)
 	stopExport()
 	if err := <-exportDone; err != nil {
@@ -133,110 +153,44 @@ func waitForFlush(sp *spool.Spool, exportDone chan error, grace time.Duration) b
 	return sp.Stats().Records == 0
 }
 
+// startEnricher starts Kubernetes enrichment as configured; nil when it is off.
+// An API server that is unreachable does not stop the agent: records flow
+// unenriched until it answers.
+func startEnricher(ctx context.Context, cfg k8s.Config, logger *slog.Logger) (*k8s.Enricher, error) {
+	rest, ok, err := k8s.LoadClientConfig(cfg.Mode)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		logger.Info("Kubernetes enrichment is off", "CONNAUDIT_KUBERNETES", cfg.Mode)
+		return nil, nil
+	}
+	if cfg.NodeName == "" {
+		return nil, fmt.Errorf("Kubernetes enrichment needs CONNAUDIT_NODE_NAME (spec.nodeName through the downward API), or set CONNAUDIT_KUBERNETES=off")
+	}
+	klog.SetSlogLogger(logger.With("component", "client-go"))
+	client, err := kubernetes.NewForConfig(rest)
+	if err != nil {
+		return nil, fmt.Errorf("create Kubernetes client: %w", err)
+	}
+	e := k8s.NewEnricher(cfg, client, logger)
+	go e.Run(ctx)
+	return e, nil
+}
+
+// ownNetNS is the inode of the agent's network namespace.
+func ownNetNS() uint32 {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
+		return 0
+	}
+	return uint32(st.Ino)
+}
+
 func newInstanceID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
-}
-
-// pipeline reads kernel events and turns each into a spooled record.
-type pipeline struct {
-	tracer   *bpf.Tracer
-	shipper  *shipper.Shipper
-	metrics  *shipper.Metrics
-	log      *slog.Logger
-	clock    *bpf.BootClock
-	exe      *k8s.ExePaths
-	cgroups  *cgroup.Resolver
-	resource []byte
-
-	builder  shipper.ConnectBuilder
-	counters bpf.Counters
-	lastPoll time.Time
-}
-
-const pollInterval = time.Second
-
-func (p *pipeline) run(ctx context.Context) error {
-	p.lastPoll = time.Now()
-	var ev bpf.Event
-	for ctx.Err() == nil {
-		p.tracer.SetDeadline(p.lastPoll.Add(pollInterval))
-		err := p.tracer.Read(&ev)
-		switch {
-		case err == nil:
-			p.handle(&ev, time.Now())
-		case errors.Is(err, os.ErrDeadlineExceeded):
-		default:
-			return fmt.Errorf("read ring buffer: %w", err)
-		}
-		if now := time.Now(); now.Sub(p.lastPoll) >= pollInterval {
-			p.poll(now)
-		}
-	}
-	// Read what is in the ring buffer now. Pinned capture goes on, and what
-	// arrives from here on waits for the next agent.
-	if err := p.tracer.Detach(); err != nil {
-		p.log.Warn("detach tracepoints", "err", err)
-	}
-	for left := p.tracer.Buffered(); left > 0; left -= bpf.EventSize + 8 {
-		p.tracer.SetDeadline(time.Now())
-		if err := p.tracer.Read(&ev); err != nil {
-			break
-		}
-		p.handle(&ev, time.Now())
-	}
-	p.poll(time.Now())
-	return nil
-}
-
-func (p *pipeline) handle(ev *bpf.Event, observed time.Time) {
-	p.metrics.Captured.Inc()
-	src := shipper.Source{Resource: p.resource}
-	if !ev.IdentityLost {
-		src.ExecutablePath = p.exe.Lookup(ev.PID, ev.Comm())
-		if p.cgroups != nil {
-			if info, ok := p.cgroups.Lookup(ev.CgroupID); ok {
-				src.ContainerID = info.Container.ContainerID
-			}
-		}
-	}
-	end := p.clock.Wall(ev.EndNs)
-	start := end
-	if ev.StartNs != 0 {
-		start = p.clock.Wall(ev.StartNs)
-	}
-	p.shipper.Emit(p.builder.Build(ev, start, end, observed, &src))
-}
-
-// poll reports what the kernel counted as lost since the last poll, and
-// follows wall-clock steps.
-func (p *pipeline) poll(now time.Time) {
-	p.clock.Sync()
-	c, err := p.tracer.Counters()
-	if err != nil {
-		p.log.Error("read kernel loss counters", "err", err)
-		return
-	}
-	if d := c.RingBufferLost - p.counters.RingBufferLost; d > 0 {
-		p.log.Error("ring buffer full: connect attempts lost", "count", d)
-		p.metrics.Lost.WithLabelValues(shipper.LossRingBuffer).Add(float64(d))
-		p.shipper.EmitLoss(shipper.Loss{Reason: shipper.LossRingBuffer, Count: d, First: p.lastPoll, Last: now,
-			Detail: "the kernel found the event ring buffer full (raise CONNAUDIT_RING_BUFFER_BYTES)"})
-	}
-	if d := c.HandshakeLost - p.counters.HandshakeLost; d > 0 {
-		p.log.Warn("handshake map evictions: attempts shipped without process identity", "count", d)
-		p.metrics.Lost.WithLabelValues(shipper.LossHandshakeMap).Add(float64(d))
-		p.shipper.EmitLoss(shipper.Loss{Reason: shipper.LossHandshakeMap, Count: d, First: p.lastPoll, Last: now,
-			Detail: "in-flight handshakes evicted; their attempts carry connaudit.identity.lost (raise CONNAUDIT_HANDSHAKE_ENTRIES)"})
-	}
-	if c != p.counters {
-		if err := p.tracer.MarkReported(c); err != nil {
-			p.log.Error("store reported loss counters; a restarted agent may report these losses again", "err", err)
-		}
-	}
-	p.counters = c
-	p.lastPoll = now
 }

@@ -8,14 +8,16 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/connaudit/connaudit/bpf"
+	"github.com/connaudit/connaudit/k8s"
 	"github.com/connaudit/connaudit/shipper"
 )
 
 // agentConfig is everything the agent reads from CONNAUDIT_* variables. The
 // standard OTEL_* variables configure the OTLP exporter and the resource.
 type agentConfig struct {
+	k8s.Config // CONNAUDIT_KUBERNETES, CONNAUDIT_NODE_NAME, CONNAUDIT_K8S_*
+
 	Output      string     `envconfig:"OUTPUT" default:"otlp" desc:"otlp, or console to print records as JSON on stdout"`
-	NodeName    string     `envconfig:"NODE_NAME" desc:"k8s.node.name of the records; set from spec.nodeName in a DaemonSet"`
 	ClusterName string     `envconfig:"CLUSTER_NAME" desc:"k8s.cluster.name of the records"`
 	ListenAddr  string     `envconfig:"LISTEN_ADDR" default:"127.0.0.1:9464" desc:"address of /metrics, /healthz and /readyz; empty disables"`
 	LogLevel    slog.Level `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
@@ -32,6 +34,8 @@ type agentConfig struct {
 	ExportMaxBackoff   time.Duration `envconfig:"EXPORT_MAX_BACKOFF" default:"5s" desc:"longest wait between export retries"`
 	ReadyExportFailure time.Duration `envconfig:"READY_EXPORT_FAILURE" default:"60s" desc:"/readyz fails once exports have failed for this long"`
 	ShutdownGrace      time.Duration `envconfig:"SHUTDOWN_GRACE" default:"10s" desc:"time to flush the spool at SIGTERM; the rest stays spooled"`
+
+	HoldQueue int `envconfig:"K8S_HOLD_QUEUE" default:"10000" desc:"events that may wait at once for their pod to reach the cache"`
 }
 
 func loadConfig() (agentConfig, error) {
@@ -43,6 +47,12 @@ func loadConfig() (agentConfig, error) {
 }
 
 func (c agentConfig) validate() error {
+	if err := c.Config.Validate(); err != nil {
+		return err
+	}
+	if c.HoldQueue < 0 {
+		return fmt.Errorf("CONNAUDIT_K8S_HOLD_QUEUE=%d: must not be negative", c.HoldQueue)
+	}
 	if c.Output != shipper.OutputOTLP && c.Output != shipper.OutputConsole {
 		return fmt.Errorf("CONNAUDIT_OUTPUT=%q: use otlp or console", c.Output)
 	}
