@@ -3,6 +3,8 @@
 # agent, with their data under ./data so history survives the next run.
 # Ctrl-C stops the agent first (it flushes its spool), then the collector
 # (its persistent queue keeps anything VictoriaLogs has not taken), then VictoriaLogs.
+# Each runs in its own session (setsid), so that Ctrl-C reaches only this script
+# and the order holds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -24,6 +26,7 @@ stop_all() {
 		kill -TERM "${pids[i]}" 2>/dev/null || true
 		wait "${pids[i]}" 2>/dev/null || true
 	done
+	[ -z "${tailer:-}" ] || kill "$tailer" 2>/dev/null || true
 }
 trap stop_all INT TERM EXIT
 
@@ -36,20 +39,22 @@ wait_http() { # url what
 	exit 1
 }
 
-"$bin/victoria-logs" -storageDataPath "$data/victorialogs" -httpListenAddr 127.0.0.1:9428 \
+setsid "$bin/victoria-logs" -storageDataPath "$data/victorialogs" -httpListenAddr 127.0.0.1:9428 \
 	-retentionPeriod 100y >"$data/logs/victorialogs.log" 2>&1 &
 pids+=($!)
 wait_http http://127.0.0.1:9428/health VictoriaLogs
 
 CONNAUDIT_COLLECTOR_STORAGE_DIR="$data/collector" CONNAUDIT_VICTORIALOGS_URL=http://127.0.0.1:9428 \
-	"$bin/otelcol-connaudit" --config "$root/otel-collector/config.yaml" >"$data/logs/collector.log" 2>&1 &
+	setsid "$bin/otelcol-connaudit" --config "$root/otel-collector/config.yaml" >"$data/logs/collector.log" 2>&1 &
 pids+=($!)
 wait_http http://127.0.0.1:8888/metrics collector
 
 CONNAUDIT_SPOOL_DIR="$data/spool" CONNAUDIT_BPF_PIN_DIR= CONNAUDIT_NODE_NAME="${CONNAUDIT_NODE_NAME:-$(hostname)}" \
 	OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:4318}" \
-	"$bin/connaudit" agent 2> >(tee "$data/logs/agent.log" >&2) &
+	setsid "$bin/connaudit" agent 2>>"$data/logs/agent.log" &
 pids+=($!)
+tail -n 0 -f "$data/logs/agent.log" >&2 &
+tailer=$!
 wait_http http://127.0.0.1:9464/readyz agent
 
 cat <<MSG
