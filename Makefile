@@ -4,7 +4,6 @@ GO ?= go
 BIN := bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 VICTORIALOGS_VERSION := v1.52.1
-export GOFLAGS ?= -mod=mod
 
 .PHONY: all build generate run test fuzz bench k8s-bins clean
 
