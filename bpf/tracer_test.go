@@ -556,3 +556,87 @@ func TestPinnedCaptureSurvivesTheAgent(t *testing.T) {
 		t.Fatalf("resumed %v, replaced %v: want one replaced", third.Resumed(), third.Replaced())
 	}
 }
+
+// A handshake reset: a simultaneous open leaves socket b in SYN_RECV, then
+// its SYN-ACK meets a host where a's socket is gone, which answers RST.
+// Each side's packets are held back until the step needs them.
+func TestSimultaneousOpenReset(t *testing.T) {
+	for _, fam := range []struct {
+		name           string
+		domain         int
+		client, server netip.Addr
+	}{
+		{"ipv4", unix.AF_INET, netnstest.ClientV4, netnstest.ServerV4},
+		{"ipv6", unix.AF_INET6, netnstest.ClientV6, netnstest.ServerV6},
+	} {
+		t.Run(fam.name, func(t *testing.T) {
+			hosts := netnstest.New(t)
+			hosts.PinNeighbors(t)
+			c := startCapture(t, testConfig)
+			hosts.DropEgress(t, hosts.Client, true)
+			hosts.DropEgress(t, hosts.Server, true)
+			a := netip.AddrPortFrom(fam.client, 40001)
+			b := netip.AddrPortFrom(fam.server, 40002)
+			fdA := boundConnect(t, hosts.Client, fam.domain, a, b)
+			fdB := boundConnect(t, hosts.Server, fam.domain, b, a)
+			t.Cleanup(func() { unix.Close(fdB) })
+
+			hosts.DropEgress(t, hosts.Client, false) // a's retransmitted SYN reaches b: b goes SYN_RECV
+			deadline := time.Now().Add(10 * time.Second)
+			for tcpState(t, fdB) != 3 /* TCP_SYN_RECV */ {
+				if time.Now().After(deadline) {
+					t.Fatalf("socket b never reached SYN_RECV (state %d)", tcpState(t, fdB))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			unix.Close(fdA)
+			assertOutcome(t, c.next(b, 5*time.Second), bpf.Aborted)
+			hosts.DropEgress(t, hosts.Server, false) // b's SYN-ACK now finds no socket at a: RST
+
+			ev := c.next(a, 15*time.Second)
+			assertOutcome(t, ev, bpf.Reset, unix.ECONNRESET)
+			if ev.PID != uint32(os.Getpid()) || ev.Local != b {
+				t.Errorf("pid %d local %s, want %d %s", ev.PID, ev.Local, os.Getpid(), b)
+			}
+		})
+	}
+}
+
+// boundConnect starts a non-blocking connect from local to peer inside ns;
+// the caller closes the socket.
+func boundConnect(t *testing.T, ns netnstest.NS, domain int, local, peer netip.AddrPort) int {
+	t.Helper()
+	sockaddr := func(ap netip.AddrPort) unix.Sockaddr {
+		if domain == unix.AF_INET {
+			return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+		}
+		return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	}
+	var fd int
+	err := ns.Do(func() error {
+		var err error
+		if fd, err = unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0); err != nil {
+			return err
+		}
+		if err := unix.Bind(fd, sockaddr(local)); err != nil {
+			return fmt.Errorf("bind %s: %w", local, err)
+		}
+		if err := unix.Connect(fd, sockaddr(peer)); !errors.Is(err, unix.EINPROGRESS) {
+			return fmt.Errorf("connect %s -> %s: %v, want EINPROGRESS", local, peer, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+func tcpState(t *testing.T, fd int) uint8 {
+	t.Helper()
+	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State
+}

@@ -42,7 +42,10 @@ var (
 type NS struct{ Name string }
 
 // Hosts is the client and server pair.
-type Hosts struct{ Client, Server NS }
+type Hosts struct {
+	Client, Server NS
+	links          map[string]string // namespace name -> its end of the veth
+}
 
 var seq atomic.Int32
 
@@ -53,6 +56,7 @@ func New(t testing.TB) *Hosts {
 	h := &Hosts{Client: NS{"ca-cli-" + id}, Server: NS{"ca-srv-" + id}}
 	veth := "cav" + id
 	peer := "cap" + id
+	h.links = map[string]string{h.Client.Name: veth, h.Server.Name: peer}
 	t.Cleanup(func() {
 		_ = exec.Command("ip", "netns", "del", h.Client.Name).Run()
 		_ = exec.Command("ip", "netns", "del", h.Server.Name).Run()
@@ -105,6 +109,56 @@ func (h *Hosts) AddHost(t testing.TB, a netip.Addr) {
 	}
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("add host %s: %v: %s", a, err, out)
+	}
+}
+
+// DropEgress makes ns drop (or, with drop false, send again) every packet it
+// sends over the veth: a qdisc that holds nothing. Call PinNeighbors first,
+// or neighbour resolution fails and turns held-back connects unreachable.
+func (h *Hosts) DropEgress(t testing.TB, ns NS, drop bool) {
+	t.Helper()
+	args := []string{"tc", "qdisc", "del", "dev", h.links[ns.Name], "root"}
+	if drop {
+		args = []string{"tc", "qdisc", "add", "dev", h.links[ns.Name], "root", "pfifo", "limit", "0"}
+	}
+	if out, err := ns.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// PinNeighbors makes each side's neighbour entry for the other permanent.
+func (h *Hosts) PinNeighbors(t testing.TB) {
+	t.Helper()
+	mac := func(ns NS) string {
+		var hw string
+		err := ns.Do(func() error {
+			ifc, err := net.InterfaceByName(h.links[ns.Name])
+			if err != nil {
+				return err
+			}
+			hw = ifc.HardwareAddr.String()
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hw
+	}
+	for _, side := range []struct {
+		ns     NS
+		peers  []netip.Addr
+		peerNS NS
+	}{
+		{h.Client, []netip.Addr{ServerV4, ServerV6}, h.Server},
+		{h.Server, []netip.Addr{ClientV4, ClientV6}, h.Client},
+	} {
+		lladdr := mac(side.peerNS)
+		for _, a := range side.peers {
+			args := []string{"ip", "neigh", "replace", a.String(), "lladdr", lladdr, "dev", h.links[side.ns.Name], "nud", "permanent"}
+			if out, err := side.ns.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+			}
+		}
 	}
 }
 
