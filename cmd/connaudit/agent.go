@@ -83,6 +83,9 @@ func runAgent(ctx context.Context) error {
 
 	cgroups, err := cgroup.NewResolver(cgroup.ResolverOptions{})
 	if err != nil {
+		if enricher != nil {
+			return fmt.Errorf("Kubernetes enrichment needs cgroup v2 to tell pods apart (mount it, or set CONNAUDIT_KUBERNETES=off): %w", err)
+		}
 		logger.Warn("cgroup v2 not found: records will carry no container.id", "err", err)
 	}
 
@@ -90,9 +93,6 @@ func runAgent(ctx context.Context) error {
 		clock: bpf.NewBootClock(), exe: k8s.NewExePaths(4096), cgroups: cgroups,
 		enricher: enricher, encoder: identities, hold: holdQueue{max: cfg.HoldQueue},
 		holdTimeout: cfg.HoldTimeout, hostNetNS: ownNetNS()}
-	if enricher != nil && cgroups == nil {
-		return fmt.Errorf("Kubernetes enrichment needs cgroup v2 to tell pods apart: mount it, or set CONNAUDIT_KUBERNETES=off")
-	}
 	if p.counters, err = tracer.Reported(); err != nil {
 		return err
 	}
@@ -118,7 +118,7 @@ func runAgent(ctx context.Context) error {
 	health.setReady(true)
 
 	captureErr := p.run(ctx)
-	if tracer.Resumed() || cfg.BPFPinDir != "" {
+	if cfg.BPFPinDir != "" {
 		logger.Info("capture goes on in the kernel while no agent runs; the next agent drains it (`connaudit unpin` stops it)", "pinned", cfg.BPFPinDir)
 	}
 
