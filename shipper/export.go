@@ -2,6 +2,7 @@ package shipper
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -62,8 +63,9 @@ func (x *Exporter) FailingSince() time.Time {
 // spool and are exported again by the next Run.
 func (x *Exporter) Run(ctx context.Context) error {
 	defer x.providers.shutdown()
+	limit := x.cfg.BatchRecords
 	for {
-		batch, err := x.spool.Next(ctx, x.cfg.BatchRecords, x.cfg.BatchBytes)
+		batch, err := x.spool.Next(ctx, limit, x.cfg.BatchBytes)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -72,9 +74,16 @@ func (x *Exporter) Run(ctx context.Context) error {
 		}
 		x.reportCorruption()
 		x.convert(ctx, batch.Records)
-		if err := x.deliver(ctx); err != nil {
+		switch err := x.deliver(ctx); {
+		case errors.Is(err, errShrink):
+			// A batch the collector keeps refusing may be too big for it:
+			// retry its first half, and grow back after successes.
+			limit = max(1, len(batch.Records)/2)
+			continue
+		case err != nil:
 			return nil // ctx done: the batch stays in the spool
 		}
+		limit = min(x.cfg.BatchRecords, limit*2)
 		if err := x.spool.Ack(batch); err != nil {
 			return fmt.Errorf("acknowledge exported batch: %w", err)
 		}
@@ -120,14 +129,20 @@ func (x *Exporter) convert(ctx context.Context, payloads [][]byte) {
 	}
 }
 
-// deliver exports x.out until the collector accepts it or ctx is done.
+// errShrink asks for a smaller batch after failedTriesBeforeShrink failures.
+var errShrink = errors.New("batch refused repeatedly")
+
+const failedTriesBeforeShrink = 3
+
+// deliver exports x.out until the collector accepts it or ctx is done. A
+// batch of more than one record that keeps failing yields errShrink.
 func (x *Exporter) deliver(ctx context.Context) error {
 	if len(x.out) == 0 {
 		return nil
 	}
 	start := time.Now()
 	backoff := 100 * time.Millisecond
-	for {
+	for try := 1; ; try++ {
 		err := x.exp.Export(ctx, x.out)
 		if err == nil || isPartialSuccess(err) {
 			if err != nil {
@@ -153,6 +168,9 @@ func (x *Exporter) deliver(ctx context.Context) error {
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, x.cfg.MaxBackoff)
+		if try >= failedTriesBeforeShrink && len(x.out) > 1 {
+			return errShrink
+		}
 	}
 }
 

@@ -72,7 +72,7 @@ func runAgent(ctx context.Context) error {
 		return fmt.Errorf("create exporter: %w", err)
 	}
 	exporter := shipper.NewExporter(shipper.ExportConfig{
-		BatchRecords: cfg.ExportBatch, BatchBytes: 4 << 20, MaxBackoff: cfg.ExportMaxBackoff, Version: version,
+		BatchRecords: cfg.ExportBatch, BatchBytes: 1 << 20, MaxBackoff: cfg.ExportMaxBackoff, Version: version,
 	}, sp, sdkExporter, sh, metrics, logger)
 
 	tracer, err := bpf.Load(cfg.capture())
