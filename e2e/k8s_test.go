@@ -341,3 +341,44 @@ func TestKubernetesAPIServerOutage(t *testing.T) {
 		t.Error("agent not ready")
 	}
 }
+
+// An event whose pod the agent's cache does not know yet waits for it, up
+// to CONNAUDIT_K8S_HOLD_TIMEOUT; one whose pod never comes ships after it with
+// what the cgroup told, marked.
+func TestKubernetesEventWaitsForItsPod(t *testing.T) {
+	w := newKubeWorld(t)
+	s := startKubeAgent(t, w, "CONNAUDIT_K8S_HOLD_TIMEOUT=5s")
+	db := netip.AddrPortFrom(dbPodIP, 5432)
+	// The agent's caches are synced once a record of the known pod is enriched.
+	waitForRecord(t, s.vl, fmt.Sprintf(`event_name:="tcp.connect" k8s.pod.name:=%q`, w.pod.Name), func() { w.connectFromPod(t, db) })
+
+	late := &kubeWorld{hosts: w.hosts, client: w.client}
+	lateUID := types.UID("6a1f4c9e-0d3b-4e8a-9b7c-2f5e8d1a3c4b")
+	lateContainer := randomHex(64)
+	late.cgroup = podCgroup(t, string(lateUID), lateContainer)
+	late.connectFromPod(t, db) // no pod in the API has this UID or container
+	row := s.vl.WaitFor(t, fmt.Sprintf(`event_name:="tcp.connect" k8s.pod.uid:=%q`, lateUID), 1, time.Minute)[0]
+	assertFields(t, "never-known pod", row, map[string]string{
+		"connaudit.k8s.enrichment": "pending_timeout", "connaudit.source.kind": "pod", "k8s.node.name": testNode,
+	})
+	if row["k8s.pod.name"] != "" {
+		t.Errorf("resolved to pod %q", row["k8s.pod.name"])
+	}
+
+	// A pod that reaches the API within the hold time. The API server picks
+	// its own UID, so here the container id is what resolves it.
+	next := &kubeWorld{hosts: w.hosts, client: w.client}
+	nextContainer := randomHex(64)
+	nextUID := types.UID("0b9d7e2a-5c4f-4a1e-8f3d-7c6b5a4e3d2f")
+	next.cgroup = podCgroup(t, string(nextUID), nextContainer)
+	next.connectFromPod(t, db)
+	created := createPod(t, w.client, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "next-pod", Labels: map[string]string{"app": "next"}},
+		Spec:       corev1.PodSpec{NodeName: testNode, Containers: []corev1.Container{{Name: "main", Image: "registry.example/next:3"}}},
+	}, netip.MustParseAddr("198.51.100.21"), map[string]string{"main": "containerd://" + nextContainer})
+	row = s.vl.WaitFor(t, `event_name:="tcp.connect" k8s.pod.name:="next-pod"`, 1, time.Minute)[0]
+	assertFields(t, "held then resolved", row, map[string]string{"k8s.pod.uid": string(created.UID), "k8s.container.name": "main", "k8s.pod.label.app": "next"})
+	if row["connaudit.k8s.enrichment"] != "" {
+		t.Errorf("marked %q though its pod arrived in time", row["connaudit.k8s.enrichment"])
+	}
+}
