@@ -48,8 +48,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSegment$$' -fuzztime $(FUZZTIME) ./shipper/spool/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./k8s/cgroup/
 
+# Microbenchmarks five times each (for benchstat), then the end-to-end ones,
+# which run a fixed number of connects through the real stack.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... | tee bin/bench.txt
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 $$($(GO) list ./... | grep -v /e2e) | tee bin/bench.txt
+	$(GO) test -run '^$$' -bench . -benchtime 100000x ./e2e/ | tee -a bin/bench.txt
 
 clean:
 	rm -rf $(BIN)
