@@ -99,11 +99,7 @@ func (p *pipeline) handle(ev *bpf.Event, observed time.Time, final bool) {
 	if !final {
 		p.metrics.Captured.Inc()
 	}
-	end := p.clock.Wall(ev.EndNs)
-	start := end
-	if ev.StartNs != 0 {
-		start = p.clock.Wall(ev.StartNs)
-	}
+	start, end := p.times(ev)
 	var container cgroup.Container
 	src := shipper.Source{Resource: p.encoder.node}
 	p.extra.Reset()
@@ -148,6 +144,16 @@ func (p *pipeline) handle(ev *bpf.Event, observed time.Time, final bool) {
 	p.shipper.Emit(p.builder.Build(ev, start, end, observed, &src))
 }
 
+// times converts the event's kernel stamps to wall-clock times; an event
+// without a start (its identity was lost) starts when it ended.
+func (p *pipeline) times(ev *bpf.Event) (start, end time.Time) {
+	end = p.clock.Wall(ev.EndNs)
+	if ev.StartNs == 0 {
+		return end, end
+	}
+	return p.clock.Wall(ev.StartNs), end
+}
+
 func (p *pipeline) unresolvedPod(c cgroup.Container, why string) {
 	p.extra.String("connaudit.k8s.enrichment", why)
 	if c.PodUID != "" {
@@ -163,7 +169,8 @@ func (p *pipeline) retryHeld(now time.Time, all bool) {
 	p.hold.drain(func(h *heldEvent) bool {
 		if !all && now.Before(h.deadline) {
 			info, _ := p.cgroups.Lookup(h.ev.CgroupID)
-			if _, status := p.enricher.Source(info.Container.PodUID, info.Container.ContainerID, now); status == k8s.SourcePending {
+			start, _ := p.times(&h.ev)
+			if _, status := p.enricher.Source(info.Container.PodUID, info.Container.ContainerID, start); status == k8s.SourcePending {
 				return false
 			}
 		}
