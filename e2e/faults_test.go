@@ -217,13 +217,7 @@ func TestFaultCollectorKill9(t *testing.T) {
 	s.vl.Start()
 	s.col.Start()
 
-	waitConnects(t, s.vl, target.port, n, arrivalTimeout)
-	m := metricsOf(t, s.agent)
-	s.agent.Stop()
-	tr := finalTrail(t, s.vl, instance)
-	checkTrail(t, tr, instance, true)
-	tr.wantConnects(t, target.port, n)
-	wantNoSpoolLoss(t, m)
+	endWithEveryConnect(t, s, instance, target.port, n)
 }
 
 // TestFaultVictoriaLogsDown: VictoriaLogs stops while records flow and comes
@@ -243,12 +237,19 @@ func TestFaultVictoriaLogsDown(t *testing.T) {
 	n3, _ := target.connect(1000)
 	n := n1 + n2 + n3
 
-	waitConnects(t, s.vl, target.port, n, arrivalTimeout)
+	endWithEveryConnect(t, s, instance, target.port, n)
+}
+
+// endWithEveryConnect waits for the n connects to port, stops the agent, and
+// checks the instance's whole trail: every seq there, no spool loss.
+func endWithEveryConnect(t *testing.T, s *stack, instance string, port, n int) {
+	t.Helper()
+	waitConnects(t, s.vl, port, n, arrivalTimeout)
 	m := metricsOf(t, s.agent)
 	s.agent.Stop()
 	tr := finalTrail(t, s.vl, instance)
 	checkTrail(t, tr, instance, true)
-	tr.wantConnects(t, target.port, n)
+	tr.wantConnects(t, port, n)
 	wantNoSpoolLoss(t, m)
 }
 
