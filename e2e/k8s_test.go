@@ -319,8 +319,9 @@ func TestKubernetesIdentityOnBothEnds(t *testing.T) {
 	}
 }
 
-// Records keep flowing while the API server is away, marked unenriched, and
-// are enriched again once it is back; the agent never restarts for it.
+// Records keep flowing while the API server is away: unenriched and marked
+// while it was never reached, enriched once it is back, and enriched from the
+// caches when it goes away again. The agent never restarts for it.
 func TestKubernetesAPIServerOutage(t *testing.T) {
 	w := newKubeWorld(t)
 	w.cluster.StopAPIServer()
@@ -335,8 +336,18 @@ func TestKubernetesAPIServerOutage(t *testing.T) {
 	assertFields(t, "unenriched", row, map[string]string{"k8s.node.name": testNode, "process.executable.name": "bash"})
 
 	w.cluster.StartAPIServer()
-	waitForRecord(t, s.vl, fmt.Sprintf(`event_name:="tcp.connect" network.peer.address:=%q k8s.pod.name:=%q connaudit.peer.k8s.pod.name:="db-0"`, db.Addr(), w.pod.Name),
-		func() { w.connectFromPod(t, db) })
+	enriched := fmt.Sprintf(`event_name:="tcp.connect" network.peer.address:=%q k8s.pod.name:=%q connaudit.peer.k8s.pod.name:="db-0"`, db.Addr(), w.pod.Name)
+	waitForRecord(t, s.vl, enriched, func() { w.connectFromPod(t, db) })
+
+	// Once synced, an API server that goes away leaves the caches answering.
+	w.cluster.StopAPIServer()
+	before, err := s.vl.Query(t.Context(), enriched)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.connectFromPod(t, db)
+	s.vl.WaitFor(t, enriched, len(before)+1, time.Minute)
+	w.cluster.StartAPIServer()
 	if !s.agent.Ready() {
 		t.Error("agent not ready")
 	}
