@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -169,4 +170,57 @@ func TestRecordSchemaInVictoriaLogs(t *testing.T) {
 	s.vl.WaitFor(t, fmt.Sprintf(`event_name:="connaudit.agent.stop" service.instance.id:=%q`, instance), 1, time.Minute)
 	n := checkSeq(t, s.vl, instance)
 	t.Logf("instance %s: connaudit.seq 1..%d, no holes", instance, n)
+}
+
+// CONNAUDIT_OUTPUT=console prints the records on stdout: no collector needed.
+func TestConsoleOutput(t *testing.T) {
+	bin := teststack.Binary(t, "connaudit")
+	peer := listen(t, "tcp4", "127.0.0.1:0")
+	cmd := exec.Command(bin, "agent")
+	cmd.Env = append(os.Environ(), "CONNAUDIT_OUTPUT=console", "CONNAUDIT_SPOOL_DIR="+t.TempDir(),
+		"CONNAUDIT_BPF_PIN_DIR=", "CONNAUDIT_LISTEN_ADDR=", "CONNAUDIT_KUBERNETES=off")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &syncWriter{w: &stdout}, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	want := fmt.Sprintf("127.0.0.1:%d established", peer.Port) // the JSON escapes "->"
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(cmd.Stdout.(*syncWriter).String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no record of the connect on stdout; stderr:\n%s", stderr.String())
+		}
+		if c, err := net.Dial("tcp4", peer.String()); err == nil {
+			c.Close()
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("agent exit: %v\n%s", err, stderr.String())
+	}
+	if out := cmd.Stdout.(*syncWriter).String(); !strings.Contains(out, `"EventName":"tcp.connect"`) || !strings.Contains(out, "connaudit.agent.stop") {
+		t.Errorf("stdout lacks the tcp.connect event name or the stop record:\n%.2000s", out)
+	}
+}
+
+// syncWriter lets the test read what a child process writes meanwhile.
+type syncWriter struct {
+	mu sync.Mutex
+	w  *strings.Builder
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
 }

@@ -46,7 +46,7 @@ func StartAgent(t testing.TB, col *Collector, env ...string) *Agent {
 		"OTEL_EXPORTER_OTLP_ENDPOINT="+col.HTTPEndpoint(),
 	)
 	full = append(full, env...)
-	a.proc = newProcess(t, "connaudit", binary(t, "connaudit"), []string{"agent"}, full)
+	a.proc = newProcess(t, "connaudit", Binary(t, "connaudit"), []string{"agent"}, full)
 	t.Cleanup(a.proc.cleanup)
 	a.Start()
 	return a

@@ -55,7 +55,9 @@ func repoFile(t testing.TB, rel string) string {
 // binary returns the path of a binary built by `make build`: from
 // $CONNAUDIT_BIN_DIR if set, else from <repo root>/bin. A missing binary
 // fails the test; CI must never skip these tests silently.
-func binary(t testing.TB, name string) string {
+// Binary is the path of a built program in bin/ (or $CONNAUDIT_BIN_DIR); a
+// missing one fails the test.
+func Binary(t testing.TB, name string) string {
 	t.Helper()
 	dir := os.Getenv("CONNAUDIT_BIN_DIR")
 	if dir == "" {

@@ -30,7 +30,7 @@ type Collector struct {
 // ports accept connections, and stops it when the test ends.
 func StartCollector(t testing.TB, victoriaLogsURL string) *Collector {
 	t.Helper()
-	path := binary(t, "otelcol-connaudit")
+	path := Binary(t, "otelcol-connaudit")
 	config := repoFile(t, "otel-collector/config.yaml")
 	c := &Collector{
 		t:           t,

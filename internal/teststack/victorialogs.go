@@ -40,7 +40,7 @@ type VictoriaLogs struct {
 // when the test ends.
 func StartVictoriaLogs(t testing.TB) *VictoriaLogs {
 	t.Helper()
-	path := binary(t, "victoria-logs")
+	path := Binary(t, "victoria-logs")
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	args := []string{
 		"-storageDataPath=" + t.TempDir(),
