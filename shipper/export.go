@@ -73,7 +73,7 @@ func (x *Exporter) Run(ctx context.Context) error {
 			return fmt.Errorf("read spool: %w", err)
 		}
 		x.reportCorruption()
-		x.convert(ctx, batch.Records)
+		undecodable := x.convert(ctx, batch.Records)
 		switch err := x.deliver(ctx); {
 		case errors.Is(err, errShrink):
 			// A batch the collector keeps refusing may be too big for it:
@@ -86,6 +86,11 @@ func (x *Exporter) Run(ctx context.Context) error {
 		limit = min(x.cfg.BatchRecords, limit*2)
 		if err := x.spool.Ack(batch); err != nil {
 			return fmt.Errorf("acknowledge exported batch: %w", err)
+		}
+		if undecodable > 0 { // reported once the batch is done with, not at each retry
+			x.log.Error("skipped spooled records this agent cannot decode", "count", undecodable)
+			x.metrics.Lost.WithLabelValues(LossUndecodable).Add(float64(undecodable))
+			x.shipper.EmitLoss(Loss{Reason: LossUndecodable, Count: uint64(undecodable), Detail: "spooled by an incompatible version"})
 		}
 	}
 }
@@ -101,14 +106,13 @@ func (x *Exporter) reportCorruption() {
 	x.corruptSeen = corrupt
 }
 
-// convert turns spooled payloads into SDK records, in x.out.
-func (x *Exporter) convert(ctx context.Context, payloads [][]byte) {
+// convert turns spooled payloads into SDK records, in x.out, and counts
+// those it cannot decode.
+func (x *Exporter) convert(ctx context.Context, payloads [][]byte) (undecodable int) {
 	x.out = x.out[:0]
-	var undecodable int
 	for _, p := range payloads {
 		if err := Decode(p, &x.rec); err != nil {
 			undecodable++
-			x.log.Error("skipping a spooled record this agent cannot decode", "err", err)
 			continue
 		}
 		r := &x.rec
@@ -123,10 +127,7 @@ func (x *Exporter) convert(ctx context.Context, payloads [][]byte) {
 		lr.AddAttributes(r.Attrs...)
 		x.providers.logger(r.Resource).Emit(ctx, lr)
 	}
-	if undecodable > 0 {
-		x.metrics.Lost.WithLabelValues(LossUndecodable).Add(float64(undecodable))
-		x.shipper.EmitLoss(Loss{Reason: LossUndecodable, Count: uint64(undecodable), Detail: "spooled by an incompatible version"})
-	}
+	return undecodable
 }
 
 // errShrink asks for a smaller batch after failedTriesBeforeShrink failures.
