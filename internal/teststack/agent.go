@@ -80,9 +80,6 @@ func (a *Agent) Metrics() (string, error) { return a.get("/metrics") }
 // Ready reports whether /readyz answers 200.
 func (a *Agent) Ready() bool { _, err := a.get("/readyz"); return err == nil }
 
-// Log returns the agent's output so far.
-func (a *Agent) Log() string { return a.proc.logTail(1 << 20) }
-
 func (a *Agent) get(path string) (string, error) {
 	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://"+a.addr+path, nil)
 	resp, err := httpClient.Do(req)

@@ -64,9 +64,6 @@ func (c *Collector) MetricsURL() string {
 	return fmt.Sprintf("http://127.0.0.1:%d/metrics", c.metricsPort)
 }
 
-// StorageDir returns the directory of the persistent sending queue.
-func (c *Collector) StorageDir() string { return c.storageDir }
-
 // Start starts the collector again with the same ports and the same storage
 // directory, and waits until both OTLP ports accept connections (receivers
 // start last, after the exporter and its queue). StartCollector already
