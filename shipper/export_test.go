@@ -53,37 +53,48 @@ func (e *sizeLimitedExporter) exported() []int64 {
 	return append([]int64(nil), e.seqs...)
 }
 
-// A batch the collector keeps refusing is split until it passes; every
-// record is delivered, in order, once.
-func TestExportShrinksARefusedBatch(t *testing.T) {
+// spooledShipper is a Shipper on a real spool holding n tcp.connect records.
+func spooledShipper(t *testing.T, n int) (*spool.Spool, *Shipper) {
+	t.Helper()
 	sp, _, err := spool.Open(t.TempDir(), spool.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sp.Close()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m := NewMetrics(prometheus.NewRegistry())
-	sh := New(sp, nil, m, logger)
-	const n = 100
+	t.Cleanup(func() { sp.Close() })
+	sh := New(sp, nil, NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ev := testEvent()
 	var b ConnectBuilder
 	for i := 0; i < n; i++ {
 		sh.Emit(b.Build(&ev, time.Now(), time.Now(), time.Now(), &Source{}))
 	}
+	return sp, sh
+}
 
-	exp := &sizeLimitedExporter{max: 7}
-	x := NewExporter(ExportConfig{BatchRecords: 64, MaxBackoff: time.Millisecond}, sp, exp, sh, m, logger)
+// exportUntil runs an Exporter into exp until it has exported want records,
+// for at most 30 seconds.
+func exportUntil(t *testing.T, sp *spool.Spool, sh *Shipper, exp *sizeLimitedExporter, want int) {
+	t.Helper()
+	x := NewExporter(ExportConfig{BatchRecords: 64, MaxBackoff: time.Millisecond}, sp, exp, sh, sh.metrics, sh.log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- x.Run(ctx) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for len(exp.exported()) < n && time.Now().Before(deadline) {
+	for deadline := time.Now().Add(30 * time.Second); len(exp.exported()) < want && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
+	time.Sleep(100 * time.Millisecond) // room for an extra record to show
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A batch the collector keeps refusing is split until it passes; every
+// record is delivered, in order, once.
+func TestExportShrinksARefusedBatch(t *testing.T) {
+	const n = 100
+	sp, sh := spooledShipper(t, n)
+	exp := &sizeLimitedExporter{max: 7}
+	exportUntil(t, sp, sh, exp, n)
 	got := exp.exported()
 	if len(got) != n {
 		t.Fatalf("%d of %d records exported", len(got), n)
@@ -98,38 +109,13 @@ func TestExportShrinksARefusedBatch(t *testing.T) {
 // A spooled record this version cannot read is skipped and reported once,
 // however often its batch is retried.
 func TestUndecodableRecordIsReportedOnce(t *testing.T) {
-	sp, _, err := spool.Open(t.TempDir(), spool.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Close()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m := NewMetrics(prometheus.NewRegistry())
-	sh := New(sp, nil, m, logger)
-	ev := testEvent()
-	var b ConnectBuilder
-	for i := 0; i < 9; i++ {
-		sh.Emit(b.Build(&ev, time.Now(), time.Now(), time.Now(), &Source{}))
-	}
+	sp, sh := spooledShipper(t, 9)
 	future := append([]byte{recordVersion + 1}, make([]byte, headerSize)...)
 	if err := sp.Append(future); err != nil {
 		t.Fatal(err)
 	}
-
 	exp := &sizeLimitedExporter{max: 4} // the first batches are refused and split
-	x := NewExporter(ExportConfig{BatchRecords: 64, MaxBackoff: time.Millisecond}, sp, exp, sh, m, logger)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- x.Run(ctx) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for len(exp.exported()) < 10 && time.Now().Before(deadline) { // 9 records and the loss record
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond) // room for a duplicate report to show
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	exportUntil(t, sp, sh, exp, 10)     // 9 records and the loss record
 	exp.mu.Lock()
 	defer exp.mu.Unlock()
 	if len(exp.seqs) != 10 || len(exp.losses) != 1 || exp.losses[0] != LossUndecodable {
