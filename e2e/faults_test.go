@@ -180,7 +180,7 @@ func TestFaultAgentKill9(t *testing.T) {
 	second := otherInstance(t, s.vl, first)
 	m := metricsOf(t, s.agent)
 	s.agent.Stop()
-	tr := finalTrail(t, s.vl, second)
+	tr := finalTrail(t, s.vl, second, first)
 	if got := tr.agentStart(second)["connaudit.capture.resumed"]; got != "true" {
 		t.Errorf("second instance: connaudit.capture.resumed = %q, want true", got)
 	}
@@ -585,11 +585,27 @@ var trailFields = []string{
 }
 
 // finalTrail waits for the connaudit.agent.stop record of instance (which
-// must have been stopped with SIGTERM) and fetches the whole trail.
-func finalTrail(t *testing.T, vl *teststack.VictoriaLogs, instance string) *trail {
+// must have been stopped with SIGTERM), then for the trails of instance and
+// of the others named to be whole, and returns the trail. The collector delivers batches out of
+// order (several consumers; a batch that failed waits out its retry backoff
+// while later ones pass), so a record can reach VictoriaLogs after the stop
+// record: the trail is judged once it stops changing or is complete, within
+// arrivalTimeout. A record that is really lost still fails checkTrail then.
+func finalTrail(t *testing.T, vl *teststack.VictoriaLogs, instance string, others ...string) *trail {
 	t.Helper()
 	vl.WaitFor(t, fmt.Sprintf(`event_name:="connaudit.agent.stop" service.instance.id:=%q`, instance), 1, arrivalTimeout)
-	return fetchTrail(t, vl)
+	var tr *trail
+	pollUntil(arrivalTimeout, func() bool {
+		tr = fetchTrail(t, vl)
+		for _, id := range append([]string{instance}, others...) {
+			if len(auditTrail(tr, id).missing) > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("trail: %d rows, %d distinct records, %d duplicates from replays", tr.rows, len(tr.recs), tr.dups)
+	return tr
 }
 
 func fetchTrail(t *testing.T, vl *teststack.VictoriaLogs) *trail {
@@ -617,7 +633,6 @@ func fetchTrail(t *testing.T, vl *teststack.VictoriaLogs) *trail {
 		}
 		tr.recs[key] = r
 	}
-	t.Logf("trail: %d rows, %d distinct records, %d duplicates from replays", tr.rows, len(tr.recs), tr.dups)
 	return tr
 }
 
@@ -659,32 +674,38 @@ type lossRecord struct {
 	body        string
 }
 
-// checkTrail asserts that instance's records carry every connaudit.seq from
+// trailAudit is what auditTrail found in one instance's records.
+type trailAudit struct {
+	present   map[int]bool
+	maxSeq    int
+	stopSeq   int
+	losses    []lossRecord // by seq
+	explained map[int]bool
+	missing   []int    // seqs neither stored nor explained by a loss record
+	problems  []string // loss records that do not add up
+}
+
+// auditTrail checks that instance's records carry every connaudit.seq from
 // 1 to the highest stored, except for ranges a connaudit.loss record of the
 // same instance explains exactly: connaudit.lost.count equals
-// lost.seq.last-lost.seq.first+1 and none of those seqs is stored. With
-// stopped, the instance must have ended with a connaudit.agent.stop record.
-// It returns the instance's loss records.
-func checkTrail(t *testing.T, tr *trail, instance string, stopped bool) []lossRecord {
-	t.Helper()
-	present := map[int]bool{}
-	maxSeq, stopSeq := 0, 0
-	var losses []lossRecord
+// lost.seq.last-lost.seq.first+1 and none of those seqs is stored.
+func auditTrail(tr *trail, instance string) trailAudit {
+	a := trailAudit{present: map[int]bool{}, explained: map[int]bool{}}
 	for key, r := range tr.recs {
 		if key.instance != instance {
 			continue
 		}
-		present[key.seq] = true
-		maxSeq = max(maxSeq, key.seq)
+		a.present[key.seq] = true
+		a.maxSeq = max(a.maxSeq, key.seq)
 		switch r["event_name"] {
 		case shipper.EventAgentStop:
-			stopSeq = key.seq
+			a.stopSeq = key.seq
 		case shipper.EventLoss:
 			l := lossRecord{seq: key.seq, reason: r["connaudit.lost.reason"], body: r["_msg"]}
 			l.bytes, _ = strconv.Atoi(r["connaudit.lost.bytes"])
 			var err error
 			if l.count, err = strconv.Atoi(r["connaudit.lost.count"]); err != nil {
-				t.Errorf("instance %s: loss record seq %d without connaudit.lost.count: %v", instance, key.seq, r)
+				a.problems = append(a.problems, fmt.Sprintf("loss record seq %d without connaudit.lost.count: %v", key.seq, r))
 			}
 			if r["connaudit.lost.seq.first"] != "" || r["connaudit.lost.seq.last"] != "" {
 				l.first, err = strconv.Atoi(r["connaudit.lost.seq.first"])
@@ -692,59 +713,69 @@ func checkTrail(t *testing.T, tr *trail, instance string, stopped bool) []lossRe
 					l.last, err = strconv.Atoi(r["connaudit.lost.seq.last"])
 				}
 				if err != nil || l.first < 1 || l.last < l.first {
-					t.Errorf("instance %s: loss record seq %d has a bad seq range: %v", instance, key.seq, r)
+					a.problems = append(a.problems, fmt.Sprintf("loss record seq %d has a bad seq range: %v", key.seq, r))
 					l.first, l.last = 0, 0
 				}
 			}
-			losses = append(losses, l)
+			a.losses = append(a.losses, l)
 		}
 	}
-	if len(present) == 0 {
-		t.Errorf("instance %s: no records stored", instance)
-		return nil
-	}
-	if stopped && stopSeq == 0 {
-		t.Errorf("instance %s: no connaudit.agent.stop record", instance)
-	}
-	sort.Slice(losses, func(i, j int) bool { return losses[i].seq < losses[j].seq })
-	for _, l := range losses {
-		t.Logf("instance %s: loss record seq %d: reason %s, count %d, seq range %d..%d, bytes %d: %q", instance, l.seq, l.reason, l.count, l.first, l.last, l.bytes, l.body)
-	}
-	explained := map[int]bool{}
-	for _, l := range losses {
+	sort.Slice(a.losses, func(i, j int) bool { return a.losses[i].seq < a.losses[j].seq })
+	for _, l := range a.losses {
 		if l.first == 0 {
 			continue
 		}
 		if l.count != l.last-l.first+1 {
-			t.Errorf("instance %s: loss record seq %d says %d lost but covers seq %d..%d (%d)", instance, l.seq, l.count, l.first, l.last, l.last-l.first+1)
+			a.problems = append(a.problems, fmt.Sprintf("loss record seq %d says %d lost but covers seq %d..%d (%d)", l.seq, l.count, l.first, l.last, l.last-l.first+1))
 		}
 		if l.first >= l.seq {
-			t.Errorf("instance %s: loss record seq %d reports seqs %d..%d that come after it", instance, l.seq, l.first, l.last)
+			a.problems = append(a.problems, fmt.Sprintf("loss record seq %d reports seqs %d..%d that come after it", l.seq, l.first, l.last))
 		}
 		for s := l.first; s <= l.last; s++ {
-			if present[s] {
-				t.Errorf("instance %s: seq %d is stored, yet loss record seq %d reports it lost", instance, s, l.seq)
+			if a.present[s] {
+				a.problems = append(a.problems, fmt.Sprintf("seq %d is stored, yet loss record seq %d reports it lost", s, l.seq))
 				break
 			}
-			if explained[s] {
-				t.Errorf("instance %s: seq %d reported lost twice", instance, s)
+			if a.explained[s] {
+				a.problems = append(a.problems, fmt.Sprintf("seq %d reported lost twice", s))
 				break
 			}
-			explained[s] = true
+			a.explained[s] = true
 		}
 	}
-	var missing []int
-	for s := 1; s <= maxSeq; s++ {
-		if !present[s] && !explained[s] {
-			missing = append(missing, s)
+	for s := 1; s <= a.maxSeq; s++ {
+		if !a.present[s] && !a.explained[s] {
+			a.missing = append(a.missing, s)
 		}
 	}
-	if len(missing) > 0 {
-		t.Errorf("instance %s: %d of seq 1..%d missing with no loss record explaining them, first %v", instance, len(missing), maxSeq, missing[:min(10, len(missing))])
+	return a
+}
+
+// checkTrail asserts what auditTrail checks. With stopped, the instance must
+// have ended with a connaudit.agent.stop record. It returns the instance's
+// loss records.
+func checkTrail(t *testing.T, tr *trail, instance string, stopped bool) []lossRecord {
+	t.Helper()
+	a := auditTrail(tr, instance)
+	if len(a.present) == 0 {
+		t.Errorf("instance %s: no records stored", instance)
+		return nil
+	}
+	if stopped && a.stopSeq == 0 {
+		t.Errorf("instance %s: no connaudit.agent.stop record", instance)
+	}
+	for _, l := range a.losses {
+		t.Logf("instance %s: loss record seq %d: reason %s, count %d, seq range %d..%d, bytes %d: %q", instance, l.seq, l.reason, l.count, l.first, l.last, l.bytes, l.body)
+	}
+	for _, p := range a.problems {
+		t.Errorf("instance %s: %s", instance, p)
+	}
+	if len(a.missing) > 0 {
+		t.Errorf("instance %s: %d of seq 1..%d missing with no loss record explaining them, first %v", instance, len(a.missing), a.maxSeq, a.missing[:min(10, len(a.missing))])
 	} else {
-		t.Logf("instance %s: seq 1..%d complete (%d stored, %d explained by %d loss record(s))", instance, maxSeq, len(present), len(explained), len(losses))
+		t.Logf("instance %s: seq 1..%d complete (%d stored, %d explained by %d loss record(s))", instance, a.maxSeq, len(a.present), len(a.explained), len(a.losses))
 	}
-	return losses
+	return a.losses
 }
 
 // otherInstance returns the service.instance.id of the agent start that is
