@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"regexp"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +16,9 @@ import (
 	"go.opentelemetry.io/otel/log"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"go.opentelemetry.io/otel/sdk/resource"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/connaudit/connaudit/shipper/spool"
 )
@@ -22,13 +27,16 @@ import (
 type ExportConfig struct {
 	BatchRecords int           // records per OTLP request, at most
 	BatchBytes   int           // spooled bytes per OTLP request, at most
+	MaxDelay     time.Duration // longest a spooled record waits for its batch to fill
 	MaxBackoff   time.Duration // longest wait between retries of a failed export
 	Version      string        // instrumentation scope version
 }
 
 // Exporter reads batches from the spool, exports them and acknowledges each
 // only once the collector has accepted it: at-least-once delivery. A failed
-// export is retried forever with backoff; the spool bounds what waits.
+// export is retried forever with backoff; the spool bounds what waits. A
+// record the collector refuses for good is isolated by bisection and
+// reported as a rejected loss, so it cannot stop the records behind it.
 type Exporter struct {
 	cfg         ExportConfig
 	spool       *spool.Spool
@@ -38,15 +46,22 @@ type Exporter struct {
 	log         *slog.Logger
 	providers   *providerCache
 	out         []sdklog.Record
+	seqs        []uint64 // connaudit.seq of each record in out
+	undecodable []uint64 // seqs of this batch's records this version cannot decode
+	rejected    []uint64 // seqs of this batch's records the collector refused for good
+	rejectedErr error
 	rec         Record
 	failingNs   atomic.Int64 // unix ns of the first failure of the current failing streak, 0 when healthy
+	running     atomic.Bool
+	drain       chan struct{} // closed by Drain
+	drainOnce   sync.Once
 	corruptSeen int64
 }
 
 // NewExporter wires the export loop. The shipper receives loss records about
 // what the collector rejected.
 func NewExporter(cfg ExportConfig, sp *spool.Spool, exp sdklog.Exporter, sh *Shipper, m *Metrics, logger *slog.Logger) *Exporter {
-	x := &Exporter{cfg: cfg, spool: sp, exp: exp, shipper: sh, metrics: m, log: logger}
+	x := &Exporter{cfg: cfg, spool: sp, exp: exp, shipper: sh, metrics: m, log: logger, drain: make(chan struct{})}
 	x.providers = newProviderCache(1024, cfg.Version, &x.out)
 	return x
 }
@@ -59,10 +74,45 @@ func (x *Exporter) FailingSince() time.Time {
 	return time.Time{}
 }
 
-// Run exports until ctx is done. Records of an unacknowledged batch stay in the
-// spool and are exported again by the next Run.
-func (x *Exporter) Run(ctx context.Context) error {
+// Running reports whether the export loop is running (not waiting to be
+// restarted after an error).
+func (x *Exporter) Running() bool { return x.running.Load() }
+
+// Drain makes the exporter send what is spooled at once, without waiting for
+// batches to fill: the agent is shutting down.
+func (x *Exporter) Drain() { x.drainOnce.Do(func() { close(x.drain) }) }
+
+// Run exports until ctx is done. An export loop that fails (the spool cannot
+// be read) is logged, counted and restarted with backoff: capture must never
+// go on with nobody exporting. Records of an unacknowledged batch stay in the
+// spool and are exported again.
+func (x *Exporter) Run(ctx context.Context) {
 	defer x.providers.shutdown()
+	backoff := 100 * time.Millisecond
+	for {
+		x.running.Store(true)
+		started := time.Now()
+		err := x.export(ctx)
+		x.running.Store(false)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) > x.cfg.MaxBackoff {
+			backoff = 100 * time.Millisecond
+		}
+		x.metrics.ExportRestarts.Inc()
+		x.log.Error("export loop failed; restarting it (records wait in the spool)", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, x.cfg.MaxBackoff)
+	}
+}
+
+// export is one run of the export loop; it returns nil when ctx is done.
+func (x *Exporter) export(ctx context.Context) error {
 	limit := x.cfg.BatchRecords
 	for {
 		batch, err := x.spool.Next(ctx, limit, x.cfg.BatchBytes)
@@ -72,9 +122,12 @@ func (x *Exporter) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("read spool: %w", err)
 		}
+		if x.waitForFullBatch(ctx, batch, limit) {
+			continue // read the batch again, with what arrived meanwhile
+		}
 		x.reportCorruption()
-		undecodable := x.convert(ctx, batch.Records)
-		switch err := x.deliver(ctx); {
+		x.convert(ctx, batch.Records)
+		switch err := x.deliver(ctx, x.out, x.seqs); {
 		case errors.Is(err, errShrink):
 			// A batch the collector keeps refusing may be too big for it:
 			// retry its first half, and grow back after successes.
@@ -85,14 +138,63 @@ func (x *Exporter) Run(ctx context.Context) error {
 		}
 		limit = min(x.cfg.BatchRecords, limit*2)
 		if err := x.spool.Ack(batch); err != nil {
-			return fmt.Errorf("acknowledge exported batch: %w", err)
+			if errors.Is(err, spool.ErrClosed) || errors.Is(err, spool.ErrStaleBatch) {
+				return fmt.Errorf("acknowledge exported batch: %w", err)
+			}
+			// The acknowledgement took effect; only its cleanup or
+			// persistence failed, and the next Ack tries that again.
+			x.metrics.AckErrors.Inc()
+			x.log.Warn("acknowledge exported batch: cleanup failed, will retry", "err", err)
 		}
-		if undecodable > 0 { // reported once the batch is done with, not at each retry
-			x.log.Error("skipped spooled records this agent cannot decode", "count", undecodable)
-			x.metrics.Lost.WithLabelValues(LossUndecodable).Add(float64(undecodable))
-			x.shipper.EmitLoss(Loss{Reason: LossUndecodable, Count: uint64(undecodable), Detail: "spooled by an incompatible version"})
+		// Reported once the batch is done with, not at each retry.
+		x.reportSeqLoss(LossUndecodable, x.undecodable, "spooled by an incompatible version", nil)
+		x.reportSeqLoss(LossRejected, x.rejected, "the collector refused them permanently", x.rejectedErr)
+	}
+}
+
+// waitForFullBatch waits, when batch is not full and its oldest record has
+// waited less than MaxDelay, until the spool holds a full batch, that
+// record's time is up, the exporter drains or ctx is done. It reports
+// whether it waited. Batching cuts the per-request cost (HTTP, gzip, the
+// collector's own work) that dominates at ordinary rates.
+func (x *Exporter) waitForFullBatch(ctx context.Context, batch spool.Batch, limit int) bool {
+	if len(batch.Records) >= limit || x.cfg.MaxDelay <= 0 || payloadBytes(batch.Records) >= x.cfg.BatchBytes/2 {
+		return false
+	}
+	deadline := recordObserved(batch.Records[0]).Add(x.cfg.MaxDelay)
+	wait := time.Until(deadline)
+	if wait <= 0 {
+		return false
+	}
+	select {
+	case <-x.drain:
+		return false
+	default:
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	check := time.NewTicker(min(max(x.cfg.MaxDelay/20, 5*time.Millisecond), 50*time.Millisecond))
+	defer check.Stop()
+	for x.spool.Stats().Records < int64(limit) {
+		select {
+		case <-timer.C:
+			return true
+		case <-x.drain:
+			return true
+		case <-ctx.Done():
+			return true
+		case <-check.C:
 		}
 	}
+	return true
+}
+
+func payloadBytes(records [][]byte) int {
+	n := 0
+	for _, r := range records {
+		n += len(r)
+	}
+	return n
 }
 
 // reportCorruption reports spool damage that reading found since the last batch.
@@ -106,13 +208,14 @@ func (x *Exporter) reportCorruption() {
 	x.corruptSeen = corrupt
 }
 
-// convert turns spooled payloads into SDK records, in x.out, and counts
-// those it cannot decode.
-func (x *Exporter) convert(ctx context.Context, payloads [][]byte) (undecodable int) {
-	x.out = x.out[:0]
+// convert turns spooled payloads into SDK records, in x.out with their seqs
+// in x.seqs, and notes the seqs of those it cannot decode.
+func (x *Exporter) convert(ctx context.Context, payloads [][]byte) {
+	x.out, x.seqs = x.out[:0], x.seqs[:0]
+	x.undecodable, x.rejected, x.rejectedErr = x.undecodable[:0], x.rejected[:0], nil
 	for _, p := range payloads {
 		if err := Decode(p, &x.rec); err != nil {
-			undecodable++
+			x.undecodable = append(x.undecodable, payloadSeq(p))
 			continue
 		}
 		r := &x.rec
@@ -126,8 +229,29 @@ func (x *Exporter) convert(ctx context.Context, payloads [][]byte) (undecodable 
 		r.Attrs = append(r.Attrs, attribute.Int64("connaudit.seq", int64(r.Seq)))
 		lr.AddAttributes(r.Attrs...)
 		x.providers.logger(r.Resource).Emit(ctx, lr)
+		x.seqs = append(x.seqs, r.Seq)
 	}
-	return undecodable
+}
+
+// reportSeqLoss writes one loss record per run of consecutive seqs, so that
+// every seq missing from the trail lies in a range a loss record names.
+func (x *Exporter) reportSeqLoss(reason string, seqs []uint64, detail string, cause error) {
+	if len(seqs) == 0 {
+		return
+	}
+	if cause != nil {
+		detail += ": " + cause.Error()
+	}
+	x.log.Error("records lost: "+detail, "reason", reason, "count", len(seqs), "first_seq", seqs[0], "last_seq", seqs[len(seqs)-1])
+	x.metrics.Lost.WithLabelValues(reason).Add(float64(len(seqs)))
+	for i := 0; i < len(seqs); {
+		j := i + 1
+		for j < len(seqs) && seqs[j] == seqs[j-1]+1 {
+			j++
+		}
+		x.shipper.EmitLoss(Loss{Reason: reason, Count: uint64(j - i), FirstSeq: seqs[i], LastSeq: seqs[j-1], Detail: detail})
+		i = j
+	}
 }
 
 // errShrink asks for a smaller batch after failedTriesBeforeShrink failures.
@@ -135,21 +259,42 @@ var errShrink = errors.New("batch refused repeatedly")
 
 const failedTriesBeforeShrink = 3
 
-// deliver exports x.out until the collector accepts it or ctx is done. A
-// batch of more than one record that keeps failing yields errShrink.
-func (x *Exporter) deliver(ctx context.Context) error {
-	if len(x.out) == 0 {
+// deliver exports recs until the collector accepts them or ctx is done.
+// Records the collector refuses for good are found by bisection and noted in
+// x.rejected; the others are delivered. A batch of more than one record that
+// keeps failing transiently yields errShrink.
+func (x *Exporter) deliver(ctx context.Context, recs []sdklog.Record, seqs []uint64) error {
+	err := x.send(ctx, recs)
+	var refused permanentError
+	if !errors.As(err, &refused) {
+		return err
+	}
+	if len(recs) == 1 {
+		x.rejected = append(x.rejected, seqs[0])
+		x.rejectedErr = refused.err
+		return nil
+	}
+	half := len(recs) / 2
+	if err := x.deliver(ctx, recs[:half], seqs[:half]); err != nil {
+		return err
+	}
+	return x.deliver(ctx, recs[half:], seqs[half:])
+}
+
+// send exports recs, retrying transient failures with backoff.
+func (x *Exporter) send(ctx context.Context, recs []sdklog.Record) error {
+	if len(recs) == 0 {
 		return nil
 	}
 	start := time.Now()
 	backoff := 100 * time.Millisecond
 	for try := 1; ; try++ {
-		err := x.exp.Export(ctx, x.out)
+		err := x.exp.Export(ctx, recs)
 		if err == nil || isPartialSuccess(err) {
 			if err != nil {
-				x.reportRejected(err)
+				x.reportPartialSuccess(err)
 			}
-			x.metrics.Exported.Add(float64(len(x.out)))
+			x.metrics.Exported.Add(float64(len(recs)))
 			x.metrics.ExportDuration.Observe(time.Since(start).Seconds())
 			if x.failingNs.Swap(0) != 0 {
 				x.log.Info("export recovered", "after", time.Since(start).Round(time.Millisecond))
@@ -158,6 +303,10 @@ func (x *Exporter) deliver(ctx context.Context) error {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if isPermanent(err) {
+			x.log.Warn("the collector refused a batch for good; isolating the records at fault", "records", len(recs), "err", err)
+			return permanentError{err}
 		}
 		x.metrics.ExportRetries.Inc()
 		if x.failingNs.CompareAndSwap(0, time.Now().UnixNano()) {
@@ -169,10 +318,36 @@ func (x *Exporter) deliver(ctx context.Context) error {
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, x.cfg.MaxBackoff)
-		if try >= failedTriesBeforeShrink && len(x.out) > 1 {
+		if try >= failedTriesBeforeShrink && len(recs) > 1 {
 			return errShrink
 		}
 	}
+}
+
+// permanentError is an export failure that retrying the same records cannot cure.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+
+// httpStatus is how otlploghttp reports a response it does not retry.
+var httpStatus = regexp.MustCompile(`failed to send logs to \S+: (\d{3}) `)
+
+// isPermanent tells failures caused by the records themselves: they cannot
+// be marshalled, or the collector says they are invalid (HTTP 400, 413 or
+// gRPC InvalidArgument). Anything else (unreachable, throttled, unauthorised,
+// misconfigured) may pass later and is retried.
+func isPermanent(err error) bool {
+	if errors.Is(err, proto.Error) {
+		return true
+	}
+	if s, ok := status.FromError(err); ok {
+		return s.Code() == codes.InvalidArgument ||
+			s.Code() == codes.Internal && strings.Contains(s.Message(), "error while marshaling")
+	}
+	if m := httpStatus.FindStringSubmatch(err.Error()); m != nil {
+		return m[1] == "400" || m[1] == "413"
+	}
+	return false
 }
 
 // The SDK exporters report OTLP partial success as an error of an internal type.
@@ -180,7 +355,10 @@ var partialSuccess = regexp.MustCompile(`OTLP partial success: .*\((\d+) logs re
 
 func isPartialSuccess(err error) bool { return partialSuccess.MatchString(err.Error()) }
 
-func (x *Exporter) reportRejected(err error) {
+// reportPartialSuccess reports records the collector accepted the request
+// for but did not keep. OTLP does not say which ones, so the loss record
+// carries their count and no seq range.
+func (x *Exporter) reportPartialSuccess(err error) {
 	m := partialSuccess.FindStringSubmatch(err.Error())
 	n, _ := strconv.ParseUint(m[1], 10, 64)
 	x.log.Error("the collector rejected records", "count", n, "err", err)

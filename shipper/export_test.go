@@ -77,7 +77,7 @@ func exportUntil(t *testing.T, sp *spool.Spool, sh *Shipper, exp *sizeLimitedExp
 	x := NewExporter(ExportConfig{BatchRecords: 64, MaxBackoff: time.Millisecond}, sp, exp, sh, sh.metrics, sh.log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- x.Run(ctx) }()
+	go func() { x.Run(ctx); done <- nil }()
 	for deadline := time.Now().Add(30 * time.Second); len(exp.exported()) < want && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -10,7 +10,7 @@ const (
 	LossSpoolFull    = "spool_full"    // the spool was at CONNAUDIT_SPOOL_MAX_BYTES
 	LossSpoolError   = "spool_error"   // the spool could not write (disk full, I/O error)
 	LossSpoolCorrupt = "spool_corrupt" // unreadable spool data found at start
-	LossRejected     = "rejected"      // the collector refused records (OTLP partial success)
+	LossRejected     = "rejected"      // the collector refused records (OTLP partial success, or refused for good)
 	LossUndecodable  = "undecodable"   // a spooled record this version cannot decode
 	// LossCaptureReplaced: pinned capture of an incompatible version was replaced; what it held is lost.
 	LossCaptureReplaced = "capture_replaced"
@@ -23,6 +23,8 @@ type Metrics struct {
 	Exported       prometheus.Counter
 	Lost           *prometheus.CounterVec
 	ExportRetries  prometheus.Counter
+	ExportRestarts prometheus.Counter
+	AckErrors      prometheus.Counter
 	ExportDuration prometheus.Histogram
 }
 
@@ -44,6 +46,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		ExportRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "connaudit_export_retries_total", Help: "Export attempts that failed and were retried.",
 		}),
+		ExportRestarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "connaudit_export_restarts_total", Help: "Times the export loop failed and was restarted.",
+		}),
+		AckErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "connaudit_spool_ack_errors_total", Help: "Acknowledgements whose segment removal or cursor write failed (retried).",
+		}),
 		ExportDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "connaudit_export_duration_seconds", Help: "Time to export one batch, retries included.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
@@ -52,6 +60,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{LossRingBuffer, LossHandshakeMap, LossHoldQueue, LossSpoolFull, LossSpoolError, LossSpoolCorrupt, LossRejected, LossUndecodable, LossCaptureReplaced} {
 		m.Lost.WithLabelValues(r)
 	}
-	reg.MustRegister(m.Captured, m.Spooled, m.Exported, m.Lost, m.ExportRetries, m.ExportDuration)
+	reg.MustRegister(m.Captured, m.Spooled, m.Exported, m.Lost, m.ExportRetries, m.ExportRestarts, m.AckErrors, m.ExportDuration)
 	return m
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
@@ -60,38 +62,38 @@ func (e *Encoder) Reset(event string, ts, observed time.Time, sev log.Severity, 
 	e.buf = binary.LittleEndian.AppendUint64(e.buf, uint64(ts.UnixNano()))
 	e.buf = binary.LittleEndian.AppendUint64(e.buf, uint64(observed.UnixNano()))
 	e.buf = append(e.buf, byte(sev))
-	e.buf = appendStr(e.buf, event)
-	e.buf = appendBytes(e.buf, body)
+	e.buf = appendText(e.buf, event)
+	e.buf = appendTextBytes(e.buf, body)
 	e.buf = appendBytes(e.buf, resource)
 }
 
 func (e *AttrList) String(key, v string) {
-	e.buf = appendStr(e.buf, key)
+	e.buf = appendText(e.buf, key)
 	e.buf = append(e.buf, kindString)
-	e.buf = appendStr(e.buf, v)
+	e.buf = appendText(e.buf, v)
 }
 
 // StringBytes is String for a value held in a byte slice.
 func (e *AttrList) StringBytes(key string, v []byte) {
-	e.buf = appendStr(e.buf, key)
+	e.buf = appendText(e.buf, key)
 	e.buf = append(e.buf, kindString)
-	e.buf = appendBytes(e.buf, v)
+	e.buf = appendTextBytes(e.buf, v)
 }
 
 func (e *AttrList) Int(key string, v int64) {
-	e.buf = appendStr(e.buf, key)
+	e.buf = appendText(e.buf, key)
 	e.buf = append(e.buf, kindInt)
 	e.buf = binary.AppendVarint(e.buf, v)
 }
 
 func (e *AttrList) Float(key string, v float64) {
-	e.buf = appendStr(e.buf, key)
+	e.buf = appendText(e.buf, key)
 	e.buf = append(e.buf, kindFloat)
 	e.buf = binary.LittleEndian.AppendUint64(e.buf, math.Float64bits(v))
 }
 
 func (e *AttrList) Bool(key string, v bool) {
-	e.buf = appendStr(e.buf, key)
+	e.buf = appendText(e.buf, key)
 	e.buf = append(e.buf, kindBool)
 	b := byte(0)
 	if v {
@@ -102,11 +104,6 @@ func (e *AttrList) Bool(key string, v bool) {
 
 // Raw appends an already encoded attribute list.
 func (e *AttrList) Raw(attrs []byte) { e.buf = append(e.buf, attrs...) }
-
-func appendStr(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
 
 func appendBytes(b, v []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(v)))
@@ -192,7 +189,15 @@ func (d *decoder) bytes() []byte {
 	return v
 }
 
-func (d *decoder) str() string { return string(d.bytes()) }
+// str decodes a string, made valid UTF-8: a spool written by an agent that
+// did not sanitize must still drain, and protobuf refuses invalid UTF-8.
+func (d *decoder) str() string {
+	b := d.bytes()
+	if !utf8.Valid(b) {
+		return strings.ToValidUTF8(string(b), replacementChar)
+	}
+	return string(b)
+}
 
 func (d *decoder) byte() byte {
 	if len(d.b) < 1 {
@@ -233,6 +238,24 @@ func (d *decoder) fail() {
 
 func stampSeq(payload []byte, seq uint64) {
 	binary.LittleEndian.PutUint64(payload[seqOffset:], seq)
+}
+
+// payloadSeq is the seq Emit stamped, at a fixed offset in every version; 0
+// when the payload is too short to hold one.
+func payloadSeq(payload []byte) uint64 {
+	if len(payload) < seqOffset+8 {
+		return 0
+	}
+	return binary.LittleEndian.Uint64(payload[seqOffset:])
+}
+
+// recordObserved is when the agent read the record's event; the zero time
+// when the payload is not a record this version reads.
+func recordObserved(payload []byte) time.Time {
+	if len(payload) < headerSize || payload[0] != recordVersion {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(binary.LittleEndian.Uint64(payload[17:])))
 }
 
 func recordTime(payload []byte) time.Time {

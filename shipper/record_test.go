@@ -1,7 +1,6 @@
 package shipper
 
 import (
-	"errors"
 	"net/netip"
 	"syscall"
 	"testing"
@@ -142,16 +141,6 @@ func TestDecodeRejectsDamage(t *testing.T) {
 	future[0] = recordVersion + 1
 	if err := Decode(future, &r); err == nil {
 		t.Error("decoded a record of a newer version")
-	}
-}
-
-func TestPartialSuccessIsRecognised(t *testing.T) {
-	err := errors.Join(errors.New("OTLP partial success: bad records (3 logs rejected)"))
-	if !isPartialSuccess(err) {
-		t.Fatal("not recognised")
-	}
-	if isPartialSuccess(errors.New("connection refused")) {
-		t.Fatal("plain error taken for partial success")
 	}
 }
 

@@ -118,7 +118,9 @@ type Loss struct {
 	Count       uint64 // 0 when only Bytes is known
 	Bytes       int64  // unreadable bytes, for spool damage
 	First, Last time.Time
-	Detail      string
+	// FirstSeq..LastSeq are the seqs of the lost records, when they had any.
+	FirstSeq, LastSeq uint64
+	Detail            string
 }
 
 // EmitLoss writes a connaudit.loss record.
@@ -129,6 +131,10 @@ func (s *Shipper) EmitLoss(l Loss) {
 	s.buildLoss(l.Reason, l.Count, l.First, l.Last, l.Detail)
 	if l.Bytes > 0 {
 		s.enc.Int("connaudit.lost.bytes", l.Bytes)
+	}
+	if l.FirstSeq > 0 {
+		s.enc.Int("connaudit.lost.seq.first", int64(l.FirstSeq))
+		s.enc.Int("connaudit.lost.seq.last", int64(l.LastSeq))
 	}
 	s.append(s.enc.Bytes())
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -72,7 +71,7 @@ func runAgent(ctx context.Context) error {
 		return fmt.Errorf("create exporter: %w", err)
 	}
 	exporter := shipper.NewExporter(shipper.ExportConfig{
-		BatchRecords: cfg.ExportBatch, BatchBytes: 1 << 20, MaxBackoff: cfg.ExportMaxBackoff, Version: version,
+		BatchRecords: cfg.ExportBatch, BatchBytes: 1 << 20, MaxDelay: cfg.ExportMaxDelay, MaxBackoff: cfg.ExportMaxBackoff, Version: version,
 	}, sp, sdkExporter, sh, metrics, logger)
 
 	tracer, err := bpf.Load(cfg.capture())
@@ -98,8 +97,8 @@ func runAgent(ctx context.Context) error {
 	}
 
 	exportCtx, stopExport := context.WithCancel(context.Background())
-	exportDone := make(chan error, 1)
-	go func() { exportDone <- exporter.Run(exportCtx) }()
+	exportDone := make(chan struct{})
+	go func() { exporter.Run(exportCtx); close(exportDone) }()
 
 	health := newHealthServer(cfg.ListenAddr, reg, exporter, cfg.ReadyExportFailure, logger)
 	health.start()
@@ -125,29 +124,21 @@ func runAgent(ctx context.Context) error {
 	health.setReady(false)
 	sh.EmitAgentEvent(shipper.EventAgentStop, "connaudit agent stopped capturing", log.SeverityInfo, nil)
 	sh.Unreported()
-	flushed := waitForFlush(sp, exportDone, cfg.ShutdownGrace)
+	exporter.Drain()
+	flushed := waitForFlush(sp, cfg.ShutdownGrace)
 	stopExport()
-	if err := <-exportDone; err != nil {
-		captureErr = errors.Join(captureErr, err)
-	}
+	<-exportDone
 	_ = sdkExporter.Shutdown(context.Background())
 	stats := sp.Stats()
 	logger.Info("stopped", "flushed", flushed, "left_in_spool", stats.Records, "last_seq", sh.LastSeq())
 	return captureErr
 }
 
-// waitForFlush waits until the exporter has emptied the spool, it failed, or grace passed.
-func waitForFlush(sp *spool.Spool, exportDone chan error, grace time.Duration) bool {
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) {
+// waitForFlush waits until the exporter has emptied the spool or grace passed.
+func waitForFlush(sp *spool.Spool, grace time.Duration) bool {
+	for deadline := time.Now().Add(grace); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if sp.Stats().Records == 0 {
 			return true
-		}
-		select {
-		case err := <-exportDone:
-			exportDone <- err
-			return false
-		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	return sp.Stats().Records == 0

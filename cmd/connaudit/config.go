@@ -31,6 +31,7 @@ type agentConfig struct {
 	SpoolFsyncInterval time.Duration `envconfig:"SPOOL_FSYNC_INTERVAL" default:"100ms" desc:"group commit interval; a machine crash loses at most this much"`
 
 	ExportBatch        int           `envconfig:"EXPORT_BATCH" default:"2048" desc:"records per OTLP request, at most"`
+	ExportMaxDelay     time.Duration `envconfig:"EXPORT_MAX_DELAY" default:"1s" desc:"longest a record waits in the spool for its batch to fill; 0 sends at once"`
 	ExportMaxBackoff   time.Duration `envconfig:"EXPORT_MAX_BACKOFF" default:"5s" desc:"longest wait between export retries"`
 	ReadyExportFailure time.Duration `envconfig:"READY_EXPORT_FAILURE" default:"60s" desc:"/readyz fails once exports have failed for this long"`
 	ShutdownGrace      time.Duration `envconfig:"SHUTDOWN_GRACE" default:"10s" desc:"time to flush the spool at SIGTERM; the rest stays spooled"`
@@ -73,8 +74,14 @@ func (c agentConfig) validate() error {
 			return fmt.Errorf("%s=%s: want a positive duration such as 5s", name, d)
 		}
 	}
-	if c.SpoolFsyncInterval < 0 || c.ShutdownGrace < 0 {
-		return fmt.Errorf("CONNAUDIT_SPOOL_FSYNC_INTERVAL and CONNAUDIT_SHUTDOWN_GRACE must not be negative")
+	for name, d := range map[string]time.Duration{
+		"CONNAUDIT_SPOOL_FSYNC_INTERVAL": c.SpoolFsyncInterval,
+		"CONNAUDIT_SHUTDOWN_GRACE":       c.ShutdownGrace,
+		"CONNAUDIT_EXPORT_MAX_DELAY":     c.ExportMaxDelay,
+	} {
+		if d < 0 {
+			return fmt.Errorf("%s=%s: must not be negative", name, d)
+		}
 	}
 	if c.ExportBatch < 1 {
 		return fmt.Errorf("CONNAUDIT_EXPORT_BATCH=%d: want at least 1", c.ExportBatch)

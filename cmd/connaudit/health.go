@@ -44,6 +44,10 @@ func (h *healthServer) readyz(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "not capturing\n", http.StatusServiceUnavailable)
 		return
 	}
+	if !h.exporter.Running() {
+		http.Error(w, "export loop not running (restarting after an error; see the agent log)\n", http.StatusServiceUnavailable)
+		return
+	}
 	if since := h.exporter.FailingSince(); !since.IsZero() && time.Since(since) > h.maxFailure {
 		http.Error(w, "exports failing since "+since.UTC().Format(time.RFC3339)+"\n", http.StatusServiceUnavailable)
 		return
