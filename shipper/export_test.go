@@ -5,11 +5,16 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/sys/unix"
 	"go.opentelemetry.io/otel/attribute"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 
@@ -121,4 +126,64 @@ func TestUndecodableRecordIsReportedOnce(t *testing.T) {
 	if len(exp.seqs) != 10 || len(exp.losses) != 1 || exp.losses[0] != LossUndecodable {
 		t.Fatalf("exported seqs %v, loss reasons %v: want 10 records and one undecodable loss", exp.seqs, exp.losses)
 	}
+}
+
+// A full disk under the spool makes every Ack fail to persist the read
+// cursor (CONNAUDIT_SPOOL_FSYNC_INTERVAL=0). The acknowledgement itself took
+// effect, so export must go on: every record is delivered once, the failures
+// are counted, and the loop never stops running.
+func TestExportGoesOnWhenAcksCannotBePersisted(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tmpfs")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatalf("mount tmpfs (the test needs root): %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	sp, _, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{FsyncInterval: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	sh := New(sp, nil, NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ev := testEvent()
+	var b ConnectBuilder
+	const n = 300
+	for i := 0; i < n; i++ {
+		sh.Emit(b.Build(&ev, time.Now(), time.Now(), time.Now(), &Source{}))
+	}
+	fillDisk(t, filepath.Join(dir, "filler"))
+
+	exp := &sizeLimitedExporter{max: 1 << 20}
+	runExporter(t, sp, sh, exp, ExportConfig{BatchRecords: 64}, func() bool { return len(exp.exported()) >= n })
+	if got := len(exp.exported()); got != n {
+		t.Fatalf("%d of %d records exported with the disk full", got, n)
+	}
+	if errs := testutil.ToFloat64(sh.metrics.AckErrors); errs == 0 {
+		t.Error("no Ack error counted, yet the disk was full: the test did not inject the fault")
+	}
+	if testutil.ToFloat64(sh.metrics.ExportRestarts) != 0 {
+		t.Error("the export loop restarted for an Ack whose acknowledgement took effect")
+	}
+}
+
+// fillDisk writes path until the filesystem refuses with ENOSPC.
+func fillDisk(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 4096)
+	for i := 0; i < 1<<20; i++ {
+		if _, err := f.Write(chunk); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return
+			}
+			t.Fatal(err)
+		}
+	}
+	t.Fatal("the filesystem never filled up")
 }
