@@ -17,6 +17,7 @@ const (
 	EventAgentStart = "connaudit.agent.start"
 	EventAgentStop  = "connaudit.agent.stop"
 	EventLoss       = "connaudit.loss"
+	EventDegraded   = "connaudit.degraded"
 )
 
 // Source is what the stages after the kernel learned about a connect attempt.

@@ -5,8 +5,6 @@ import "github.com/prometheus/client_golang/prometheus"
 // Loss reasons, as they appear in connaudit.lost.reason and in metrics.
 const (
 	LossRingBuffer   = "ring_buffer"   // the kernel found the event ring buffer full
-	LossHandshakeMap = "handshake_map" // a handshake was evicted; its attempt was shipped without process identity
-	LossHoldQueue    = "hold_queue"    // enrichment's hold queue overflowed; shipped without waiting
 	LossSpoolFull    = "spool_full"    // the spool was at CONNAUDIT_SPOOL_MAX_BYTES
 	LossSpoolError   = "spool_error"   // the spool could not write (disk full, I/O error)
 	LossSpoolCorrupt = "spool_corrupt" // unreadable spool data found at start
@@ -16,12 +14,20 @@ const (
 	LossCaptureReplaced = "capture_replaced"
 )
 
+// Reasons a record was shipped with less identity, as they appear in
+// connaudit.degraded.reason and in metrics. Such records are not missing.
+const (
+	DegradedHandshakeMap = "handshake_map" // a handshake was evicted; its attempt was shipped without process identity
+	DegradedHoldQueue    = "hold_queue"    // the hold queue was full; shipped without waiting for its pod
+)
+
 // Metrics are the agent's Prometheus counters for capture and delivery.
 type Metrics struct {
 	Captured       prometheus.Counter
 	Spooled        prometheus.Counter
 	Exported       prometheus.Counter
 	Lost           *prometheus.CounterVec
+	Degraded       *prometheus.CounterVec
 	ExportRetries  prometheus.Counter
 	ExportRestarts prometheus.Counter
 	AckErrors      prometheus.Counter
@@ -43,6 +49,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Lost: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "connaudit_records_lost_total", Help: "Records or identities lost, by reason.",
 		}, []string{"reason"}),
+		Degraded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "connaudit_records_degraded_total", Help: "Records shipped with less identity than they should have had, by reason.",
+		}, []string{"reason"}),
 		ExportRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "connaudit_export_retries_total", Help: "Export attempts that failed and were retried.",
 		}),
@@ -57,9 +66,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 		}),
 	}
-	for _, r := range []string{LossRingBuffer, LossHandshakeMap, LossHoldQueue, LossSpoolFull, LossSpoolError, LossSpoolCorrupt, LossRejected, LossUndecodable, LossCaptureReplaced} {
+	for _, r := range []string{LossRingBuffer, LossSpoolFull, LossSpoolError, LossSpoolCorrupt, LossRejected, LossUndecodable, LossCaptureReplaced} {
 		m.Lost.WithLabelValues(r)
 	}
-	reg.MustRegister(m.Captured, m.Spooled, m.Exported, m.Lost, m.ExportRetries, m.ExportRestarts, m.AckErrors, m.ExportDuration)
+	for _, r := range []string{DegradedHandshakeMap, DegradedHoldQueue} {
+		m.Degraded.WithLabelValues(r)
+	}
+	reg.MustRegister(m.Captured, m.Spooled, m.Exported, m.Lost, m.Degraded, m.ExportRetries, m.ExportRestarts, m.AckErrors, m.ExportDuration)
 	return m
 }

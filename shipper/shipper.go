@@ -123,8 +123,9 @@ type Loss struct {
 	Detail            string
 }
 
-// EmitLoss writes a connaudit.loss record.
-func (s *Shipper) EmitLoss(l Loss) {
+// EmitLoss writes a connaudit.loss record. It reports whether the spool took
+// it; when it did not, the record's own seq is counted in the spool's drop.
+func (s *Shipper) EmitLoss(l Loss) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reportDroppedIfRoom()
@@ -136,11 +137,36 @@ func (s *Shipper) EmitLoss(l Loss) {
 		s.enc.Int("connaudit.lost.seq.first", int64(l.FirstSeq))
 		s.enc.Int("connaudit.lost.seq.last", int64(l.LastSeq))
 	}
-	s.append(s.enc.Bytes())
+	return s.append(s.enc.Bytes())
 }
 
 func (s *Shipper) buildLoss(reason string, count uint64, first, last time.Time, detail string) {
-	s.body = append(s.body[:0], "lost "...)
+	s.buildNotice(EventLoss, "lost ", "connaudit.lost.", reason, count, first, last, detail)
+}
+
+// Degraded describes records that were shipped with less identity than they
+// should have had, for one reason. They are in the trail; nothing is missing.
+type Degraded struct {
+	Reason      string
+	Count       uint64
+	First, Last time.Time
+	Detail      string
+}
+
+// EmitDegraded writes a connaudit.degraded record; it reports whether the
+// spool took it.
+func (s *Shipper) EmitDegraded(d Degraded) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reportDroppedIfRoom()
+	s.buildNotice(EventDegraded, "shipped with less identity: ", "connaudit.degraded.", d.Reason, d.Count, d.First, d.Last, d.Detail)
+	return s.append(s.enc.Bytes())
+}
+
+// buildNotice starts a loss or degraded record: prefix+count, reason and
+// time range under the attribute prefix attr.
+func (s *Shipper) buildNotice(event, body, attr, reason string, count uint64, first, last time.Time, detail string) {
+	s.body = append(s.body[:0], body...)
 	s.body = strconv.AppendUint(s.body, count, 10)
 	s.body = append(s.body, " record(s): "...)
 	s.body = append(s.body, reason...)
@@ -149,12 +175,14 @@ func (s *Shipper) buildLoss(reason string, count uint64, first, last time.Time, 
 		s.body = append(s.body, detail...)
 	}
 	now := time.Now()
-	s.enc.Reset(EventLoss, now, now, log.SeverityError, s.body, s.resource)
-	s.enc.Int("connaudit.lost.count", int64(count))
-	s.enc.String("connaudit.lost.reason", reason)
+	s.enc.Reset(event, now, now, log.SeverityError, s.body, s.resource)
+	s.enc.Int(attr+"count", int64(count))
+	s.enc.String(attr+"reason", reason)
 	if !first.IsZero() {
-		s.enc.String("connaudit.lost.time.first", first.UTC().Format(time.RFC3339Nano))
-		s.enc.String("connaudit.lost.time.last", last.UTC().Format(time.RFC3339Nano))
+		s.enc.String(attr+"time.first", first.UTC().Format(time.RFC3339Nano))
+	}
+	if !last.IsZero() {
+		s.enc.String(attr+"time.last", last.UTC().Format(time.RFC3339Nano))
 	}
 }
 

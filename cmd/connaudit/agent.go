@@ -14,9 +14,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
+	"github.com/connaudit/connaudit/agent"
 	"github.com/connaudit/connaudit/bpf"
 	"github.com/connaudit/connaudit/k8s"
 	"github.com/connaudit/connaudit/k8s/cgroup"
+	"github.com/connaudit/connaudit/process"
 	"github.com/connaudit/connaudit/shipper"
 	"github.com/connaudit/connaudit/shipper/spool"
 )
@@ -39,7 +41,7 @@ func runAgent(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	identities := newIdentityEncoder(resourceAttrs)
+	identities := agent.NewIdentityEncoder(resourceAttrs)
 	enricher, err := startEnricher(ctx, cfg.Config, logger)
 	if err != nil {
 		return err
@@ -56,7 +58,7 @@ func runAgent(ctx context.Context) error {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "connaudit_spool_records", Help: "Records waiting in the spool."},
 			func() float64 { return float64(sp.Stats().Records) }),
 	)
-	sh := shipper.New(sp, identities.node, metrics, logger)
+	sh := shipper.New(sp, identities.Node(), metrics, logger)
 	if len(recovery.Problems) > 0 {
 		logger.Warn("spool repaired at start", "recovered_records", recovery.Records, "problems", recovery.Problems)
 	}
@@ -80,19 +82,23 @@ func runAgent(ctx context.Context) error {
 	}
 	defer tracer.Close()
 
+	p := &agent.Pipeline{Events: tracer, Trail: sh, Identities: identities, Metrics: metrics, Log: logger,
+		Clock: bpf.NewBootClock(), Executables: process.NewExecutables("/proc", 4096),
+		HoldTimeout: cfg.HoldTimeout, HoldMax: cfg.HoldQueue, HostNetNS: ownNetNS()}
 	cgroups, err := cgroup.NewResolver(cgroup.ResolverOptions{})
-	if err != nil {
-		if enricher != nil {
-			return fmt.Errorf("Kubernetes enrichment needs cgroup v2 to tell pods apart (mount it, or set CONNAUDIT_KUBERNETES=off): %w", err)
-		}
+	switch {
+	case err == nil:
+		p.Cgroups = cgroups
+		go cgroups.RunRescans(ctx)
+	case enricher != nil:
+		return fmt.Errorf("Kubernetes enrichment needs cgroup v2 to tell pods apart (mount it, or set CONNAUDIT_KUBERNETES=off): %w", err)
+	default:
 		logger.Warn("cgroup v2 not found: records will carry no container.id", "err", err)
 	}
-
-	p := pipeline{tracer: tracer, shipper: sh, metrics: metrics, log: logger,
-		clock: bpf.NewBootClock(), exe: k8s.NewExePaths(4096), cgroups: cgroups,
-		enricher: enricher, encoder: identities, hold: holdQueue{max: cfg.HoldQueue},
-		holdTimeout: cfg.HoldTimeout, hostNetNS: ownNetNS()}
-	if p.counters, err = tracer.Reported(); err != nil {
+	if enricher != nil {
+		p.Kubernetes = enricher
+	}
+	if p.Reported, err = tracer.Reported(); err != nil {
 		return err
 	}
 
@@ -100,9 +106,12 @@ func runAgent(ctx context.Context) error {
 	exportDone := make(chan struct{})
 	go func() { exporter.Run(exportCtx); close(exportDone) }()
 
-	health := newHealthServer(cfg.ListenAddr, reg, exporter, cfg.ReadyExportFailure, logger)
-	health.start()
-	defer health.stop()
+	health := agent.NewHealthServer(cfg.ListenAddr, reg, exporter, cfg.ReadyExportFailure, logger)
+	health.Start()
+	defer health.Stop()
+	profiles := agent.NewProfileServer(cfg.PprofAddr, logger)
+	profiles.Start()
+	defer profiles.Stop()
 
 	sh.EmitAgentEvent(shipper.EventAgentStart, "connaudit agent "+version+" started capturing", log.SeverityInfo, func(a *shipper.AttrList) {
 		a.String("connaudit.spool.dir", cfg.SpoolDir)
@@ -114,14 +123,14 @@ func runAgent(ctx context.Context) error {
 		sh.EmitLoss(shipper.Loss{Reason: shipper.LossCaptureReplaced, Detail: "pinned capture " + old + " was incompatible with this agent and was replaced; events it held are lost"})
 	}
 	logger.Info("capturing TCP connect attempts", "version", version, "instance", instanceID, "output", cfg.Output)
-	health.setReady(true)
+	health.SetReady(true)
 
-	captureErr := p.run(ctx)
+	captureErr := p.Run(ctx)
 	if cfg.BPFPinDir != "" {
 		logger.Info("capture goes on in the kernel while no agent runs; the next agent drains it (`connaudit unpin` stops it)", "pinned", cfg.BPFPinDir)
 	}
 
-	health.setReady(false)
+	health.SetReady(false)
 	sh.EmitAgentEvent(shipper.EventAgentStop, "connaudit agent stopped capturing", log.SeverityInfo, nil)
 	sh.Unreported()
 	exporter.Drain()

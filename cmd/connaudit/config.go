@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -20,6 +22,7 @@ type agentConfig struct {
 	Output      string     `envconfig:"OUTPUT" default:"otlp" desc:"otlp, or console to print records as JSON on stdout"`
 	ClusterName string     `envconfig:"CLUSTER_NAME" desc:"k8s.cluster.name of the records"`
 	ListenAddr  string     `envconfig:"LISTEN_ADDR" default:"127.0.0.1:9464" desc:"address of /metrics, /healthz and /readyz; empty disables"`
+	PprofAddr   string     `envconfig:"PPROF_ADDR" desc:"loopback address of Go's /debug/pprof profiles; empty (the default) disables"`
 	LogLevel    slog.Level `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 
 	RingBufferBytes  int    `envconfig:"RING_BUFFER_BYTES" default:"16777216" desc:"kernel event ring buffer, a power of two"`
@@ -83,6 +86,9 @@ func (c agentConfig) validate() error {
 			return fmt.Errorf("%s=%s: must not be negative", name, d)
 		}
 	}
+	if err := checkLoopback(c.PprofAddr); err != nil {
+		return fmt.Errorf("CONNAUDIT_PPROF_ADDR=%q: %w", c.PprofAddr, err)
+	}
 	if c.ExportBatch < 1 {
 		return fmt.Errorf("CONNAUDIT_EXPORT_BATCH=%d: want at least 1", c.ExportBatch)
 	}
@@ -108,5 +114,20 @@ func runUnpin() error {
 		return fmt.Errorf("unpin %s: %w", cfg.BPFPinDir, err)
 	}
 	fmt.Println("removed", cfg.BPFPinDir, "- capture stops once no agent holds it")
+	return nil
+}
+
+// checkLoopback accepts an empty address or a host:port on a loopback IP.
+func checkLoopback(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if ip, err := netip.ParseAddr(host); err != nil || !ip.IsLoopback() {
+		return fmt.Errorf("profiles are served on loopback only: use 127.0.0.1:PORT or [::1]:PORT")
+	}
 	return nil
 }

@@ -2,6 +2,7 @@ package cgroup
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -75,7 +76,7 @@ func TestRealCgroups(t *testing.T) {
 func realV2Root(t testing.TB) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create cgroups")
+		t.Fatal("needs root to create cgroups")
 	}
 	root, err := FindV2Mount()
 	if err != nil {
@@ -192,5 +193,39 @@ func BenchmarkRescanReal(b *testing.B) {
 		if err := r.Rescan(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Cached never walks on the caller's goroutine: a miss returns at once, and
+// RunRescans finds the new cgroup for a later call.
+func TestCachedMissIsWalkedInTheBackground(t *testing.T) {
+	root := realV2Root(t)
+	r, err := NewResolver(ResolverOptions{Root: root, MinRescanInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := makeCgroup(t, root, "connaudit-test-"+randomHex(t, 8)+".slice")
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.Cached(st.Ino); ok {
+		t.Fatal("a cgroup created after the last walk was found without a walk")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.RunRescans(ctx)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if info, ok := r.Cached(st.Ino); ok {
+			if want := strings.TrimPrefix(dir, root); info.Path != want {
+				t.Fatalf("path %q, want %q", info.Path, want)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the background walk never found the new cgroup")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -1,6 +1,7 @@
 package cgroup
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -52,6 +53,7 @@ type Resolver struct {
 
 	scanMu   sync.Mutex // serialises walks; guards lastScan
 	lastScan time.Time
+	missed   chan struct{} // a token when Cached missed
 }
 
 type entry struct {
@@ -71,6 +73,7 @@ func newResolver(opts ResolverOptions, now func() time.Time) (*Resolver, error) 
 		minInterval: opts.MinRescanInterval,
 		retention:   opts.Retention,
 		now:         now,
+		missed:      make(chan struct{}, 1),
 	}
 	if r.root == "" {
 		root, err := FindV2Mount()
@@ -111,6 +114,44 @@ func (r *Resolver) Lookup(id uint64) (Info, bool) {
 	r.rescanForMiss(id)
 	e, ok := (*r.cache.Load())[id]
 	return e.info, ok
+}
+
+// Cached returns what the cache knows of id without blocking. A miss asks
+// RunRescans to walk the hierarchy again, so a later call may find it: the
+// event loop never waits for a walk.
+func (r *Resolver) Cached(id uint64) (Info, bool) {
+	if e, ok := (*r.cache.Load())[id]; ok {
+		return e.info, true
+	}
+	select {
+	case r.missed <- struct{}{}:
+	default:
+	}
+	return Info{}, false
+}
+
+// RunRescans walks the hierarchy after misses of Cached, at most once per
+// MinRescanInterval, until ctx is done.
+func (r *Resolver) RunRescans(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.missed:
+		}
+		r.scanMu.Lock()
+		wait := r.minInterval - r.now().Sub(r.lastScan)
+		r.scanMu.Unlock()
+		if wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		// A failed walk leaves the cache as it was; misses stand.
+		_ = r.Rescan()
+	}
 }
 
 // rescanForMiss walks the hierarchy for an id that missed the cache, unless

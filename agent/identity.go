@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"maps"
@@ -9,10 +9,10 @@ import (
 	"github.com/connaudit/connaudit/shipper"
 )
 
-// identityEncoder encodes resources and peer attributes once per snapshot:
+// IdentityEncoder encodes resources and peer attributes once per snapshot:
 // the enricher replaces a snapshot whenever it changes, so its pointer is a
 // sound cache key.
-type identityEncoder struct {
+type IdentityEncoder struct {
 	base      map[attribute.Key]attribute.Value // the agent's resource
 	node      []byte                            // base, encoded: host processes' resource
 	workloads map[*k8s.Workload][]byte
@@ -22,8 +22,9 @@ type identityEncoder struct {
 // maxCached bounds each cache; stale snapshots are dropped wholesale.
 const maxCached = 16384
 
-func newIdentityEncoder(base map[attribute.Key]attribute.Value) *identityEncoder {
-	return &identityEncoder{
+// NewIdentityEncoder encodes resources on top of the agent's own, base.
+func NewIdentityEncoder(base map[attribute.Key]attribute.Value) *IdentityEncoder {
+	return &IdentityEncoder{
 		base:      base,
 		node:      shipper.EncodeAttrs(base),
 		workloads: make(map[*k8s.Workload][]byte),
@@ -31,8 +32,11 @@ func newIdentityEncoder(base map[attribute.Key]attribute.Value) *identityEncoder
 	}
 }
 
+// Node is the encoded resource of host processes: the agent's own.
+func (e *IdentityEncoder) Node() []byte { return e.node }
+
 // workload is the resource of a pod container: the agent's, plus the pod's.
-func (e *identityEncoder) workload(w *k8s.Workload) []byte {
+func (e *IdentityEncoder) workload(w *k8s.Workload) []byte {
 	if b, ok := e.workloads[w]; ok {
 		return b
 	}
@@ -48,7 +52,7 @@ func (e *identityEncoder) workload(w *k8s.Workload) []byte {
 	return b
 }
 
-func (e *identityEncoder) peer(p *k8s.Peer) []byte {
+func (e *IdentityEncoder) peer(p *k8s.Peer) []byte {
 	if b, ok := e.peers[p]; ok {
 		return b
 	}

@@ -1,0 +1,328 @@
+// Package agent turns kernel connect events into audit records: it reads
+// each event, holds it briefly while who made it is not known yet, adds the
+// identity of both ends, and hands the record to the trail. It depends on
+// its inputs only through the small interfaces below, so its decisions are
+// unit-tested without a kernel or an API server.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/connaudit/connaudit/bpf"
+	"github.com/connaudit/connaudit/k8s"
+	"github.com/connaudit/connaudit/k8s/cgroup"
+	"github.com/connaudit/connaudit/shipper"
+)
+
+// Events is the kernel side of capture (*bpf.Tracer).
+type Events interface {
+	SetDeadline(time.Time)
+	Read(*bpf.Event) error
+	// Detach stops new events; Buffered is what the ring buffer still holds.
+	Detach() error
+	Buffered() int
+	Counters() (bpf.Counters, error)
+	MarkReported(bpf.Counters) error
+}
+
+// Cgroups maps a cgroup id to its container (*cgroup.Resolver). Cached never
+// blocks: a miss schedules a walk of the hierarchy off the event loop.
+type Cgroups interface {
+	Cached(id uint64) (cgroup.Info, bool)
+}
+
+// Kubernetes tells which pod made an attempt and what its peer is (*k8s.Enricher).
+type Kubernetes interface {
+	Source(podUID, containerID string, at time.Time) (*k8s.Workload, k8s.SourceStatus)
+	Peer(addr netip.Addr, at time.Time) *k8s.Peer
+}
+
+// Executables names the program of the task that connected (*process.Executables).
+type Executables interface {
+	Lookup(pid, tid uint32, comm []byte, atBootNs uint64) string
+}
+
+// Trail numbers records and keeps them (*shipper.Shipper). EmitLoss and
+// EmitDegraded report whether the spool took the report.
+type Trail interface {
+	Emit(payload []byte)
+	EmitLoss(shipper.Loss) bool
+	EmitDegraded(shipper.Degraded) bool
+}
+
+// Pipeline reads kernel events and turns each into a spooled record. It runs
+// on one goroutine. Cgroups and Kubernetes may be nil.
+type Pipeline struct {
+	Events      Events
+	Cgroups     Cgroups
+	Kubernetes  Kubernetes
+	Executables Executables
+	Trail       Trail
+	Identities  *IdentityEncoder
+	Clock       *bpf.BootClock
+	Metrics     *shipper.Metrics
+	Log         *slog.Logger
+
+	// HoldTimeout is how long an event may wait for its cgroup or pod to be
+	// known; HoldMax how many may wait at once.
+	HoldTimeout time.Duration
+	HoldMax     int
+	// HostNetNS is the inode of the node's network namespace.
+	HostNetNS uint32
+	// Reported are the kernel loss counters already reported, by this agent
+	// or by the one whose pinned capture it took over.
+	Reported bpf.Counters
+
+	hold         holdQueue
+	builder      shipper.ConnectBuilder
+	extra        shipper.AttrList
+	holdOverflow uint64    // shipped without waiting, not yet reported
+	settledAt    time.Time // last poll that left no kernel loss unreported; zero before the first
+	lastPoll     time.Time
+	nextRetry    time.Time
+}
+
+const (
+	pollInterval  = time.Second
+	holdRetryTick = 100 * time.Millisecond
+)
+
+// Run handles events until ctx is done, then drains what the ring buffer
+// holds. Pinned capture goes on in the kernel, and what arrives after the
+// drain waits for the next agent.
+func (p *Pipeline) Run(ctx context.Context) error {
+	p.hold.max = p.HoldMax
+	p.lastPoll = time.Now()
+	var ev bpf.Event
+	for ctx.Err() == nil {
+		wake := p.lastPoll.Add(pollInterval)
+		if p.hold.len() > 0 && p.nextRetry.Before(wake) {
+			wake = p.nextRetry
+		}
+		p.Events.SetDeadline(wake)
+		err := p.Events.Read(&ev)
+		switch {
+		case err == nil:
+			p.handle(&ev, time.Now(), false)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+		default:
+			return fmt.Errorf("read ring buffer: %w", err)
+		}
+		now := time.Now()
+		if p.hold.len() > 0 && !now.Before(p.nextRetry) {
+			p.retryHeld(now, false)
+		}
+		if now.Sub(p.lastPoll) >= pollInterval {
+			p.poll(now)
+		}
+	}
+	if err := p.Events.Detach(); err != nil {
+		p.Log.Warn("detach tracepoints", "err", err)
+	}
+	for left := p.Events.Buffered(); left > 0; left -= bpf.EventSize + 8 {
+		p.Events.SetDeadline(time.Now())
+		if err := p.Events.Read(&ev); err != nil {
+			break
+		}
+		p.handle(&ev, time.Now(), true)
+	}
+	p.retryHeld(time.Now(), true)
+	p.poll(time.Now())
+	return nil
+}
+
+// Values of connaudit.k8s.enrichment, set when a record lacks the identity
+// Kubernetes would have given it.
+const (
+	enrichmentUnavailable = "unavailable"     // the API server was never reached, or is unreachable now
+	enrichmentTimedOut    = "pending_timeout" // the pod did not reach the cache within the hold timeout
+	enrichmentHoldFull    = "hold_queue_full" // no room to wait for the pod
+)
+
+// handle ships one event, or holds it while its cgroup or pod is about to be
+// known. final ships it with whatever is known.
+func (p *Pipeline) handle(ev *bpf.Event, observed time.Time, final bool) {
+	if !final {
+		p.Metrics.Captured.Inc()
+	}
+	start, end := p.times(ev)
+	src := shipper.Source{Resource: p.Identities.node}
+	p.extra.Reset()
+	if !ev.IdentityLost && !p.identify(ev, start, observed, final, &src) {
+		return // held
+	}
+	if p.Kubernetes != nil {
+		p.extra.Raw(p.Identities.peer(p.Kubernetes.Peer(ev.Peer.Addr(), start)))
+	}
+	src.Attrs = p.extra.Bytes()
+	p.Trail.Emit(p.builder.Build(ev, start, end, observed, &src))
+}
+
+// identify fills in who made the attempt. It returns false when it held the
+// event to wait for its cgroup or pod.
+func (p *Pipeline) identify(ev *bpf.Event, start, observed time.Time, final bool, src *shipper.Source) bool {
+	src.ExecutablePath = p.Executables.Lookup(ev.PID, ev.TID, ev.Comm(), ev.StartNs)
+	var container cgroup.Container
+	if p.Cgroups != nil {
+		info, known := p.Cgroups.Cached(ev.CgroupID)
+		if !known {
+			// A new cgroup that the resolver has not walked yet, or one
+			// outside its view: never guess "host".
+			if !final && p.holdEvent(ev, observed) {
+				return false
+			}
+			if p.Kubernetes != nil {
+				p.extra.String("connaudit.source.kind", "unknown")
+			}
+			return true
+		}
+		container = info.Container
+		src.ContainerID = container.ContainerID
+	}
+	if p.Kubernetes == nil {
+		return true
+	}
+	w, status := p.Kubernetes.Source(container.PodUID, container.ContainerID, start)
+	switch status {
+	case k8s.SourceResolved:
+		src.Resource = p.Identities.workload(w)
+		src.ContainerID = "" // the resource names it
+		p.extra.String("connaudit.source.kind", "pod")
+	case k8s.SourceHost:
+		p.extra.String("connaudit.source.kind", "host")
+		p.extra.Bool("connaudit.host_network", ev.NetNS == p.HostNetNS)
+	case k8s.SourcePending:
+		switch {
+		case final:
+			p.unresolvedPod(container, enrichmentTimedOut)
+		case p.holdEvent(ev, observed):
+			return false
+		default:
+			p.unresolvedPod(container, enrichmentHoldFull)
+		}
+	case k8s.SourceUnavailable:
+		p.unresolvedPod(container, enrichmentUnavailable)
+	}
+	return true
+}
+
+// holdEvent holds ev until its identity is known or HoldTimeout passes; false
+// when the hold queue is full, and the event ships now with what is known.
+func (p *Pipeline) holdEvent(ev *bpf.Event, observed time.Time) bool {
+	if p.hold.len() == 0 {
+		p.nextRetry = observed.Add(holdRetryTick)
+	}
+	if p.hold.push(ev, observed, observed.Add(p.HoldTimeout)) {
+		return true
+	}
+	p.holdOverflow++
+	p.Metrics.Degraded.WithLabelValues(shipper.DegradedHoldQueue).Inc()
+	return false
+}
+
+// times converts the event's kernel stamps to wall-clock times; an event
+// without a start (its identity was lost) starts when it ended.
+func (p *Pipeline) times(ev *bpf.Event) (start, end time.Time) {
+	end = p.Clock.Wall(ev.EndNs)
+	if ev.StartNs == 0 {
+		return end, end
+	}
+	return p.Clock.Wall(ev.StartNs), end
+}
+
+func (p *Pipeline) unresolvedPod(c cgroup.Container, why string) {
+	p.extra.String("connaudit.k8s.enrichment", why)
+	if c.PodUID != "" {
+		p.extra.String("connaudit.source.kind", "pod")
+		p.extra.String("k8s.pod.uid", c.PodUID)
+	} else {
+		p.extra.String("connaudit.source.kind", "unknown")
+	}
+}
+
+// retryHeld ships the held events whose identity is now known or whose time
+// is up; all ships every one.
+func (p *Pipeline) retryHeld(now time.Time, all bool) {
+	p.nextRetry = now.Add(holdRetryTick)
+	p.hold.drain(func(h *heldEvent) bool {
+		if !all && now.Before(h.deadline) && p.pending(&h.ev) {
+			return false
+		}
+		p.handle(&h.ev, h.observed, true)
+		return true
+	})
+}
+
+// pending reports whether ev is still waiting for its cgroup or pod.
+func (p *Pipeline) pending(ev *bpf.Event) bool {
+	var c cgroup.Container
+	if p.Cgroups != nil {
+		info, known := p.Cgroups.Cached(ev.CgroupID)
+		if !known {
+			return true
+		}
+		c = info.Container
+	}
+	if p.Kubernetes == nil {
+		return false
+	}
+	start, _ := p.times(ev)
+	_, status := p.Kubernetes.Source(c.PodUID, c.ContainerID, start)
+	return status == k8s.SourcePending
+}
+
+// poll reports what the kernel counted as lost since the last report, and
+// follows wall-clock steps. A count is marked reported only once the trail
+// took its record, so a full spool delays a report but never loses it.
+func (p *Pipeline) poll(now time.Time) {
+	p.Clock.Sync()
+	// A kernel loss happened after the last poll that found none unreported;
+	// before the first such poll it may even predate this agent (pinned
+	// capture runs while no agent does), so its start is not known.
+	first := p.settledAt
+	if p.holdOverflow > 0 {
+		p.Log.Warn("enrichment hold queue full: records shipped without waiting for their identity", "count", p.holdOverflow)
+		if p.Trail.EmitDegraded(shipper.Degraded{Reason: shipper.DegradedHoldQueue, Count: p.holdOverflow, First: p.lastPoll, Last: now,
+			Detail: "records shipped without waiting for their pod to reach the cache; they carry connaudit.k8s.enrichment=hold_queue_full"}) {
+			p.holdOverflow = 0
+		}
+	}
+	c, err := p.Events.Counters()
+	if err != nil {
+		p.Log.Error("read kernel loss counters", "err", err)
+		return
+	}
+	reported := p.Reported
+	if d := c.RingBufferLost - p.Reported.RingBufferLost; d > 0 {
+		p.Log.Error("ring buffer full: connect attempts lost", "count", d)
+		if p.Trail.EmitLoss(shipper.Loss{Reason: shipper.LossRingBuffer, Count: d, First: first, Last: now,
+			Detail: "the kernel found the event ring buffer full (raise CONNAUDIT_RING_BUFFER_BYTES)"}) {
+			p.Metrics.Lost.WithLabelValues(shipper.LossRingBuffer).Add(float64(d))
+			reported.RingBufferLost = c.RingBufferLost
+		}
+	}
+	if d := c.HandshakeLost - p.Reported.HandshakeLost; d > 0 {
+		p.Log.Warn("handshake map evictions: attempts shipped without process identity", "count", d)
+		if p.Trail.EmitDegraded(shipper.Degraded{Reason: shipper.DegradedHandshakeMap, Count: d, First: first, Last: now,
+			Detail: "in-flight handshakes evicted; their attempts carry connaudit.identity.lost (raise CONNAUDIT_HANDSHAKE_ENTRIES)"}) {
+			p.Metrics.Degraded.WithLabelValues(shipper.DegradedHandshakeMap).Add(float64(d))
+			reported.HandshakeLost = c.HandshakeLost
+		}
+	}
+	if reported != p.Reported {
+		if err := p.Events.MarkReported(reported); err != nil {
+			p.Log.Error("store reported loss counters; a restarted agent may report these losses again", "err", err)
+		}
+		p.Reported = reported
+	}
+	if reported == c {
+		p.settledAt = now
+	}
+	p.lastPoll = now
+}

@@ -1,0 +1,306 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"golang.org/x/sys/unix"
+
+	"github.com/connaudit/connaudit/bpf"
+	"github.com/connaudit/connaudit/k8s"
+	"github.com/connaudit/connaudit/k8s/cgroup"
+	"github.com/connaudit/connaudit/shipper"
+)
+
+func bootNs() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
+	return uint64(ts.Nano())
+}
+
+// fakeEvents hands out queued events, then deadline errors.
+type fakeEvents struct {
+	mu       sync.Mutex
+	queue    []bpf.Event
+	counters bpf.Counters
+	marked   []bpf.Counters
+	detached bool
+}
+
+func (f *fakeEvents) SetDeadline(time.Time) {}
+func (f *fakeEvents) Read(ev *bpf.Event) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.queue) == 0 {
+		f.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		f.mu.Lock()
+		return os.ErrDeadlineExceeded
+	}
+	*ev, f.queue = f.queue[0], f.queue[1:]
+	return nil
+}
+func (f *fakeEvents) Detach() error { f.mu.Lock(); f.detached = true; f.mu.Unlock(); return nil }
+func (f *fakeEvents) Buffered() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.queue) * (bpf.EventSize + 8)
+}
+func (f *fakeEvents) Counters() (bpf.Counters, error) { return f.counters, nil }
+func (f *fakeEvents) MarkReported(c bpf.Counters) error {
+	f.marked = append(f.marked, c)
+	return nil
+}
+
+type fakeCgroups map[uint64]cgroup.Info
+
+func (f fakeCgroups) Cached(id uint64) (cgroup.Info, bool) { i, ok := f[id]; return i, ok }
+
+// fakeKubernetes knows the pods in pods; others are pending, or host when
+// their UID is empty.
+type fakeKubernetes struct{ pods map[string]*k8s.Workload }
+
+func (f *fakeKubernetes) Source(podUID, _ string, _ time.Time) (*k8s.Workload, k8s.SourceStatus) {
+	if podUID == "" {
+		return nil, k8s.SourceHost
+	}
+	if w, ok := f.pods[podUID]; ok {
+		return w, k8s.SourceResolved
+	}
+	return nil, k8s.SourcePending
+}
+func (f *fakeKubernetes) Peer(netip.Addr, time.Time) *k8s.Peer {
+	return &k8s.Peer{Kind: k8s.PeerExternal, Attrs: []attribute.KeyValue{attribute.String("connaudit.peer.kind", "external")}}
+}
+
+type noExecutables struct{}
+
+func (noExecutables) Lookup(uint32, uint32, []byte, uint64) string { return "" }
+
+// fakeTrail decodes what it is given; it refuses loss and degraded records while refuse is set.
+type fakeTrail struct {
+	records  []map[string]string
+	losses   []shipper.Loss
+	degraded []shipper.Degraded
+	refuse   bool
+}
+
+func (f *fakeTrail) Emit(payload []byte) {
+	var r shipper.Record
+	if err := shipper.Decode(payload, &r); err != nil {
+		panic(err)
+	}
+	m := map[string]string{}
+	res, _ := shipper.DecodeAttrs(r.Resource, nil)
+	for _, kv := range append(res, r.Attrs...) {
+		m[string(kv.Key)] = kv.Value.Emit()
+	}
+	f.records = append(f.records, m)
+}
+func (f *fakeTrail) EmitLoss(l shipper.Loss) bool {
+	if f.refuse {
+		return false
+	}
+	f.losses = append(f.losses, l)
+	return true
+}
+func (f *fakeTrail) EmitDegraded(d shipper.Degraded) bool {
+	if f.refuse {
+		return false
+	}
+	f.degraded = append(f.degraded, d)
+	return true
+}
+
+const (
+	podCgroup   = 100
+	hostCgroup  = 1
+	podUID      = "0f8e1c8a-1111-2222-3333-444455556666"
+	containerID = "c0ffee"
+)
+
+func testPipeline(t *testing.T) (*Pipeline, *fakeEvents, fakeCgroups, *fakeKubernetes, *fakeTrail) {
+	t.Helper()
+	attrs := map[attribute.Key]attribute.Value{"service.name": attribute.StringValue("connaudit")}
+	events, trail := &fakeEvents{}, &fakeTrail{}
+	cgroups := fakeCgroups{hostCgroup: {ID: hostCgroup, Path: "/"}}
+	kube := &fakeKubernetes{pods: map[string]*k8s.Workload{}}
+	p := &Pipeline{Events: events, Cgroups: cgroups, Kubernetes: kube, Executables: noExecutables{}, Trail: trail,
+		Identities: NewIdentityEncoder(attrs), Clock: bpf.NewBootClock(),
+		Metrics: shipper.NewMetrics(prometheus.NewRegistry()), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		HoldTimeout: time.Second, HoldMax: 2}
+	p.hold.max = p.HoldMax
+	return p, events, cgroups, kube, trail
+}
+
+func event(cgroupID uint64) bpf.Event {
+	now := bootNs()
+	ev := bpf.Event{StartNs: now, EndNs: now + 1000, CgroupID: cgroupID, PID: 42, TID: 42, Outcome: bpf.Established,
+		Local: netip.MustParseAddrPort("10.0.0.1:40000"), Peer: netip.MustParseAddrPort("198.51.100.7:443")}
+	ev.SetComm("curl")
+	return ev
+}
+
+func podWorkload() *k8s.Workload {
+	return &k8s.Workload{Namespace: "shop", PodName: "web-1", PodUID: podUID, ContainerID: containerID,
+		Attrs: []attribute.KeyValue{attribute.String("k8s.pod.name", "web-1"), attribute.String("k8s.namespace.name", "shop")}}
+}
+
+// An event whose pod the cache does not know yet waits, and ships with the
+// pod's identity once the pod arrives.
+func TestHeldEventShipsWhenItsPodArrives(t *testing.T) {
+	p, _, cgroups, kube, trail := testPipeline(t)
+	cgroups[podCgroup] = cgroup.Info{ID: podCgroup, Container: cgroup.Container{PodUID: podUID, ContainerID: containerID}}
+	ev := event(podCgroup)
+	now := time.Now()
+	p.handle(&ev, now, false)
+	if len(trail.records) != 0 || p.hold.len() != 1 {
+		t.Fatalf("%d records shipped, %d held: want the event held", len(trail.records), p.hold.len())
+	}
+	p.retryHeld(now.Add(holdRetryTick), false)
+	if len(trail.records) != 0 {
+		t.Fatal("shipped while the pod is still unknown")
+	}
+	kube.pods[podUID] = podWorkload()
+	p.retryHeld(now.Add(2*holdRetryTick), false)
+	if len(trail.records) != 1 {
+		t.Fatalf("%d records after the pod arrived, want 1", len(trail.records))
+	}
+	if r := trail.records[0]; r["k8s.pod.name"] != "web-1" || r["connaudit.source.kind"] != "pod" {
+		t.Errorf("record %v: want pod web-1", r)
+	}
+}
+
+// A pod that never arrives: the event ships at its deadline, marked.
+func TestHeldEventShipsMarkedAtItsDeadline(t *testing.T) {
+	p, _, cgroups, _, trail := testPipeline(t)
+	cgroups[podCgroup] = cgroup.Info{ID: podCgroup, Container: cgroup.Container{PodUID: podUID, ContainerID: containerID}}
+	ev := event(podCgroup)
+	now := time.Now()
+	p.handle(&ev, now, false)
+	p.retryHeld(now.Add(p.HoldTimeout), false)
+	if len(trail.records) != 1 {
+		t.Fatalf("%d records at the deadline, want 1", len(trail.records))
+	}
+	r := trail.records[0]
+	if r["connaudit.k8s.enrichment"] != "pending_timeout" || r["k8s.pod.uid"] != podUID || r["connaudit.source.kind"] != "pod" {
+		t.Errorf("record %v: want pending_timeout with the pod UID the cgroup told", r)
+	}
+}
+
+// A full hold queue ships at once, and the poll reports it as degraded, not lost.
+func TestFullHoldQueueShipsAtOnceAndIsReportedAsDegraded(t *testing.T) {
+	p, _, cgroups, _, trail := testPipeline(t)
+	cgroups[podCgroup] = cgroup.Info{ID: podCgroup, Container: cgroup.Container{PodUID: podUID, ContainerID: containerID}}
+	now := time.Now()
+	for i := 0; i < 3; i++ {
+		ev := event(podCgroup)
+		p.handle(&ev, now, false)
+	}
+	if p.hold.len() != 2 || len(trail.records) != 1 || trail.records[0]["connaudit.k8s.enrichment"] != "hold_queue_full" {
+		t.Fatalf("held %d, shipped %v: want 2 held and 1 shipped marked hold_queue_full", p.hold.len(), trail.records)
+	}
+	p.poll(now)
+	if len(trail.degraded) != 1 || trail.degraded[0].Reason != shipper.DegradedHoldQueue || trail.degraded[0].Count != 1 || len(trail.losses) != 0 {
+		t.Fatalf("degraded %v, losses %v: want one hold_queue degraded report of 1 and no loss", trail.degraded, trail.losses)
+	}
+}
+
+// A cgroup the resolver has not seen is never taken for the host: the event
+// waits for the walk, and ships as unknown if the cgroup never shows up.
+func TestUnknownCgroupIsNeverHost(t *testing.T) {
+	p, _, cgroups, kube, trail := testPipeline(t)
+	now := time.Now()
+	late, never := event(podCgroup), event(999)
+	p.handle(&late, now, false)
+	p.handle(&never, now, false)
+	if p.hold.len() != 2 {
+		t.Fatalf("%d held, want both events waiting for their cgroup", p.hold.len())
+	}
+	cgroups[podCgroup] = cgroup.Info{ID: podCgroup, Container: cgroup.Container{PodUID: podUID, ContainerID: containerID}}
+	kube.pods[podUID] = podWorkload()
+	p.retryHeld(now.Add(holdRetryTick), false)
+	p.retryHeld(now.Add(p.HoldTimeout), false)
+	if len(trail.records) != 2 {
+		t.Fatalf("%d records, want 2", len(trail.records))
+	}
+	if r := trail.records[0]; r["k8s.pod.name"] != "web-1" {
+		t.Errorf("event whose cgroup showed up late: %v, want pod web-1", r)
+	}
+	if r := trail.records[1]; r["connaudit.source.kind"] != "unknown" || r["connaudit.cgroup.id"] != "999" {
+		t.Errorf("event whose cgroup never showed up: %v, want source.kind unknown with its cgroup id", r)
+	}
+	host := event(hostCgroup)
+	p.handle(&host, now, false)
+	if r := trail.records[2]; r["connaudit.source.kind"] != "host" {
+		t.Errorf("host process: %v, want source.kind host", r)
+	}
+}
+
+// A kernel loss is marked reported only once the trail took its record.
+func TestKernelLossIsReportedUntilTheTrailTakesIt(t *testing.T) {
+	p, events, _, _, trail := testPipeline(t)
+	events.counters = bpf.Counters{RingBufferLost: 5, HandshakeLost: 2}
+	trail.refuse = true
+	p.poll(time.Now())
+	if len(events.marked) != 0 {
+		t.Fatalf("marked %v reported while the trail refused the report", events.marked)
+	}
+	trail.refuse = false
+	events.counters.RingBufferLost = 7
+	p.poll(time.Now())
+	if len(trail.losses) != 1 || trail.losses[0].Count != 7 || trail.losses[0].Reason != shipper.LossRingBuffer {
+		t.Fatalf("losses %+v: want one ring_buffer loss of 7", trail.losses)
+	}
+	if !trail.losses[0].First.IsZero() {
+		t.Error("the first poll's loss has a start time, yet it may have happened before the agent started")
+	}
+	if len(trail.degraded) != 1 || trail.degraded[0].Count != 2 {
+		t.Fatalf("degraded %+v: want handshake_map of 2", trail.degraded)
+	}
+	if len(events.marked) != 1 || events.marked[0] != (bpf.Counters{RingBufferLost: 7, HandshakeLost: 2}) {
+		t.Fatalf("marked %v, want {7 2}", events.marked)
+	}
+	p.poll(time.Now())
+	if len(trail.losses) != 1 {
+		t.Fatal("the same loss was reported twice")
+	}
+}
+
+// At shutdown, what the ring buffer still holds and every held event ship.
+func TestShutdownDrainsRingBufferAndHoldQueue(t *testing.T) {
+	p, events, cgroups, _, trail := testPipeline(t)
+	cgroups[podCgroup] = cgroup.Info{ID: podCgroup, Container: cgroup.Container{PodUID: podUID, ContainerID: containerID}}
+	p.HoldMax = 10
+	for i := 0; i < 4; i++ {
+		events.queue = append(events.queue, event(hostCgroup), event(podCgroup))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // stop at once: everything is handled by the drain
+	if err := p.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !events.detached {
+		t.Error("capture not detached before the drain")
+	}
+	if len(trail.records) != 8 || p.hold.len() != 0 {
+		t.Fatalf("%d records shipped, %d still held: want all 8 shipped", len(trail.records), p.hold.len())
+	}
+	timedOut := 0
+	for _, r := range trail.records {
+		if r["connaudit.k8s.enrichment"] == "pending_timeout" {
+			timedOut++
+		}
+	}
+	if timedOut != 4 {
+		t.Errorf("%d records marked pending_timeout, want the 4 whose pod was unknown", timedOut)
+	}
+}
