@@ -1,7 +1,6 @@
 package k8s
 
 import (
-	"encoding/binary"
 	"hash/maphash"
 	"net/netip"
 	"sync/atomic"
@@ -102,7 +101,5 @@ func hashString(s string) uint64 { return maphash.String(hashSeed, s) }
 
 func hashAddr(a netip.Addr) uint64 {
 	b := a.As16()
-	h := binary.LittleEndian.Uint64(b[:8]) ^ binary.LittleEndian.Uint64(b[8:])
-	h *= 0x9e3779b97f4a7c15 // spread the low bytes that differ between neighbouring IPs
-	return h >> 32
+	return maphash.Bytes(hashSeed, b[:])
 }
