@@ -49,11 +49,13 @@ type Counters struct {
 
 // Tracer owns the loaded programs, their tracepoint links and the ring buffer reader.
 type Tracer struct {
-	objs   connectObjects
-	links  []link.Link
-	reader *ringbuf.Reader
-	record ringbuf.Record
-	pin    *pinState
+	objs      connectObjects
+	links     []link.Link
+	reader    *ringbuf.Reader
+	record    ringbuf.Record
+	pin       *pinState
+	backlog   []*ringbuf.Reader // ring buffers of replaced captures, read first
+	takeovers []Takeover
 }
 
 const btfPath = "/sys/kernel/btf/vmlinux"
@@ -101,6 +103,11 @@ func Load(cfg Config) (*Tracer, error) {
 		if err := t.attach(); err != nil {
 			t.Close()
 			return nil, err
+		}
+	}
+	if t.pin != nil {
+		for _, old := range t.pin.previous {
+			t.takeovers = append(t.takeovers, t.takeOver(old))
 		}
 	}
 
@@ -164,18 +171,23 @@ func ensureTracefs() error {
 // agent: the ring buffer may hold what happened while no agent ran.
 func (t *Tracer) Resumed() bool { return t.pin != nil && t.pin.resumed }
 
-// Replaced lists pinned capture of other versions or sizes that Load removed:
-// attempts in flight there, and events its ring buffer held, are lost.
-func (t *Tracer) Replaced() []string {
-	if t.pin == nil {
-		return nil
-	}
-	return t.pin.replaced
-}
+// Takeovers lists the pinned captures of other connaudit builds or sizes
+// that Load replaced, and what became of what they held.
+func (t *Tracer) Takeovers() []Takeover { return t.takeovers }
 
-// Read blocks until the next event and decodes it into ev. It returns
+// Read blocks until the next event and decodes it into ev: first what the
+// ring buffers of replaced captures held, then this capture's. It returns
 // os.ErrDeadlineExceeded after SetDeadline's time and os.ErrClosed after Close.
 func (t *Tracer) Read(ev *Event) error {
+	for len(t.backlog) > 0 {
+		r := t.backlog[0]
+		r.SetDeadline(time.Now())
+		if err := r.ReadInto(&t.record); err == nil {
+			return Decode(t.record.RawSample, ev)
+		}
+		r.Close() // drained: its programs were detached before it was read
+		t.backlog = t.backlog[1:]
+	}
 	if err := t.reader.ReadInto(&t.record); err != nil {
 		return err
 	}
@@ -185,8 +197,14 @@ func (t *Tracer) Read(ev *Event) error {
 // SetDeadline makes a blocked Read return at time d.
 func (t *Tracer) SetDeadline(d time.Time) { t.reader.SetDeadline(d) }
 
-// Buffered is the number of bytes waiting in the ring buffer.
-func (t *Tracer) Buffered() int { return t.reader.AvailableBytes() }
+// Buffered is the number of bytes waiting in the ring buffers.
+func (t *Tracer) Buffered() int {
+	n := t.reader.AvailableBytes()
+	for _, r := range t.backlog {
+		n += r.AvailableBytes()
+	}
+	return n
+}
 
 // Counter slots, as in connect.c.
 const (
@@ -243,6 +261,9 @@ func (t *Tracer) Detach() error {
 // Close detaches the programs and releases the kernel objects.
 func (t *Tracer) Close() error {
 	errs := []error{t.Detach()}
+	for _, r := range t.backlog {
+		errs = append(errs, r.Close())
+	}
 	if t.reader != nil {
 		errs = append(errs, t.reader.Close())
 	}

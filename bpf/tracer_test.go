@@ -9,10 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/connaudit/connaudit/bpf"
@@ -529,8 +531,8 @@ func TestPinnedCaptureSurvivesTheAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer second.Close()
-	if !second.Resumed() || len(second.Replaced()) != 0 {
-		t.Fatalf("resumed %v, replaced %v: want resumed, nothing replaced", second.Resumed(), second.Replaced())
+	if !second.Resumed() || len(second.Takeovers()) != 0 {
+		t.Fatalf("resumed %v, took over %v: want resumed, nothing taken over", second.Resumed(), second.Takeovers())
 	}
 	if r, _ := second.Reported(); r.RingBufferLost != 7 {
 		t.Errorf("reported counters not kept: %+v", r)
@@ -546,14 +548,97 @@ func TestPinnedCaptureSurvivesTheAgent(t *testing.T) {
 		}
 	}
 
-	// Another build or size replaces the pinned capture, and says so.
+	// Another build or size takes the pinned capture over, and drains what
+	// its ring buffer held: attempts made while no agent ran are not lost.
+	second.Close()
+	late := netnstest.Listen(t, "tcp4", "127.0.0.1:0")
+	const n = 50
+	for i := 0; i < n; i++ {
+		if res := dial(t, late, false, false); res.err != nil {
+			t.Fatal(res.err)
+		}
+	}
 	third, err := bpf.Load(bpf.Config{RingBufferBytes: 1 << 21, HandshakeEntries: 1024, PinDir: pinDir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer third.Close()
-	if third.Resumed() || len(third.Replaced()) != 1 {
-		t.Fatalf("resumed %v, replaced %v: want one replaced", third.Resumed(), third.Replaced())
+	tk := third.Takeovers()
+	if third.Resumed() || len(tk) != 1 || !tk[0].Drained || tk[0].Unreadable != 0 {
+		t.Fatalf("resumed %v, took over %+v: want one drained takeover", third.Resumed(), tk)
+	}
+	if tk[0].Unreported.RingBufferLost != 0 {
+		t.Errorf("unreported losses %+v of a capture that lost nothing beyond what was reported", tk[0].Unreported)
+	}
+	seen := 0
+	for seen < n {
+		third.SetDeadline(time.Now().Add(2 * time.Second))
+		if err := third.Read(&ev); err != nil {
+			t.Fatalf("%d of the %d attempts buffered by the replaced capture were read: %v", seen, n, err)
+		}
+		if ev.Peer == late {
+			seen++
+		}
+	}
+	if entries, _ := os.ReadDir(pinDir); len(entries) != 1 {
+		t.Errorf("pin directory holds %d entries after the takeover, want only the new capture", len(entries))
+	}
+}
+
+// Pins live beside other software's (Cilium, Tetragon) under a shared
+// bpffs: connaudit never touches entries it did not create, and refuses to
+// unpin a directory that is not on a bpffs.
+func TestPinsLeaveForeignEntriesAlone(t *testing.T) {
+	pinDir := filepath.Join("/sys/fs/bpf", fmt.Sprintf("connaudit-test-foreign-%d", os.Getpid()))
+	if err := os.MkdirAll(filepath.Join(pinDir, "tetragon"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(pinDir) })
+	for _, p := range []string{filepath.Join(pinDir, "cilium_ct4_global"), filepath.Join(pinDir, "tetragon", "execve_map")} {
+		foreign, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer foreign.Close()
+		if err := foreign.Pin(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	foreignLeft := func(when string) {
+		t.Helper()
+		for _, p := range []string{"cilium_ct4_global", "tetragon/execve_map"} {
+			if _, err := os.Stat(filepath.Join(pinDir, p)); err != nil {
+				t.Errorf("%s: foreign pin %s is gone: %v", when, p, err)
+			}
+		}
+	}
+	for _, size := range []int{1 << 20, 1 << 21} { // the second load takes the first over
+		tr, err := bpf.Load(bpf.Config{RingBufferBytes: size, HandshakeEntries: 1024, PinDir: pinDir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.Close()
+	}
+	foreignLeft("after a takeover")
+	if err := bpf.Unpin(pinDir); err != nil {
+		t.Fatal(err)
+	}
+	foreignLeft("after unpin")
+	entries, _ := os.ReadDir(pinDir)
+	if len(entries) != 2 {
+		t.Errorf("after unpin the directory holds %v, want only the two foreign entries", entries)
+	}
+
+	plain := t.TempDir()
+	keep := filepath.Join(plain, "v1-0123456789abcdef")
+	if err := os.Mkdir(keep, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := bpf.Unpin(plain); err == nil || !strings.Contains(err.Error(), "not on a bpffs") {
+		t.Errorf("unpin of a directory on another filesystem: %v, want a refusal", err)
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("unpin of a directory on another filesystem removed %s", keep)
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -128,6 +129,28 @@ func TestFaultCollectorDown60s(t *testing.T) {
 // exported by the second, and the second drains what the pinned capture
 // recorded while no agent ran.
 func TestFaultAgentKill9(t *testing.T) {
+	testAgentRestart(t, func(s *stack) { s.agent.Kill() }, func(s *stack) { s.agent.Start() }, "resumed")
+}
+
+// TestFaultAgentUpgrade: the agent is stopped and a build whose eBPF capture
+// differs starts in its place, as a rolling upgrade does, under load. It takes
+// the pinned capture over and drains what the old ring buffer held, so every
+// connect is stored; one made in the instant both captures ran may be
+// stored twice.
+func TestFaultAgentUpgrade(t *testing.T) {
+	upgraded := filepath.Join(t.TempDir(), "connaudit")
+	build := exec.Command("go", "build", "-ldflags", "-X github.com/connaudit/connaudit/bpf.pinSalt=upgrade -X main.version=upgrade", "-o", upgraded, "../cmd/connaudit")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the upgraded agent: %v: %s", err, out)
+	}
+	testAgentRestart(t, func(s *stack) { s.agent.Stop() }, func(s *stack) { s.agent.StartBinary(upgraded) }, "taken_over")
+}
+
+// testAgentRestart makes connects all along while the agent goes down and a
+// new one starts, then checks both instances' trails and that every connect
+// is stored. how tells what the second instance's start record must say:
+// "resumed" (the same capture) or "taken_over" (another build's).
+func testAgentRestart(t *testing.T, down, up func(*stack), how string) {
 	s := startStack(t)
 	first := s.instance(t)
 	target := newConnectTarget(t)
@@ -137,7 +160,7 @@ func TestFaultAgentKill9(t *testing.T) {
 	streamDone := make(chan struct{})
 	go func() {
 		defer close(streamDone)
-		deadline := time.Now().Add(time.Minute)
+		deadline := time.Now().Add(2 * time.Minute)
 		for time.Now().Before(deadline) {
 			select {
 			case <-stop:
@@ -157,38 +180,54 @@ func TestFaultAgentKill9(t *testing.T) {
 		}
 		<-streamDone
 	}()
+	// Each phase lasts until enough connects happened in it, however slow
+	// the machine is.
+	waitMade := func(atLeast int64) int64 {
+		t.Helper()
+		if !pollUntil(time.Minute, func() bool { return made.Load() >= atLeast }) {
+			t.Fatalf("only %d connects after a minute, want %d", made.Load(), atLeast)
+		}
+		return made.Load()
+	}
 
-	time.Sleep(3 * time.Second)
-	atKill := made.Load()
-	s.agent.Kill()
-	killed := made.Load()
-	time.Sleep(3 * time.Second)
-	atRestart := made.Load()
-	s.agent.Start()
-	restarted := made.Load()
-	time.Sleep(3 * time.Second)
+	waitConnects(t, s.vl, target.port, int(waitMade(500)), arrivalTimeout) // the first instance has stored some
+	down(s)
+	stopped := made.Load()
+	atRestart := waitMade(stopped + 500) // connects while no agent ran
+	up(s)
+	waitMade(made.Load() + 500)
 	close(stop)
 	<-streamDone
 	n := made.Load()
-	t.Logf("%d connects: ~%d before the kill, %d..%d while no agent ran, %d in total (%d failed)",
-		n, atKill, killed, restarted, n, target.failed.Load())
-	if atRestart-killed < 100 {
-		t.Fatalf("only %d connects while the agent was down", atRestart-killed)
-	}
+	t.Logf("%d connects: %d before the agent went down, %d..%d while no agent ran (%d failed)",
+		n, stopped, stopped, atRestart, target.failed.Load())
 
 	waitConnects(t, s.vl, target.port, int(n), arrivalTimeout)
 	second := otherInstance(t, s.vl, first)
 	m := metricsOf(t, s.agent)
 	s.agent.Stop()
 	tr := finalTrail(t, s.vl, second, first)
-	if got := tr.agentStart(second)["connaudit.capture.resumed"]; got != "true" {
-		t.Errorf("second instance: connaudit.capture.resumed = %q, want true", got)
+	start := tr.agentStart(second)
+	switch how {
+	case "resumed":
+		if start["connaudit.capture.resumed"] != "true" {
+			t.Errorf("second instance: connaudit.capture.resumed = %q, want true", start["connaudit.capture.resumed"])
+		}
+	case "taken_over":
+		if start["connaudit.capture.taken_over"] != "1" || start["connaudit.capture.resumed"] != "false" {
+			t.Errorf("second instance: taken_over %q, resumed %q: want 1 capture taken over", start["connaudit.capture.taken_over"], start["connaudit.capture.resumed"])
+		}
 	}
-	checkTrail(t, tr, first, false)
+	checkTrail(t, tr, first, how == "taken_over")
 	checkTrail(t, tr, second, true)
-	tr.wantConnects(t, target.port, int(n))
-	if k := tr.connectsOf(first, target.port); k < int(atKill)/2 {
-		t.Errorf("the first instance stored only %d connects of the ~%d made before the kill", k, atKill)
+	if how == "resumed" {
+		tr.wantConnects(t, target.port, int(n))
+	} else if got := tr.connectsOf("", target.port); got < int(n) || got > int(n)+20 {
+		t.Errorf("%d connect records stored for %d connects: want every one, at most a few twice", got, n)
+	}
+	if tr.connectsOf(first, target.port) == 0 || tr.connectsOf(second, target.port) == 0 {
+		t.Errorf("first instance stored %d connects, second %d: want both to have stored some",
+			tr.connectsOf(first, target.port), tr.connectsOf(second, target.port))
 	}
 	t.Logf("first instance %s stored %d of the connects, second %s %d",
 		first, tr.connectsOf(first, target.port), second, tr.connectsOf(second, target.port))
@@ -581,7 +620,7 @@ var trailFields = []string{
 	"service.instance.id", "connaudit.seq", "event_name", "_msg",
 	"network.peer.address", "network.peer.port", "network.local.port", "process.pid",
 	"connaudit.lost.count", "connaudit.lost.bytes", "connaudit.lost.reason", "connaudit.lost.seq.first", "connaudit.lost.seq.last",
-	"connaudit.capture.resumed",
+	"connaudit.capture.resumed", "connaudit.capture.taken_over",
 }
 
 // finalTrail waits for the connaudit.agent.stop record of instance (which

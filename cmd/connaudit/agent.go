@@ -116,12 +116,9 @@ func runAgent(ctx context.Context) error {
 	sh.EmitAgentEvent(shipper.EventAgentStart, "connaudit agent "+version+" started capturing", log.SeverityInfo, func(a *shipper.AttrList) {
 		a.String("connaudit.spool.dir", cfg.SpoolDir)
 		a.Bool("connaudit.capture.resumed", tracer.Resumed())
+		a.Int("connaudit.capture.taken_over", int64(len(tracer.Takeovers())))
 	})
-	for _, old := range tracer.Replaced() {
-		logger.Warn("replaced pinned capture of another version or size: attempts it held are lost", "pinned", old)
-		metrics.Lost.WithLabelValues(shipper.LossCaptureReplaced).Inc()
-		sh.EmitLoss(shipper.Loss{Reason: shipper.LossCaptureReplaced, Detail: "pinned capture " + old + " was incompatible with this agent and was replaced; events it held are lost"})
-	}
+	reportTakeovers(tracer.Takeovers(), sh, metrics, logger)
 	logger.Info("capturing TCP connect attempts", "version", version, "instance", instanceID, "output", cfg.Output)
 	health.SetReady(true)
 
@@ -193,4 +190,29 @@ func newInstanceID() string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// reportTakeovers puts on record what replacing other builds' pinned capture
+// cost: losses they had not reported, and records of another layout that
+// could not be read.
+func reportTakeovers(takeovers []bpf.Takeover, sh *shipper.Shipper, metrics *shipper.Metrics, logger *slog.Logger) {
+	for _, tk := range takeovers {
+		logger.Info("took over the pinned capture of another build or size", "pinned", tk.Dir, "drained", tk.Drained, "unreadable", tk.Unreadable)
+		if n := tk.Unreported.RingBufferLost; n > 0 {
+			metrics.Lost.WithLabelValues(shipper.LossRingBuffer).Add(float64(n))
+			sh.EmitLoss(shipper.Loss{Reason: shipper.LossRingBuffer, Count: n,
+				Detail: "the replaced capture " + tk.Dir + " found its ring buffer full; its agents had not reported it"})
+		}
+		if n := tk.Unreported.HandshakeLost; n > 0 {
+			metrics.Degraded.WithLabelValues(shipper.DegradedHandshakeMap).Add(float64(n))
+			sh.EmitDegraded(shipper.Degraded{Reason: shipper.DegradedHandshakeMap, Count: n,
+				Detail: "handshakes evicted in the replaced capture " + tk.Dir})
+		}
+		if tk.Unreadable > 0 {
+			logger.Warn("replaced pinned capture of another event layout: its buffered attempts are lost", "pinned", tk.Dir, "count", tk.Unreadable)
+			metrics.Lost.WithLabelValues(shipper.LossCaptureReplaced).Add(float64(tk.Unreadable))
+			sh.EmitLoss(shipper.Loss{Reason: shipper.LossCaptureReplaced, Count: tk.Unreadable,
+				Detail: "the replaced capture " + tk.Dir + " has another event layout; its buffered attempts could not be read"})
+		}
+	}
 }

@@ -63,6 +63,14 @@ func (a *Agent) Start() {
 	}
 }
 
+// StartBinary starts another build of the agent with the same spool, pins
+// and port, as an upgrade does, and waits for /readyz.
+func (a *Agent) StartBinary(path string) {
+	a.t.Helper()
+	a.proc.path = path
+	a.Start()
+}
+
 // Stop sends SIGTERM and waits for the agent to flush and exit.
 func (a *Agent) Stop() {
 	a.t.Helper()
