@@ -16,6 +16,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -246,7 +247,8 @@ func waitForRecord(t *testing.T, vl *teststack.VictoriaLogs, query string, conne
 
 func TestKubernetesIdentityOnBothEnds(t *testing.T) {
 	w := newKubeWorld(t)
-	s := startKubeAgent(t, w)
+	const deletedPodGrace = 15 * time.Second
+	s := startKubeAgent(t, w, "CONNAUDIT_K8S_DELETED_POD_GRACE="+deletedPodGrace.String())
 	pod := w.pod.Name
 	db := netip.AddrPortFrom(dbPodIP, 5432)
 	api := netip.AddrPortFrom(apiClusterIP, 80)
@@ -307,15 +309,28 @@ func TestKubernetesIdentityOnBothEnds(t *testing.T) {
 	waitForRecord(t, s.vl, fmt.Sprintf(`event_name:="tcp.connect" k8s.pod.name:=%q k8s.pod.label.tier:="backend"`, pod),
 		func() { w.connectFromPod(t, db) })
 
-	// A deleted pod still resolves within the grace period.
-	if err := w.client.CoreV1().Pods(ns).Delete(ctx, pod, metav1.DeleteOptions{}); err != nil {
+	// A deleted pod still resolves within the grace period, and no longer
+	// after it. Grace 0 removes it from the API server at once: with no
+	// kubelet, a graceful deletion would leave it Terminating for ever.
+	zero := int64(0)
+	if err := w.client.CoreV1().Pods(ns).Delete(ctx, pod, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second) // let the informer see the deletion before the connect
+	if _, err := w.client.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("pod still in the API server after a deletion with grace 0: %v", err)
+	}
+	deleted := time.Now()
+	time.Sleep(time.Second) // let the agent's informer see the deletion before the connect
 	w.connectFromPod(t, api)
 	rows := s.vl.WaitFor(t, fmt.Sprintf(`event_name:="tcp.connect" k8s.pod.name:=%q network.peer.address:=%q`, pod, api.Addr()), 2, time.Minute)
 	if len(rows) < 2 {
 		t.Errorf("the connect after deletion did not resolve to the pod")
+	}
+	time.Sleep(time.Until(deleted.Add(deletedPodGrace + time.Second)))
+	after := waitForRecord(t, s.vl, fmt.Sprintf(`event_name:="tcp.connect" k8s.pod.uid:=%q connaudit.k8s.enrichment:="pending_timeout" network.peer.address:=%q`, w.pod.UID, api.Addr()),
+		func() { w.connectFromPod(t, api) })
+	if after["k8s.pod.name"] != "" {
+		t.Errorf("a connect after the grace period still resolves to the deleted pod: %v", after)
 	}
 }
 
