@@ -365,19 +365,18 @@ func testSpoolFull(t *testing.T, maxBytes, reason string) {
 	if !drained {
 		t.Errorf("spool did not drain within %v; metrics:\n%s", arrivalTimeout, lossLines(mustMetrics(t, s.agent)))
 	}
-	time.Sleep(500 * time.Millisecond) // let the spool release acknowledged segments
 
-	// New records are accepted again.
+	// New records are accepted again: once all of them are stored, the
+	// agent has read them, and none may have been refused.
 	lostBefore := metricsOf(t, s.agent)[lostMetric]
 	k, _ := after.connect(500)
-	time.Sleep(time.Second) // let the agent read them
+	waitConnects(t, s.vl, after.port, k, arrivalTimeout)
 	m = metricsOf(t, s.agent)
 	if d := m[lostMetric] - lostBefore; d > 0 {
 		t.Fatalf("the spool still refuses records after the collector returned and it drained: %v more lost (%s) "+
 			"for %d new connects; spool directory:\n%s\nmetrics:\n%s",
 			d, reason, k, listDir(filepath.Join(mnt, "spool")), lossLines(mustMetrics(t, s.agent)))
 	}
-	waitConnects(t, s.vl, after.port, k, arrivalTimeout)
 	s.agent.Stop()
 	tr := finalTrail(t, s.vl, instance)
 	losses := checkTrail(t, tr, instance, true)
@@ -424,8 +423,7 @@ func TestFaultCorruptSpool(t *testing.T) {
 	)
 	target := newConnectTarget(t)
 	made, _ := target.connect(8000)
-	time.Sleep(time.Second) // let the agent read the ring buffer
-	agent.Stop()
+	agent.Stop() // it reads what the ring buffer holds before it exits
 
 	segs := readSpool(t, agent.SpoolDir)
 	var frames []spoolFrame
