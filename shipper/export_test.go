@@ -187,3 +187,48 @@ func fillDisk(t *testing.T, path string) {
 	}
 	t.Fatal("the filesystem never filled up")
 }
+
+// A spool that cannot be read (a segment file removed under it) makes the
+// export loop fail: it is restarted with backoff and counted, and Running
+// tells readiness that nobody exports meanwhile.
+func TestExportLoopIsRestartedAfterAReadError(t *testing.T) {
+	dir := t.TempDir()
+	sp, _, err := spool.Open(dir, spool.Options{SegmentBytes: 1024, MaxBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	sh := New(sp, nil, NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ev := testEvent()
+	var b ConnectBuilder
+	for i := 0; i < 100; i++ {
+		sh.Emit(b.Build(&ev, time.Now(), time.Now(), time.Now(), &Source{}))
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
+	if len(segs) < 3 {
+		t.Fatalf("%d segments, want several", len(segs))
+	}
+	if err := os.Remove(segs[1]); err != nil {
+		t.Fatal(err)
+	}
+	exp := &sizeLimitedExporter{max: 1 << 20}
+	x := NewExporter(ExportConfig{BatchRecords: 5, MaxBackoff: 200 * time.Millisecond}, sp, exp, sh, sh.metrics, sh.log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { x.Run(ctx); close(done) }()
+	sawStopped := false
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		sawStopped = sawStopped || !x.Running()
+		if testutil.ToFloat64(sh.metrics.ExportRestarts) >= 2 && sawStopped {
+			break
+		}
+	}
+	cancel()
+	<-done
+	if n := testutil.ToFloat64(sh.metrics.ExportRestarts); n < 2 || !sawStopped {
+		t.Fatalf("restarts %v, seen not running %v: want the failing loop restarted and reported", n, sawStopped)
+	}
+	if len(exp.exported()) == 0 {
+		t.Error("nothing exported before the missing segment")
+	}
+}
