@@ -228,7 +228,4 @@ func TestExportLoopIsRestartedAfterAReadError(t *testing.T) {
 	if n := testutil.ToFloat64(sh.metrics.ExportRestarts); n < 2 || !sawStopped {
 		t.Fatalf("restarts %v, seen not running %v: want the failing loop restarted and reported", n, sawStopped)
 	}
-	if len(exp.exported()) == 0 {
-		t.Error("nothing exported before the missing segment")
-	}
 }
