@@ -39,7 +39,8 @@ type Backend interface {
 	Summary(ctx context.Context, f Filter) ([]SummaryRow, error)
 	// Coverage tells which agent instances watched which nodes in
 	// [from, to): their lifetimes, record counts, loss records and seq holes.
-	// With nodes non-empty, only those nodes are reported.
+	// With nodes non-empty, exactly those nodes are reported, each even when
+	// nothing of it is stored.
 	Coverage(ctx context.Context, from, to time.Time, nodes []string) (*Coverage, error)
 }
 
@@ -124,10 +125,11 @@ type Records interface {
 	Close() error
 }
 
-// Record is one stored record: every field by name (see the package doc), as
-// text.
+// Record is one stored record: its timestamp, its body, and every other
+// field by name (see the package doc), as text.
 type Record struct {
 	Time   time.Time
+	Body   string
 	Fields map[string]string
 }
 
@@ -174,19 +176,20 @@ type SummaryRow struct {
 	First, Last time.Time
 }
 
-// Source is who connected: a workload in a namespace, a bare pod (Workload
-// kind "pod"), or a host process (Host true, no namespace).
+// Source is who connected: a workload in a namespace, a pod without an owner
+// (Workload kind "pod"), or a host process (Host true, Workload kind
+// "process" with the executable name, Node set).
 type Source struct {
 	Namespace string
 	Workload  Workload
 	Host      bool
-	Node      string // set for host processes, whose workload is their node
+	Node      string
 }
 
-// Peer is the destination's identity: Kind is connaudit.peer.kind; Namespace
-// and Name are set for pods (Name is the workload, kind/name, or the pod name
-// for a bare pod), services and nodes (Name only); Address is set for
-// loopback, external and unknown peers.
+// Peer is the destination's identity: Kind is connaudit.peer.kind; Name is
+// kind/name: the workload ("deployment/db", or "pod/x" for a pod without
+// one), "service/x" or "node/x", with Namespace set for pods and services;
+// Address is set instead for loopback, external and unknown peers.
 type Peer struct {
 	Kind      string
 	Namespace string
@@ -198,8 +201,9 @@ type Peer struct {
 type Coverage struct {
 	From, To  time.Time
 	Instances []Instance
-	// Nodes lists every node named by a record of the window or of an agent's
-	// lifecycle before it, in name order.
+	// Nodes lists the nodes to account for, in name order: the ones asked
+	// for, else every node named by a record of the window or by an agent's
+	// start or stop before it.
 	Nodes []string
 }
 
