@@ -60,7 +60,6 @@ func Coverage(ctx context.Context, b backend.Backend, r CoverageRequest, stdout,
 	return nil
 }
 
-
 func writeCoverageTable(w io.Writer, c *backend.Coverage, gaps []backend.Gap) {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(coverageColumns, "\t"))
