@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -36,14 +35,7 @@ func Coverage(ctx context.Context, b backend.Backend, r CoverageRequest, stdout,
 	if err != nil {
 		return fmt.Errorf("coverage: %w", err)
 	}
-	if len(r.Filter.Nodes) == 0 {
-		for _, n := range r.ExtraNodes {
-			if !slices.Contains(c.Nodes, n) {
-				c.Nodes = append(c.Nodes, n)
-			}
-		}
-		slices.Sort(c.Nodes)
-	}
+	addNodes(c, r.Filter.Nodes, r.ExtraNodes)
 	gaps := backend.Gaps(c)
 	if r.Format == "json" {
 		enc := json.NewEncoder(stdout)

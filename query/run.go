@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/connaudit/connaudit/backend"
@@ -18,6 +19,9 @@ type Request struct {
 	Summary bool // aggregate instead of listing
 	Follow  bool // stream new records until ctx ends
 	Strict  bool // a gap in the window is an error
+	// ExtraNodes are nodes the cluster has (from its API server), checked
+	// for coverage even when the trail never names them.
+	ExtraNodes []string
 }
 
 // ErrGaps is returned (wrapped) by Run with Request.Strict when the trail
@@ -50,6 +54,7 @@ func Run(ctx context.Context, b backend.Backend, r Request, stdout, stderr io.Wr
 			gapc <- gapResult{err: err}
 			return
 		}
+		addNodes(c, r.Filter.Nodes, r.ExtraNodes)
 		gapc <- gapResult{gaps: backend.Gaps(c)}
 	}()
 
@@ -145,3 +150,17 @@ func ReportGaps(w io.Writer, gaps []backend.Gap) {
 
 // Now is the clock of the commands, a variable for tests.
 var Now = time.Now
+
+// addNodes adds the cluster's nodes to those c accounts for, unless the
+// question named its nodes.
+func addNodes(c *backend.Coverage, asked, extra []string) {
+	if len(asked) > 0 {
+		return
+	}
+	for _, n := range extra {
+		if !slices.Contains(c.Nodes, n) {
+			c.Nodes = append(c.Nodes, n)
+		}
+	}
+	slices.Sort(c.Nodes)
+}

@@ -102,7 +102,7 @@ func setExamples(root *cobra.Command) {
 	walk = func(c *cobra.Command) {
 		if strings.Contains(c.Example, "{{.}}") {
 			var b strings.Builder
-			if err := template.Must(template.New("").Parse(c.Example)).Execute(&b, root.Use); err == nil {
+			if err := template.Must(template.New("").Parse(c.Example)).Execute(&b, root.DisplayName()); err == nil {
 				c.Example = b.String()
 			}
 		}

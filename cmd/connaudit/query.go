@@ -65,6 +65,9 @@ stderr; --strict makes such a gap exit with status 3.`,
 			if err != nil {
 				return err
 			}
+			if len(fl.Nodes) == 0 && !req.Follow {
+				req.ExtraNodes = clusterNodes(cmd.Context(), backend, cmd)
+			}
 			return query.Run(cmd.Context(), b, req, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}

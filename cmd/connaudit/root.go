@@ -18,12 +18,13 @@ const pluginName = "kubectl-connaudit"
 // invoked as: as the kubectl plugin, help and completion say
 // `kubectl connaudit`.
 func newRootCommand(ctx context.Context, argv0 string) *cobra.Command {
-	use := "connaudit"
+	display := "connaudit"
 	if strings.TrimSuffix(filepath.Base(argv0), ".exe") == pluginName {
-		use = "kubectl connaudit"
+		display = "kubectl connaudit"
 	}
 	root := &cobra.Command{
-		Use:   use,
+		Use:         "connaudit",
+		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: display},
 		Short: "An audit trail of every TCP connect attempt on Kubernetes nodes",
 		Long: `connaudit keeps an audit trail of every TCP connect attempt on a node (the agent)
 and answers questions about it days later (query, coverage).`,
