@@ -25,7 +25,7 @@ func newRootCommand(ctx context.Context, argv0 string) *cobra.Command {
 	root := &cobra.Command{
 		Use:         "connaudit",
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: display},
-		Short: "An audit trail of every TCP connect attempt on Kubernetes nodes",
+		Short:       "An audit trail of every TCP connect attempt on Kubernetes nodes",
 		Long: `connaudit keeps an audit trail of every TCP connect attempt on a node (the agent)
 and answers questions about it days later (query, coverage).`,
 		SilenceUsage:  true,
