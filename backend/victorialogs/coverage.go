@@ -176,7 +176,7 @@ func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *backe
 	q.streamIn(backend.FieldNode, []string{in.Node})
 	q.add(quote(backend.FieldServiceInstanceID) + ":=" + quote(in.ID))
 	q.add(timeRange(from, to))
-	body, err := b.post(ctx, "/select/logsql/query", url.Values{"query": {q.String() + " | fields _time, " + quote(backend.FieldSeq)}})
+	body, err := b.get(ctx, "/select/logsql/query", url.Values{"query": {q.String() + " | fields _time, " + quote(backend.FieldSeq)}})
 	if err != nil {
 		return fmt.Errorf("list the sequence numbers of agent instance %s: %w", in.ID, err)
 	}

@@ -31,7 +31,7 @@ func (b *Backend) Records(ctx context.Context, f backend.Filter, limit int) (bac
 		serverLimit = limit + 1 + dupSlack
 		logsql += " limit " + strconv.Itoa(serverLimit)
 	}
-	body, err := b.post(ctx, "/select/logsql/query", url.Values{"query": {logsql}})
+	body, err := b.get(ctx, "/select/logsql/query", url.Values{"query": {logsql}})
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +41,7 @@ func (b *Backend) Records(ctx context.Context, f backend.Filter, limit int) (bac
 
 // Follow implements backend.Backend.
 func (b *Backend) Follow(ctx context.Context, f backend.Filter) (backend.Records, error) {
-	body, err := b.post(ctx, "/select/logsql/tail", url.Values{"query": {connectQuery(f)}})
+	body, err := b.get(ctx, "/select/logsql/tail", url.Values{"query": {connectQuery(f)}})
 	if err != nil {
 		return nil, err
 	}

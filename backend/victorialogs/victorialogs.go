@@ -63,10 +63,13 @@ func New(cfg Config) (*Backend, error) {
 // URL is the base URL the backend queries.
 func (b *Backend) URL() string { return b.base.String() }
 
-// post sends a form to path and returns the body of a 200 answer.
-func (b *Backend) post(ctx context.Context, path string, form url.Values) (io.ReadCloser, error) {
+// get asks path with the query args and returns the body of a 200 answer.
+// It uses GET, so that through the API server's service proxy the caller
+// needs only the get verb on services/proxy.
+func (b *Backend) get(ctx context.Context, path string, args url.Values) (io.ReadCloser, error) {
 	u := b.base.JoinPath(path)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(form.Encode()))
+	u.RawQuery = args.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("query VictoriaLogs: %w", err)
 	}
@@ -75,7 +78,6 @@ func (b *Backend) post(ctx context.Context, path string, form url.Values) (io.Re
 			req.Header.Add(k, v)
 		}
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := b.client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -115,7 +117,7 @@ func (e *unreachableError) Unwrap() error { return e.err }
 // rows runs a LogsQL query and calls each with every result row, a JSON
 // object of string values.
 func (b *Backend) rows(ctx context.Context, logsql string, each func(map[string]string) error) error {
-	body, err := b.post(ctx, "/select/logsql/query", url.Values{"query": {logsql}})
+	body, err := b.get(ctx, "/select/logsql/query", url.Values{"query": {logsql}})
 	if err != nil {
 		return err
 	}
