@@ -61,11 +61,15 @@ bench: build
 bench-query: build
 	$(GO) test -run '^$$' -bench . -benchtime 10x -timeout 30m ./e2e/querybench/ | tee bin/bench-query.txt
 
-# bin/connaudit, and the kubectl-connaudit link that makes `kubectl connaudit` work.
+# bin/connaudit, the kubectl-connaudit link that makes `kubectl connaudit`
+# work, and kubectl_complete-connaudit, which kubectl (1.26 and later) runs to
+# complete `kubectl connaudit ...` on the command line.
 install: $(BIN)/connaudit
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BIN)/connaudit $(DESTDIR)$(PREFIX)/bin/connaudit
 	ln -sfn connaudit $(DESTDIR)$(PREFIX)/bin/kubectl-connaudit
+	printf '#!/bin/sh\nexec "%s/bin/connaudit" __complete "$$@"\n' '$(PREFIX)' > $(DESTDIR)$(PREFIX)/bin/kubectl_complete-connaudit
+	chmod 0755 $(DESTDIR)$(PREFIX)/bin/kubectl_complete-connaudit
 
 clean:
 	rm -rf $(BIN)

@@ -127,8 +127,8 @@ func registerVictoriaLogs(t *testing.T, cluster *kubetest.Cluster) {
 	}, metav1.CreateOptions{}))
 }
 
-// TestKubectlPlugin: `make install` puts bin/connaudit and its
-// kubectl-connaudit link into PREFIX; the real kubectl finds the plugin on
+// TestKubectlPlugin: `make install` puts bin/connaudit, its
+// kubectl-connaudit link and its kubectl completion helper into PREFIX; the real kubectl finds the plugin on
 // the PATH, and `kubectl connaudit query` reaches VictoriaLogs through the
 // API server's service proxy with the kubeconfig's credentials, with no
 // --server and no port-forward.
@@ -187,6 +187,10 @@ func TestKubectlPlugin(t *testing.T) {
 
 	if res := kubectl("plugin", "list"); !strings.Contains(res.stdout, filepath.Join(prefix, "bin", "kubectl-connaudit")) {
 		t.Errorf("kubectl plugin list does not show the plugin: %q %q", res.stdout, res.stderr)
+	}
+	// kubectl completes the plugin's command line through kubectl_complete-connaudit.
+	if res := kubectl("__complete", "connaudit", "query", "-o", ""); !strings.Contains(res.stdout, "wide\n") || !strings.Contains(res.stdout, "csv\n") {
+		t.Errorf("kubectl __complete connaudit query -o: %q %q", res.stdout, res.stderr)
 	}
 	if res := kubectl("connaudit", "query", "--help"); !strings.Contains(res.stdout, "kubectl connaudit query --podname mypod") {
 		t.Errorf("kubectl connaudit query --help does not name itself kubectl connaudit: %s", res.stdout)

@@ -61,7 +61,9 @@ never ran an agent shows up.`,
 	fs.StringVarP(&req.Format, "output", "o", "table", "output format: table or json")
 	fs.BoolVar(&req.Strict, "strict", false, "exit with status 3 when the trail has a gap in the window")
 	backend.addFlags(fs)
+	kube.AddFlags(fs)
 	cmd.MarkFlagsMutuallyExclusive("since", "from")
+	completeValues(cmd, "output", []string{"table", "json"})
 	return cmd
 }
 
@@ -93,8 +95,6 @@ func clusterNodes(ctx context.Context, b *backendFlags, cmd *cobra.Command) []st
 // expand marks help text whose {{.}} setExamples replaces with the command's
 // name (connaudit, or kubectl connaudit).
 func expand(text string) string { return text }
-
-func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
 
 // setExamples renders every command's Example with the root's name.
 func setExamples(root *cobra.Command) {

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
+	backendpkg "github.com/connaudit/connaudit/backend"
 	"github.com/connaudit/connaudit/query"
 )
 
@@ -59,7 +62,7 @@ stderr; --strict makes such a gap exit with status 3.`,
 				return err
 			}
 			if req.Limit < 0 {
-				return errorf("--limit %d: want 0 (no limit) or more", req.Limit)
+				return fmt.Errorf("--limit %d: want 0 (no limit) or more", req.Limit)
 			}
 			b, err := backend.open()
 			if err != nil {
@@ -100,8 +103,12 @@ stderr; --strict makes such a gap exit with status 3.`,
 	fs.BoolVarP(&req.Follow, "follow", "f", false, "stream new connects as they arrive (Ctrl-C ends)")
 	fs.BoolVar(&req.Strict, "strict", false, "exit with status 3 when the trail has a gap in the window")
 	backend.addFlags(fs)
+	kube.AddFlags(fs)
 	cmd.MarkFlagsMutuallyExclusive("since", "from")
 	cmd.MarkFlagsMutuallyExclusive("summary", "follow")
+	completeValues(cmd, "output", query.Formats)
+	completeValues(cmd, "outcome", append([]string{backendpkg.OutcomeFailed}, backendpkg.Outcomes...))
+	completeValues(cmd, "peer-kind", backendpkg.PeerKinds)
 	return cmd
 }
 
@@ -112,7 +119,7 @@ func resolveNamespace(cmd *cobra.Command, kube *genericclioptions.ConfigFlags, f
 	explicit := cmd.Flags().Changed("namespace")
 	if fl.AllNamespaces {
 		if explicit {
-			return errorf("-n and -A: give one of them")
+			return fmt.Errorf("-n and -A: give one of them")
 		}
 		return nil
 	}
@@ -129,4 +136,9 @@ func resolveNamespace(cmd *cobra.Command, kube *genericclioptions.ConfigFlags, f
 	}
 	fl.Namespace = ns
 	return nil
+}
+
+// completeValues makes shell completion offer values for a flag.
+func completeValues(cmd *cobra.Command, flag string, values []string) {
+	_ = cmd.RegisterFlagCompletionFunc(flag, cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp))
 }

@@ -32,10 +32,11 @@ and answers questions about it days later (query, coverage).`,
 		SilenceErrors: true,
 	}
 	root.SetContext(ctx)
+	// The kubeconfig flags of kubectl, for the commands that read the trail
+	// (the agent reads its configuration from the environment). --server
+	// names the trail's backend here, not the API server.
 	kube := genericclioptions.NewConfigFlags(true)
-	// --server names the trail's backend here, not the API server.
 	kube.APIServer = nil
-	kube.AddFlags(root.PersistentFlags())
 
 	root.AddCommand(
 		newAgentCommand(),
