@@ -223,6 +223,8 @@ func TestQuery(t *testing.T) {
 	t.Run("gaps", func(t *testing.T) { testQueryGaps(t, f) })
 	t.Run("errors", func(t *testing.T) { testQueryErrors(t, f) })
 	t.Run("follow", func(t *testing.T) { testQueryFollow(t, f) })
+	t.Run("cluster", func(t *testing.T) { testQueryCluster(t, f) })
+	t.Run("auth-proxy", func(t *testing.T) { testQueryAuthProxy(t, f) })
 }
 
 func checkNames(t *testing.T, args []string, got, want []string) {
