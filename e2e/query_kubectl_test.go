@@ -224,6 +224,32 @@ func TestKubectlPlugin(t *testing.T) {
 		t.Errorf("gap report through the plugin: %d gaps, want node-a's and node-z's: %q", n, res.stderr)
 	}
 
+	// --follow streams through the service proxy too.
+	follow := exec.Command("/usr/bin/kubectl", "connaudit", "query", "--podname", "mypod", "-f", "-o", "json")
+	follow.Env = []string{"PATH=" + filepath.Join(prefix, "bin") + ":/usr/bin:/bin", "HOME=" + t.TempDir(), "KUBECONFIG=" + cluster.Kubeconfig()}
+	out := &syncWriter{w: &strings.Builder{}}
+	var followErr strings.Builder
+	follow.Stdout, follow.Stderr = out, &followErr
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer follow.Process.Kill()
+	for i := 0; !strings.Contains(out.String(), `"network.local.port":"42100"`); i++ {
+		if i == 90 {
+			t.Fatalf("kubectl connaudit query -f printed nothing new in 90 s: %q, stderr %q", out.String(), followErr.String())
+		}
+		if i < 10 {
+			live := ag.Connect(time.Now(), recordgen.Source{Pod: pod, Comm: "curl", PID: 42},
+				recordgen.Conn{SrcAddr: "10.0.0.7", SrcPort: 42100, DstAddr: "1.0.0.1", DstPort: 443, Outcome: "established"})
+			if err := recordgen.Post(t.Context(), col.HTTPEndpoint()+"/v1/logs", []recordgen.Record{live}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(time.Second)
+	}
+	_ = follow.Process.Signal(syscall.SIGINT)
+	_ = follow.Wait()
+
 	res = kubectl("connaudit", "coverage", "--since", "1h", "-o", "json")
 	if res.code != 0 || !strings.Contains(res.stdout, `"nodes":["node-a","node-z"]`) || !strings.Contains(res.stdout, `"instance":"inst-kubectl"`) {
 		t.Errorf("kubectl connaudit coverage: exit %d\nstdout %s\nstderr %s", res.code, res.stdout, res.stderr)
