@@ -4,8 +4,9 @@ GO ?= go
 BIN := bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 VICTORIALOGS_VERSION := v1.52.1
+PREFIX ?= /usr/local
 
-.PHONY: all build generate run test fuzz bench k8s-bins clean
+.PHONY: all build generate run test fuzz bench bench-query install k8s-bins clean
 
 all: build
 
@@ -55,6 +56,20 @@ fuzz:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 $$($(GO) list ./... | grep -v /e2e) | tee bin/bench.txt
 	$(GO) test -run '^$$' -bench . -benchtime 100000x ./e2e/ | tee -a bin/bench.txt
+
+# The query side on 1,000,000 records (see README.md, Performance); not part of `make test`.
+bench-query: build
+	$(GO) test -run '^$$' -bench . -benchtime 10x -timeout 30m ./e2e/querybench/ | tee bin/bench-query.txt
+
+# bin/connaudit, the kubectl-connaudit link that makes `kubectl connaudit`
+# work, and kubectl_complete-connaudit, which kubectl (1.26 and later) runs to
+# complete `kubectl connaudit ...` on the command line.
+install: $(BIN)/connaudit
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN)/connaudit $(DESTDIR)$(PREFIX)/bin/connaudit
+	ln -sfn connaudit $(DESTDIR)$(PREFIX)/bin/kubectl-connaudit
+	printf '#!/bin/sh\nexec "%s/bin/connaudit" __complete "$$@"\n' '$(PREFIX)' > $(DESTDIR)$(PREFIX)/bin/kubectl_complete-connaudit
+	chmod 0755 $(DESTDIR)$(PREFIX)/bin/kubectl_complete-connaudit
 
 clean:
 	rm -rf $(BIN)

@@ -64,8 +64,9 @@ connaudit is recording every TCP connect attempt on this host.
   collector     OTLP on 127.0.0.1:4317 and :4318
   agent         http://127.0.0.1:9464/metrics, /healthz, /readyz
 
-Query what it stored, e.g. the last hour's connects to port 443:
-  curl -s http://127.0.0.1:9428/select/logsql/query --data-urlencode 'query=_time:1h event_name:="tcp.connect" network.peer.port:=443'
+Query what it stored, e.g. the last hour's connects to port 443, and who watched:
+  $bin/connaudit query --server http://127.0.0.1:9428 --dport 443
+  $bin/connaudit coverage --server http://127.0.0.1:9428
 
 Ctrl-C stops all three; nothing accepted is lost.
 MSG

@@ -1,0 +1,261 @@
+// Package backend is the read side of the connaudit trail: the filter a
+// command asks with, the records and aggregates a store answers with, and the
+// Backend interface that every store (VictoriaLogs today, see
+// backend/victorialogs) implements. Commands depend on this package only, so
+// that another store can be added without touching them.
+//
+// A Backend answers in terms of the record schema of README.md ("Record
+// schema"): field names are the OTLP attribute names (resource and record
+// attributes alike, e.g. "k8s.pod.name", "network.peer.port"), values are
+// text as stored. Duplicates from at-least-once delivery (the same
+// service.instance.id and connaudit.seq) are removed by the Backend in every
+// answer: Records yields each record once, Summary and Coverage count it once.
+//
+// The gap logic of the trail (what counts as a hole, which loss record
+// explains it, which node went unwatched) is store-independent and lives in
+// gaps.go: see Gaps.
+package backend
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// Backend is a store of the trail.
+type Backend interface {
+	// Records streams the tcp.connect records that match f, oldest first. With
+	// limit > 0 it yields at most limit records, and Records.Truncated tells
+	// whether more matched.
+	Records(ctx context.Context, f Filter, limit int) (Records, error)
+	// Follow streams tcp.connect records that match f as they arrive (f's
+	// time range is ignored), until ctx ends or the stream fails.
+	Follow(ctx context.Context, f Filter) (Records, error)
+	// Summary aggregates the tcp.connect records that match f by source
+	// workload × destination × port × outcome, biggest count first.
+	Summary(ctx context.Context, f Filter) ([]SummaryRow, error)
+	// Coverage tells which agent instances watched which nodes in
+	// [from, to): their lifetimes, record counts, loss records and seq holes.
+	// With nodes non-empty, exactly those nodes are reported, each even when
+	// nothing of it is stored.
+	Coverage(ctx context.Context, from, to time.Time, nodes []string) (*Coverage, error)
+}
+
+// ErrUnreachable wraps the error of a Backend that could not be reached at
+// all, as opposed to one that answered with an error.
+var ErrUnreachable = errors.New("backend unreachable")
+
+// Filter selects tcp.connect records. Within one field the values are
+// alternatives (any of them matches); fields are combined with AND. An empty
+// field does not filter.
+type Filter struct {
+	From, To time.Time // [From, To); both required by Records and Summary
+
+	// The connecting side. Namespaces, Pods, Nodes, Containers and Workloads
+	// are resource attributes, so a store can skip whole streams.
+	Namespaces []string
+	Pods       []string
+	Containers []string
+	Nodes      []string
+	Workloads  []Workload
+	// Selector is a Kubernetes label selector on the source pod's labels
+	// (k8s.pod.label.<key>), with Kubernetes' semantics: `key!=v` and
+	// `key notin (...)` also match a record without the label. nil or
+	// labels.Everything() does not filter.
+	Selector labels.Selector
+	// HostOnly keeps host processes only: processes in no pod.
+	HostOnly bool
+	Comms    []string // process.executable.name
+	PIDs     []int    // process.pid
+	UIDs     []int    // process.user.id
+
+	// The destination.
+	Dst            []netip.Prefix // network.peer.address within any of them
+	DstPorts       []int          // network.peer.port
+	PeerNamespaces []string
+	PeerPods       []string
+	PeerServices   []string
+	PeerWorkloads  []Workload
+	PeerKinds      []string // pod, service, node, loopback, external, unknown
+
+	// Outcomes are connaudit.outcome values; OutcomeFailed stands for every
+	// outcome but established.
+	Outcomes []string
+}
+
+// OutcomeFailed in Filter.Outcomes matches every outcome but established.
+const OutcomeFailed = "failed"
+
+// Workload is an owner of pods, as the records name it: Kind is one of
+// WorkloadKinds, lower case.
+type Workload struct {
+	Kind string
+	Name string
+}
+
+func (w Workload) String() string { return w.Kind + "/" + w.Name }
+
+// WorkloadKinds are the owner kinds a record can name, each with the source
+// resource attribute that carries its name.
+var WorkloadKinds = map[string]string{
+	"deployment":  "k8s.deployment.name",
+	"replicaset":  "k8s.replicaset.name",
+	"statefulset": "k8s.statefulset.name",
+	"daemonset":   "k8s.daemonset.name",
+	"job":         "k8s.job.name",
+	"cronjob":     "k8s.cronjob.name",
+}
+
+// Records is a stream of records, used like sql.Rows:
+//
+//	defer rs.Close()
+//	for rs.Next() { r := rs.Record() ... }
+//	if err := rs.Err(); err != nil { ... }
+type Records interface {
+	Next() bool
+	Record() Record
+	// Err is the error that ended the stream, nil at its normal end.
+	Err() error
+	// Truncated reports, once Next returned false, whether a limit cut
+	// the result.
+	Truncated() bool
+	Close() error
+}
+
+// Record is one stored record: its timestamp, its body, and every other
+// field by name (see the package doc), as text.
+type Record struct {
+	Time   time.Time
+	Body   string
+	Fields map[string]string
+}
+
+// Get returns a field's value, "" when absent.
+func (r Record) Get(name string) string { return r.Fields[name] }
+
+// Labels returns the source pod's labels (the k8s.pod.label.<key> fields).
+func (r Record) Labels() labels.Set {
+	set := labels.Set{}
+	for k, v := range r.Fields {
+		if key, ok := cutPrefix(k, FieldPodLabelPrefix); ok {
+			set[key] = v
+		}
+	}
+	return set
+}
+
+// PeerLabels returns the peer pod's labels (connaudit.peer.k8s.pod.label.<key>).
+func (r Record) PeerLabels() labels.Set {
+	set := labels.Set{}
+	for k, v := range r.Fields {
+		if key, ok := cutPrefix(k, FieldPeerPodLabelPrefix); ok {
+			set[key] = v
+		}
+	}
+	return set
+}
+
+func cutPrefix(s, prefix string) (string, bool) {
+	if len(s) > len(prefix) && s[:len(prefix)] == prefix {
+		return s[len(prefix):], true
+	}
+	return "", false
+}
+
+// SummaryRow is one group of Backend.Summary: connects from one source
+// workload to one destination port with one outcome.
+type SummaryRow struct {
+	Source      Source
+	Peer        Peer
+	Port        int
+	Outcome     string
+	Count       int64 // distinct records (duplicates counted once)
+	First, Last time.Time
+}
+
+// Source is who connected: a workload in a namespace, a pod without an owner
+// (Workload kind "pod"), or a host process (Host true, Workload kind
+// "process" with the executable name, Node set).
+type Source struct {
+	Namespace string
+	Workload  Workload
+	Host      bool
+	Node      string
+}
+
+// Peer is the destination's identity: Kind is connaudit.peer.kind; Name is
+// kind/name: the workload ("deployment/db", or "pod/x" for a pod without
+// one), "service/x" or "node/x", with Namespace set for pods and services;
+// Address is set instead for loopback, external and unknown peers.
+type Peer struct {
+	Kind      string
+	Namespace string
+	Name      string
+	Address   string
+}
+
+// Coverage is what a store knows about the agents in a time window.
+type Coverage struct {
+	From, To  time.Time
+	Instances []Instance
+	// Nodes lists the nodes to account for, in name order: the ones asked
+	// for, else every node named by a record of the window or by an agent's
+	// start or stop before it.
+	Nodes []string
+}
+
+// Instance is one agent instance (one service.instance.id) on one node.
+type Instance struct {
+	Node string
+	ID   string
+	// Started is the time of its connaudit.agent.start record, zero if none
+	// is stored; Resumed is that record's connaudit.capture.resumed (capture
+	// went on from the previous agent: no connect was missed in between).
+	Started time.Time
+	Resumed bool
+	// Stopped is the time of its connaudit.agent.stop record, zero if none.
+	Stopped time.Time
+	// FirstSeen and LastSeen are its first and last record in the window.
+	FirstSeen, LastSeen time.Time
+	// Records counts its distinct records in the window; MinSeq and MaxSeq
+	// are the smallest and largest connaudit.seq among them.
+	Records        int64
+	MinSeq, MaxSeq int64
+	// Losses are its connaudit.loss records in the window.
+	Losses []Loss
+	// Missing are the seq ranges within [MinSeq, MaxSeq] with no stored
+	// record, whether a loss record explains them or not (see Gaps).
+	Missing []Hole
+}
+
+// Loss is one connaudit.loss record.
+type Loss struct {
+	Time        time.Time
+	Seq         int64
+	Count       int64
+	Bytes       int64
+	Reason      string
+	First, Last time.Time // connaudit.lost.time.first/.last, zero if unknown
+	Seqs        SeqRange  // connaudit.lost.seq.first/.last, zero if none
+}
+
+// SeqRange is an inclusive range of connaudit.seq; the zero value is empty.
+type SeqRange struct{ First, Last int64 }
+
+// Len is the number of sequence numbers in the range.
+func (r SeqRange) Len() int64 {
+	if r.First == 0 || r.Last < r.First {
+		return 0
+	}
+	return r.Last - r.First + 1
+}
+
+// Hole is a range of missing sequence numbers, with the times of the stored
+// records just before and after it (zero when not known).
+type Hole struct {
+	Seqs          SeqRange
+	After, Before time.Time
+}

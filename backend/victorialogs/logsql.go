@@ -1,0 +1,214 @@
+package victorialogs
+
+import (
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+
+	"github.com/connaudit/connaudit/backend"
+)
+
+// LogsQL is built only from quoted strings: every field name and every value
+// goes through quote, which writes a Go-syntax string literal that
+// VictoriaLogs' lexer reads back byte for byte (strconv.Unquote). No input
+// can therefore end a literal, add a filter, a keyword (or, not) or a pipe.
+
+func quote(s string) string { return strconv.Quote(s) }
+
+// quoteAll returns the quoted values, comma-separated.
+func quoteAll(values []string) string {
+	var b strings.Builder
+	for i, v := range values {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(quote(v))
+	}
+	return b.String()
+}
+
+func ints(values []int) []string {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = strconv.Itoa(v)
+	}
+	return out
+}
+
+// timeRange is the filter of [from, to).
+func timeRange(from, to time.Time) string {
+	return "_time:[" + from.UTC().Format(time.RFC3339Nano) + ", " + to.UTC().Format(time.RFC3339Nano) + ")"
+}
+
+// query accumulates the filters of one LogsQL query, combined with AND.
+type query struct {
+	stream []string // stream filter terms, inside one {...}
+	terms  []string
+}
+
+func (q *query) streamIn(field string, values []string) {
+	if len(values) > 0 {
+		q.stream = append(q.stream, quote(field)+" in ("+quoteAll(values)+")")
+	}
+}
+
+func (q *query) in(field string, values []string) {
+	if len(values) > 0 {
+		q.terms = append(q.terms, quote(field)+":in("+quoteAll(values)+")")
+	}
+}
+
+func (q *query) add(term string) { q.terms = append(q.terms, term) }
+
+func (q *query) String() string {
+	var parts []string
+	if len(q.stream) > 0 {
+		parts = append(parts, "{"+strings.Join(q.stream, ", ")+"}")
+	}
+	parts = append(parts, q.terms...)
+	if len(parts) == 0 {
+		return "*"
+	}
+	return strings.Join(parts, " ")
+}
+
+// connectQuery returns the LogsQL filter of f's tcp.connect records, without
+// a time range.
+func connectQuery(f backend.Filter) string {
+	q := &query{}
+	q.streamIn(backend.FieldEventName, []string{backend.EventConnect})
+	q.streamIn(backend.FieldNamespace, f.Namespaces)
+	q.streamIn(backend.FieldPod, f.Pods)
+	q.streamIn(backend.FieldContainer, f.Containers)
+	q.streamIn(backend.FieldNode, f.Nodes)
+	workloadFilter(q, f.Workloads, true)
+	if f.HostOnly {
+		// A host process: the enriching agent says so; an agent without
+		// Kubernetes enrichment names no pod and no container.
+		q.add("(" + quote(backend.FieldSourceKind) + `:="host" or (-` + quote(backend.FieldSourceKind) + ":* -" +
+			quote(backend.FieldPodUID) + ":* -" + quote(backend.FieldContainerID) + ":*))")
+	}
+	selectorFilter(q, f.Selector)
+	q.in(backend.FieldComm, f.Comms)
+	q.in(backend.FieldPID, ints(f.PIDs))
+	q.in(backend.FieldUID, ints(f.UIDs))
+
+	dstFilter(q, f.Dst)
+	q.in(backend.FieldDstPort, ints(f.DstPorts))
+	q.in(backend.FieldPeerNamespace, f.PeerNamespaces)
+	q.in(backend.FieldPeerPod, f.PeerPods)
+	q.in(backend.FieldPeerService, f.PeerServices)
+	workloadFilter(q, f.PeerWorkloads, false)
+	q.in(backend.FieldPeerKind, f.PeerKinds)
+	outcomeFilter(q, f.Outcomes)
+	return q.String()
+}
+
+// workloadFilter adds "any of these workloads". A source workload is a
+// resource attribute per kind (a stream field); a peer's is a kind and name
+// pair of record attributes.
+func workloadFilter(q *query, ws []backend.Workload, source bool) {
+	if len(ws) == 0 {
+		return
+	}
+	var alts []string
+	for _, w := range ws {
+		if source {
+			if w.Kind == "pod" {
+				alts = append(alts, "{"+quote(backend.FieldPod)+"="+quote(w.Name)+"}")
+				continue
+			}
+			alts = append(alts, "{"+quote(backend.WorkloadKinds[w.Kind])+"="+quote(w.Name)+"}")
+			continue
+		}
+		if w.Kind == "pod" {
+			alts = append(alts, quote(backend.FieldPeerPod)+":="+quote(w.Name))
+			continue
+		}
+		alts = append(alts, "("+quote(backend.FieldPeerWorkloadKind)+":="+quote(w.Kind)+" "+
+			quote(backend.FieldPeerWorkloadName)+":="+quote(w.Name)+")")
+	}
+	q.add("(" + strings.Join(alts, " or ") + ")")
+}
+
+// selectorFilter pushes a label selector's requirements down. Equality and
+// set membership of a source label are stream filters; their negations and
+// existence are field filters, since a missing field reads as empty (which
+// gives `key!=v` Kubernetes' meaning: a pod without the label matches).
+// Greater-than and less-than stay client-side (see Filter.Selector, applied
+// again to every record).
+func selectorFilter(q *query, sel labels.Selector) {
+	if sel == nil {
+		return
+	}
+	reqs, selectable := sel.Requirements()
+	if !selectable {
+		return
+	}
+	for _, r := range reqs {
+		field := backend.FieldPodLabelPrefix + r.Key()
+		values := r.Values().UnsortedList()
+		slices.Sort(values)
+		switch r.Operator() {
+		case selection.Equals, selection.DoubleEquals, selection.In:
+			q.streamIn(field, values)
+		case selection.NotEquals, selection.NotIn:
+			q.add("-" + quote(field) + ":in(" + quoteAll(values) + ")")
+		case selection.Exists:
+			q.add(quote(field) + ":*")
+		case selection.DoesNotExist:
+			q.add("-" + quote(field) + ":*")
+		}
+	}
+}
+
+// dstFilter adds "the peer address is within any of these prefixes". An
+// IPv4-mapped peer is stored as IPv4 (README.md), so a mapped prefix is
+// asked for as IPv4.
+func dstFilter(q *query, prefixes []netip.Prefix) {
+	if len(prefixes) == 0 {
+		return
+	}
+	var alts []string
+	for _, p := range prefixes {
+		p = p.Masked()
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		fn := "ipv4_range"
+		if p.Addr().Is6() {
+			fn = "ipv6_range"
+		}
+		alts = append(alts, quote(backend.FieldDstAddr)+":"+fn+"("+quote(p.String())+")")
+	}
+	q.add("(" + strings.Join(alts, " or ") + ")")
+}
+
+func outcomeFilter(q *query, outcomes []string) {
+	if len(outcomes) == 0 {
+		return
+	}
+	var exact []string
+	failed := false
+	for _, o := range outcomes {
+		if o == backend.OutcomeFailed {
+			failed = true
+			continue
+		}
+		exact = append(exact, o)
+	}
+	field := quote(backend.FieldOutcome)
+	var alts []string
+	if failed {
+		alts = append(alts, "-"+field+`:="established"`)
+	}
+	if len(exact) > 0 {
+		alts = append(alts, field+":in("+quoteAll(exact)+")")
+	}
+	q.add("(" + strings.Join(alts, " or ") + ")")
+}

@@ -1,0 +1,165 @@
+// Package victorialogs is the backend.Backend of a VictoriaLogs server (or a
+// vlselect cluster front end) over its HTTP API: /select/logsql/query for
+// records and aggregates (the stats pipe), /select/logsql/tail for Follow.
+//
+// It assumes the collector's default ingestion, where every resource
+// attribute is a stream field, so that filters on the namespace, pod,
+// container, node, workload and pod labels are stream filters and
+// VictoriaLogs skips whole streams.
+package victorialogs
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/connaudit/connaudit/backend"
+)
+
+// Config says where VictoriaLogs is and how to reach it.
+type Config struct {
+	// URL is the base URL, e.g. http://127.0.0.1:9428, or an API server's
+	// service proxy path (…/services/victorialogs:9428/proxy).
+	URL string
+	// Client makes the requests; nil is http.DefaultClient.
+	Client *http.Client
+	// Header is added to every request (for an auth proxy, or a tenant's
+	// AccountID/ProjectID).
+	Header http.Header
+	// Hint is added to the error when the server cannot be reached, telling
+	// the user what must be running.
+	Hint string
+}
+
+// Backend queries one VictoriaLogs.
+type Backend struct {
+	base   *url.URL
+	client *http.Client
+	header http.Header
+	hint   string
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// New checks cfg and returns its Backend.
+func New(cfg Config) (*Backend, error) {
+	u, err := url.Parse(strings.TrimRight(cfg.URL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("VictoriaLogs URL %q: want http(s)://host[:port][/path]", cfg.URL)
+	}
+	client := cfg.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	return &Backend{base: u, client: client, header: cfg.Header, hint: cfg.Hint}, nil
+}
+
+// URL is the base URL the backend queries.
+func (b *Backend) URL() string { return b.base.String() }
+
+// get asks path with the query args and returns the body of a 200 answer.
+// It uses GET, so that through the API server's service proxy the caller
+// needs only the get verb on services/proxy.
+func (b *Backend) get(ctx context.Context, path string, args url.Values) (io.ReadCloser, error) {
+	u := b.base.JoinPath(path)
+	u.RawQuery = args.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("query VictoriaLogs: %w", err)
+	}
+	for k, vs := range b.header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		msg := fmt.Sprintf("%v: %s: %v", backend.ErrUnreachable, b.base.Redacted(), err)
+		if b.hint != "" {
+			msg += "; " + b.hint
+		}
+		return nil, &unreachableError{msg: msg, err: err}
+	}
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		resp.Body.Close()
+		err := fmt.Errorf("VictoriaLogs at %s answered %s: %s", b.base.Redacted(), resp.Status, strings.TrimSpace(string(body)))
+		if resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusNotFound {
+			if b.hint != "" {
+				err = fmt.Errorf("%w; %s", err, b.hint)
+			}
+		}
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+type unreachableError struct {
+	msg string
+	err error
+}
+
+func (e *unreachableError) Error() string { return e.msg }
+func (e *unreachableError) Is(target error) bool {
+	return target == backend.ErrUnreachable
+}
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// rows runs a LogsQL query and calls each with every result row, a JSON
+// object of string values.
+func (b *Backend) rows(ctx context.Context, logsql string, each func(map[string]string) error) error {
+	body, err := b.get(ctx, "/select/logsql/query", url.Values{"query": {logsql}})
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	dec := newLineDecoder(body)
+	for {
+		row, err := dec.next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := each(row); err != nil {
+			return err
+		}
+	}
+}
+
+// lineDecoder reads VictoriaLogs' JSON lines.
+type lineDecoder struct{ sc *bufio.Scanner }
+
+func newLineDecoder(r io.Reader) *lineDecoder {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
+	return &lineDecoder{sc: sc}
+}
+
+func (d *lineDecoder) next() (map[string]string, error) {
+	for d.sc.Scan() {
+		line := d.sc.Bytes()
+		if len(strings.TrimSpace(string(line))) == 0 {
+			continue
+		}
+		row := map[string]string{}
+		if err := json.Unmarshal(line, &row); err != nil {
+			return nil, fmt.Errorf("decode VictoriaLogs row %.200q: %w", line, err)
+		}
+		return row, nil
+	}
+	if err := d.sc.Err(); err != nil {
+		return nil, fmt.Errorf("read VictoriaLogs answer: %w", err)
+	}
+	return nil, io.EOF
+}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/rest"
+
+	"github.com/connaudit/connaudit/backend/victorialogs"
+)
+
+const (
+	defaultQueryURL = "http://127.0.0.1:9428"
+	// defaultService is the VictoriaLogs Service of connaudit's manifests.
+	defaultService = "connaudit/victorialogs:9428"
+)
+
+// backendFlags say where the trail's VictoriaLogs is: --server (or
+// CONNAUDIT_QUERY_URL) directly, else the in-cluster Service through the
+// API server's service proxy when a kubeconfig context exists, else
+// http://127.0.0.1:9428.
+type backendFlags struct {
+	kube     *genericclioptions.ConfigFlags
+	server   string
+	headers  []string
+	caFile   string
+	certFile string
+	keyFile  string
+	insecure bool
+	service  string
+}
+
+func (b *backendFlags) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&b.server, "server", "", "VictoriaLogs URL (or a vlselect front end); env CONNAUDIT_QUERY_URL. Without it: the in-cluster Service through the API server (see --backend-service) when a kubeconfig context exists, else "+defaultQueryURL)
+	fs.StringArrayVar(&b.headers, "header", nil, `HTTP header for the backend, "Name: value" (repeatable); env CONNAUDIT_QUERY_HEADERS, comma-separated`)
+	fs.StringVar(&b.caFile, "server-ca", "", "PEM file of the CA that signed the backend's certificate (with an https --server)")
+	fs.StringVar(&b.certFile, "server-cert", "", "PEM client certificate for the backend (with --server-key)")
+	fs.StringVar(&b.keyFile, "server-key", "", "PEM client key for the backend")
+	fs.BoolVar(&b.insecure, "server-insecure-skip-tls-verify", false, "do not verify the backend's certificate (insecure)")
+	fs.StringVar(&b.service, "backend-service", defaultService, "NAMESPACE/SERVICE:PORT of VictoriaLogs in the cluster, reached through the API server's service proxy when no --server is given")
+}
+
+// open returns the backend the flags name.
+func (b *backendFlags) open() (*victorialogs.Backend, error) {
+	header, err := b.header()
+	if err != nil {
+		return nil, err
+	}
+	server := b.server
+	if server == "" {
+		server = os.Getenv("CONNAUDIT_QUERY_URL")
+	}
+	if server == "" {
+		if ctxName, ok := b.kubeContext(); ok {
+			return b.openProxy(ctxName, header)
+		}
+		server = defaultQueryURL
+	}
+	client, err := b.tlsClient()
+	if err != nil {
+		return nil, err
+	}
+	hint := "is VictoriaLogs running there? `make run` starts one on " + defaultQueryURL +
+		"; on a cluster, leave out --server to go through the API server"
+	return victorialogs.New(victorialogs.Config{URL: server, Client: client, Header: header, Hint: hint})
+}
+
+// kubeContext returns the kubeconfig context to use, if there is one.
+func (b *backendFlags) kubeContext() (string, bool) {
+	raw, err := b.kube.ToRawKubeConfigLoader().RawConfig()
+	if err != nil {
+		return "", false
+	}
+	name := raw.CurrentContext
+	if b.kube.Context != nil && *b.kube.Context != "" {
+		name = *b.kube.Context
+	}
+	if _, ok := raw.Contexts[name]; !ok || name == "" {
+		return "", false
+	}
+	return name, true
+}
+
+func (b *backendFlags) openProxy(ctxName string, header http.Header) (*victorialogs.Backend, error) {
+	ns, rest1, ok := strings.Cut(b.service, "/")
+	name, port, ok2 := strings.Cut(rest1, ":")
+	if !ok || !ok2 || ns == "" || name == "" || port == "" {
+		return nil, fmt.Errorf("--backend-service %q: want NAMESPACE/SERVICE:PORT, e.g. %s", b.service, defaultService)
+	}
+	cfg, err := b.kube.ToRESTConfig()
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig context %q: %w", ctxName, err)
+	}
+	client, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("make a client for kubeconfig context %q: %w", ctxName, err)
+	}
+	base, err := url.Parse(strings.TrimRight(cfg.Host, "/"))
+	if err != nil {
+		return nil, fmt.Errorf("API server address %q of context %q: %w", cfg.Host, ctxName, err)
+	}
+	if base.Scheme == "" {
+		base, _ = url.Parse("https://" + cfg.Host)
+	}
+	base = base.JoinPath(cfg.APIPath, "api/v1/namespaces", ns, "services", name+":"+port, "proxy")
+	hint := fmt.Sprintf("the service %s was reached through the API server of kubeconfig context %q; is connaudit's VictoriaLogs installed there "+
+		"(--backend-service names another)? Or give --server", b.service, ctxName)
+	return victorialogs.New(victorialogs.Config{URL: base.String(), Client: client, Header: header, Hint: hint})
+}
+
+func (b *backendFlags) header() (http.Header, error) {
+	h := http.Header{}
+	all := b.headers
+	if env := os.Getenv("CONNAUDIT_QUERY_HEADERS"); env != "" {
+		all = append(strings.Split(env, ","), all...)
+	}
+	for _, kv := range all {
+		sep := strings.IndexByte(kv, ':')
+		if sep < 0 {
+			sep = strings.IndexByte(kv, '=')
+		}
+		if sep <= 0 {
+			return nil, fmt.Errorf("--header %q: want \"Name: value\"", kv)
+		}
+		h.Add(strings.TrimSpace(kv[:sep]), strings.TrimSpace(kv[sep+1:]))
+	}
+	return h, nil
+}
+
+func (b *backendFlags) tlsClient() (*http.Client, error) {
+	if b.caFile == "" && b.certFile == "" && b.keyFile == "" && !b.insecure {
+		return http.DefaultClient, nil
+	}
+	cfg := &tls.Config{InsecureSkipVerify: b.insecure} //nolint:gosec // asked for by --server-insecure-skip-tls-verify
+	if b.caFile != "" {
+		pem, err := os.ReadFile(b.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--server-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--server-ca %s: no PEM certificate in it", b.caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if b.certFile != "" || b.keyFile != "" {
+		if b.certFile == "" || b.keyFile == "" {
+			return nil, fmt.Errorf("--server-cert and --server-key: give both")
+		}
+		cert, err := tls.LoadX509KeyPair(b.certFile, b.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--server-cert/--server-key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = cfg
+	return &http.Client{Transport: tr}, nil
+}

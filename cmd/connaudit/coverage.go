@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/template"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/connaudit/connaudit/query"
+)
+
+func newCoverageCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
+	var (
+		fl      query.Flags
+		since   string
+		req     query.CoverageRequest
+		backend = &backendFlags{kube: kube}
+	)
+	cmd := &cobra.Command{
+		Use:   "coverage",
+		Short: "Show which agent watched which node when, and every gap of the trail",
+		Long: `For each node and agent instance in the window: when it started and stopped
+(or was last heard from), how many records it sent, the loss records it wrote
+and any connaudit.seq holes no loss record explains; then every gap. A node
+no agent watched for part of the window is a gap too. With a kubeconfig
+context, the cluster's nodes are listed from its API server, so a node that
+never ran an agent shows up.`,
+		Example: expand(`  {{.}} coverage --since 24h
+  {{.}} coverage --node worker-1 --from 2026-11-24T00:00:00Z --to 2026-11-25T00:00:00Z --strict`),
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if fl.Since, err = query.ParseSince(since); err != nil {
+				return err
+			}
+			f, err := fl.Parse(query.Now())
+			if err != nil {
+				return err
+			}
+			req.Filter = f
+			b, err := backend.open()
+			if err != nil {
+				return err
+			}
+			if len(fl.Nodes) == 0 {
+				req.ExtraNodes = clusterNodes(cmd.Context(), backend, cmd)
+			}
+			return query.Coverage(cmd.Context(), b, req, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringArrayVar(&fl.Nodes, "node", nil, "node name (repeatable); default every node")
+	fs.StringVar(&since, "since", "", "window ending now (or at --to): 30m, 1h, 7d; default 1h")
+	fs.StringVar(&fl.From, "from", "", "window start, RFC 3339")
+	fs.StringVar(&fl.To, "to", "", "window end, RFC 3339; default now")
+	fs.StringVarP(&req.Format, "output", "o", "table", "output format: table or json")
+	fs.BoolVar(&req.Strict, "strict", false, "exit with status 3 when the trail has a gap in the window")
+	backend.addFlags(fs)
+	kube.AddFlags(fs)
+	cmd.MarkFlagsMutuallyExclusive("since", "from")
+	completeValues(cmd, "output", []string{"table", "json"})
+	return cmd
+}
+
+// clusterNodes lists the nodes of the kubeconfig context's cluster, or
+// none (with a note on stderr) when there is no context or it cannot list.
+func clusterNodes(ctx context.Context, b *backendFlags, cmd *cobra.Command) []string {
+	if _, ok := b.kubeContext(); !ok {
+		return nil
+	}
+	cfg, err := b.kube.ToRESTConfig()
+	if err == nil {
+		var client kubernetes.Interface
+		if client, err = kubernetes.NewForConfig(cfg); err == nil {
+			nodes, lerr := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+			if lerr == nil {
+				names := make([]string, 0, len(nodes.Items))
+				for _, n := range nodes.Items {
+					names = append(names, n.Name)
+				}
+				return names
+			}
+			err = lerr
+		}
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "connaudit: cannot list the cluster's nodes (%v); coverage covers the nodes the trail names\n", err)
+	return nil
+}
+
+// expand marks help text whose {{.}} setExamples replaces with the command's
+// name (connaudit, or kubectl connaudit).
+func expand(text string) string { return text }
+
+// setExamples renders every command's Example with the root's name.
+func setExamples(root *cobra.Command) {
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		if strings.Contains(c.Example, "{{.}}") {
+			var b strings.Builder
+			if err := template.Must(template.New("").Parse(c.Example)).Execute(&b, root.DisplayName()); err == nil {
+				c.Example = b.String()
+			}
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+}

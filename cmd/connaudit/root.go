@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+)
+
+// pluginName is the name kubectl finds on the PATH for `kubectl connaudit`.
+const pluginName = "kubectl-connaudit"
+
+// newRootCommand builds the command tree. argv0 is the name the binary was
+// invoked as: as the kubectl plugin, help and completion say
+// `kubectl connaudit`.
+func newRootCommand(ctx context.Context, argv0 string) *cobra.Command {
+	display := "connaudit"
+	if strings.TrimSuffix(filepath.Base(argv0), ".exe") == pluginName {
+		display = "kubectl connaudit"
+	}
+	root := &cobra.Command{
+		Use:         "connaudit",
+		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: display},
+		Short:       "An audit trail of every TCP connect attempt on Kubernetes nodes",
+		Long: `connaudit keeps an audit trail of every TCP connect attempt on a node (the agent)
+and answers questions about it days later (query, coverage).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetContext(ctx)
+	// The kubeconfig flags of kubectl, for the commands that read the trail
+	// (the agent reads its configuration from the environment). --server
+	// names the trail's backend here, not the API server.
+	kube := genericclioptions.NewConfigFlags(true)
+	kube.APIServer = nil
+
+	root.AddCommand(
+		newAgentCommand(),
+		newUnpinCommand(),
+		newVersionCommand(),
+		newQueryCommand(kube),
+		newCoverageCommand(kube),
+	)
+	setExamples(root)
+	return root
+}
+
+func newAgentCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "agent",
+		Short: "Capture connect attempts on this node and export them",
+		Long: `Capture every TCP connect attempt on this node with eBPF and export each as an
+OTLP log record. Configured by CONNAUDIT_* and OTEL_EXPORTER_OTLP_* variables
+(see README.md, "Configuration").`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd.Context()) },
+	}
+}
+
+func newUnpinCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "unpin",
+		Short: "Remove the capture an agent left pinned in the kernel (CONNAUDIT_BPF_PIN_DIR)",
+		Args:  cobra.NoArgs,
+		RunE:  func(*cobra.Command, []string) error { return runUnpin() },
+	}
+}
+
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), version) },
+	}
+}
+
+// aliases maps alternative flag names to the flag they stand for.
+func aliases(names map[string]string) func(*pflag.FlagSet, string) pflag.NormalizedName {
+	return func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if to, ok := names[name]; ok {
+			name = to
+		}
+		return pflag.NormalizedName(name)
+	}
+}

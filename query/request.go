@@ -1,0 +1,209 @@
+// Package query answers `connaudit query` and `connaudit coverage`: it turns
+// the command's flags into a backend.Filter, asks a backend.Backend, writes
+// the answer in the asked format, and reports the trail's gaps in the window
+// asked for.
+package query
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/connaudit/connaudit/backend"
+)
+
+// Flags are the command line's filters, as typed. Parse turns them into a
+// backend.Filter, with errors that name the flag.
+type Flags struct {
+	Namespace     string // -n; "" with AllNamespaces or when no namespaced name is asked
+	AllNamespaces bool
+	Pods          []string
+	Selector      string
+	Workloads     []string
+	Containers    []string
+	Nodes         []string
+	Host          bool
+	Comms         []string
+	PIDs          []int
+	UIDs          []int
+
+	Dst            []string
+	DstPorts       []int
+	PeerNamespaces []string
+	PeerPods       []string
+	PeerServices   []string
+	PeerWorkloads  []string
+	PeerKinds      []string
+	Outcomes       []string
+
+	Since    time.Duration
+	From, To string
+}
+
+// DefaultSince is the window when neither --since nor --from is given.
+const DefaultSince = time.Hour
+
+// Parse checks the flags and returns the filter. now is the end of a window
+// given by --since alone.
+func (fl Flags) Parse(now time.Time) (backend.Filter, error) {
+	var f backend.Filter
+	var err error
+	if f.From, f.To, err = fl.window(now); err != nil {
+		return f, err
+	}
+	if fl.Namespace != "" && !fl.AllNamespaces {
+		f.Namespaces = []string{fl.Namespace}
+	}
+	f.Pods = fl.Pods
+	f.Containers = fl.Containers
+	f.Nodes = fl.Nodes
+	f.HostOnly = fl.Host
+	f.Comms = fl.Comms
+	f.PIDs = fl.PIDs
+	f.UIDs = fl.UIDs
+	if fl.Selector != "" {
+		if f.Selector, err = labels.Parse(fl.Selector); err != nil {
+			return f, fmt.Errorf("--selector %q: %w", fl.Selector, err)
+		}
+	}
+	for _, w := range fl.Workloads {
+		wl, err := ParseWorkload(w)
+		if err != nil {
+			return f, fmt.Errorf("--workload: %w", err)
+		}
+		f.Workloads = append(f.Workloads, wl)
+	}
+	for _, d := range fl.Dst {
+		p, err := ParseDst(d)
+		if err != nil {
+			return f, fmt.Errorf("--dst: %w", err)
+		}
+		f.Dst = append(f.Dst, p)
+	}
+	for _, p := range fl.DstPorts {
+		if p < 1 || p > 65535 {
+			return f, fmt.Errorf("--dport %d: want a port from 1 to 65535", p)
+		}
+	}
+	f.DstPorts = fl.DstPorts
+	f.PeerNamespaces = fl.PeerNamespaces
+	f.PeerPods = fl.PeerPods
+	f.PeerServices = fl.PeerServices
+	for _, w := range fl.PeerWorkloads {
+		wl, err := ParseWorkload(w)
+		if err != nil {
+			return f, fmt.Errorf("--peer-workload: %w", err)
+		}
+		f.PeerWorkloads = append(f.PeerWorkloads, wl)
+	}
+	for _, k := range fl.PeerKinds {
+		if !slices.Contains(backend.PeerKinds, k) {
+			return f, fmt.Errorf("--peer-kind %q: want one of %s", k, strings.Join(backend.PeerKinds, ", "))
+		}
+	}
+	f.PeerKinds = fl.PeerKinds
+	for _, o := range fl.Outcomes {
+		if o != backend.OutcomeFailed && !slices.Contains(backend.Outcomes, o) {
+			return f, fmt.Errorf("--outcome %q: want %s or %s", o, backend.OutcomeFailed, strings.Join(backend.Outcomes, ", "))
+		}
+	}
+	f.Outcomes = fl.Outcomes
+	return f, nil
+}
+
+// window returns [from, to) from --since or --from/--to.
+func (fl Flags) window(now time.Time) (from, to time.Time, err error) {
+	to = now
+	if fl.To != "" {
+		if to, err = time.Parse(time.RFC3339Nano, fl.To); err != nil {
+			return from, to, fmt.Errorf("--to %q: want an RFC 3339 time such as 2026-11-24T15:00:00Z", fl.To)
+		}
+	}
+	switch {
+	case fl.From != "" && fl.Since != 0:
+		return from, to, fmt.Errorf("--since and --from: give one of them")
+	case fl.From != "":
+		if from, err = time.Parse(time.RFC3339Nano, fl.From); err != nil {
+			return from, to, fmt.Errorf("--from %q: want an RFC 3339 time such as 2026-11-24T14:00:00Z", fl.From)
+		}
+	case fl.Since < 0:
+		return from, to, fmt.Errorf("--since %v: want a positive duration", fl.Since)
+	case fl.Since > 0:
+		from = to.Add(-fl.Since)
+	default:
+		from = to.Add(-DefaultSince)
+	}
+	if !from.Before(to) {
+		return from, to, fmt.Errorf("the window from %s to %s is empty: --from must be before --to",
+			from.UTC().Format(time.RFC3339Nano), to.UTC().Format(time.RFC3339Nano))
+	}
+	return from, to, nil
+}
+
+// workloadAliases maps kubectl's names and short names to workload kinds.
+var workloadAliases = map[string]string{
+	"deployment": "deployment", "deployments": "deployment", "deploy": "deployment",
+	"statefulset": "statefulset", "statefulsets": "statefulset", "sts": "statefulset",
+	"daemonset": "daemonset", "daemonsets": "daemonset", "ds": "daemonset",
+	"replicaset": "replicaset", "replicasets": "replicaset", "rs": "replicaset",
+	"job": "job", "jobs": "job",
+	"cronjob": "cronjob", "cronjobs": "cronjob", "cj": "cronjob",
+	"pod": "pod", "pods": "pod", "po": "pod",
+}
+
+// ParseWorkload parses KIND/NAME, with kubectl's kind names (deployment,
+// deploy, sts, ds, rs, job, cronjob, cj, pod).
+func ParseWorkload(s string) (backend.Workload, error) {
+	kind, name, ok := strings.Cut(s, "/")
+	if !ok || name == "" || strings.Contains(name, "/") {
+		return backend.Workload{}, fmt.Errorf("%q: want KIND/NAME, e.g. deployment/web", s)
+	}
+	k, ok := workloadAliases[strings.ToLower(kind)]
+	if !ok {
+		return backend.Workload{}, fmt.Errorf("%q: unknown kind %q; want deployment, statefulset, daemonset, replicaset, job, cronjob or pod", s, kind)
+	}
+	return backend.Workload{Kind: k, Name: name}, nil
+}
+
+// ParseDst parses an IP address or a CIDR prefix, IPv4 or IPv6.
+func ParseDst(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return p, fmt.Errorf("%q is not a CIDR prefix such as 10.0.0.0/8 or 2001:db8::/32", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR prefix", s)
+	}
+	a = a.WithZone("")
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// ParseSince parses --since: a Go duration (90m, 1h30m) or whole days (7d).
+func ParseSince(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("--since %q: want a duration such as 30m, 1h or 7d", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("--since %q: want a duration such as 30m, 1h or 7d", s)
+	}
+	return d, nil
+}

@@ -1,0 +1,166 @@
+package query
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/connaudit/connaudit/backend"
+)
+
+// Request is one `connaudit query`.
+type Request struct {
+	Filter  backend.Filter
+	Format  string
+	Limit   int  // 0: no limit
+	Summary bool // aggregate instead of listing
+	Follow  bool // stream new records until ctx ends
+	Strict  bool // a gap in the window is an error
+	// ExtraNodes are nodes the cluster has (from its API server), checked
+	// for coverage even when the trail never names them.
+	ExtraNodes []string
+}
+
+// ErrGaps is returned (wrapped) by Run with Request.Strict when the trail
+// of the window has gaps.
+var ErrGaps = errors.New("the trail has gaps")
+
+// Run answers r on stdout and reports limits and gaps on stderr.
+func Run(ctx context.Context, b backend.Backend, r Request, stdout, stderr io.Writer) error {
+	if err := CheckFormat(r.Format); err != nil {
+		return err
+	}
+	if r.Follow {
+		if r.Summary {
+			return fmt.Errorf("--follow and --summary: give one of them")
+		}
+		return follow(ctx, b, r, stdout)
+	}
+
+	// The gap check runs while the answer is read.
+	type gapResult struct {
+		gaps []backend.Gap
+		err  error
+	}
+	gapc := make(chan gapResult, 1)
+	gapCtx, cancelGaps := context.WithCancel(ctx)
+	defer cancelGaps()
+	go func() {
+		c, err := b.Coverage(gapCtx, r.Filter.From, r.Filter.To, r.Filter.Nodes)
+		if err != nil {
+			gapc <- gapResult{err: err}
+			return
+		}
+		addNodes(c, r.Filter.Nodes, r.ExtraNodes)
+		gapc <- gapResult{gaps: backend.Gaps(c)}
+	}()
+
+	var err error
+	if r.Summary {
+		err = summary(ctx, b, r, stdout, stderr)
+	} else {
+		err = list(ctx, b, r, stdout, stderr)
+	}
+	if err != nil {
+		return err
+	}
+	g := <-gapc
+	if g.err != nil {
+		return fmt.Errorf("check the trail for gaps: %w", g.err)
+	}
+	ReportGaps(stderr, g.gaps)
+	if len(g.gaps) > 0 && r.Strict {
+		return fmt.Errorf("%w: %d in the window (--strict)", ErrGaps, len(g.gaps))
+	}
+	return nil
+}
+
+func list(ctx context.Context, b backend.Backend, r Request, stdout, stderr io.Writer) error {
+	rs, err := b.Records(ctx, r.Filter, r.Limit)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	w := newRecordWriter(r.Format, stdout)
+	n := 0
+	for rs.Next() {
+		if err := w.write(rs.Record()); err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
+		n++
+	}
+	if err := rs.Err(); err != nil {
+		return err
+	}
+	if err := w.flush(); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	if n == 0 && (r.Format == "table" || r.Format == "wide") {
+		fmt.Fprintf(stderr, "No connects found from %s to %s.\n", formatTime(r.Filter.From), formatTime(r.Filter.To))
+	}
+	if rs.Truncated() {
+		fmt.Fprintf(stderr, "connaudit: --limit %d cut the result: more connects match; raise --limit (0: no limit) or narrow the window\n", r.Limit)
+	}
+	return nil
+}
+
+func follow(ctx context.Context, b backend.Backend, r Request, stdout io.Writer) error {
+	rs, err := b.Follow(ctx, r.Filter)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	w := newRecordWriter(r.Format, stdout)
+	for rs.Next() {
+		if err := w.write(rs.Record()); err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
+		if err := w.flush(); err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
+	}
+	if err := rs.Err(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("follow: %w", err)
+	}
+	return nil
+}
+
+// ReportGaps writes one line per gap: where and when the trail may be
+// incomplete.
+func ReportGaps(w io.Writer, gaps []backend.Gap) {
+	for _, g := range gaps {
+		count := "count unknown"
+		if g.Count > 0 {
+			count = itoa(g.Count) + " records"
+		}
+		if g.Kind == backend.GapUncovered {
+			count = "no agent"
+		}
+		fmt.Fprintf(w, "connaudit: the trail has a gap here: node %s, %s to %s, %s (%s: %s",
+			dash(g.Node), formatTime(g.From), formatTime(g.To), count, g.Kind, g.Reason)
+		if g.Instance != "" {
+			fmt.Fprintf(w, ", agent instance %s", g.Instance)
+		}
+		fmt.Fprintln(w, ")")
+	}
+}
+
+// Now is the clock of the commands, a variable for tests.
+var Now = time.Now
+
+// addNodes adds the cluster's nodes to those c accounts for, unless the
+// question named its nodes.
+func addNodes(c *backend.Coverage, asked, extra []string) {
+	if len(asked) > 0 {
+		return
+	}
+	for _, n := range extra {
+		if !slices.Contains(c.Nodes, n) {
+			c.Nodes = append(c.Nodes, n)
+		}
+	}
+	slices.Sort(c.Nodes)
+}
