@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 VICTORIALOGS_VERSION := v1.52.1
 PREFIX ?= /usr/local
 
-.PHONY: all build generate run test fuzz bench bench-query install k8s-bins clean
+.PHONY: all build generate run test fuzz bench bench-query bench-advise install k8s-bins clean
 
 all: build
 
@@ -60,6 +60,9 @@ bench: build
 # The query side on 1,000,000 records (see README.md, Performance); not part of `make test`.
 bench-query: build
 	$(GO) test -run '^$$' -bench . -benchtime 10x -timeout 30m ./e2e/querybench/ | tee bin/bench-query.txt
+
+bench-advise: build
+	$(GO) test -run '^$$' -bench . -benchtime 5x -timeout 30m ./e2e/advisebench/ | tee bin/bench-advise.txt
 
 # bin/connaudit, the kubectl-connaudit link that makes `kubectl connaudit`
 # work, and kubectl_complete-connaudit, which kubectl (1.26 and later) runs to

@@ -44,6 +44,7 @@ and answers questions about it days later (query, coverage).`,
 		newVersionCommand(),
 		newQueryCommand(kube),
 		newCoverageCommand(kube),
+		newAdviseCommand(kube),
 	)
 	setExamples(root)
 	return root

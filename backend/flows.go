@@ -1,0 +1,35 @@
+package backend
+
+import (
+	"context"
+	"time"
+)
+
+// FlowAggregator is a Backend that also aggregates tcp.connect records with
+// what a NetworkPolicy needs of both ends: the pod labels and the addresses,
+// which Summary leaves out. connaudit advise reads the history through it.
+type FlowAggregator interface {
+	// Flows aggregates the tcp.connect records that match f by FlowFields
+	// and the pod labels of both ends, counting each record once.
+	Flows(ctx context.Context, f Filter) ([]FlowRow, error)
+}
+
+// FlowFields are the fields, besides the labels of both ends, that a FlowRow
+// has one value of.
+var FlowFields = []string{
+	FieldNamespace, FieldPod, FieldNode, FieldSourceKind, FieldHostNetwork, FieldSrcAddr,
+	WorkloadKinds["deployment"], WorkloadKinds["statefulset"], WorkloadKinds["daemonset"],
+	WorkloadKinds["cronjob"], WorkloadKinds["job"], WorkloadKinds["replicaset"],
+	FieldPeerKind, FieldPeerNamespace, FieldPeerPod, FieldPeerService, FieldPeerNode,
+	FieldPeerWorkloadKind, FieldPeerWorkloadName, FieldDstAddr, FieldDstPort, FieldOutcome,
+}
+
+// FlowRow is one group of Flows. Fields holds the group's values of
+// FlowFields (a field absent from the records is absent here) and the labels
+// of both ends under FieldPodLabelPrefix and FieldPeerPodLabelPrefix, so
+// that Record's Get, Labels and PeerLabels read it the same way.
+type FlowRow struct {
+	Record
+	Count       int64 // distinct records (duplicates counted once)
+	First, Last time.Time
+}
