@@ -20,10 +20,10 @@ $(BIN)/otelcol-connaudit: FORCE
 $(BIN)/victoria-logs:
 	GOBIN=$(CURDIR)/$(BIN) $(GO) install github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$(VICTORIALOGS_VERSION)
 
-# kube-apiserver and etcd, built from Go module source and cached (a cold build takes ~10 minutes).
-k8s-bins: $(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd
+# kube-apiserver, etcd and kubectl, built from Go module source and cached (a cold build takes ~13 minutes).
+k8s-bins: $(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd $(BIN)/k8s/kubectl
 
-$(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd &:
+$(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd $(BIN)/k8s/kubectl &:
 	hack/build-k8s-bins.sh $(CURDIR)/$(BIN)/k8s
 
 # Regenerates the committed eBPF objects and Go bindings. Needs clang, llvm, libbpf-dev and bpftool.
