@@ -172,4 +172,6 @@ func TestAgentRBAC(t *testing.T) {
 
 type collectWarnings struct{ got []string }
 
-func (w *collectWarnings) HandleWarningHeader(_ int, _ string, text string) { w.got = append(w.got, text) }
+func (w *collectWarnings) HandleWarningHeader(_ int, _ string, text string) {
+	w.got = append(w.got, text)
+}
