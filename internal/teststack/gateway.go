@@ -67,22 +67,23 @@ func StartVictoriaLogsCluster(t testing.TB, storageArgs [][]string, insertArgs, 
 	path := Binary(t, "victoria-logs")
 	vc := &VictoriaLogsCluster{t: t}
 	var nodes []string
-	start := func(name string, args []string) *VictoriaLogs {
+	start := func(name string, args []string, extra ...string) *VictoriaLogs {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		args = append(dropFlags(args, "-storageDataPath", "-httpListenAddr", "-storageNode"), "-httpListenAddr="+addr, "-loggerLevel=WARN")
+		args = append(args, extra...)
 		v := &VictoriaLogs{t: t, proc: newProcess(t, name, path, args, nil), url: "http://" + addr}
 		t.Cleanup(v.proc.cleanup)
 		v.Start()
 		return v
 	}
 	for i, args := range storageArgs {
-		v := start(fmt.Sprintf("vlstorage-%d", i), append(args, "-storageDataPath="+t.TempDir()))
+		v := start(fmt.Sprintf("vlstorage-%d", i), args, "-storageDataPath="+t.TempDir())
 		vc.storage = append(vc.storage, v)
 		nodes = append(nodes, strings.TrimPrefix(v.url, "http://"))
 	}
 	storageNode := "-storageNode=" + strings.Join(nodes, ",")
-	vc.insertURL = start("vlinsert", append(insertArgs, storageNode)).url
-	vc.selectVL = start("vlselect", append(selectArgs, storageNode))
+	vc.insertURL = start("vlinsert", insertArgs, storageNode).url
+	vc.selectVL = start("vlselect", selectArgs, storageNode)
 	return vc
 }
 
