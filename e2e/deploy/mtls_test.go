@@ -121,7 +121,15 @@ func TestMTLSOverlay(t *testing.T) {
 	// A valid client certificate: records arrive.
 	good := teststack.StartAgent(t, col, agentEnv(caFile, goodCrt, goodKey)...)
 	waitForRow(t, vl, fmt.Sprintf(`event_name:="tcp.connect" network.peer.port:=%d`, listener.Port()), connect)
+	goodMetrics, err := good.Metrics()
+	must(t, err, "agent metrics")
 	good.Stop()
+	keyPEM, err := os.ReadFile(goodKey)
+	must(t, err, "read the client key")
+	keyBody := strings.Split(string(keyPEM), "\n")[1] // a line of the key's base64
+	if strings.Contains(good.LogTail(1<<20), keyBody) || strings.Contains(goodMetrics, keyBody) {
+		t.Error("the agent's log or /metrics contains its client key")
+	}
 
 	// A certificate of another CA: refused in the handshake, kept in the spool.
 	bad := teststack.StartAgent(t, col, agentEnv(caFile, badCrt, badKey)...)
