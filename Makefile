@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 VICTORIALOGS_VERSION := v1.52.1
 PREFIX ?= /usr/local
 
-.PHONY: all build generate run test fuzz bench bench-query bench-advise install k8s-bins clean
+.PHONY: all build generate run test fuzz bench bench-query bench-advise install k8s-bins image clean
 
 all: build
 
@@ -21,11 +21,20 @@ $(BIN)/otelcol-connaudit: FORCE
 $(BIN)/victoria-logs:
 	GOBIN=$(CURDIR)/$(BIN) $(GO) install github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$(VICTORIALOGS_VERSION)
 
-# kube-apiserver and etcd, built from Go module source and cached (a cold build takes ~10 minutes).
-k8s-bins: $(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd
+# kube-apiserver, etcd and kubectl, built from Go module source and cached (a cold build takes ~13 minutes).
+k8s-bins: $(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd $(BIN)/k8s/kubectl
 
-$(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd &:
+$(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd $(BIN)/k8s/kubectl &:
 	hack/build-k8s-bins.sh $(CURDIR)/$(BIN)/k8s
+
+# The images of k8s/deploy, one Dockerfile target each. Needs a Docker engine.
+# k8s/deploy/base/kustomization.yaml names the same images; tag a release with
+# `make image VERSION=v0.1.0` and point the kustomization at your registry.
+IMAGE_REGISTRY ?= ghcr.io/connaudit
+image:
+	docker build --target agent --build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/connaudit:$(VERSION) .
+	docker build --target collector --build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/otelcol-connaudit:$(VERSION) .
+	docker build --target victorialogs -t $(IMAGE_REGISTRY)/victoria-logs:$(VICTORIALOGS_VERSION) .
 
 # Regenerates the committed eBPF objects and Go bindings. Needs clang, llvm, libbpf-dev and bpftool.
 generate:

@@ -48,6 +48,11 @@ func preparePins(cfg Config, spec *ebpf.CollectionSpec) (*pinState, error) {
 	if err := os.MkdirAll(cfg.PinDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create pin directory %s: %w", cfg.PinDir, err)
 	}
+	// The pins give whoever can open them the capture's maps; a directory
+	// made by someone else (a kubelet hostPath makes 0755) is narrowed.
+	if err := os.Chmod(cfg.PinDir, 0o700); err != nil {
+		return nil, fmt.Errorf("restrict pin directory %s to its owner: %w", cfg.PinDir, err)
+	}
 	if err := checkBPFFS(cfg.PinDir); err != nil {
 		return nil, err
 	}
@@ -104,11 +109,17 @@ func pinLayout(dir string) int {
 
 // ensureBPFFS mounts bpffs at /sys/fs/bpf when the pin directory is under it
 // and nothing is mounted there yet, as on hosts where systemd does not.
+// A pin directory that is itself on a bpffs needs nothing, as in a pod that
+// mounts only its own directory of the host's bpffs at /sys/fs/bpf/connaudit,
+// where /sys/fs/bpf is no bpffs and the agent may not mount one.
 func ensureBPFFS(pinDir string) error {
 	if !strings.HasPrefix(filepath.Clean(pinDir)+"/", bpffsRoot+"/") {
 		return nil
 	}
 	var fs unix.Statfs_t
+	if err := unix.Statfs(pinDir, &fs); err == nil && fs.Type == unix.BPF_FS_MAGIC {
+		return nil
+	}
 	if err := unix.Statfs(bpffsRoot, &fs); err == nil && fs.Type == unix.BPF_FS_MAGIC {
 		return nil
 	}

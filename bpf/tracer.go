@@ -61,7 +61,7 @@ type Tracer struct {
 const btfPath = "/sys/kernel/btf/vmlinux"
 
 // privileges is what capture needs, said the same way wherever it is missing.
-const privileges = "run as root, or with CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN"
+const privileges = "run as root, or with CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN where kernel.perf_event_paranoid is 3, CAP_SYS_RESOURCE below Linux 5.11)"
 
 // Load checks the kernel's prerequisites, loads the programs and attaches them.
 func Load(cfg Config) (*Tracer, error) {
@@ -162,7 +162,8 @@ func ensureTracefs() error {
 		}
 	}
 	if err := unix.Mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
-		return fmt.Errorf("tracefs is not readable at /sys/kernel/tracing and mounting it failed (%s): %w", privileges, err)
+		return fmt.Errorf("tracefs is not readable at /sys/kernel/tracing and mounting it failed "+
+			"(in a pod, mount the host's /sys/kernel/tracing there read-only; else run as root): %w", err)
 	}
 	return nil
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and etcd from Go module source into OUTDIR, for tests
-# that need a real control plane (internal/kubetest). A binary that is already
+# Builds kube-apiserver, etcd and kubectl from Go module source into OUTDIR,
+# for tests that need a real control plane (internal/kubetest) and a kubectl
+# within the supported version skew (k8s/deploy). A binary that is already
 # there is kept, so only the first build is slow (~9 minutes for
-# kube-apiserver, ~1 minute for etcd on 2 cores).
+# kube-apiserver, ~1 minute for etcd, ~3 minutes for kubectl on 2 cores).
 #
 # Each binary comes from a small module under hack/k8s-bins/ whose go.mod and
 # go.sum are committed, so builds are reproducible and need only Go.
@@ -47,6 +48,14 @@ build() {
 
 build etcd "-s -w"
 build kube-apiserver "-s -w \
+	-X k8s.io/component-base/version.gitVersion=${k8s_version} \
+	-X k8s.io/component-base/version.gitMajor=1 \
+	-X k8s.io/component-base/version.gitMinor=37 \
+	-X k8s.io/component-base/version.gitTreeState=clean \
+	-X k8s.io/client-go/pkg/version.gitVersion=${k8s_version} \
+	-X k8s.io/client-go/pkg/version.gitMajor=1 \
+	-X k8s.io/client-go/pkg/version.gitMinor=37"
+build kubectl "-s -w \
 	-X k8s.io/component-base/version.gitVersion=${k8s_version} \
 	-X k8s.io/component-base/version.gitMajor=1 \
 	-X k8s.io/component-base/version.gitMinor=37 \

@@ -10,12 +10,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/log"
-	"golang.org/x/sys/unix"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
 	"github.com/connaudit/connaudit/agent"
 	"github.com/connaudit/connaudit/bpf"
+	"github.com/connaudit/connaudit/caps"
 	"github.com/connaudit/connaudit/k8s"
 	"github.com/connaudit/connaudit/k8s/cgroup"
 	"github.com/connaudit/connaudit/process"
@@ -29,6 +29,9 @@ func runAgent(ctx context.Context) error {
 		return fmt.Errorf("configuration: %w", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if err := caps.Require(caps.Agent); err != nil {
+		return err
+	}
 
 	reg := prometheus.NewRegistry()
 	metrics := shipper.NewMetrics(reg)
@@ -82,10 +85,14 @@ func runAgent(ctx context.Context) error {
 	}
 	defer tracer.Close()
 
+	hostNetNS, err := process.HostNetNS(cfg.HostProc)
+	if err != nil {
+		return err
+	}
 	p := &agent.Pipeline{Events: tracer, Trail: sh, Identities: identities, Metrics: metrics, Log: logger,
-		Clock: bpf.NewBootClock(), Executables: process.NewExecutables("/proc", 4096),
-		HoldTimeout: cfg.HoldTimeout, HoldMax: cfg.HoldQueue, HostNetNS: ownNetNS()}
-	cgroups, err := cgroup.NewResolver(cgroup.ResolverOptions{})
+		Clock: bpf.NewBootClock(), Executables: process.NewExecutables(cfg.HostProc, 4096),
+		HoldTimeout: cfg.HoldTimeout, HoldMax: cfg.HoldQueue, HostNetNS: hostNetNS}
+	cgroups, err := cgroup.NewResolver(cgroup.ResolverOptions{Root: cfg.CgroupRoot})
 	switch {
 	case err == nil:
 		p.Cgroups = cgroups
@@ -173,15 +180,6 @@ func startEnricher(ctx context.Context, cfg k8s.Config, logger *slog.Logger) (*k
 	e := k8s.NewEnricher(cfg, client, logger)
 	go e.Run(ctx)
 	return e, nil
-}
-
-// ownNetNS is the inode of the agent's network namespace.
-func ownNetNS() uint32 {
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
-		return 0
-	}
-	return uint32(st.Ino)
 }
 
 func newInstanceID() string {

@@ -40,6 +40,10 @@ type agentConfig struct {
 	ShutdownGrace      time.Duration `envconfig:"SHUTDOWN_GRACE" default:"10s" desc:"time to flush the spool at SIGTERM; the rest stays spooled"`
 
 	HoldQueue int `envconfig:"K8S_HOLD_QUEUE" default:"10000" desc:"events that may wait at once for their pod to reach the cache"`
+
+	// A DaemonSet pod sees the host through mounts, not shared namespaces.
+	HostProc   string `envconfig:"HOST_PROC" default:"/proc" desc:"the host's /proc (mounted read-only at /host/proc in a pod without hostPID): executable paths and the host's network namespace"`
+	CgroupRoot string `envconfig:"CGROUP_ROOT" desc:"the host's cgroup v2 mount, or its whole cgroup filesystem on a hybrid host; empty: found in /proc/self/mountinfo"`
 }
 
 func loadConfig() (agentConfig, error) {
@@ -62,6 +66,9 @@ func (c agentConfig) validate() error {
 	}
 	if err := c.capture().Validate(); err != nil {
 		return fmt.Errorf("CONNAUDIT_RING_BUFFER_BYTES / CONNAUDIT_HANDSHAKE_ENTRIES: %w", err)
+	}
+	if c.HostProc == "" {
+		return fmt.Errorf("CONNAUDIT_HOST_PROC is empty: give the host's /proc (/proc, or /host/proc in a pod)")
 	}
 	if c.SpoolDir == "" {
 		return fmt.Errorf("CONNAUDIT_SPOOL_DIR is empty: give a directory on local disk")

@@ -27,6 +27,7 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{map[string]string{"CONNAUDIT_KUBERNETES": "maybe"}, "CONNAUDIT_KUBERNETES"},
 		{map[string]string{"CONNAUDIT_KUBERNETES": "on", "CONNAUDIT_NODE_NAME": ""}, "CONNAUDIT_NODE_NAME"},
 		{map[string]string{"CONNAUDIT_K8S_HOLD_QUEUE": "-1"}, "CONNAUDIT_K8S_HOLD_QUEUE"},
+		{map[string]string{"CONNAUDIT_HOST_PROC": ""}, "CONNAUDIT_HOST_PROC"},
 		{map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL"},
 		{map[string]string{"OTEL_EXPORTER_OTLP_LOGS_PROTOCOL": "carrier-pigeon"}, "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"},
 		{map[string]string{"OTEL_EXPORTER_OTLP_COMPRESSION": "zstd"}, "OTEL_EXPORTER_OTLP_COMPRESSION"},

@@ -100,6 +100,12 @@ func (v *VictoriaLogs) Query(ctx context.Context, logsql string) ([]map[string]s
 	if err := v.post(ctx, "/internal/force_flush", nil); err != nil {
 		return nil, err
 	}
+	return v.queryNoFlush(ctx, logsql)
+}
+
+// queryNoFlush is Query without the flush, for a front end that has no data
+// of its own to flush.
+func (v *VictoriaLogs) queryNoFlush(ctx context.Context, logsql string) ([]map[string]string, error) {
 	form := url.Values{
 		"query": {logsql},
 		"start": {"1970-01-01T00:00:00Z"},

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // FindV2Mount returns the mount point of the cgroup v2 hierarchy, read from
@@ -81,3 +84,21 @@ func unescapeOctal(s string) string {
 }
 
 func isOctal(c byte) bool { return c >= '0' && c <= '7' }
+
+// unifiedUnder returns root's "unified" subdirectory when root is not a
+// cgroup v2 mount and that subdirectory is: the v2 hierarchy of a hybrid
+// host. Otherwise it returns root.
+func unifiedUnder(root string) string {
+	if isCgroup2(root) {
+		return root
+	}
+	if unified := filepath.Join(root, "unified"); isCgroup2(unified) {
+		return unified
+	}
+	return root
+}
+
+func isCgroup2(dir string) bool {
+	var fs unix.Statfs_t
+	return unix.Statfs(dir, &fs) == nil && fs.Type == unix.CGROUP2_SUPER_MAGIC
+}

@@ -26,7 +26,9 @@ type Info struct {
 
 // ResolverOptions configures a Resolver. The zero value is ready to use.
 type ResolverOptions struct {
-	// Root is the cgroup v2 mount point. Empty means FindV2Mount.
+	// Root is the cgroup v2 mount point. Empty means FindV2Mount. On a
+	// hybrid host, the v1 root (such as the host's /sys/fs/cgroup mounted
+	// into a pod) does too: its "unified" subdirectory is used.
 	Root string
 	// MinRescanInterval is the least time between two walks of the hierarchy
 	// that lookup misses trigger, so a flood of unknown ids cannot cause a walk
@@ -81,6 +83,8 @@ func newResolver(opts ResolverOptions, now func() time.Time) (*Resolver, error) 
 			return nil, err
 		}
 		r.root = root
+	} else {
+		r.root = unifiedUnder(r.root)
 	}
 	if r.minInterval <= 0 {
 		r.minInterval = 250 * time.Millisecond

@@ -78,7 +78,7 @@ func readCursor(dir string) (p position, found bool, corrupt, err error) {
 // writeCursor durably replaces the cursor file with p.
 func writeCursor(dir string, p position) error {
 	tmp := filepath.Join(dir, cursorTmpName)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("writing cursor: %w", err)
 	}

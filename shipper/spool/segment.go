@@ -44,7 +44,7 @@ func parseSegName(name string) (seq uint64, live, ok bool) {
 // file and its directory entry are fsynced before it returns.
 func createSegment(dir string, seq uint64, sync bool) (*os.File, error) {
 	path := filepath.Join(dir, segName(seq))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +180,7 @@ func rewriteSegment(dir string, seq uint64, data []byte, p segPlan, first bool) 
 	path := filepath.Join(dir, segName(seq))
 	tmp := path + tmpSuffix
 	out := repairedImage(data, p)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return 0, err
 	}

@@ -176,8 +176,13 @@ func Open(dir string, opts Options) (*Spool, Recovery, error) {
 	if err != nil {
 		return nil, Recovery{}, err
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	// Records name processes, pods and peers: only the agent reads them. A
+	// directory made by someone else (a kubelet hostPath makes 0755) is narrowed.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, Recovery{}, fmt.Errorf("spool: creating directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, Recovery{}, fmt.Errorf("spool: restricting %s to its owner: %w", dir, err)
 	}
 	lock, err := lockDir(dir)
 	if err != nil {
@@ -205,7 +210,7 @@ func Open(dir string, opts Options) (*Spool, Recovery, error) {
 }
 
 func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o640)
+	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("creating lock file: %w", err)
 	}

@@ -1,0 +1,72 @@
+package caps
+
+import (
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestCheck(t *testing.T) {
+	bit := func(cs ...int) uint64 {
+		var v uint64
+		for _, c := range cs {
+			v |= 1 << uint(c)
+		}
+		return v
+	}
+	for _, tc := range []struct {
+		name    string
+		eff     uint64
+		missing []string // names the error must carry; none: no error
+	}{
+		{"the three", bit(unix.CAP_BPF, unix.CAP_PERFMON, unix.CAP_SYS_PTRACE), nil},
+		{"SYS_ADMIN stands in for BPF and PERFMON", bit(unix.CAP_SYS_ADMIN, unix.CAP_SYS_PTRACE), nil},
+		{"no PERFMON", bit(unix.CAP_BPF, unix.CAP_SYS_PTRACE), []string{"CAP_PERFMON"}},
+		{"no SYS_PTRACE", bit(unix.CAP_BPF, unix.CAP_PERFMON, unix.CAP_SYS_ADMIN), []string{"CAP_SYS_PTRACE"}},
+		{"none", 0, []string{"CAP_BPF", "CAP_PERFMON", "CAP_SYS_PTRACE"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := check(tc.eff, Agent)
+			if len(tc.missing) == 0 {
+				if err != nil {
+					t.Fatalf("check: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("check passed; want it to name %v", tc.missing)
+			}
+			for _, m := range tc.missing {
+				if !strings.Contains(err.Error(), m+" (to ") {
+					t.Errorf("error %q does not name %s", err, m)
+				}
+			}
+			for _, n := range Agent {
+				if !contains(tc.missing, n.Name) && strings.Contains(err.Error(), n.Name+" (to ") {
+					t.Errorf("error %q names %s, which is held", err, n.Name)
+				}
+			}
+		})
+	}
+}
+
+// The test process runs as root with every capability.
+func TestEffectiveOfRoot(t *testing.T) {
+	eff, err := Effective()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := check(eff, Agent); err != nil {
+		t.Fatalf("as root: %v", err)
+	}
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

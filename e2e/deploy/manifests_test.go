@@ -1,0 +1,345 @@
+package deploy
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/yaml"
+
+	"github.com/connaudit/connaudit/caps"
+)
+
+// The DaemonSet is what issue 9 asks for, and agrees with the agent: the
+// capabilities it adds are exactly those the agent checks for at start, and
+// the paths it mounts are the paths its environment gives the agent.
+func TestAgentDaemonSet(t *testing.T) {
+	ds := render(t, "k8s/deploy").daemonSet(t, "connaudit-agent")
+	spec := ds.Spec.Template.Spec
+	if len(spec.Containers) != 1 {
+		t.Fatalf("%d containers; want the agent only", len(spec.Containers))
+	}
+	c := spec.Containers[0]
+	sc := c.SecurityContext
+
+	var wantAdd []corev1.Capability
+	for _, n := range caps.Agent {
+		wantAdd = append(wantAdd, corev1.Capability(strings.TrimPrefix(n.Name, "CAP_")))
+	}
+	if !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || !slices.Equal(sc.Capabilities.Add, wantAdd) {
+		t.Errorf("capabilities drop %v add %v; want drop [ALL] add %v (caps.Agent)", sc.Capabilities.Drop, sc.Capabilities.Add, wantAdd)
+	}
+	checks := []struct {
+		what string
+		ok   bool
+	}{
+		{"not privileged", sc.Privileged != nil && !*sc.Privileged},
+		{"runAsUser 0 (added capabilities take effect for uid 0 only)", sc.RunAsUser != nil && *sc.RunAsUser == 0},
+		{"allowPrivilegeEscalation false", sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation},
+		{"readOnlyRootFilesystem", sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem},
+		{"SELinux spc_t", sc.SELinuxOptions != nil && sc.SELinuxOptions.Type == "spc_t"},
+		{"seccomp RuntimeDefault", spec.SecurityContext.SeccompProfile != nil && spec.SecurityContext.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault},
+		{"AppArmor Unconfined", spec.SecurityContext.AppArmorProfile != nil && spec.SecurityContext.AppArmorProfile.Type == corev1.AppArmorProfileTypeUnconfined},
+		{"no hostPID", !spec.HostPID},
+		{"no hostNetwork", !spec.HostNetwork},
+		{"no hostIPC", !spec.HostIPC},
+		{"system-node-critical", spec.PriorityClassName == "system-node-critical"},
+		{"tolerates every taint", len(spec.Tolerations) == 1 && spec.Tolerations[0].Operator == corev1.TolerationOpExists && spec.Tolerations[0].Key == ""},
+		{"RollingUpdate maxUnavailable 1", ds.Spec.UpdateStrategy.Type == "RollingUpdate" && ds.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable.IntValue() == 1},
+		{"the ServiceAccount of the ClusterRoleBinding", spec.ServiceAccountName == "connaudit-agent"},
+		{"memory requested and limited", !c.Resources.Requests.Memory().IsZero() && !c.Resources.Limits.Memory().IsZero() && !c.Resources.Requests.Cpu().IsZero()},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("agent DaemonSet: want %s", c.what)
+		}
+	}
+
+	nodeName := false
+	for _, e := range c.Env {
+		if e.Name == "CONNAUDIT_NODE_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName" {
+			nodeName = true
+		}
+	}
+	if !nodeName {
+		t.Error("CONNAUDIT_NODE_NAME does not come from spec.nodeName (downward API)")
+	}
+
+	grace := 10 * time.Second // the agent's default
+	if v, ok := envOf(c, "CONNAUDIT_SHUTDOWN_GRACE"); ok {
+		d, err := time.ParseDuration(v)
+		must(t, err, "CONNAUDIT_SHUTDOWN_GRACE")
+		grace = d
+	}
+	if tg := spec.TerminationGracePeriodSeconds; tg == nil || time.Duration(*tg)*time.Second <= grace {
+		t.Errorf("terminationGracePeriodSeconds %v is not longer than CONNAUDIT_SHUTDOWN_GRACE %s", tg, grace)
+	}
+
+	// Probes on the agent's health endpoints, at the port it listens on.
+	listen, _ := envOf(c, "CONNAUDIT_LISTEN_ADDR")
+	host, port, err := net.SplitHostPort(listen)
+	must(t, err, "CONNAUDIT_LISTEN_ADDR %q", listen)
+	if host != "0.0.0.0" && host != "" {
+		t.Errorf("CONNAUDIT_LISTEN_ADDR=%s: the kubelet probes the pod IP; listen on it", listen)
+	}
+	for probe, want := range map[*corev1.Probe]string{c.LivenessProbe: "/healthz", c.ReadinessProbe: "/readyz"} {
+		if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != want {
+			t.Errorf("no probe on %s", want)
+			continue
+		}
+		if p := containerPort(c, probe.HTTPGet.Port.String()); strconv.Itoa(int(p)) != port {
+			t.Errorf("probe %s on port %s (%d); the agent listens on %s", want, probe.HTTPGet.Port.String(), p, port)
+		}
+	}
+
+	// The mounts: host paths as the agent's configuration names them,
+	// read-only except the pins, the spool and /tmp.
+	mounts := map[string]corev1.VolumeMount{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.Name] = m
+	}
+	volumes := map[string]corev1.Volume{}
+	for _, v := range spec.Volumes {
+		volumes[v.Name] = v
+	}
+	hostMount := func(hostPath string) (corev1.VolumeMount, *corev1.HostPathVolumeSource) {
+		for name, v := range volumes {
+			if v.HostPath != nil && v.HostPath.Path == hostPath {
+				return mounts[name], v.HostPath
+			}
+		}
+		t.Fatalf("no hostPath volume of %s", hostPath)
+		return corev1.VolumeMount{}, nil
+	}
+	for _, m := range []struct {
+		hostPath, env string // env: the variable that must name the mount path
+		writable      bool
+		typ           corev1.HostPathType
+	}{
+		{"/proc", "CONNAUDIT_HOST_PROC", false, corev1.HostPathDirectory},
+		{"/sys/fs/cgroup", "CONNAUDIT_CGROUP_ROOT", false, corev1.HostPathDirectory},
+		{"/sys/kernel/tracing", "", false, corev1.HostPathDirectory},
+		{"/sys/fs/bpf/connaudit", "CONNAUDIT_BPF_PIN_DIR", true, corev1.HostPathDirectoryOrCreate},
+		{"/var/lib/connaudit/spool", "CONNAUDIT_SPOOL_DIR", true, corev1.HostPathDirectoryOrCreate},
+	} {
+		mount, hp := hostMount(m.hostPath)
+		if mount.ReadOnly == m.writable {
+			t.Errorf("hostPath %s mounted readOnly=%v; want %v", m.hostPath, mount.ReadOnly, !m.writable)
+		}
+		if hp.Type == nil || *hp.Type != m.typ {
+			t.Errorf("hostPath %s: type %v; want %s", m.hostPath, hp.Type, m.typ)
+		}
+		if m.env == "" {
+			if mount.MountPath != m.hostPath {
+				t.Errorf("hostPath %s mounted at %s; want the same path", m.hostPath, mount.MountPath)
+			}
+			continue
+		}
+		if v, _ := envOf(c, m.env); v != mount.MountPath {
+			t.Errorf("%s=%q but hostPath %s is mounted at %s", m.env, v, m.hostPath, mount.MountPath)
+		}
+	}
+	if tmp, ok := volumes[mountAt(c, "/tmp")]; !ok || tmp.EmptyDir == nil {
+		t.Error("/tmp is not an emptyDir")
+	}
+	if len(spec.Volumes) != 6 {
+		t.Errorf("%d volumes; want exactly the six above (a new host mount needs a review)", len(spec.Volumes))
+	}
+}
+
+// Every container of every overlay runs with a read-only root, no privilege
+// escalation and no capability it does not add explicitly, and everything
+// but the agent runs as a non-root user.
+func TestEveryContainerLocked(t *testing.T) {
+	for _, dir := range overlays {
+		for name, spec := range render(t, dir).podSpecs() {
+			for _, c := range spec.Containers {
+				sc := c.SecurityContext
+				where := fmt.Sprintf("%s: %s container %s", dir, name, c.Name)
+				if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+					sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+					sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+					t.Errorf("%s: want allowPrivilegeEscalation false, readOnlyRootFilesystem, drop ALL", where)
+				}
+				if name == "DaemonSet/connaudit-agent" {
+					continue
+				}
+				ps := spec.SecurityContext
+				if ps == nil || ps.RunAsNonRoot == nil || !*ps.RunAsNonRoot || ps.RunAsUser == nil || *ps.RunAsUser != 10001 || len(sc.Capabilities.Add) != 0 {
+					t.Errorf("%s: want runAsNonRoot, uid 10001, no added capability", where)
+				}
+				if c.ReadinessProbe == nil || c.LivenessProbe == nil {
+					t.Errorf("%s: no readiness or liveness probe", where)
+				}
+			}
+		}
+	}
+}
+
+// The gateway: a StatefulSet whose volume claim holds the persistent queue
+// that its configuration names, probed through health_check, behind a
+// Service for OTLP gRPC and HTTP.
+func TestCollectorGateway(t *testing.T) {
+	r := render(t, "k8s/deploy")
+	sts := r.statefulSet(t, "connaudit-collector")
+	c := sts.Spec.Template.Spec.Containers[0]
+	dir, _ := envOf(c, "CONNAUDIT_COLLECTOR_STORAGE_DIR")
+	if len(sts.Spec.VolumeClaimTemplates) != 1 || mountAt(c, dir) != sts.Spec.VolumeClaimTemplates[0].Name {
+		t.Errorf("the persistent queue directory %q is not the StatefulSet's volume claim", dir)
+	}
+	var cfg struct {
+		Extensions map[string]map[string]any
+		Exporters  map[string]struct {
+			Headers map[string]string
+		}
+	}
+	must(t, yaml.Unmarshal([]byte(r.configMapData(t, "connaudit-collector", "config.yaml")), &cfg), "parse the gateway configuration")
+	health, _ := cfg.Extensions["health_check"]["endpoint"].(string)
+	if !strings.HasSuffix(health, ":13133}") {
+		t.Errorf("health_check endpoint %q; want port 13133", health)
+	}
+	for probe, what := range map[*corev1.Probe]string{c.LivenessProbe: "liveness", c.ReadinessProbe: "readiness"} {
+		if probe == nil || probe.HTTPGet == nil || containerPort(c, probe.HTTPGet.Port.String()) != 13133 {
+			t.Errorf("%s probe is not on health_check (13133)", what)
+		}
+	}
+	fields := cfg.Exporters["otlp_http/victorialogs"].Headers["VL-Stream-Fields"]
+	for _, high := range []string{"service.instance.id", "k8s.pod.uid", "container.id", "k8s.pod.label", "host.name", "network.", "connaudit.seq"} {
+		if strings.Contains(fields, high) {
+			t.Errorf("VL-Stream-Fields %q has the high-cardinality %s", fields, high)
+		}
+	}
+	if !strings.Contains(fields, "k8s.pod.name") {
+		t.Errorf("VL-Stream-Fields %q: want a stream per pod (k8s.pod.name)", fields)
+	}
+
+	svc := r.service(t, "connaudit-collector")
+	ports := map[string]int32{}
+	for _, p := range svc.Spec.Ports {
+		ports[p.Name] = p.Port
+	}
+	if ports["otlp-grpc"] != 4317 || ports["otlp-http"] != 4318 {
+		t.Errorf("collector Service ports %v; want otlp-grpc 4317 and otlp-http 4318", ports)
+	}
+	agent := r.daemonSet(t, "connaudit-agent").Spec.Template.Spec.Containers[0]
+	if ep, _ := envOf(agent, "OTEL_EXPORTER_OTLP_ENDPOINT"); ep != "http://connaudit-collector.connaudit.svc:4318" {
+		t.Errorf("agent exports to %q; want the collector Service's OTLP/HTTP port", ep)
+	}
+}
+
+// `kubectl connaudit query` reaches VictoriaLogs through the API server's
+// service proxy as services/victorialogs:http in namespace connaudit, in
+// every overlay, and that Service selects pods that serve queries on 9428.
+func TestVictoriaLogsServiceName(t *testing.T) {
+	for _, dir := range overlays {
+		r := render(t, dir)
+		svc := r.service(t, "victorialogs")
+		if svc.Namespace != namespace || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Name != "http" || svc.Spec.Ports[0].Port != 9428 {
+			t.Errorf("%s: Service victorialogs is %s/%v; want namespace connaudit, port http 9428", dir, svc.Namespace, svc.Spec.Ports)
+		}
+		var selected []string
+		for name, spec := range r.podSpecs() {
+			if podLabels := r.templateLabels(name); labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(podLabels)) {
+				selected = append(selected, name)
+				if containerPort(spec.Containers[0], "http") != 9428 {
+					t.Errorf("%s: %s does not serve http on 9428", dir, name)
+				}
+			}
+		}
+		if len(selected) != 1 {
+			t.Errorf("%s: Service victorialogs selects %v; want one workload", dir, selected)
+		}
+	}
+}
+
+// The cluster overlay: two or more storage nodes, and front ends whose
+// -storageNode lists exactly those nodes; the collector writes to vlinsert,
+// queries go to vlselect.
+func TestVictoriaLogsClusterOverlay(t *testing.T) {
+	r := render(t, "k8s/deploy/overlays/victorialogs-cluster")
+	storage := r.statefulSet(t, "vlstorage")
+	replicas := int(*storage.Spec.Replicas)
+	if replicas < 2 {
+		t.Fatalf("vlstorage has %d replicas; want at least 2", replicas)
+	}
+	var want []string
+	for i := 0; i < replicas; i++ {
+		want = append(want, fmt.Sprintf("vlstorage-%d.%s.connaudit.svc:9428", i, storage.Spec.ServiceName))
+	}
+	specs := r.podSpecs()
+	for _, front := range []string{"Deployment/vlinsert", "Deployment/vlselect"} {
+		spec, ok := specs[front]
+		if !ok {
+			t.Fatalf("no %s", front)
+		}
+		if got := flagValue(spec.Containers[0].Args, "-storageNode"); got != strings.Join(want, ",") {
+			t.Errorf("%s: -storageNode=%s; want %s", front, got, strings.Join(want, ","))
+		}
+	}
+	if _, ok := specs["StatefulSet/victorialogs"]; ok {
+		t.Error("the single-node VictoriaLogs is still there")
+	}
+	col := r.statefulSet(t, "connaudit-collector").Spec.Template.Spec.Containers[0]
+	if u, _ := envOf(col, "CONNAUDIT_VICTORIALOGS_URL"); u != "http://vlinsert.connaudit.svc:9428" {
+		t.Errorf("collector writes to %q; want vlinsert", u)
+	}
+	if sel := r.service(t, "victorialogs").Spec.Selector["app.kubernetes.io/name"]; sel != "vlselect" {
+		t.Errorf("Service victorialogs selects %q; want vlselect", sel)
+	}
+}
+
+func (r rendered) templateLabels(workload string) map[string]string {
+	kind, name, _ := strings.Cut(workload, "/")
+	for _, o := range r.objects {
+		switch w := o.(type) {
+		case *appsv1.DaemonSet:
+			if kind == "DaemonSet" && w.Name == name {
+				return w.Spec.Template.Labels
+			}
+		case *appsv1.StatefulSet:
+			if kind == "StatefulSet" && w.Name == name {
+				return w.Spec.Template.Labels
+			}
+		case *appsv1.Deployment:
+			if kind == "Deployment" && w.Name == name {
+				return w.Spec.Template.Labels
+			}
+		}
+	}
+	return nil
+}
+
+func containerPort(c corev1.Container, nameOrNumber string) int32 {
+	for _, p := range c.Ports {
+		if p.Name == nameOrNumber || strconv.Itoa(int(p.ContainerPort)) == nameOrNumber {
+			return p.ContainerPort
+		}
+	}
+	return 0
+}
+
+// mountAt returns the name of the volume mounted at path.
+func mountAt(c corev1.Container, path string) string {
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == path {
+			return m.Name
+		}
+	}
+	return ""
+}
+
+func flagValue(args []string, flag string) string {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, flag+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
