@@ -97,11 +97,6 @@ const dnsDrainInterval = 50 * time.Millisecond
 
 // Run reads answers until ctx is done, and reports kernel losses each second.
 func (d *DNS) Run(ctx context.Context) {
-	d.mu.Lock()
-	d.seed = maphash.MakeSeed()
-	d.seen = make(map[dedupKey]uint64)
-	d.first = time.Now()
-	d.mu.Unlock()
 	drain := time.NewTicker(dnsDrainInterval)
 	defer drain.Stop()
 	poll := time.NewTicker(time.Second)
@@ -141,7 +136,9 @@ func (d *DNS) Lookup(netns uint32, ip netip.Addr, atBootNs uint64) (string, []st
 // drain handles every packet the ring buffer holds. The caller holds mu.
 func (d *DNS) drain() {
 	if d.seen == nil {
-		return // not running
+		d.seed = maphash.MakeSeed()
+		d.seen = make(map[dedupKey]uint64)
+		d.first = time.Now()
 	}
 	d.Packets.SetDeadline(time.Now().Add(-time.Second))
 	for {
