@@ -16,7 +16,7 @@ import (
 	"github.com/connaudit/connaudit/k8s/cgroup"
 )
 
-func load(t *testing.T, ringBytes int) *capture.Capture {
+func load(t testing.TB, ringBytes int) *capture.Capture {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("these tests load eBPF programs and need root")
