@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,8 +109,24 @@ func answerQuery(query []byte, z zone) []byte {
 // curl connects to url from the client namespace, resolving through its resolv.conf.
 func curl(t *testing.T, ns netnstest.NS, url string, extra ...string) {
 	t.Helper()
+	curlIn(t, "", ns, url, extra...)
+}
+
+// curlIn is curl run in a cgroup (when not empty).
+func curlIn(t *testing.T, cgroupDir string, ns netnstest.NS, url string, extra ...string) {
+	t.Helper()
 	args := append([]string{"netns", "exec", ns.Name, "curl", "-s", "-o", "/dev/null", "--max-time", "5"}, extra...)
-	out, err := execCombined("ip", append(args, url)...)
+	cmd := exec.Command("ip", append(args, url)...)
+	if cgroupDir != "" {
+		dir, err := os.Open(cgroupDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dir.Close()
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
+	}
+	outb, err := cmd.CombinedOutput()
+	out := string(outb)
 	// The test host accepts and closes: curl's "empty reply" (52) means it connected.
 	if err != nil && !strings.Contains(err.Error(), "exit status 52") {
 		t.Fatalf("curl %s in %s: %v: %s", url, ns.Name, err, out)
@@ -151,6 +168,16 @@ func TestConnectsCarryTheResolvedName(t *testing.T) {
 	}
 	nsA, nsB := netnsOf(t, a.Client), netnsOf(t, b.Client)
 
+	// A third namespace whose client runs in a kubelet-style pod cgroup.
+	pod := netnstest.New(t)
+	startResolver(t, pod, zone{"pod.example.com": {"203.0.113.83"}})
+	pod.AddHost(t, netip.MustParseAddr("203.0.113.83"))
+	pod.Server.Listen(t, "tcp", "203.0.113.83:8080")
+	containerID := randomHex(64)
+	podDir := podCgroup(t, "6b1c0e2a-7d3f-4c1e-9a55-0123456789ab", containerID)
+	curlIn(t, podDir, pod.Client, "http://pod.example.com:8080/", "-4")
+	nsPod := netnsOf(t, pod.Client)
+
 	curl(t, a.Client, "http://api.example.com:8080/", "-4")
 	curl(t, a.Client, "http://api.example.com:8080/", "-4") // the same answer again: one dns.answer record
 	curl(t, a.Client, "http://www.example.com:8080/", "-4")
@@ -176,6 +203,7 @@ func TestConnectsCarryTheResolvedName(t *testing.T) {
 		{nsA, "203.0.113.82", "203.0.113.82", 1},
 		{nsB, "203.0.113.90", "api.example.com", 1},
 		{nsB, "203.0.113.80", "other.example.org", 1},
+		{nsPod, "203.0.113.83", "pod.example.com", 1},
 	} {
 		for _, r := range connect(c.netns, c.peer, c.records) {
 			if r["server.address"] != c.name || r["connaudit.outcome"] != "established" {
@@ -205,6 +233,12 @@ func TestConnectsCarryTheResolvedName(t *testing.T) {
 	}
 	if w := byName["v6.example.com"]; len(w) != 1 || w[0]["dns.answers"] != "2001:db8:2::80" || w[0]["connaudit.dns.ttl"] != "60" {
 		t.Errorf("v6.example.com answers: %v", w)
+	}
+	podConnect := connect(nsPod, "203.0.113.83", 1)[0]
+	podAnswer := s.vl.WaitFor(t, fmt.Sprintf(`event_name:="dns.answer" connaudit.netns:=%d`, nsPod), 1, time.Minute)[0]
+	if podAnswer["dns.question.name"] != "pod.example.com" || podAnswer["connaudit.cgroup.id"] != podConnect["connaudit.cgroup.id"] ||
+		podAnswer["container.id"] != containerID || podConnect["container.id"] != containerID {
+		t.Errorf("the pod's answer %v and connect %v should name the pod's cgroup and container %s", podAnswer, podConnect, containerID)
 	}
 	metrics, err := s.agent.Metrics()
 	if err != nil {
