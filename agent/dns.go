@@ -74,6 +74,11 @@ type DNS struct {
 	Log        *slog.Logger
 	// DedupEntries bounds the answers remembered for deduplication.
 	DedupEntries int
+	// HoldTimeout is how long a dns.answer record may wait for its cgroup to
+	// be walked or its pod to reach the cache; HoldMax how many may wait.
+	// Names are cached at once, whatever waits.
+	HoldTimeout time.Duration
+	HoldMax     int
 
 	mu       sync.Mutex // one reader of Packets at a time
 	pkt      capture.Packet
@@ -86,6 +91,15 @@ type DNS struct {
 	addrs    []netip.Addr
 	reported uint64
 	first    time.Time
+	held     []heldAnswer
+}
+
+// heldAnswer is a dns.answer record waiting for the identity of its receiver.
+type heldAnswer struct {
+	answer   dns.Answer // a copy: the parser reuses its own
+	pkt      capture.Packet
+	observed time.Time
+	deadline time.Time
 }
 
 type dedupKey struct {
@@ -106,12 +120,14 @@ func (d *DNS) Run(ctx context.Context) {
 		case <-ctx.Done():
 			d.mu.Lock()
 			d.drain()
+			d.retryHeld(time.Now(), true)
 			d.pollLoss(time.Now())
 			d.mu.Unlock()
 			return
-		case <-drain.C:
+		case now := <-drain.C:
 			d.mu.Lock()
 			d.drain()
+			d.retryHeld(now, false)
 			d.mu.Unlock()
 		case now := <-poll.C:
 			d.Clock.Sync()
@@ -177,8 +193,52 @@ func (d *DNS) handle(p *capture.Packet, observed time.Time) {
 	if d.duplicate(p) {
 		return
 	}
+	if len(d.held) < d.HoldMax && d.identityPending(p.CgroupID, d.Clock.Wall(p.TimeNs)) {
+		h := heldAnswer{pkt: *p, observed: observed, deadline: observed.Add(d.HoldTimeout), answer: d.answer}
+		h.pkt.Payload = nil
+		h.answer.Aliases = slices.Clone(d.answer.Aliases)
+		h.answer.Addrs = slices.Clone(d.answer.Addrs)
+		d.held = append(d.held, h)
+		return
+	}
+	d.emit(p, &d.answer, observed)
+}
+
+// identityPending reports whether the receiver's cgroup or pod is about to be known.
+func (d *DNS) identityPending(cgroupID uint64, at time.Time) bool {
+	if d.Cgroups == nil {
+		return false
+	}
+	info, known := d.Cgroups.Cached(cgroupID)
+	if !known {
+		return true
+	}
+	if d.Kubernetes == nil {
+		return false
+	}
+	_, status := d.Kubernetes.Source(info.Container.PodUID, info.Container.ContainerID, at)
+	return status == k8s.SourcePending
+}
+
+// retryHeld writes the held records whose identity is known or whose time is
+// up; all writes every one. The caller holds mu.
+func (d *DNS) retryHeld(now time.Time, all bool) {
+	kept := d.held[:0]
+	for i := range d.held {
+		h := &d.held[i]
+		if !all && now.Before(h.deadline) && d.identityPending(h.pkt.CgroupID, d.Clock.Wall(h.pkt.TimeNs)) {
+			kept = append(kept, *h)
+			continue
+		}
+		d.emit(&h.pkt, &h.answer, h.observed)
+	}
+	clear(d.held[len(kept):])
+	d.held = kept
+}
+
+func (d *DNS) emit(p *capture.Packet, a *dns.Answer, observed time.Time) {
 	d.Trail.Emit(d.builder.Build(&shipper.DNSAnswer{
-		Answer: &d.answer, Received: d.Clock.Wall(p.TimeNs), Observed: observed,
+		Answer: a, Received: d.Clock.Wall(p.TimeNs), Observed: observed,
 		NetNS: p.NetNS, CgroupID: p.CgroupID, TCP: p.Transport == capture.TCP, Resolver: p.Server.String(),
 		Resource: d.resource(p.CgroupID, d.Clock.Wall(p.TimeNs)), Attrs: d.attrs.Bytes(),
 	}))

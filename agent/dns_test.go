@@ -15,6 +15,7 @@ import (
 	"github.com/connaudit/connaudit/bpf"
 	"github.com/connaudit/connaudit/dns"
 	"github.com/connaudit/connaudit/dns/capture"
+	"github.com/connaudit/connaudit/k8s/cgroup"
 	"github.com/connaudit/connaudit/shipper"
 )
 
@@ -111,5 +112,25 @@ func TestDNSLossIsReportedOnceAndRetried(t *testing.T) {
 	d.pollLoss(time.Now())
 	if len(trail.losses) != 2 || trail.losses[1].Count != 2 {
 		t.Fatalf("losses %+v, want a second one of 2", trail.losses)
+	}
+}
+
+func TestAnswerWaitsForItsCgroupButNamesAtOnce(t *testing.T) {
+	d, packets, trail := testDNS(t)
+	cgroups := fakeCgroups{}
+	d.Cgroups, d.HoldTimeout, d.HoldMax = cgroups, time.Minute, 10
+	now := bootNs()
+	packets.queue = append(packets.queue, packet(1, now, dnsAnswer(t, "new.example.com.", "203.0.113.7")))
+	if name, _, _, _ := d.Lookup(1, netip.MustParseAddr("203.0.113.7"), now+1); name != "new.example.com" {
+		t.Fatalf("named %q while the record waits", name)
+	}
+	d.retryHeld(time.Now(), false)
+	if len(trail.records) != 0 {
+		t.Fatalf("written before its cgroup was known: %v", trail.records)
+	}
+	cgroups[7] = cgroup.Info{Container: cgroup.Container{ContainerID: containerID}}
+	d.retryHeld(time.Now(), false)
+	if len(trail.records) != 1 || trail.records[0]["container.id"] != containerID || trail.records[0]["dns.question.name"] != "new.example.com" {
+		t.Fatalf("records %v, want one naming container %s", trail.records, containerID)
 	}
 }

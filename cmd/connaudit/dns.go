@@ -29,7 +29,8 @@ func startDNS(ctx context.Context, cfg agentConfig, p *agent.Pipeline, identitie
 			cache := dns.NewCache(dns.CacheConfig{EntriesPerNetns: cfg.DNSCacheEntries, Netns: 4096, Grace: cfg.DNSGrace})
 			d := &agent.DNS{Packets: c, Cache: cache, Trail: p.Trail, Cgroups: p.Cgroups, Kubernetes: p.Kubernetes,
 				Identities: identities, Clock: bpf.NewBootClock(), Metrics: agent.NewDNSMetrics(reg, cache), Lost: lost,
-				Log: logger.With("component", "dns"), DedupEntries: 65536}
+				Log: logger.With("component", "dns"), DedupEntries: 65536,
+				HoldTimeout: cfg.HoldTimeout, HoldMax: 1024}
 			runCtx, cancel := context.WithCancel(ctx)
 			done := make(chan struct{})
 			go func() { d.Run(runCtx); close(done) }()
