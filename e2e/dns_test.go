@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -263,4 +264,90 @@ func grepLines(s, substr string) string {
 func execCombined(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	return string(out), err
+}
+
+// A burst of answers overflows a one-page DNS ring buffer: every answer is
+// either a dns.answer record or counted by a dns_ring_buffer loss record.
+func TestDNSBurstLossIsCountedExactly(t *testing.T) {
+	s := startStack(t, "CONNAUDIT_DNS_RING_BUFFER_BYTES=4096", "CONNAUDIT_K8S_HOLD_TIMEOUT=0s")
+	instance := s.instance(t)
+	h := netnstest.New(t)
+	client := netnsOf(t, h.Client)
+
+	var srv, cli *net.UDPConn
+	if err := h.Server.Do(func() (err error) {
+		srv, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("198.51.100.1"), Port: 53})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if err := h.Client.Do(func() (err error) {
+		cli, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("198.51.100.2")})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	to := cli.LocalAddr().(*net.UDPAddr).AddrPort()
+
+	const sent = 300
+	received := make(chan int)
+	go func() {
+		buf := make([]byte, 1500)
+		got := 0
+		_ = cli.SetReadDeadline(time.Now().Add(30 * time.Second))
+		for got < sent {
+			if _, err := cli.Read(buf); err != nil {
+				break
+			}
+			got++
+		}
+		received <- got
+	}()
+	for i := range sent {
+		z := zone{fmt.Sprintf("q%d.burst.example.com", i): {netip.AddrFrom4([4]byte{203, 0, 113, byte(i % 250)}).String()}}
+		q := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: uint16(i)})
+		_ = q.StartQuestions()
+		_ = q.Question(dnsmessage.Question{Name: dnsmessage.MustNewName(fmt.Sprintf("q%d.burst.example.com.", i)), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET})
+		query, _ := q.Finish()
+		if _, err := srv.WriteToUDPAddrPort(answerQuery(query, z), to); err != nil {
+			t.Fatal(err)
+		}
+		if i%100 == 99 {
+			time.Sleep(5 * time.Millisecond) // below the veth's backlog, far above what 4 KiB holds
+		}
+	}
+	if got := <-received; got != sent {
+		t.Fatalf("the client received %d of %d answers", got, sent)
+	}
+
+	var lost, answers int
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		rows, err := s.vl.Query(t.Context(), fmt.Sprintf(`service.instance.id:=%q event_name:="connaudit.loss" connaudit.lost.reason:="dns_ring_buffer"`, instance))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lost = 0
+		for _, r := range rows {
+			n, err := strconv.Atoi(r["connaudit.lost.count"])
+			if err != nil {
+				t.Fatalf("loss record without a count: %v", r)
+			}
+			lost += n
+		}
+		recs, err := s.vl.Query(t.Context(), fmt.Sprintf(`event_name:="dns.answer" connaudit.netns:=%d`, client))
+		if err != nil {
+			t.Fatal(err)
+		}
+		answers = len(recs)
+		if lost > 0 && lost+answers >= sent {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if lost == 0 || lost+answers != sent {
+		t.Fatalf("%d dns.answer records and %d counted lost, want %d in all with some lost", answers, lost, sent)
+	}
 }
