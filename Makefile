@@ -39,7 +39,7 @@ image:
 # Regenerates the committed eBPF objects and Go bindings. Needs clang, llvm, libbpf-dev and bpftool.
 generate:
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h
-	$(GO) generate ./bpf/...
+	$(GO) generate ./bpf/... ./dns/capture/...
 
 run: build
 	hack/run-local.sh
@@ -59,6 +59,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./shipper/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSegment$$' -fuzztime $(FUZZTIME) ./shipper/spool/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./k8s/cgroup/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./dns/
 
 # Microbenchmarks five times each (for benchstat), then the end-to-end ones,
 # which run a fixed number of connects through the real stack.

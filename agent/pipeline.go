@@ -48,6 +48,13 @@ type Executables interface {
 	Lookup(pid, tid uint32, comm []byte, atBootNs uint64) string
 }
 
+// Names tells which name a connect's peer address was resolved from in its
+// network namespace, at the connect's time (*DNS). names lists every name
+// the address had then, valid until the next call.
+type Names interface {
+	Lookup(netns uint32, ip netip.Addr, atBootNs uint64) (name string, names []string, age time.Duration, ok bool)
+}
+
 // Trail numbers records and keeps them (*shipper.Shipper). EmitLoss and
 // EmitDegraded report whether the spool took the report.
 type Trail interface {
@@ -63,6 +70,7 @@ type Pipeline struct {
 	Cgroups     Cgroups
 	Kubernetes  Kubernetes
 	Executables Executables
+	Names       Names // nil when DNS capture is off
 	Trail       Trail
 	Identities  *IdentityEncoder
 	Clock       *bpf.BootClock
@@ -160,8 +168,28 @@ func (p *Pipeline) handle(ev *bpf.Event, observed time.Time, final bool) {
 	if p.Kubernetes != nil {
 		p.extra.Raw(p.Identities.peer(p.Kubernetes.Peer(ev.Peer.Addr(), start)))
 	}
+	if p.Names != nil {
+		p.name(ev, &src)
+	}
 	src.Attrs = p.extra.Bytes()
 	p.Trail.Emit(p.builder.Build(ev, start, end, observed, &src))
+}
+
+// name sets the name the peer address was resolved from, when known.
+func (p *Pipeline) name(ev *bpf.Event, src *shipper.Source) {
+	at := ev.StartNs
+	if at == 0 {
+		at = ev.EndNs
+	}
+	name, names, age, ok := p.Names.Lookup(ev.NetNS, ev.Peer.Addr(), at)
+	if !ok {
+		return
+	}
+	src.ServerName = name
+	if len(names) > 1 {
+		p.extra.StringList("connaudit.dns.names", names)
+	}
+	p.extra.Float("connaudit.dns.age", age.Seconds())
 }
 
 // identify fills in who made the attempt. It returns false when it held the

@@ -25,6 +25,7 @@ type Source struct {
 	Resource       []byte // encoded AttrList of the OTLP resource the record belongs to
 	ContainerID    string
 	ExecutablePath string
+	ServerName     string // the name the application resolved the peer from, when known (server.address)
 	Attrs          []byte // further encoded attributes, appended as they are
 }
 
@@ -60,7 +61,11 @@ func (b *ConnectBuilder) Build(ev *bpf.Event, start, end, observed time.Time, sr
 	b.addr = ev.Peer.Addr().AppendTo(b.addr[:0])
 	e.StringBytes("network.peer.address", b.addr)
 	e.Int("network.peer.port", int64(ev.Peer.Port()))
-	e.StringBytes("server.address", b.addr)
+	if src.ServerName != "" {
+		e.String("server.address", src.ServerName)
+	} else {
+		e.StringBytes("server.address", b.addr)
+	}
 	e.Int("server.port", int64(ev.Peer.Port()))
 	e.String("connaudit.outcome", ev.Outcome.String())
 	if ev.Outcome != bpf.Established {

@@ -105,6 +105,11 @@ func runAgent(ctx context.Context) error {
 	if enricher != nil {
 		p.Kubernetes = enricher
 	}
+	dnsNames, stopDNS := startDNS(ctx, cfg, p, agent.NewIdentityEncoder(resourceAttrs), reg, metrics.Lost, logger)
+	defer stopDNS()
+	if dnsNames != nil {
+		p.Names = dnsNames
+	}
 	if p.Reported, err = tracer.Reported(); err != nil {
 		return err
 	}

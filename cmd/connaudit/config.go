@@ -39,6 +39,11 @@ type agentConfig struct {
 	ReadyExportFailure time.Duration `envconfig:"READY_EXPORT_FAILURE" default:"60s" desc:"/readyz fails once exports have failed for this long"`
 	ShutdownGrace      time.Duration `envconfig:"SHUTDOWN_GRACE" default:"10s" desc:"time to flush the spool at SIGTERM; the rest stays spooled"`
 
+	DNS                string        `envconfig:"DNS" default:"on" desc:"on or off: name connects' peers from the DNS answers their network namespace received (needs CAP_NET_ADMIN)"`
+	DNSRingBufferBytes int           `envconfig:"DNS_RING_BUFFER_BYTES" default:"4194304" desc:"kernel ring buffer for DNS answers, a power of two"`
+	DNSCacheEntries    int           `envconfig:"DNS_CACHE_ENTRIES" default:"4096" desc:"addresses remembered per network namespace"`
+	DNSGrace           time.Duration `envconfig:"DNS_GRACE" default:"5m" desc:"how long after its TTL an answer still names connects"`
+
 	HoldQueue int `envconfig:"K8S_HOLD_QUEUE" default:"10000" desc:"events that may wait at once for their pod to reach the cache"`
 
 	// A DaemonSet pod sees the host through mounts, not shared namespaces.
@@ -69,6 +74,18 @@ func (c agentConfig) validate() error {
 	}
 	if c.HostProc == "" {
 		return fmt.Errorf("CONNAUDIT_HOST_PROC is empty: give the host's /proc (/proc, or /host/proc in a pod)")
+	}
+	if c.DNS != "on" && c.DNS != "off" {
+		return fmt.Errorf("CONNAUDIT_DNS=%q: use on or off", c.DNS)
+	}
+	if c.DNSRingBufferBytes < 4096 || c.DNSRingBufferBytes&(c.DNSRingBufferBytes-1) != 0 {
+		return fmt.Errorf("CONNAUDIT_DNS_RING_BUFFER_BYTES=%d: want a power of two, at least 4096", c.DNSRingBufferBytes)
+	}
+	if c.DNSCacheEntries < 1 {
+		return fmt.Errorf("CONNAUDIT_DNS_CACHE_ENTRIES=%d: want at least 1", c.DNSCacheEntries)
+	}
+	if c.DNSGrace < 0 {
+		return fmt.Errorf("CONNAUDIT_DNS_GRACE=%s: must not be negative", c.DNSGrace)
 	}
 	if c.SpoolDir == "" {
 		return fmt.Errorf("CONNAUDIT_SPOOL_DIR is empty: give a directory on local disk")

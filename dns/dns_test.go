@@ -1,0 +1,240 @@
+package dns_test
+
+import (
+	"errors"
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/connaudit/connaudit/dns"
+)
+
+type rr struct {
+	owner string
+	ttl   uint32
+	cname string
+	ip    string
+}
+
+// response builds a wire response to question with the given answers.
+func response(t testing.TB, question string, qtype dnsmessage.Type, answers ...rr) []byte {
+	t.Helper()
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 7, Response: true, RecursionAvailable: true})
+	b.EnableCompression()
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(b.StartQuestions())
+	must(b.Question(dnsmessage.Question{Name: dnsmessage.MustNewName(question), Type: qtype, Class: dnsmessage.ClassINET}))
+	must(b.StartAnswers())
+	for _, a := range answers {
+		h := dnsmessage.ResourceHeader{Name: dnsmessage.MustNewName(a.owner), Class: dnsmessage.ClassINET, TTL: a.ttl}
+		switch ip := netip.MustParseAddr(orZero(a.ip)); {
+		case a.cname != "":
+			must(b.CNAMEResource(h, dnsmessage.CNAMEResource{CNAME: dnsmessage.MustNewName(a.cname)}))
+		case ip.Is4():
+			must(b.AResource(h, dnsmessage.AResource{A: ip.As4()}))
+		default:
+			must(b.AAAAResource(h, dnsmessage.AAAAResource{AAAA: ip.As16()}))
+		}
+	}
+	msg, err := b.Finish()
+	must(err)
+	return msg
+}
+
+func orZero(s string) string {
+	if s == "" {
+		return "0.0.0.0"
+	}
+	return s
+}
+
+func TestParseFollowsTheCNAMEChainBackToTheQuestion(t *testing.T) {
+	msg := response(t, "WWW.Example.COM.", dnsmessage.TypeA,
+		rr{owner: "www.example.com.", ttl: 300, cname: "edge.cdn.example.net."},
+		rr{owner: "edge.cdn.example.net.", ttl: 60, cname: "e1.cdn.example.net."},
+		rr{owner: "e1.cdn.example.net.", ttl: 120, ip: "203.0.113.80"},
+		rr{owner: "e1.cdn.example.net.", ttl: 20, ip: "203.0.113.81"},
+		rr{owner: "unrelated.example.org.", ttl: 999, ip: "203.0.113.99"}, // never attributed to the question
+	)
+	var p dns.Parser
+	var a dns.Answer
+	if err := p.Parse(msg, false, &a); err != nil {
+		t.Fatal(err)
+	}
+	want := dns.Answer{
+		Question: "www.example.com",
+		Aliases:  []string{"edge.cdn.example.net", "e1.cdn.example.net"},
+		Addrs: []dns.Addr{
+			{IP: netip.MustParseAddr("203.0.113.80"), TTL: 60},
+			{IP: netip.MustParseAddr("203.0.113.81"), TTL: 20},
+		},
+	}
+	if !reflect.DeepEqual(a, want) {
+		t.Fatalf("got %+v\nwant %+v", a, want)
+	}
+
+	// The same over TCP, with its length prefix.
+	tcp := append([]byte{byte(len(msg) >> 8), byte(len(msg))}, msg...)
+	if err := p.Parse(tcp, true, &a); err != nil || a.Question != "www.example.com" || len(a.Addrs) != 2 {
+		t.Fatalf("TCP: %v %+v", err, a)
+	}
+}
+
+func TestParseAAAAAndBadInput(t *testing.T) {
+	var p dns.Parser
+	var a dns.Answer
+	msg := response(t, "v6.example.com.", dnsmessage.TypeAAAA, rr{owner: "v6.example.com.", ttl: 30, ip: "2001:db8:2::80"})
+	if err := p.Parse(msg, false, &a); err != nil || a.Addrs[0].IP != netip.MustParseAddr("2001:db8:2::80") {
+		t.Fatalf("%v %+v", err, a)
+	}
+
+	// Cut inside the last answer: the answers before the cut are kept.
+	two := response(t, "two.example.com.", dnsmessage.TypeA,
+		rr{owner: "two.example.com.", ttl: 30, ip: "203.0.113.1"}, rr{owner: "two.example.com.", ttl: 30, ip: "203.0.113.2"})
+	if err := p.Parse(two[:len(two)-2], false, &a); err != nil || !a.Partial || len(a.Addrs) != 1 {
+		t.Fatalf("truncated: %v %+v", err, a)
+	}
+	if err := p.Parse(two[:20], false, &a); !errors.Is(err, dns.ErrMalformed) {
+		t.Fatalf("cut in the question: %v, want ErrMalformed", err)
+	}
+	if err := p.Parse([]byte{1, 2, 3}, false, &a); !errors.Is(err, dns.ErrMalformed) {
+		t.Fatalf("garbage: %v, want ErrMalformed", err)
+	}
+	empty := response(t, "none.example.com.", dnsmessage.TypeA)
+	if err := p.Parse(empty, false, &a); !errors.Is(err, dns.ErrNotAnswer) {
+		t.Fatalf("empty answer: %v, want ErrNotAnswer", err)
+	}
+}
+
+func TestParseMakesOddNamesValid(t *testing.T) {
+	var p dns.Parser
+	var a dns.Answer
+	// A label with a space and a byte that is not UTF-8.
+	name := dnsmessage.Name{Length: 12}
+	copy(name.Data[:], "a b\xff.exa.co.")
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{Response: true})
+	_ = b.StartQuestions()
+	_ = b.Question(dnsmessage.Question{Name: name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET})
+	_ = b.StartAnswers()
+	_ = b.AResource(dnsmessage.ResourceHeader{Name: name, Class: dnsmessage.ClassINET, TTL: 5}, dnsmessage.AResource{A: [4]byte{203, 0, 113, 5}})
+	msg, err := b.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Parse(msg, false, &a); err != nil || a.Question != `a\032b\255.exa.co` {
+		t.Fatalf("%v %q", err, a.Question)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(response(f, "www.example.com.", dnsmessage.TypeA,
+		rr{owner: "www.example.com.", ttl: 300, cname: "e.example.net."}, rr{owner: "e.example.net.", ttl: 5, ip: "203.0.113.80"}), false)
+	f.Add(response(f, "v6.example.com.", dnsmessage.TypeAAAA, rr{owner: "v6.example.com.", ttl: 30, ip: "2001:db8::1"}), true)
+	f.Fuzz(func(t *testing.T, msg []byte, tcp bool) {
+		var p dns.Parser
+		var a dns.Answer
+		if err := p.Parse(msg, tcp, &a); err != nil {
+			return
+		}
+		if len(a.Addrs) == 0 {
+			t.Fatal("an answer without addresses was accepted")
+		}
+		for _, ad := range a.Addrs {
+			if !ad.IP.IsValid() || ad.IP.Is4In6() {
+				t.Fatalf("address %v", ad.IP)
+			}
+		}
+		for _, c := range []byte(a.Question) {
+			if c < 0x21 || c > 0x7e || 'A' <= c && c <= 'Z' {
+				t.Fatalf("question %q holds byte %#x", a.Question, c)
+			}
+		}
+	})
+}
+
+func sec(s float64) uint64 { return uint64(s * float64(time.Second)) }
+
+func answer(q string, ttl uint32, ips ...string) *dns.Answer {
+	a := &dns.Answer{Question: q}
+	for _, ip := range ips {
+		a.Addrs = append(a.Addrs, dns.Addr{IP: netip.MustParseAddr(ip), TTL: ttl})
+	}
+	return a
+}
+
+func TestCacheTTLGraceAndNetnsIsolation(t *testing.T) {
+	c := dns.NewCache(dns.CacheConfig{EntriesPerNetns: 100, Netns: 10, Grace: 10 * time.Second})
+	ip := netip.MustParseAddr("203.0.113.80")
+	c.Add(1, answer("api.example.com", 30, "203.0.113.80"), sec(100))
+
+	if _, _, _, ok := c.Lookup(1, ip, sec(99)); ok {
+		t.Fatal("a connect before the answer got its name")
+	}
+	name, names, age, ok := c.Lookup(1, ip, sec(105))
+	if !ok || name != "api.example.com" || len(names) != 1 || age != 5*time.Second {
+		t.Fatalf("got %q %v %v %v", name, names, age, ok)
+	}
+	if _, _, _, ok := c.Lookup(1, ip, sec(139)); !ok {
+		t.Fatal("within the grace period the name should hold")
+	}
+	if _, _, _, ok := c.Lookup(1, ip, sec(141)); ok {
+		t.Fatal("after TTL and grace the name should be gone")
+	}
+	if _, _, _, ok := c.Lookup(2, ip, sec(105)); ok {
+		t.Fatal("another netns got the name")
+	}
+	if _, _, _, ok := c.Lookup(1, netip.MustParseAddr("203.0.113.81"), sec(105)); ok {
+		t.Fatal("another address got the name")
+	}
+
+	// The same IP under a second name: the newest answer names it, both are listed.
+	c.Add(1, answer("www.example.com", 30, "203.0.113.80"), sec(110))
+	name, names, _, _ = c.Lookup(1, ip, sec(111))
+	if name != "www.example.com" || !reflect.DeepEqual(names, []string{"www.example.com", "api.example.com"}) {
+		t.Fatalf("got %q %v", name, names)
+	}
+	// A connect between the two answers is named by the first.
+	if name, _, _, _ = c.Lookup(1, ip, sec(105)); name != "api.example.com" {
+		t.Fatalf("got %q", name)
+	}
+	c.Expire(sec(200))
+	if c.Len() != 0 {
+		t.Fatalf("%d entries left after expiry", c.Len())
+	}
+	if got := testing.AllocsPerRun(100, func() { c.Lookup(1, ip, sec(105)) }); got != 0 {
+		t.Fatalf("Lookup allocates %v times", got)
+	}
+}
+
+func TestCacheBounds(t *testing.T) {
+	c := dns.NewCache(dns.CacheConfig{EntriesPerNetns: 4, Netns: 2, Grace: time.Second})
+	for i := range 6 {
+		c.Add(1, answer("n.example.com", uint32(100+i), netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}).String()), sec(1))
+	}
+	if c.Len() != 4 || c.Evicted() != 2 {
+		t.Fatalf("%d entries, %d evicted; want 4 and 2", c.Len(), c.Evicted())
+	}
+	// The soonest to expire went first.
+	if _, _, _, ok := c.Lookup(1, netip.MustParseAddr("203.0.113.0"), sec(2)); ok {
+		t.Fatal("the entry expiring soonest was kept")
+	}
+	if _, _, _, ok := c.Lookup(1, netip.MustParseAddr("203.0.113.5"), sec(2)); !ok {
+		t.Fatal("the newest entry was evicted")
+	}
+	// A chatty netns never evicts another's entries; a third netns evicts the stalest.
+	c.Add(2, answer("b.example.com", 100, "203.0.113.200"), sec(3))
+	c.Add(3, answer("c.example.com", 100, "203.0.113.201"), sec(4))
+	if _, _, _, ok := c.Lookup(2, netip.MustParseAddr("203.0.113.200"), sec(5)); !ok {
+		t.Fatal("netns 2 lost its entry")
+	}
+	if c.Evicted() != 6 {
+		t.Fatalf("evicted %d, want 6 (netns 1's four went with it)", c.Evicted())
+	}
+}

@@ -1,0 +1,117 @@
+package shipper
+
+import (
+	"encoding/binary"
+	"time"
+
+	"go.opentelemetry.io/otel/log"
+
+	"github.com/connaudit/connaudit/dns"
+)
+
+// EventDNSAnswer is a DNS answer a process on the node received.
+const EventDNSAnswer = "dns.answer"
+
+// LossDNSRingBuffer: the kernel found the DNS ring buffer full; the answers
+// are missing from the trail and their names from the connects that followed.
+const LossDNSRingBuffer = "dns_ring_buffer"
+
+// StringList encodes vs, valid UTF-8 each, as one string joined by ", ",
+// without allocating. DNS names in their presentation form (package dns)
+// hold no ',' or ' ': those are escaped.
+func (e *AttrList) StringList(key string, vs []string) {
+	n := 0
+	for i, v := range vs {
+		if i > 0 {
+			n += 2
+		}
+		n += len(v)
+	}
+	if n > MaxTextBytes {
+		e.String(key, joinList(vs)) // rare: let appendText bound it
+		return
+	}
+	e.buf = appendText(e.buf, key)
+	e.buf = append(e.buf, kindString)
+	e.buf = binary.AppendUvarint(e.buf, uint64(n))
+	for i, v := range vs {
+		if i > 0 {
+			e.buf = append(e.buf, ", "...)
+		}
+		e.buf = append(e.buf, v...)
+	}
+}
+
+func joinList(vs []string) string {
+	var b []byte
+	for i, v := range vs {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, v...)
+	}
+	return string(b)
+}
+
+// DNSAnswer is one answer as the trail records it.
+type DNSAnswer struct {
+	Answer   *dns.Answer
+	Received time.Time // when the socket got it
+	Observed time.Time
+	NetNS    uint32
+	CgroupID uint64
+	TCP      bool
+	Resolver string // the server's address
+	Resource []byte // encoded resource: the receiving process's pod, or the node
+	Attrs    []byte // further encoded attributes
+}
+
+// DNSAnswerBuilder encodes dns.answer records, reusing its buffers: the bytes
+// it returns are valid until the next Build.
+type DNSAnswerBuilder struct {
+	enc   Encoder
+	body  []byte
+	addrs []string
+	list  AttrList
+}
+
+// Build encodes a, e.g. body "api.example.com -> 203.0.113.80, 2001:db8::80".
+func (b *DNSAnswerBuilder) Build(a *DNSAnswer) []byte {
+	b.addrs = b.addrs[:0]
+	for _, ad := range a.Answer.Addrs {
+		b.addrs = append(b.addrs, ad.IP.String())
+	}
+	b.body = append(b.body[:0], a.Answer.Question...)
+	b.body = append(b.body, " -> "...)
+	for i, s := range b.addrs {
+		if i > 0 {
+			b.body = append(b.body, ", "...)
+		}
+		b.body = append(b.body, s...)
+	}
+	e := &b.enc
+	e.Reset(EventDNSAnswer, a.Received, a.Observed, log.SeverityInfo, b.body, a.Resource)
+	e.String("dns.question.name", a.Answer.Question)
+	e.StringList("dns.answers", b.addrs)
+	if len(a.Answer.Aliases) > 0 {
+		e.StringList("connaudit.dns.aliases", a.Answer.Aliases)
+	}
+	ttl := ^uint32(0)
+	for _, ad := range a.Answer.Addrs {
+		ttl = min(ttl, ad.TTL)
+	}
+	e.Int("connaudit.dns.ttl", int64(ttl))
+	if a.Answer.Partial {
+		e.Bool("connaudit.dns.partial", true)
+	}
+	if a.TCP {
+		e.String("network.transport", "tcp")
+	} else {
+		e.String("network.transport", "udp")
+	}
+	e.String("server.address", a.Resolver)
+	e.Int("connaudit.netns", int64(a.NetNS))
+	e.Int("connaudit.cgroup.id", int64(a.CgroupID))
+	e.Raw(a.Attrs)
+	return e.Bytes()
+}
