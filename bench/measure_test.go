@@ -82,7 +82,7 @@ func pinToCPU(pid, cpu int) error {
 
 // agentCounters are the agent's cumulative record counters.
 type agentCounters struct {
-	exported, lost, degraded float64
+	spooled, exported, lost, degraded float64
 }
 
 func readAgent(a *teststack.Agent) (agentCounters, error) {
@@ -97,6 +97,8 @@ func readAgent(a *teststack.Agent) (agentCounters, error) {
 			continue
 		}
 		switch {
+		case name == "connaudit_records_spooled_total":
+			c.spooled = value
 		case name == "connaudit_records_exported_total":
 			c.exported = value
 		case strings.HasPrefix(name, "connaudit_records_lost_total"):
