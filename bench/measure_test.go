@@ -284,3 +284,23 @@ func repoDir(t testing.TB) string {
 	}
 	return filepath.Dir(wd)
 }
+
+// perProgram is bpf_stats of each program, by name.
+func perProgram(progs []*ebpf.Program) map[string]progStats {
+	out := map[string]progStats{}
+	for _, p := range progs {
+		info, err := p.Info()
+		if err != nil {
+			continue
+		}
+		st, err := p.Stats()
+		if err != nil {
+			continue
+		}
+		acc := out[info.Name]
+		acc.runtime += st.Runtime
+		acc.runs += st.RunCount
+		out[info.Name] = acc
+	}
+	return out
+}

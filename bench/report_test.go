@@ -167,3 +167,31 @@ func (r *Report) markdown() string {
 }
 
 func escape(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
+
+// mergeInto keeps the figures of an earlier report at path that this partial
+// run (BENCH_FIGURES) did not measure, marked with their own commit.
+func (r *Report) mergeInto(path string) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	var old Report
+	if json.Unmarshal(data, &old) != nil {
+		return
+	}
+	have := map[string]bool{}
+	for _, f := range r.Figures {
+		have[f.ID] = true
+	}
+	var merged []Figure
+	for _, f := range old.Figures {
+		if !have[f.ID] {
+			if !strings.Contains(f.Detail, "commit ") {
+				f.Detail = strings.TrimPrefix(f.Detail+"; measured at commit "+old.Commit, "; ")
+			}
+			merged = append(merged, f)
+		}
+	}
+	r.Figures = append(merged, r.Figures...)
+	slices.SortStableFunc(r.Figures, func(a, b Figure) int { return strings.Compare(a.ID, b.ID) })
+}
