@@ -56,6 +56,7 @@ fuzz:
 BENCH_FIGURES ?=
 bench: build k8s-bins
 	BENCH_FULL=1 BENCH_OUT=$(CURDIR)/bench BENCH_FIGURES=$(BENCH_FIGURES) $(GO) test -count=1 -timeout 60m -run '^TestReport$$' -v ./bench/
+	hack/readme-performance.sh
 	$(MAKE) bench-micro
 
 # The same steps, tiny (under two minutes), asserting only that the report is
