@@ -53,7 +53,7 @@ type Exporter struct {
 	rec         Record
 	strs        interner
 	attrs       []attribute.KeyValue // of the record being emitted, for captureProcessor
-	failingNs   atomic.Int64 // unix ns of the first failure of the current failing streak, 0 when healthy
+	failingNs   atomic.Int64         // unix ns of the first failure of the current failing streak, 0 when healthy
 	running     atomic.Bool
 	drain       chan struct{} // closed by Drain
 	drainOnce   sync.Once

@@ -53,10 +53,10 @@ func (c Config) Validate() error {
 
 // Result is what one load made.
 type Result struct {
-	Port     int           `json:"port"`      // the listener's port: every record of this load has it as peer port
-	Made     int64         `json:"made"`      // connects attempted
-	Failed   int64         `json:"failed"`    // of those, connects that did not succeed
-	Accepted int64         `json:"accepted"`  // connections the listener accepted
+	Port     int           `json:"port"`     // the listener's port: every record of this load has it as peer port
+	Made     int64         `json:"made"`     // connects attempted
+	Failed   int64         `json:"failed"`   // of those, connects that did not succeed
+	Accepted int64         `json:"accepted"` // connections the listener accepted
 	Elapsed  time.Duration `json:"elapsed_ns"`
 	Rate     float64       `json:"rate"` // Made per second of Elapsed
 }
