@@ -51,7 +51,9 @@ type Exporter struct {
 	rejected    []uint64 // seqs of this batch's records the collector refused for good
 	rejectedErr error
 	rec         Record
-	failingNs   atomic.Int64 // unix ns of the first failure of the current failing streak, 0 when healthy
+	strs        interner
+	attrs       []attribute.KeyValue // of the record being emitted, for captureProcessor
+	failingNs   atomic.Int64         // unix ns of the first failure of the current failing streak, 0 when healthy
 	running     atomic.Bool
 	drain       chan struct{} // closed by Drain
 	drainOnce   sync.Once
@@ -62,7 +64,7 @@ type Exporter struct {
 // what the collector rejected.
 func NewExporter(cfg ExportConfig, sp *spool.Spool, exp sdklog.Exporter, sh *Shipper, m *Metrics, logger *slog.Logger) *Exporter {
 	x := &Exporter{cfg: cfg, spool: sp, exp: exp, shipper: sh, metrics: m, log: logger, drain: make(chan struct{})}
-	x.providers = newProviderCache(1024, cfg.Version, &x.out)
+	x.providers = newProviderCache(1024, cfg.Version, &x.out, &x.attrs)
 	return x
 }
 
@@ -214,7 +216,7 @@ func (x *Exporter) convert(ctx context.Context, payloads [][]byte) {
 	x.out, x.seqs = x.out[:0], x.seqs[:0]
 	x.undecodable, x.rejected, x.rejectedErr = x.undecodable[:0], x.rejected[:0], nil
 	for _, p := range payloads {
-		if err := Decode(p, &x.rec); err != nil {
+		if err := decodeRecord(p, &x.rec, &x.strs); err != nil {
 			x.undecodable = append(x.undecodable, payloadSeq(p))
 			continue
 		}
@@ -227,7 +229,9 @@ func (x *Exporter) convert(ctx context.Context, payloads [][]byte) {
 		lr.SetSeverityText(severityText(r.Severity))
 		lr.SetBody(attribute.StringValue(r.Body))
 		r.Attrs = append(r.Attrs, attribute.Int64("connaudit.seq", int64(r.Seq)))
-		lr.AddAttributes(r.Attrs...)
+		// The processor sets the attributes on the SDK record in one copy:
+		// through lr, the SDK would copy them twice, growing one at a time.
+		x.attrs = r.Attrs
 		x.providers.logger(r.Resource).Emit(ctx, lr)
 		x.seqs = append(x.seqs, r.Seq)
 	}
@@ -385,6 +389,7 @@ type providerCache struct {
 	max     int
 	version string
 	out     *[]sdklog.Record
+	attrs   *[]attribute.KeyValue
 	byRes   map[string]*providerEntry
 	order   []string
 }
@@ -394,8 +399,8 @@ type providerEntry struct {
 	logger   log.Logger
 }
 
-func newProviderCache(max int, version string, out *[]sdklog.Record) *providerCache {
-	return &providerCache{max: max, version: version, out: out, byRes: make(map[string]*providerEntry)}
+func newProviderCache(max int, version string, out *[]sdklog.Record, attrs *[]attribute.KeyValue) *providerCache {
+	return &providerCache{max: max, version: version, out: out, attrs: attrs, byRes: make(map[string]*providerEntry)}
 }
 
 func (c *providerCache) logger(res []byte) log.Logger {
@@ -408,7 +413,7 @@ func (c *providerCache) logger(res []byte) log.Logger {
 	}
 	p := sdklog.NewLoggerProvider(
 		sdklog.WithResource(resource.NewSchemaless(attrs...)),
-		sdklog.WithProcessor(captureProcessor{c.out}),
+		sdklog.WithProcessor(captureProcessor{c.out, c.attrs}),
 		sdklog.WithAttributeCountLimit(-1),
 		// Records are built with unique keys; the SDK's dedup would build a map per record.
 		sdklog.WithAllowKeyDuplication(),
@@ -434,10 +439,18 @@ func (c *providerCache) shutdown() {
 
 // captureProcessor hands each emitted record to the export loop, which
 // exports it itself: the SDK's BatchProcessor would drop records silently.
-type captureProcessor struct{ out *[]sdklog.Record }
+// It gives the record the attributes in *attrs (the log.Record emitted
+// carries none); SetAttributes copies them into storage of the record's own,
+// so the record needs no Clone.
+type captureProcessor struct {
+	out   *[]sdklog.Record
+	attrs *[]attribute.KeyValue
+}
 
 func (p captureProcessor) OnEmit(_ context.Context, r *sdklog.Record) error {
-	*p.out = append(*p.out, r.Clone())
+	rec := *r
+	rec.SetAttributes(*p.attrs...)
+	*p.out = append(*p.out, rec)
 	return nil
 }
 func (captureProcessor) Enabled(context.Context, sdklog.EnabledParameters) bool { return true }

@@ -125,7 +125,11 @@ type Record struct {
 var errTruncated = errors.New("truncated record")
 
 // Decode parses a payload. Attrs is appended to r.Attrs[:0] to reuse its storage.
-func Decode(payload []byte, r *Record) error {
+func Decode(payload []byte, r *Record) error { return decodeRecord(payload, r, nil) }
+
+// decodeRecord is Decode, taking the strings that repeat from record to
+// record (keys, enum values, names) from in when it is not nil.
+func decodeRecord(payload []byte, r *Record, in *interner) error {
 	if len(payload) < headerSize {
 		return errTruncated
 	}
@@ -137,27 +141,31 @@ func Decode(payload []byte, r *Record) error {
 	r.Timestamp = time.Unix(0, int64(le.Uint64(payload[9:])))
 	r.Observed = time.Unix(0, int64(le.Uint64(payload[17:])))
 	r.Severity = log.Severity(payload[25])
-	d := decoder{b: payload[headerSize:]}
-	r.EventName = d.str()
+	d := decoder{b: payload[headerSize:], in: in}
+	r.EventName = d.shortStr()
 	r.Body = d.str()
 	r.Resource = d.bytes()
 	if d.err != nil {
 		return d.err
 	}
 	var err error
-	r.Attrs, err = DecodeAttrs(d.b, r.Attrs[:0])
+	r.Attrs, err = d.attrs(r.Attrs[:0])
 	return err
 }
 
 // DecodeAttrs appends the attributes of an encoded list to dst.
 func DecodeAttrs(b []byte, dst []attribute.KeyValue) ([]attribute.KeyValue, error) {
 	d := decoder{b: b}
+	return d.attrs(dst)
+}
+
+func (d *decoder) attrs(dst []attribute.KeyValue) ([]attribute.KeyValue, error) {
 	for len(d.b) > 0 && d.err == nil {
-		key := d.str()
+		key := d.shortStr()
 		kind := d.byte()
 		switch kind {
 		case kindString:
-			dst = append(dst, attribute.String(key, d.str()))
+			dst = append(dst, attribute.String(key, d.shortStr()))
 		case kindInt:
 			dst = append(dst, attribute.Int64(key, d.varint()))
 		case kindFloat:
@@ -176,6 +184,44 @@ func DecodeAttrs(b []byte, dst []attribute.KeyValue) ([]attribute.KeyValue, erro
 type decoder struct {
 	b   []byte
 	err error
+	in  *interner // may be nil
+}
+
+// interner hands out one string per distinct short byte string, so that
+// decoding a batch does not allocate the same keys and values again for
+// every record. It holds at most internMax strings and starts over when full.
+type interner struct{ strs map[string]string }
+
+const (
+	internMax = 4096
+	internLen = 64 // longer strings (bodies, most paths) rarely repeat
+)
+
+func (in *interner) str(b []byte) string {
+	if s, ok := in.strs[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, replacementChar)
+	}
+	if in.strs == nil || len(in.strs) >= internMax {
+		in.strs = make(map[string]string, 256)
+	}
+	in.strs[string(b)] = s
+	return s
+}
+
+// shortStr is str for a string that is likely to repeat.
+func (d *decoder) shortStr() string {
+	if d.in == nil {
+		return d.str()
+	}
+	b := d.bytes()
+	if len(b) > internLen {
+		return validString(b)
+	}
+	return d.in.str(b)
 }
 
 func (d *decoder) bytes() []byte {
@@ -191,8 +237,9 @@ func (d *decoder) bytes() []byte {
 
 // str decodes a string, made valid UTF-8: a spool written by an agent that
 // did not sanitize must still drain, and protobuf refuses invalid UTF-8.
-func (d *decoder) str() string {
-	b := d.bytes()
+func (d *decoder) str() string { return validString(d.bytes()) }
+
+func validString(b []byte) string {
 	if !utf8.Valid(b) {
 		return strings.ToValidUTF8(string(b), replacementChar)
 	}

@@ -11,3 +11,12 @@ func (a *Agent) Running() bool { return a.proc.running() }
 
 // ExitErr says why the agent process exited, or nil while it runs.
 func (a *Agent) ExitErr() error { return a.proc.exitErr() }
+
+// PID is the agent's process id, or 0 when it is not running.
+func (a *Agent) PID() int { return a.proc.pid() }
+
+// PID is the collector's process id, or 0 when it is not running.
+func (c *Collector) PID() int { return c.proc.pid() }
+
+// PID is the VictoriaLogs process id, or 0 when it is not running.
+func (v *VictoriaLogs) PID() int { return v.proc.pid() }

@@ -171,3 +171,11 @@ func (p *process) waitUntil(timeout time.Duration, ready func() error) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// pid is the process id while it runs, else 0.
+func (p *process) pid() int {
+	if !p.running() {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
