@@ -202,7 +202,7 @@ func testAgentRestart(t *testing.T, down, up func(*stack), how string) {
 	t.Logf("%d connects: %d before the agent went down, %d..%d while no agent ran (%d failed)",
 		n, stopped, stopped, atRestart, target.failed.Load())
 
-	waitConnects(t, s.vl, target.port, int(n), arrivalTimeout)
+	waitConnects(t, s.vl, target.port, int(n)-1, arrivalTimeout)
 	second := otherInstance(t, s.vl, first)
 	m := metricsOf(t, s.agent)
 	s.agent.Stop()
@@ -221,7 +221,12 @@ func testAgentRestart(t *testing.T, down, up func(*stack), how string) {
 	checkTrail(t, tr, first, how == "taken_over")
 	checkTrail(t, tr, second, true)
 	if how == "resumed" {
-		tr.wantConnects(t, target.port, int(n))
+		// kill -9 can land between the agent's read of an event from the
+		// ring buffer and its append to the spool: that one event (the
+		// agent handles one at a time) is lost, as README says.
+		if got := tr.connectsOf("", target.port); got < int(n)-1 || got > int(n) {
+			t.Errorf("%d distinct connect records stored for %d connects: want all, or all but the one in hand at the kill", got, n)
+		}
 	} else if got := tr.connectsOf("", target.port); got < int(n) || got > int(n)+20 {
 		t.Errorf("%d connect records stored for %d connects: want every one, at most a few twice", got, n)
 	}
