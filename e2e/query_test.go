@@ -129,10 +129,13 @@ func startQueryFixture(t *testing.T) *qFixture {
 	connect("near-pod", a, 3600+float64(len(qHostile)+1), recordgen.Source{Pod: near, Comm: "evil", PID: 798},
 		recordgen.Conn{DstAddr: "1.0.0.9", DstPort: 9, Outcome: "established", Peer: peerExtern})
 
-	// Two hours later, node-c: 5 records lost and reported, then 3 lost
-	// without a loss record, then a stop.
+	// Two hours later, node-c: a record older than the start record before
+	// it in seq (outside the window that starts there, and no hole), 5
+	// records lost and reported, then 3 lost without a loss record, then a
+	// stop.
 	at := qT0.Add(2 * time.Hour)
 	recs = append(recs, c.Start(at, false))
+	connect("c-early", c, 7199.5, curl(qWeb1), recordgen.Conn{DstAddr: "1.0.0.1", DstPort: 443, Outcome: "established", Peer: peerExtern})
 	connect("c-1", c, 7201, curl(qWeb1), recordgen.Conn{DstAddr: "1.0.0.1", DstPort: 443, Outcome: "established", Peer: peerExtern})
 	first, last := c.Lose(5)
 	recs = append(recs, c.Loss(at.Add(3*time.Second), 5, "spool_full", first, last, at.Add(1500*time.Millisecond), at.Add(2500*time.Millisecond)))
@@ -141,7 +144,7 @@ func startQueryFixture(t *testing.T) *qFixture {
 	recs = append(recs, c.Stop(at.Add(20*time.Second)))
 	f.post(t, recs)
 
-	want := 2 + 10 + 1 + len(qHostile) + 2 + 5
+	want := 2 + 10 + 1 + len(qHostile) + 2 + 6
 	vl.WaitFor(t, `*`, want, time.Minute)
 	return f
 }
@@ -465,7 +468,7 @@ func testQueryGaps(t *testing.T, f *qFixture) {
 	gapWindow := []string{"--from", qT0.Add(2 * time.Hour).Format(time.RFC3339), "--to", qT0.Add(2*time.Hour + time.Minute).Format(time.RFC3339)}
 	wantLines := []string{
 		"the trail has a gap here: node node-c, 2026-11-24T16:00:01.500000Z to 2026-11-24T16:00:02.500000Z, 5 records (loss: spool_full, agent instance inst-c1)",
-		"the trail has a gap here: node node-c, 2026-11-24T16:00:03.000000Z to 2026-11-24T16:00:10.000000Z, 3 records (seq_hole: connaudit.seq 9..11 missing, no loss record explains it, agent instance inst-c1)",
+		"the trail has a gap here: node node-c, 2026-11-24T16:00:03.000000Z to 2026-11-24T16:00:10.000000Z, 3 records (seq_hole: connaudit.seq 10..12 missing, no loss record explains it, agent instance inst-c1)",
 		"the trail has a gap here: node node-c, 2026-11-24T16:00:20.000000Z to 2026-11-24T16:01:00.000000Z, no agent (uncovered: the agent stopped and no other instance started)",
 	}
 	for _, args := range [][]string{{}, {"--summary"}, {"--node", "node-c", "-o", "csv"}} {
@@ -531,6 +534,9 @@ func testQueryErrors(t *testing.T, f *qFixture) {
 		if res.code == 0 || !strings.Contains(res.stderr, tc.want) {
 			t.Errorf("connaudit %q: exit %d, stderr %q; want an error containing %q", tc.args, res.code, res.stderr, tc.want)
 		}
+	}
+	if res := runConnaudit(t, nil, "query", "--server", "http://127.0.0.1:1"); strings.Contains(res.stderr, "logsql") {
+		t.Errorf("an unreachable backend: the error shows the encoded query, not only the server: %q", res.stderr)
 	}
 }
 

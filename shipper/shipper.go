@@ -186,16 +186,17 @@ func (s *Shipper) buildNotice(event, body, attr, reason string, count uint64, fi
 	}
 }
 
-// EmitAgentEvent writes one of the agent's own records (start, stop).
-func (s *Shipper) EmitAgentEvent(name, body string, sev log.Severity, attrs func(*AttrList)) {
+// EmitAgentEvent writes one of the agent's own records (start, stop),
+// timestamped at: the start record takes the moment capture began, so that
+// no record after it in connaudit.seq is older than it.
+func (s *Shipper) EmitAgentEvent(name, body string, at time.Time, sev log.Severity, attrs func(*AttrList)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.dropped.count > 0 {
 		s.reportDropped() // agent events are rare: always try, so a drop at shutdown is reported
 	}
-	now := time.Now()
 	s.body = append(s.body[:0], body...)
-	s.enc.Reset(name, now, now, sev, s.body, s.resource)
+	s.enc.Reset(name, at, time.Now(), sev, s.body, s.resource)
 	if attrs != nil {
 		attrs(&s.enc.AttrList)
 	}

@@ -83,7 +83,12 @@ func (b *Backend) get(ctx context.Context, path string, args url.Values) (io.Rea
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		msg := fmt.Sprintf("%v: %s: %v", backend.ErrUnreachable, b.base.Redacted(), err)
+		cause := err
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			cause = urlErr.Err // its URL holds the whole encoded query
+		}
+		msg := fmt.Sprintf("%v: %s: %v", backend.ErrUnreachable, b.base.Redacted(), cause)
 		if b.hint != "" {
 			msg += "; " + b.hint
 		}

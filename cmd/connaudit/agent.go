@@ -29,7 +29,7 @@ func runAgent(ctx context.Context) error {
 		return fmt.Errorf("configuration: %w", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	if err := caps.Require(caps.Agent); err != nil {
+	if err := caps.Require(caps.ForAgent(cfg.DNS == "on")); err != nil {
 		return err
 	}
 
@@ -79,6 +79,7 @@ func runAgent(ctx context.Context) error {
 		BatchRecords: cfg.ExportBatch, BatchBytes: 1 << 20, MaxDelay: cfg.ExportMaxDelay, MaxBackoff: cfg.ExportMaxBackoff, Version: version,
 	}, sp, sdkExporter, sh, metrics, logger)
 
+	captureStart := time.Now()
 	tracer, err := bpf.Load(cfg.capture())
 	if err != nil {
 		return err
@@ -125,7 +126,7 @@ func runAgent(ctx context.Context) error {
 	profiles.Start()
 	defer profiles.Stop()
 
-	sh.EmitAgentEvent(shipper.EventAgentStart, "connaudit agent "+version+" started capturing", log.SeverityInfo, func(a *shipper.AttrList) {
+	sh.EmitAgentEvent(shipper.EventAgentStart, "connaudit agent "+version+" started capturing", captureStart, log.SeverityInfo, func(a *shipper.AttrList) {
 		a.String("connaudit.spool.dir", cfg.SpoolDir)
 		a.Bool("connaudit.capture.resumed", tracer.Resumed())
 		a.Int("connaudit.capture.taken_over", int64(len(tracer.Takeovers())))
@@ -140,7 +141,7 @@ func runAgent(ctx context.Context) error {
 	}
 
 	health.SetReady(false)
-	sh.EmitAgentEvent(shipper.EventAgentStop, "connaudit agent stopped capturing", log.SeverityInfo, nil)
+	sh.EmitAgentEvent(shipper.EventAgentStop, "connaudit agent stopped capturing", time.Now(), log.SeverityInfo, nil)
 	sh.Unreported()
 	exporter.Drain()
 	flushed := waitForFlush(sp, cfg.ShutdownGrace)
