@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -22,8 +23,9 @@ type Need struct {
 	Satisfied []int // capability numbers, any of which is enough
 }
 
-// Agent is what `connaudit agent` needs on Linux 5.8 or newer. The DaemonSet
-// (k8s/deploy/base/agent-daemonset.yaml) adds exactly these.
+// Agent is what `connaudit agent` needs on Linux 5.8 or newer, with DNS
+// capture off. The DaemonSet (k8s/deploy/base/agent-daemonset.yaml) adds
+// exactly ForAgent(true).
 var Agent = []Need{
 	{Name: "CAP_BPF", Why: "create the eBPF maps and ring buffer, load the programs and pin them",
 		Satisfied: []int{unix.CAP_BPF, unix.CAP_SYS_ADMIN}},
@@ -31,6 +33,18 @@ var Agent = []Need{
 		Satisfied: []int{unix.CAP_PERFMON, unix.CAP_SYS_ADMIN}},
 	{Name: "CAP_SYS_PTRACE", Why: "read /proc/<pid>/exe of other users' processes (process.executable.path) and the host's network namespace",
 		Satisfied: []int{unix.CAP_SYS_PTRACE}},
+}
+
+// DNS is what DNS capture (CONNAUDIT_DNS=on) needs beyond Agent.
+var DNS = Need{Name: "CAP_NET_ADMIN", Why: "attach the cgroup_skb program that names connects' peers from DNS answers; CONNAUDIT_DNS=off runs without it",
+	Satisfied: []int{unix.CAP_NET_ADMIN, unix.CAP_SYS_ADMIN}}
+
+// ForAgent is what the agent needs, with or without DNS capture.
+func ForAgent(dns bool) []Need {
+	if dns {
+		return append(slices.Clip(Agent), DNS)
+	}
+	return Agent
 }
 
 // Require returns an error naming every need that the effective set of

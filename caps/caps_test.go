@@ -18,16 +18,21 @@ func TestCheck(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		eff     uint64
+		dns     bool
 		missing []string // names the error must carry; none: no error
 	}{
-		{"the three", bit(unix.CAP_BPF, unix.CAP_PERFMON, unix.CAP_SYS_PTRACE), nil},
-		{"SYS_ADMIN stands in for BPF and PERFMON", bit(unix.CAP_SYS_ADMIN, unix.CAP_SYS_PTRACE), nil},
-		{"no PERFMON", bit(unix.CAP_BPF, unix.CAP_SYS_PTRACE), []string{"CAP_PERFMON"}},
-		{"no SYS_PTRACE", bit(unix.CAP_BPF, unix.CAP_PERFMON, unix.CAP_SYS_ADMIN), []string{"CAP_SYS_PTRACE"}},
-		{"none", 0, []string{"CAP_BPF", "CAP_PERFMON", "CAP_SYS_PTRACE"}},
+		{"the three", bit(unix.CAP_BPF, unix.CAP_PERFMON, unix.CAP_SYS_PTRACE), false, nil},
+		{"DNS capture needs NET_ADMIN", bit(unix.CAP_BPF, unix.CAP_PERFMON, unix.CAP_SYS_PTRACE), true, []string{"CAP_NET_ADMIN"}},
+		{"the four", bit(unix.CAP_BPF, unix.CAP_PERFMON, unix.CAP_SYS_PTRACE, unix.CAP_NET_ADMIN), true, nil},
+		{"SYS_ADMIN stands in for NET_ADMIN", bit(unix.CAP_SYS_ADMIN, unix.CAP_SYS_PTRACE), true, nil},
+		{"SYS_ADMIN stands in for BPF and PERFMON", bit(unix.CAP_SYS_ADMIN, unix.CAP_SYS_PTRACE), false, nil},
+		{"no PERFMON", bit(unix.CAP_BPF, unix.CAP_SYS_PTRACE), false, []string{"CAP_PERFMON"}},
+		{"no SYS_PTRACE", bit(unix.CAP_BPF, unix.CAP_PERFMON, unix.CAP_SYS_ADMIN), false, []string{"CAP_SYS_PTRACE"}},
+		{"none", 0, false, []string{"CAP_BPF", "CAP_PERFMON", "CAP_SYS_PTRACE"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := check(tc.eff, Agent)
+			needs := ForAgent(tc.dns)
+			err := check(tc.eff, needs)
 			if len(tc.missing) == 0 {
 				if err != nil {
 					t.Fatalf("check: %v", err)
@@ -42,7 +47,7 @@ func TestCheck(t *testing.T) {
 					t.Errorf("error %q does not name %s", err, m)
 				}
 			}
-			for _, n := range Agent {
+			for _, n := range needs {
 				if !contains(tc.missing, n.Name) && strings.Contains(err.Error(), n.Name+" (to ") {
 					t.Errorf("error %q names %s, which is held", err, n.Name)
 				}
