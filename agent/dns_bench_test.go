@@ -10,7 +10,7 @@ import (
 
 type discardTrail struct{ n int }
 
-func (d *discardTrail) Emit([]byte)                      { d.n++ }
+func (d *discardTrail) Emit([]byte)                        { d.n++ }
 func (d *discardTrail) EmitLoss(shipper.Loss) bool         { return true }
 func (d *discardTrail) EmitDegraded(shipper.Degraded) bool { return true }
 

@@ -327,7 +327,7 @@ func TestAgentAsDaemonSet(t *testing.T) {
 		must(t, err, "open the pod's cgroup")
 		defer dirFD.Close()
 		cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
-			"/bin/bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/127.0.0.1/%d; sleep 1", listener.Port())) // alive while the agent reads /proc
+			"/bin/bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/127.0.0.1/%d; sleep 1; exit 0", listener.Port())) // bash (not exec'd into sleep) while the agent reads /proc
 		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dirFD.Fd())}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("connect as uid 65534 from the pod: %v: %s", err, out)

@@ -124,7 +124,6 @@ func Start(t testing.TB, opts Options) *Cluster {
 			"--token-auth-file=" + files.tokens,
 			"--authorization-mode=RBAC",
 			"--service-cluster-ip-range=" + opts.ServiceCIDR,
-			"--allow-privileged=true", // the agent's DaemonSet is privileged
 			// No controller creates the "default" ServiceAccount, without which
 			// the ServiceAccount admission plugin rejects every Pod.
 			"--disable-admission-plugins=ServiceAccount",
