@@ -47,11 +47,9 @@ type connectPending struct {
 	_              structs.HostLayout
 	StartNs        uint64
 	Sk             uint64
-	Family         uint16
-	Dport          uint16
+	Uaddr          uint64
 	ReachedSynSent uint8
-	Pad            [3]uint8
-	Daddr          [16]uint8
+	Pad            [7]uint8
 }
 
 // Names of all BPF objects in the ELF.

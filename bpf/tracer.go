@@ -130,17 +130,26 @@ func loadError(err error) error {
 	return fmt.Errorf("load eBPF programs: %w", err)
 }
 
-var tracepoints = []struct{ group, name, pin string }{
+var tracepoints = []struct {
+	group, name, pin string
+	raw              bool
+}{
 	// The state tracepoint first, so that no attempt starts before its outcome can be seen.
-	{"sock", "inet_sock_set_state", "link_sock_set_state"},
-	{"syscalls", "sys_exit_connect", "link_exit_connect"},
-	{"syscalls", "sys_enter_connect", "link_enter_connect"},
+	{"sock", "inet_sock_set_state", "link_sock_set_state", true},
+	{"syscalls", "sys_exit_connect", "link_exit_connect", false},
+	{"syscalls", "sys_enter_connect", "link_enter_connect", false},
 }
 
 func (t *Tracer) attach() error {
 	progs := []*ebpf.Program{t.objs.SockSetState, t.objs.ExitConnect, t.objs.EnterConnect}
 	for i, tp := range tracepoints {
-		l, err := link.Tracepoint(tp.group, tp.name, progs[i], nil)
+		var l link.Link
+		var err error
+		if tp.raw {
+			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp.name, Program: progs[i]})
+		} else {
+			l, err = link.Tracepoint(tp.group, tp.name, progs[i], nil)
+		}
 		if err != nil {
 			return fmt.Errorf("attach tracepoint %s:%s: %w", tp.group, tp.name, err)
 		}
