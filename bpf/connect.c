@@ -132,11 +132,38 @@ static __always_inline void count(__u32 which)
 		__sync_fetch_and_add(v, 1);
 }
 
+// Waking the reader is the dearest part of an event (irq_work: a self-IPI,
+// a VM exit under virtualisation), so it is woken at most once per interval,
+// and that wakeup is forced. Records in between are submitted without one;
+// the reader polls for them after each record it reads (readerPoll in tracer.go).
+#define WAKEUP_INTERVAL_NS 1000000
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64); // CLOCK_BOOTTIME of the last wakeup
+} last_wakeup SEC(".maps");
+
+// ev->end_ns is the time of the outcome, at most a connect() ago.
 static __always_inline void emit(struct event *ev)
 {
 	// Never drop silently: a full ring buffer is counted and userspace reports it.
-	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0) != 0)
+	struct event *rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
+	if (!rec) {
 		count(COUNTER_RINGBUF_LOST);
+		return;
+	}
+	__builtin_memcpy(rec, ev, sizeof(*rec));
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	__u32 zero = 0;
+	__u64 *last = bpf_map_lookup_elem(&last_wakeup, &zero);
+	if (!last || ev->end_ns - *last >= WAKEUP_INTERVAL_NS) {
+		if (last)
+			*last = ev->end_ns;
+		flags = BPF_RB_FORCE_WAKEUP;
+	}
+	bpf_ringbuf_submit(rec, flags);
 }
 
 static __always_inline struct handshake *scratch_handshake(void)

@@ -53,6 +53,8 @@ type Tracer struct {
 	links     []link.Link
 	reader    *ringbuf.Reader
 	record    ringbuf.Record
+	deadline  time.Time
+	polling   bool // a record was read since the ring buffer was last seen empty for readerPoll
 	pin       *pinState
 	backlog   []*ringbuf.Reader // ring buffers of replaced captures, read first
 	takeovers []Takeover
@@ -185,6 +187,12 @@ func (t *Tracer) Resumed() bool { return t.pin != nil && t.pin.resumed }
 // that Load replaced, and what became of what they held.
 func (t *Tracer) Takeovers() []Takeover { return t.takeovers }
 
+// readerPoll is how long Read waits for a record after it read one, before
+// it waits for a wakeup: connect.c wakes the reader at most once per
+// millisecond (WAKEUP_INTERVAL_NS) and submits the records in between
+// without a wakeup. A record thus waits at most readerPoll to be read.
+const readerPoll = 2 * time.Millisecond
+
 // Read blocks until the next event and decodes it into ev: first what the
 // ring buffers of replaced captures held, then this capture's. It returns
 // os.ErrDeadlineExceeded after SetDeadline's time and os.ErrClosed after Close.
@@ -198,14 +206,37 @@ func (t *Tracer) Read(ev *Event) error {
 		r.Close() // drained: its programs were detached before it was read
 		t.backlog = t.backlog[1:]
 	}
-	if err := t.reader.ReadInto(&t.record); err != nil {
-		return err
+	for {
+		wait := t.deadline
+		if t.polling {
+			if p := time.Now().Add(readerPoll); wait.IsZero() || p.Before(wait) {
+				wait = p
+			}
+		}
+		t.reader.SetDeadline(wait)
+		err := t.reader.ReadInto(&t.record)
+		if err == nil {
+			t.polling = true
+			return Decode(t.record.RawSample, ev)
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		now := time.Now()
+		if !t.deadline.IsZero() && !now.Before(t.deadline) {
+			return err
+		}
+		// The reader also reports an earlier wait's deadline late, without
+		// waiting; only a wait that lasted readerPoll saw the buffer empty.
+		if !now.Before(wait) {
+			t.polling = false
+		}
 	}
-	return Decode(t.record.RawSample, ev)
 }
 
-// SetDeadline makes a blocked Read return at time d.
-func (t *Tracer) SetDeadline(d time.Time) { t.reader.SetDeadline(d) }
+// SetDeadline makes Read return at time d; the zero time means no deadline.
+// Call it from the goroutine that reads.
+func (t *Tracer) SetDeadline(d time.Time) { t.deadline = d }
 
 // Buffered is the number of bytes waiting in the ring buffers.
 func (t *Tracer) Buffered() int {
