@@ -97,12 +97,19 @@ struct {
 	__type(value, struct handshake);
 } handshakes SEC(".maps");
 
+// Per thread, freed with it. An entry is reused by the thread's next
+// connect(); sk 0 marks one whose connect() has returned.
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64); // pid_tgid
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct pending);
 } pendings SEC(".maps");
+
+static __always_inline struct pending *current_pending(void)
+{
+	return bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0, 0);
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -225,13 +232,14 @@ int enter_connect(struct trace_event_raw_sys_enter *ctx)
 	if (sk->__sk_common.skc_state != TCP_CLOSE)
 		return 0;
 
-	struct pending p = {
-		.start_ns = bpf_ktime_get_boot_ns(),
-		.sk = (__u64)sk,
-		.uaddr = ctx->args[1],
-	};
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&pendings, &pid_tgid, &p, BPF_ANY);
+	struct pending *p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0,
+						 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!p)
+		return 0;
+	p->start_ns = bpf_ktime_get_boot_ns();
+	p->sk = (__u64)sk;
+	p->uaddr = ctx->args[1];
+	p->reached_syn_sent = 0;
 	return 0;
 }
 
@@ -265,8 +273,7 @@ static __always_inline int on_syn_sent(struct sock *sk, __u64 skaddr)
 	struct event *ev = &h->ev;
 
 	ev->start_ns = bpf_ktime_get_boot_ns();
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct pending *p = bpf_map_lookup_elem(&pendings, &pid_tgid);
+	struct pending *p = current_pending();
 	if (p && p->sk == skaddr) {
 		ev->start_ns = p->start_ns;
 		p->reached_syn_sent = 1;
@@ -335,8 +342,7 @@ int sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 		ev->outcome = OUTCOME_CLOSED;
 		ev->err = sk->sk_err;
 		if (ev->err == 0) {
-			__u64 pid_tgid = bpf_get_current_pid_tgid();
-			struct pending *p = bpf_map_lookup_elem(&pendings, &pid_tgid);
+			struct pending *p = current_pending();
 			if (p && p->sk == skaddr) {
 				h->closed_in_syscall = 1; // sys_exit_connect reports it with the errno
 				return 0;
@@ -372,12 +378,12 @@ static __always_inline bool set_peer_from_user(struct event *ev, const void *uad
 SEC("tracepoint/syscalls/sys_exit_connect")
 int exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct pending *p = bpf_map_lookup_elem(&pendings, &pid_tgid);
-	if (!p)
+	struct pending *p = current_pending();
+	if (!p || !p->sk)
 		return 0;
 	long ret = ctx->ret;
 	__u64 skaddr = p->sk;
+	p->sk = 0;
 
 	if (p->reached_syn_sent) {
 		struct handshake *h = bpf_map_lookup_elem(&handshakes, &skaddr);
@@ -388,7 +394,6 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 			bpf_map_delete_elem(&handshakes, &skaddr);
 		}
 		// Otherwise the handshake's outcome is (or will be) reported by sock_set_state.
-		bpf_map_delete_elem(&pendings, &pid_tgid);
 		return 0;
 	}
 
@@ -412,7 +417,6 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 			emit(ev);
 		}
 	}
-	bpf_map_delete_elem(&pendings, &pid_tgid);
 	return 0;
 }
 
