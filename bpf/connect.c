@@ -295,7 +295,7 @@ int sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 		if (newstate != TCP_SYN_SENT)
 			return 0;
 	} else if (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV) {
-		// SYN_RECV is reached from SYN_SENT only by a simultaneous open; passive sockets are not in the map.
+		// SYN_RECV is reached from SYN_SENT only by a simultaneous open.
 		if (newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE)
 			return 0;
 	} else {
@@ -307,6 +307,10 @@ int sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	if (oldstate == TCP_CLOSE)
 		return on_syn_sent(sk, skaddr);
+	// A passive socket (LISTEN->SYN_RECV->ESTABLISHED) has no struct socket until it is
+	// accepted; ours are owned by a socket until they leave SYN_SENT/SYN_RECV.
+	if (oldstate == TCP_SYN_RECV && !sk->sk_socket)
+		return 0;
 
 	struct handshake *h = bpf_map_lookup_elem(&handshakes, &skaddr);
 	if (!h) {
