@@ -5,7 +5,7 @@
 //
 // Three stable tracepoints cooperate:
 //   sys_enter_connect     remembers the attempt per thread (start time, socket, destination)
-//   inet_sock_set_state   CLOSE->SYN_SENT runs in the connecting task: capture its identity,
+//   inet_sock_set_state   (a raw tracepoint) CLOSE->SYN_SENT runs in the connecting task: capture its identity,
 //                         keyed by socket, because the outcome (SYN_SENT->ESTABLISHED/CLOSE)
 //                         usually runs in softirq where the current task is unrelated.
 //   sys_exit_connect      reports attempts that failed before SYN_SENT (no route, EPERM from a
@@ -67,15 +67,14 @@ struct event {
 	char comm[16];
 };
 
-// A connect() in progress on one thread.
+// A connect() in progress on one thread. The destination is read from uaddr
+// only when connect() fails before SYN_SENT, the one case that needs it.
 struct pending {
 	__u64 start_ns;
 	__u64 sk;
-	__u16 family;
-	__u16 dport;
+	__u64 uaddr;
 	__u8 reached_syn_sent;
-	__u8 pad[3];
-	__u8 daddr[16];
+	__u8 pad[7];
 };
 
 // A handshake in flight. closed_in_syscall marks a SYN_SENT->CLOSE with no socket error
@@ -98,12 +97,19 @@ struct {
 	__type(value, struct handshake);
 } handshakes SEC(".maps");
 
+// Per thread, freed with it. An entry is reused by the thread's next
+// connect(); sk 0 marks one whose connect() has returned.
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64); // pid_tgid
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct pending);
 } pendings SEC(".maps");
+
+static __always_inline struct pending *current_pending(void)
+{
+	return bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0, 0);
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -120,6 +126,12 @@ struct {
 	__type(value, struct handshake);
 } scratch SEC(".maps");
 
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
+// A read-only typed view of a kernel pointer: its fields are then read with
+// plain loads (faulting to 0) instead of one bpf_probe_read_kernel call each.
+#define cast(ptr, type) ((type *)bpf_rdonly_cast((void *)(ptr), bpf_core_type_id_kernel(type)))
+
 static __always_inline void count(__u32 which)
 {
 	__u64 *v = bpf_map_lookup_elem(&counters, &which);
@@ -127,11 +139,38 @@ static __always_inline void count(__u32 which)
 		__sync_fetch_and_add(v, 1);
 }
 
+// Waking the reader is the dearest part of an event (irq_work: a self-IPI,
+// a VM exit under virtualisation), so it is woken at most once per interval,
+// and that wakeup is forced. Records in between are submitted without one;
+// the reader polls for them after each record it reads (readerPoll in tracer.go).
+#define WAKEUP_INTERVAL_NS 1000000
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64); // CLOCK_BOOTTIME of the last wakeup
+} last_wakeup SEC(".maps");
+
+// ev->end_ns is the time of the outcome, at most a connect() ago.
 static __always_inline void emit(struct event *ev)
 {
 	// Never drop silently: a full ring buffer is counted and userspace reports it.
-	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0) != 0)
+	struct event *rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
+	if (!rec) {
 		count(COUNTER_RINGBUF_LOST);
+		return;
+	}
+	__builtin_memcpy(rec, ev, sizeof(*rec));
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	__u32 zero = 0;
+	__u64 *last = bpf_map_lookup_elem(&last_wakeup, &zero);
+	if (!last || ev->end_ns - *last >= WAKEUP_INTERVAL_NS) {
+		if (last)
+			*last = ev->end_ns;
+		flags = BPF_RB_FORCE_WAKEUP;
+	}
+	bpf_ringbuf_submit(rec, flags);
 }
 
 static __always_inline struct handshake *scratch_handshake(void)
@@ -145,27 +184,24 @@ static __always_inline struct handshake *scratch_handshake(void)
 
 static __always_inline struct sock *sock_from_fd(int fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt || fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+	struct fdtable *fdt = bpf_get_current_task_btf()->files->fdt;
+	if (fd < 0 || (unsigned int)fd >= fdt->max_fds)
 		return NULL;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	// The verifier allows no variable index into the BTF-typed fd array.
 	struct file *f = NULL;
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	bpf_probe_read_kernel(&f, sizeof(f), &fdt->fd[fd]);
 	if (!f)
 		return NULL;
-	if ((BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+	f = cast(f, struct file);
+	if ((f->f_inode->i_mode & S_IFMT) != S_IFSOCK)
 		return NULL;
-	struct socket *sock = BPF_CORE_READ(f, private_data);
-	if (!sock)
-		return NULL;
-	return BPF_CORE_READ(sock, sk);
+	return cast(f->private_data, struct socket)->sk;
 }
 
 // Identity of the current task, and the socket's network namespace.
 static __always_inline void fill_identity(struct event *ev, struct sock *sk)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u64 uid_gid = bpf_get_current_uid_gid();
 
@@ -173,10 +209,10 @@ static __always_inline void fill_identity(struct event *ev, struct sock *sk)
 	ev->tid = (__u32)pid_tgid;
 	ev->uid = (__u32)uid_gid;
 	ev->gid = uid_gid >> 32;
-	ev->ptgid = BPF_CORE_READ(task, real_parent, tgid);
+	ev->ptgid = task->real_parent->tgid;
 	ev->cgroup_id = bpf_get_current_cgroup_id();
-	ev->mntns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	ev->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	ev->mntns = task->nsproxy->mnt_ns->ns.inum;
+	ev->netns = sk->__sk_common.skc_net.net->ns.inum;
 	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
 }
 
@@ -187,115 +223,114 @@ int enter_connect(struct trace_event_raw_sys_enter *ctx)
 	if (!sk)
 		return 0;
 
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = sk->__sk_common.skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || BPF_CORE_READ(sk, sk_type) != SOCK_STREAM)
+	if (sk->sk_protocol != IPPROTO_TCP || sk->sk_type != SOCK_STREAM)
 		return 0;
 	// A socket that is not CLOSE is not starting an attempt: EALREADY/EISCONN polling.
-	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_CLOSE)
+	if (sk->__sk_common.skc_state != TCP_CLOSE)
 		return 0;
 
-	struct pending p = {};
-	const void *uaddr = (const void *)ctx->args[1];
-	bpf_probe_read_user(&p.family, sizeof(p.family), uaddr);
-	if (p.family == AF_INET) {
-		struct sockaddr_in sin = {};
-		bpf_probe_read_user(&sin, sizeof(sin), uaddr);
-		p.dport = bpf_ntohs(sin.sin_port);
-		__builtin_memcpy(p.daddr, &sin.sin_addr, 4);
-	} else if (p.family == AF_INET6) {
-		struct sockaddr_in6 sin6 = {};
-		bpf_probe_read_user(&sin6, sizeof(sin6), uaddr);
-		p.dport = bpf_ntohs(sin6.sin6_port);
-		__builtin_memcpy(p.daddr, &sin6.sin6_addr, 16);
-	} else {
-		return 0; // AF_UNSPEC disconnects
-	}
-	p.start_ns = bpf_ktime_get_boot_ns();
-	p.sk = (__u64)sk;
-
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&pendings, &pid_tgid, &p, BPF_ANY);
+	struct pending *p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0,
+						 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!p)
+		return 0;
+	p->start_ns = bpf_ktime_get_boot_ns();
+	p->sk = (__u64)sk;
+	p->uaddr = ctx->args[1];
+	p->reached_syn_sent = 0;
 	return 0;
 }
 
-static __always_inline int on_syn_sent(struct trace_event_raw_inet_sock_set_state *ctx, __u64 skaddr)
+// The peer as the inet_sock_set_state trace record has it.
+static __always_inline void set_peer(struct event *ev, struct sock *sk)
+{
+	ev->family = sk->__sk_common.skc_family;
+	ev->dport = bpf_ntohs(sk->__sk_common.skc_dport);
+	if (ev->family == AF_INET)
+		__builtin_memcpy(ev->daddr, &sk->__sk_common.skc_daddr, 4);
+	else
+		__builtin_memcpy(ev->daddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32, 16);
+}
+
+// The local end as the trace record has it.
+static __always_inline void set_local(struct event *ev, struct sock *sk)
+{
+	struct inet_sock *inet = cast(sk, struct inet_sock);
+	ev->sport = bpf_ntohs(inet->inet_sport);
+	if (ev->family == AF_INET)
+		__builtin_memcpy(ev->saddr, &inet->inet_saddr, 4);
+	else
+		__builtin_memcpy(ev->saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32, 16);
+}
+
+static __always_inline int on_syn_sent(struct sock *sk, __u64 skaddr)
 {
 	struct handshake *h = scratch_handshake();
 	if (!h)
 		return 0;
-	struct sock *sk = (struct sock *)skaddr;
 	struct event *ev = &h->ev;
 
 	ev->start_ns = bpf_ktime_get_boot_ns();
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct pending *p = bpf_map_lookup_elem(&pendings, &pid_tgid);
+	struct pending *p = current_pending();
 	if (p && p->sk == skaddr) {
 		ev->start_ns = p->start_ns;
 		p->reached_syn_sent = 1;
 	}
 	fill_identity(ev, sk);
-	ev->family = ctx->family;
-	ev->dport = ctx->dport;
-	if (ctx->family == AF_INET)
-		bpf_probe_read_kernel(ev->daddr, 4, ctx->daddr);
-	else
-		bpf_probe_read_kernel(ev->daddr, 16, ctx->daddr_v6);
+	set_peer(ev, sk);
 	bpf_map_update_elem(&handshakes, &skaddr, h, BPF_ANY);
 	return 0;
 }
 
-static __always_inline void set_local(struct event *ev, struct trace_event_raw_inet_sock_set_state *ctx)
+// A raw tracepoint: the classic one would fill its trace record (addresses,
+// ports) on every state change of every inet socket before the program runs,
+// where most transitions are decided on the states alone.
+SEC("raw_tp/inet_sock_set_state")
+int sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 {
-	ev->sport = ctx->sport;
-	if (ctx->family == AF_INET)
-		bpf_probe_read_kernel(ev->saddr, 4, ctx->saddr);
-	else
-		bpf_probe_read_kernel(ev->saddr, 16, ctx->saddr_v6);
-}
-
-SEC("tracepoint/sock/inet_sock_set_state")
-int sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
-{
-	if (ctx->protocol != IPPROTO_TCP)
+	int oldstate = ctx->args[1], newstate = ctx->args[2];
+	if (oldstate == TCP_CLOSE) {
+		if (newstate != TCP_SYN_SENT)
+			return 0;
+	} else if (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV) {
+		// SYN_RECV is reached from SYN_SENT only by a simultaneous open.
+		if (newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE)
+			return 0;
+	} else {
 		return 0;
-	__u64 skaddr = (__u64)ctx->skaddr;
-	int oldstate = ctx->oldstate, newstate = ctx->newstate;
-
-	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT)
-		return on_syn_sent(ctx, skaddr);
-	// SYN_RECV is reached from SYN_SENT only by a simultaneous open; passive sockets are not in the map.
-	if (oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV)
+	}
+	__u64 skaddr = ctx->args[0];
+	struct sock *sk = cast(skaddr, struct sock);
+	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
-	if (newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE)
+	if (oldstate == TCP_CLOSE)
+		return on_syn_sent(sk, skaddr);
+	// A passive socket (LISTEN->SYN_RECV->ESTABLISHED) has no struct socket until it is
+	// accepted; ours are owned by a socket until they leave SYN_SENT/SYN_RECV.
+	if (oldstate == TCP_SYN_RECV && !sk->sk_socket)
 		return 0;
 
-	struct sock *sk = (struct sock *)skaddr;
 	struct handshake *h = bpf_map_lookup_elem(&handshakes, &skaddr);
 	if (!h) {
 		if (oldstate != TCP_SYN_SENT)
 			return 0;
-		// Evicted from the LRU (or begun before we attached): report what the tracepoint knows.
+		// Evicted from the LRU (or begun before we attached): report what the socket says.
 		count(COUNTER_HANDSHAKE_LOST);
 		struct handshake *o = scratch_handshake();
 		if (!o)
 			return 0;
 		o->ev.flags = FLAG_IDENTITY_LOST;
-		o->ev.family = ctx->family;
-		o->ev.dport = ctx->dport;
-		if (ctx->family == AF_INET)
-			bpf_probe_read_kernel(o->ev.daddr, 4, ctx->daddr);
-		else
-			bpf_probe_read_kernel(o->ev.daddr, 16, ctx->daddr_v6);
-		set_local(&o->ev, ctx);
-		o->ev.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+		set_peer(&o->ev, sk);
+		set_local(&o->ev, sk);
+		o->ev.netns = sk->__sk_common.skc_net.net->ns.inum;
 		o->ev.end_ns = bpf_ktime_get_boot_ns();
 		if (newstate == TCP_ESTABLISHED) {
 			o->ev.outcome = OUTCOME_ESTABLISHED;
 		} else {
 			o->ev.outcome = OUTCOME_CLOSED;
-			o->ev.err = BPF_CORE_READ(sk, sk_err);
+			o->ev.err = sk->sk_err;
 		}
 		emit(&o->ev);
 		return 0;
@@ -303,16 +338,15 @@ int sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 
 	struct event *ev = &h->ev;
 	ev->end_ns = bpf_ktime_get_boot_ns();
-	set_local(ev, ctx);
+	set_local(ev, sk);
 	if (newstate == TCP_ESTABLISHED) {
 		ev->outcome = OUTCOME_ESTABLISHED;
 		ev->err = 0;
 	} else {
 		ev->outcome = OUTCOME_CLOSED;
-		ev->err = BPF_CORE_READ(sk, sk_err);
+		ev->err = sk->sk_err;
 		if (ev->err == 0) {
-			__u64 pid_tgid = bpf_get_current_pid_tgid();
-			struct pending *p = bpf_map_lookup_elem(&pendings, &pid_tgid);
+			struct pending *p = current_pending();
 			if (p && p->sk == skaddr) {
 				h->closed_in_syscall = 1; // sys_exit_connect reports it with the errno
 				return 0;
@@ -324,15 +358,36 @@ int sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	return 0;
 }
 
+// The destination connect() was given, for an attempt that never reached SYN_SENT.
+static __always_inline bool set_peer_from_user(struct event *ev, const void *uaddr)
+{
+	bpf_probe_read_user(&ev->family, sizeof(ev->family), uaddr);
+	if (ev->family == AF_INET) {
+		struct sockaddr_in sin = {};
+		bpf_probe_read_user(&sin, sizeof(sin), uaddr);
+		ev->dport = bpf_ntohs(sin.sin_port);
+		__builtin_memcpy(ev->daddr, &sin.sin_addr, 4);
+		return true;
+	}
+	if (ev->family == AF_INET6) {
+		struct sockaddr_in6 sin6 = {};
+		bpf_probe_read_user(&sin6, sizeof(sin6), uaddr);
+		ev->dport = bpf_ntohs(sin6.sin6_port);
+		__builtin_memcpy(ev->daddr, &sin6.sin6_addr, 16);
+		return true;
+	}
+	return false; // AF_UNSPEC disconnects
+}
+
 SEC("tracepoint/syscalls/sys_exit_connect")
 int exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct pending *p = bpf_map_lookup_elem(&pendings, &pid_tgid);
-	if (!p)
+	struct pending *p = current_pending();
+	if (!p || !p->sk)
 		return 0;
 	long ret = ctx->ret;
 	__u64 skaddr = p->sk;
+	p->sk = 0;
 
 	if (p->reached_syn_sent) {
 		struct handshake *h = bpf_map_lookup_elem(&handshakes, &skaddr);
@@ -343,7 +398,6 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 			bpf_map_delete_elem(&handshakes, &skaddr);
 		}
 		// Otherwise the handshake's outcome is (or will be) reported by sock_set_state.
-		bpf_map_delete_elem(&pendings, &pid_tgid);
 		return 0;
 	}
 
@@ -351,28 +405,22 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	// where CLOSE->SYN_SENT starts the attempt.
 	if (ret < 0 && ret != -EINPROGRESS) {
 		struct handshake *h = scratch_handshake();
-		if (h) {
-			struct sock *sk = (struct sock *)skaddr;
+		if (h && set_peer_from_user(&h->ev, (const void *)p->uaddr)) {
+			struct sock *sk = cast(skaddr, struct sock);
 			struct event *ev = &h->ev;
 			ev->start_ns = p->start_ns;
 			ev->end_ns = bpf_ktime_get_boot_ns();
 			fill_identity(ev, sk);
 			ev->outcome = OUTCOME_SYNC_ERROR;
 			ev->err = (__s32)-ret;
-			ev->family = p->family;
-			ev->dport = p->dport;
-			__builtin_memcpy(ev->daddr, p->daddr, 16);
-			ev->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-			if (p->family == AF_INET) {
-				__u32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-				__builtin_memcpy(ev->saddr, &a, 4);
-			} else {
-				BPF_CORE_READ_INTO(&ev->saddr, sk, __sk_common.skc_v6_rcv_saddr);
-			}
+			ev->sport = sk->__sk_common.skc_num;
+			if (ev->family == AF_INET)
+				__builtin_memcpy(ev->saddr, &sk->__sk_common.skc_rcv_saddr, 4);
+			else
+				__builtin_memcpy(ev->saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32, 16);
 			emit(ev);
 		}
 	}
-	bpf_map_delete_elem(&pendings, &pid_tgid);
 	return 0;
 }
 

@@ -47,11 +47,9 @@ type connectPending struct {
 	_              structs.HostLayout
 	StartNs        uint64
 	Sk             uint64
-	Family         uint16
-	Dport          uint16
+	Uaddr          uint64
 	ReachedSynSent uint8
-	Pad            [3]uint8
-	Daddr          [16]uint8
+	Pad            [7]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -61,6 +59,7 @@ const (
 	connectMapCounters      = "counters"
 	connectMapEvents        = "events"
 	connectMapHandshakes    = "handshakes"
+	connectMapLastWakeup    = "last_wakeup"
 	connectMapPendings      = "pendings"
 	connectMapScratch       = "scratch"
 	connectProgEnterConnect = "enter_connect"
@@ -122,6 +121,7 @@ type connectMapSpecs struct {
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	Handshakes *ebpf.MapSpec `ebpf:"handshakes"`
+	LastWakeup *ebpf.MapSpec `ebpf:"last_wakeup"`
 	Pendings   *ebpf.MapSpec `ebpf:"pendings"`
 	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
 }
@@ -155,6 +155,7 @@ type connectMaps struct {
 	Counters   *ebpf.Map `ebpf:"counters"`
 	Events     *ebpf.Map `ebpf:"events"`
 	Handshakes *ebpf.Map `ebpf:"handshakes"`
+	LastWakeup *ebpf.Map `ebpf:"last_wakeup"`
 	Pendings   *ebpf.Map `ebpf:"pendings"`
 	Scratch    *ebpf.Map `ebpf:"scratch"`
 }
@@ -164,6 +165,7 @@ func (m *connectMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.Handshakes,
+		m.LastWakeup,
 		m.Pendings,
 		m.Scratch,
 	)

@@ -53,6 +53,8 @@ type Tracer struct {
 	links     []link.Link
 	reader    *ringbuf.Reader
 	record    ringbuf.Record
+	deadline  time.Time
+	polling   bool // a record was read since the ring buffer was last seen empty for readerPoll
 	pin       *pinState
 	backlog   []*ringbuf.Reader // ring buffers of replaced captures, read first
 	takeovers []Takeover
@@ -130,17 +132,26 @@ func loadError(err error) error {
 	return fmt.Errorf("load eBPF programs: %w", err)
 }
 
-var tracepoints = []struct{ group, name, pin string }{
+var tracepoints = []struct {
+	group, name, pin string
+	raw              bool
+}{
 	// The state tracepoint first, so that no attempt starts before its outcome can be seen.
-	{"sock", "inet_sock_set_state", "link_sock_set_state"},
-	{"syscalls", "sys_exit_connect", "link_exit_connect"},
-	{"syscalls", "sys_enter_connect", "link_enter_connect"},
+	{"sock", "inet_sock_set_state", "link_sock_set_state", true},
+	{"syscalls", "sys_exit_connect", "link_exit_connect", false},
+	{"syscalls", "sys_enter_connect", "link_enter_connect", false},
 }
 
 func (t *Tracer) attach() error {
 	progs := []*ebpf.Program{t.objs.SockSetState, t.objs.ExitConnect, t.objs.EnterConnect}
 	for i, tp := range tracepoints {
-		l, err := link.Tracepoint(tp.group, tp.name, progs[i], nil)
+		var l link.Link
+		var err error
+		if tp.raw {
+			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp.name, Program: progs[i]})
+		} else {
+			l, err = link.Tracepoint(tp.group, tp.name, progs[i], nil)
+		}
 		if err != nil {
 			return fmt.Errorf("attach tracepoint %s:%s: %w", tp.group, tp.name, err)
 		}
@@ -176,6 +187,12 @@ func (t *Tracer) Resumed() bool { return t.pin != nil && t.pin.resumed }
 // that Load replaced, and what became of what they held.
 func (t *Tracer) Takeovers() []Takeover { return t.takeovers }
 
+// readerPoll is how long Read waits for a record after it read one, before
+// it waits for a wakeup: connect.c wakes the reader at most once per
+// millisecond (WAKEUP_INTERVAL_NS) and submits the records in between
+// without a wakeup. A record thus waits at most readerPoll to be read.
+const readerPoll = 2 * time.Millisecond
+
 // Read blocks until the next event and decodes it into ev: first what the
 // ring buffers of replaced captures held, then this capture's. It returns
 // os.ErrDeadlineExceeded after SetDeadline's time and os.ErrClosed after Close.
@@ -189,14 +206,37 @@ func (t *Tracer) Read(ev *Event) error {
 		r.Close() // drained: its programs were detached before it was read
 		t.backlog = t.backlog[1:]
 	}
-	if err := t.reader.ReadInto(&t.record); err != nil {
-		return err
+	for {
+		wait := t.deadline
+		if t.polling {
+			if p := time.Now().Add(readerPoll); wait.IsZero() || p.Before(wait) {
+				wait = p
+			}
+		}
+		t.reader.SetDeadline(wait)
+		err := t.reader.ReadInto(&t.record)
+		if err == nil {
+			t.polling = true
+			return Decode(t.record.RawSample, ev)
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		now := time.Now()
+		if !t.deadline.IsZero() && !now.Before(t.deadline) {
+			return err
+		}
+		// The reader also reports an earlier wait's deadline late, without
+		// waiting; only a wait that lasted readerPoll saw the buffer empty.
+		if !now.Before(wait) {
+			t.polling = false
+		}
 	}
-	return Decode(t.record.RawSample, ev)
 }
 
-// SetDeadline makes a blocked Read return at time d.
-func (t *Tracer) SetDeadline(d time.Time) { t.reader.SetDeadline(d) }
+// SetDeadline makes Read return at time d; the zero time means no deadline.
+// Call it from the goroutine that reads.
+func (t *Tracer) SetDeadline(d time.Time) { t.deadline = d }
 
 // Buffered is the number of bytes waiting in the ring buffers.
 func (t *Tracer) Buffered() int {
