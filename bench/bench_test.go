@@ -3,6 +3,7 @@
 //
 //	make bench         # the full run, about 20 minutes; BENCH_FULL=1
 //	make bench-smoke   # the same steps, tiny and fast; part of make test
+//	BENCH_PPROF=dir    # also write CPU profiles of the agent at each rate
 //
 // TestReport starts the real stack (kube-apiserver and etcd through
 // internal/kubetest, VictoriaLogs, our collector and the agent binary through
@@ -17,6 +18,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,9 +176,12 @@ type bench struct {
 	agentRunning bool
 	loadgen      string // binary
 	loadCPU      int    // CPU the load generator is pinned to, -1 for none
+	stackCPUs    []int  // CPUs the agent, collector and VictoriaLogs are pinned to; nil: all
 	stored       int64  // records of the load stored in VictoriaLogs so far
 	ports        []int  // listener ports of every load, to count their records
 	attachedPort int    // the first load the agent captured
+	pprofDir     string // BENCH_PPROF: where CPU profiles of the agent during each rate go
+	pprofAddr    string
 }
 
 func newBench(t *testing.T, p plan) *bench {
@@ -194,13 +200,19 @@ func newBench(t *testing.T, p plan) *bench {
 	b.vl = teststack.StartVictoriaLogs(t)
 	b.col = teststack.StartCollector(t, b.vl.URL())
 	b.proxy = newByteCounter(t, strings.TrimPrefix(b.col.HTTPEndpoint(), "http://"))
-	b.agent = teststack.StartAgent(t, b.col,
+	env := []string{}
+	if dir := os.Getenv("BENCH_PPROF"); dir != "" {
+		b.pprofDir = dir
+		b.pprofAddr = fmt.Sprintf("127.0.0.1:%d", 20000+os.Getpid()%10000)
+		env = append(env, "CONNAUDIT_PPROF_ADDR="+b.pprofAddr)
+	}
+	b.agent = teststack.StartAgent(t, b.col, append(env,
 		"CONNAUDIT_KUBERNETES=on",
 		"KUBECONFIG="+b.cluster.api.Kubeconfig(),
 		"CONNAUDIT_BPF_PIN_DIR=",
 		"CONNAUDIT_SPOOL_FSYNC_INTERVAL=100ms",
 		"OTEL_EXPORTER_OTLP_ENDPOINT="+b.proxy.URL(),
-	)
+	)...)
 	b.agentRunning = true
 	return b
 }
@@ -209,7 +221,58 @@ func (b *bench) startAgent(t *testing.T) {
 	if !b.agentRunning {
 		b.agent.Start()
 		b.agentRunning = true
+		if err := setAffinity(b.agent.PID(), b.stackCPUs); err != nil {
+			t.Fatal(err)
+		}
 	}
+}
+
+// pinStack pins the agent, the collector and VictoriaLogs to cpus (nil:
+// all CPUs).
+func (b *bench) pinStack(t *testing.T, cpus []int) {
+	t.Helper()
+	b.stackCPUs = cpus
+	pids := []int{b.col.PID(), b.vl.PID()}
+	if b.agentRunning {
+		pids = append(pids, b.agent.PID())
+	}
+	for _, pid := range pids {
+		if err := setAffinity(pid, cpus); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// quiesce waits, at most a minute, until the agent (when running), the
+// collector and VictoriaLogs together use under 5% of a CPU over half a
+// second: a load measured while they still ingest the previous one would
+// compete with them.
+func (b *bench) quiesce(t *testing.T) {
+	t.Helper()
+	busy := func() time.Duration {
+		var sum time.Duration
+		pids := []int{b.col.PID(), b.vl.PID()}
+		if b.agentRunning {
+			pids = append(pids, b.agent.PID())
+		}
+		for _, pid := range pids {
+			d, err := cpuTime(pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum += d
+		}
+		return sum
+	}
+	const window = 500 * time.Millisecond
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		before := busy()
+		time.Sleep(window)
+		if busy()-before < window/20 {
+			return
+		}
+	}
+	t.Logf("the stack was still busy after a minute")
 }
 
 func (b *bench) stopAgent(t *testing.T) {
@@ -321,6 +384,13 @@ func (b *bench) overhead(t *testing.T, notes *[]string) []Figure {
 	}
 	defer stats.Close()
 
+	// The load generator has CPU 1 to itself, and each run starts on an idle
+	// stack: the figure is what capture adds to connect(), not what the
+	// downstream pipeline on this host takes from the load generator.
+	if b.loadCPU >= 0 {
+		b.pinStack(t, []int{1 - b.loadCPU})
+		defer b.pinStack(t, nil)
+	}
 	variants := []string{"detached", "connaudit", "bpftrace"}
 	rates := map[string][]float64{}
 	var ours, theirs, oursRuns []float64
@@ -333,6 +403,7 @@ func (b *bench) overhead(t *testing.T, notes *[]string) []Figure {
 			switch v {
 			case "detached":
 				b.stopAgent(t)
+				b.quiesce(t)
 				res := b.load(t, 0, b.plan.overheadCount, b.plan.overheadDuration)
 				rates[v] = append(rates[v], res.Rate)
 			case "connaudit":
@@ -348,6 +419,7 @@ func (b *bench) overhead(t *testing.T, notes *[]string) []Figure {
 				if err != nil || len(progs) != 3 {
 					t.Fatalf("find the agent's 3 eBPF programs: found %d: %v", len(progs), err)
 				}
+				b.quiesce(t) // the informers' initial sync
 				before0 := perProgram(progs)
 				s0, _ := sumStats(progs)
 				res := b.load(t, 0, b.plan.overheadCount, b.plan.overheadDuration)
@@ -368,6 +440,7 @@ func (b *bench) overhead(t *testing.T, notes *[]string) []Figure {
 				oursRuns = append(oursRuns, float64(s1.runs-s0.runs)/float64(res.Made))
 			case "bpftrace":
 				b.stopAgent(t)
+				b.quiesce(t)
 				rate, perConnect, err := b.bpftraceRun(t)
 				if err != nil {
 					bpftraceErr = err.Error()
@@ -501,9 +574,12 @@ func (b *bench) rates(t *testing.T, mem *memorySamples) []Figure {
 	for _, rate := range b.plan.rates {
 		count := int(float64(rate) * b.plan.rateDuration.Seconds())
 		b.settle(t)
+		b.quiesce(t) // e.g. the informers' initial sync of a just started agent
+		profiled := b.profileAgent(t, fmt.Sprintf("agent-%d.pprof", rate), b.plan.rateDuration)
 		u0 := b.usage(t)
 		res := b.load(t, rate, count, b.plan.rateDuration*3/2)
 		stored := b.waitStored(t, res.Port, res.Made-res.Failed, u0.counters.exported+float64(res.Made-res.Failed))
+		<-profiled
 		u1 := b.usage(t)
 		mem.sample(t, b.agent.PID())
 		if stored != res.Made-res.Failed {
@@ -524,6 +600,34 @@ func (b *bench) rates(t *testing.T, mem *memorySamples) []Figure {
 	return figs
 }
 
+// profileAgent writes, when BENCH_PPROF is set, a CPU profile of the agent
+// over the next d into that directory; the channel closes when it is done.
+func (b *bench) profileAgent(t *testing.T, name string, d time.Duration) <-chan struct{} {
+	done := make(chan struct{})
+	if b.pprofDir == "" {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.pprofAddr, int(d.Seconds()))
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Logf("profile the agent: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(b.pprofDir, name), data, 0o644)
+		}
+		if err != nil {
+			t.Logf("profile the agent: %v", err)
+		}
+	}()
+	return done
+}
+
 // capacity measures figure 6: the highest rate of the plan's steps held for
 // the step's duration with no loss of any reason and every record stored.
 func (b *bench) capacity(t *testing.T, mem *memorySamples) Figure {
@@ -534,6 +638,7 @@ func (b *bench) capacity(t *testing.T, mem *memorySamples) Figure {
 	for _, rate := range b.plan.steps {
 		count := int(float64(rate) * b.plan.stepDuration.Seconds())
 		b.settle(t)
+		b.quiesce(t)
 		u0 := b.usage(t)
 		res := b.load(t, rate, count, b.plan.stepDuration*6/5)
 		made := res.Made - res.Failed

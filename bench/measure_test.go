@@ -63,10 +63,18 @@ func memory(pid int) (rss, peak int64, err error) {
 	return rss, peak, sc.Err()
 }
 
-// pinToCPU moves every thread of pid to cpu; threads created later inherit it.
-func pinToCPU(pid, cpu int) error {
+// setAffinity moves every thread of pid to cpus (all CPUs when empty);
+// threads created later inherit it.
+func setAffinity(pid int, cpus []int) error {
 	var set unix.CPUSet
-	set.Set(cpu)
+	for _, c := range cpus {
+		set.Set(c)
+	}
+	if len(cpus) == 0 {
+		for c := range numCPU() {
+			set.Set(c)
+		}
+	}
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		return fmt.Errorf("list threads of pid %d: %w", pid, err)
@@ -74,7 +82,7 @@ func pinToCPU(pid, cpu int) error {
 	for _, task := range tasks {
 		tid, _ := strconv.Atoi(task.Name())
 		if err := unix.SchedSetaffinity(tid, &set); err != nil && !errors.Is(err, unix.ESRCH) {
-			return fmt.Errorf("pin thread %d of pid %d to CPU %d: %w", tid, pid, cpu, err)
+			return fmt.Errorf("pin thread %d of pid %d to CPUs %v: %w", tid, pid, cpus, err)
 		}
 	}
 	return nil

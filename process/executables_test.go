@@ -1,6 +1,7 @@
 package process
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"testing"
@@ -63,6 +64,40 @@ func TestLookupTrustsOnlyTheSameTask(t *testing.T) {
 	}
 	if got := NewExecutables("/proc", 16).Lookup(pid, pid, []byte("sleep"), now); got != "" {
 		t.Errorf("exited child, never seen alive: %q, want none", got)
+	}
+}
+
+// The cache holds one descriptor per live task it vouches for, and closes
+// those of tasks it forgets.
+func TestLookupClosesWhatItForgets(t *testing.T) {
+	self := uint32(os.Getpid())
+	comm := []byte(readComm(t, self))
+	openFDs := func() int {
+		fds, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(fds)
+	}
+	x := NewExecutables("/proc", 2)
+	before := openFDs()
+	var tids []uint32
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, task := range tasks {
+		var tid uint32
+		fmt.Sscan(task.Name(), &tid)
+		tids = append(tids, tid)
+	}
+	if len(tids) < 3 {
+		t.Fatalf("the test process has %d threads; want 3 (the Go runtime starts more)", len(tids))
+	}
+	for range 3 {
+		for _, tid := range tids {
+			x.Lookup(self, tid, comm, bootNow())
+		}
+	}
+	if x.dirFDs > 2 || openFDs()-before != x.dirFDs {
+		t.Errorf("%d descriptors held for a cache of 2 tasks, %d more open than before", x.dirFDs, openFDs()-before)
 	}
 }
 
