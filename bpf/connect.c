@@ -140,19 +140,9 @@ static __always_inline void count(__u32 which)
 }
 
 // Waking the reader is the dearest part of an event (irq_work: a self-IPI,
-// a VM exit under virtualisation), so it is woken at most once per interval,
-// and that wakeup is forced. Records in between are submitted without one;
-// the reader polls for them after each record it reads (readerPoll in tracer.go).
-#define WAKEUP_INTERVAL_NS 1000000
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64); // CLOCK_BOOTTIME of the last wakeup
-} last_wakeup SEC(".maps");
-
-// ev->end_ns is the time of the outcome, at most a connect() ago.
+// a VM exit under virtualisation), so records are submitted without one: the
+// reader drains the ring buffer on a short period (readerPoll in tracer.go).
+// Only a ring buffer filling faster than that wakes it, at an eighth full.
 static __always_inline void emit(struct event *ev)
 {
 	// Never drop silently: a full ring buffer is counted and userspace reports it.
@@ -163,13 +153,8 @@ static __always_inline void emit(struct event *ev)
 	}
 	__builtin_memcpy(rec, ev, sizeof(*rec));
 	__u64 flags = BPF_RB_NO_WAKEUP;
-	__u32 zero = 0;
-	__u64 *last = bpf_map_lookup_elem(&last_wakeup, &zero);
-	if (!last || ev->end_ns - *last >= WAKEUP_INTERVAL_NS) {
-		if (last)
-			*last = ev->end_ns;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= bpf_ringbuf_query(&events, BPF_RB_RING_SIZE) / 8)
 		flags = BPF_RB_FORCE_WAKEUP;
-	}
 	bpf_ringbuf_submit(rec, flags);
 }
 

@@ -59,7 +59,6 @@ const (
 	connectMapCounters      = "counters"
 	connectMapEvents        = "events"
 	connectMapHandshakes    = "handshakes"
-	connectMapLastWakeup    = "last_wakeup"
 	connectMapPendings      = "pendings"
 	connectMapScratch       = "scratch"
 	connectProgEnterConnect = "enter_connect"
@@ -121,7 +120,6 @@ type connectMapSpecs struct {
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	Handshakes *ebpf.MapSpec `ebpf:"handshakes"`
-	LastWakeup *ebpf.MapSpec `ebpf:"last_wakeup"`
 	Pendings   *ebpf.MapSpec `ebpf:"pendings"`
 	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
 }
@@ -155,7 +153,6 @@ type connectMaps struct {
 	Counters   *ebpf.Map `ebpf:"counters"`
 	Events     *ebpf.Map `ebpf:"events"`
 	Handshakes *ebpf.Map `ebpf:"handshakes"`
-	LastWakeup *ebpf.Map `ebpf:"last_wakeup"`
 	Pendings   *ebpf.Map `ebpf:"pendings"`
 	Scratch    *ebpf.Map `ebpf:"scratch"`
 }
@@ -165,7 +162,6 @@ func (m *connectMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.Handshakes,
-		m.LastWakeup,
 		m.Pendings,
 		m.Scratch,
 	)

@@ -54,7 +54,6 @@ type Tracer struct {
 	reader    *ringbuf.Reader
 	record    ringbuf.Record
 	deadline  time.Time
-	polling   bool // a record was read since the ring buffer was last seen empty for readerPoll
 	pin       *pinState
 	backlog   []*ringbuf.Reader // ring buffers of replaced captures, read first
 	takeovers []Takeover
@@ -187,11 +186,11 @@ func (t *Tracer) Resumed() bool { return t.pin != nil && t.pin.resumed }
 // that Load replaced, and what became of what they held.
 func (t *Tracer) Takeovers() []Takeover { return t.takeovers }
 
-// readerPoll is how long Read waits for a record after it read one, before
-// it waits for a wakeup: connect.c wakes the reader at most once per
-// millisecond (WAKEUP_INTERVAL_NS) and submits the records in between
-// without a wakeup. A record thus waits at most readerPoll to be read.
-const readerPoll = 2 * time.Millisecond
+// readerPoll is the period at which Read drains the ring buffer: connect.c
+// submits records without waking the reader (a wakeup costs the kernel more
+// than the rest of the event), unless the buffer is an eighth full. A
+// record thus waits at most readerPoll to be read.
+const readerPoll = 10 * time.Millisecond
 
 // Read blocks until the next event and decodes it into ev: first what the
 // ring buffers of replaced captures held, then this capture's. It returns
@@ -207,29 +206,22 @@ func (t *Tracer) Read(ev *Event) error {
 		t.backlog = t.backlog[1:]
 	}
 	for {
-		wait := t.deadline
-		if t.polling {
-			if p := time.Now().Add(readerPoll); wait.IsZero() || p.Before(wait) {
-				wait = p
-			}
+		wait := time.Now().Add(readerPoll)
+		if !t.deadline.IsZero() && t.deadline.Before(wait) {
+			wait = t.deadline
 		}
 		t.reader.SetDeadline(wait)
+		// Without a wakeup the reader waits until wait, then reads what
+		// arrived meanwhile; it reports the deadline once it is drained.
 		err := t.reader.ReadInto(&t.record)
 		if err == nil {
-			t.polling = true
 			return Decode(t.record.RawSample, ev)
 		}
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			return err
 		}
-		now := time.Now()
-		if !t.deadline.IsZero() && !now.Before(t.deadline) {
+		if !t.deadline.IsZero() && !time.Now().Before(t.deadline) {
 			return err
-		}
-		// The reader also reports an earlier wait's deadline late, without
-		// waiting; only a wait that lasted readerPoll saw the buffer empty.
-		if !now.Before(wait) {
-			t.polling = false
 		}
 	}
 }
