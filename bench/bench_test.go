@@ -95,6 +95,7 @@ func TestReport(t *testing.T) {
 			"The load (bench/loadgen) connects over loopback from 1,024 source addresses in 127.1.0.0/16 and closes with RST, so neither TIME_WAIT nor the port search limits it; the agent classifies its peer as loopback, so peer-pod attributes (labels, workload) are not in these records.",
 			"The agent runs with its defaults (export batches of 2,048, CONNAUDIT_EXPORT_MAX_DELAY=1s, fsync every 100ms) except that capture is not pinned (CONNAUDIT_BPF_PIN_DIR empty), so that stopping the agent detaches it. Its OTLP/HTTP requests pass through a byte-counting TCP proxy.",
 			"CPU is user+sys from /proc/<pid>/stat (10 ms resolution), from just before a load until every record of it is stored in VictoriaLogs, divided by the records the agent exported meanwhile.",
+			"Every measured load starts once the agent's spool is drained and the agent, collector and VictoriaLogs together use under 5% of a CPU. For figures 1 and 2 those three are pinned to CPU 0, so that the load generator's CPU 1 sees only what capture adds to connect().",
 		}}
 	var mem memorySamples
 	phase := time.Now()
@@ -116,7 +117,7 @@ func TestReport(t *testing.T) {
 	}
 	report.Figures = append(report.Figures, b.memoryFigure(t, &mem),
 		Figure{ID: "8", Name: "query latency: one-pod 24 h query and one-namespace --summary over 1,000,000 records",
-			Unit: "s", Target: "≤ 1 s each", Detail: "measured on branch query, with `connaudit query`", Command: "see branch query"})
+			Unit: "s", Target: "≤ 1 s each", Detail: "measured by make bench-query (e2e/querybench), not by this run; README.md, Performance, gives its figures", Command: "make bench-query"})
 	report.Duration = time.Since(report.Started).Round(time.Second).String()
 	if len(only) > 0 {
 		report.mergeInto(filepath.Join(out, "report.json"))
