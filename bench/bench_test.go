@@ -465,6 +465,12 @@ func (b *bench) overhead(t *testing.T, notes *[]string) []Figure {
 	f1 := atMost("1", "connect() overhead: median ratio of saturated connect rates, detached ÷ attached (agent draining)", median(ratios("connaudit")), "×", 1.05, cmd)
 	f1.Runs = ratios("connaudit")
 	f1.Detail = fmt.Sprintf("detached %s/s, attached %s/s (medians of %d interleaved runs)", num(median(rates["detached"])), num(median(rates["connaudit"])), len(rates["connaudit"]))
+	if median(ratios("connaudit")) < 0.95 {
+		// Capture cannot make connect() faster: the runs' spread is the
+		// machine's noise (CPU steal on a VM), larger than the effect.
+		f1.Met = nil
+		f1.Detail += "; INCONCLUSIVE: attached runs were faster than detached ones, so this machine's run-to-run noise exceeds the overhead being measured"
+	}
 	f2 := atMost("2", "in-kernel cost: bpf_stats run time of all three programs ÷ connects", median(ours)/1000, "µs", 1, cmd)
 	f2.Runs = scale(ours, 1e-3)
 	f2.Detail = fmt.Sprintf("%.1f program runs per connect", median(oursRuns))
