@@ -126,11 +126,22 @@ struct {
 	__type(value, struct handshake);
 } scratch SEC(".maps");
 
+#ifndef CONNAUDIT_PROBE_READS
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 
-// A read-only typed view of a kernel pointer: its fields are then read with
-// plain loads (faulting to 0) instead of one bpf_probe_read_kernel call each.
-#define cast(ptr, type) ((type *)bpf_rdonly_cast((void *)(ptr), bpf_core_type_id_kernel(type)))
+// A read-only typed view of a kernel pointer (Linux 6.2): its fields are then
+// read with plain loads (faulting to 0) instead of one bpf_probe_read_kernel
+// call each.
+#define KPTR(type, ptr) ((type *)bpf_rdonly_cast((void *)(ptr), bpf_core_type_id_kernel(type)))
+#define KREAD(ptr, ...) (___arrow(ptr, __VA_ARGS__))
+#define KCOPY(dst, n, src) __builtin_memcpy(dst, src, n)
+#else
+// The object for kernels without bpf_rdonly_cast (before 6.2): one
+// bpf_probe_read_kernel per field.
+#define KPTR(type, ptr) ((type *)(ptr))
+#define KREAD(ptr, ...) BPF_CORE_READ(ptr, __VA_ARGS__)
+#define KCOPY(dst, n, src) bpf_probe_read_kernel(dst, n, src)
+#endif
 
 static __always_inline void count(__u32 which)
 {
@@ -177,10 +188,11 @@ static __always_inline struct sock *sock_from_fd(int fd)
 	bpf_probe_read_kernel(&f, sizeof(f), &fdt->fd[fd]);
 	if (!f)
 		return NULL;
-	f = cast(f, struct file);
-	if ((f->f_inode->i_mode & S_IFMT) != S_IFSOCK)
+	f = KPTR(struct file, f);
+	if ((KREAD(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
 		return NULL;
-	return cast(f->private_data, struct socket)->sk;
+	struct socket *sock = KPTR(struct socket, KREAD(f, private_data));
+	return KREAD(sock, sk);
 }
 
 // Identity of the current task, and the socket's network namespace.
@@ -197,7 +209,7 @@ static __always_inline void fill_identity(struct event *ev, struct sock *sk)
 	ev->ptgid = task->real_parent->tgid;
 	ev->cgroup_id = bpf_get_current_cgroup_id();
 	ev->mntns = task->nsproxy->mnt_ns->ns.inum;
-	ev->netns = sk->__sk_common.skc_net.net->ns.inum;
+	ev->netns = KREAD(sk, __sk_common.skc_net.net, ns.inum);
 	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
 }
 
@@ -207,14 +219,15 @@ int enter_connect(struct trace_event_raw_sys_enter *ctx)
 	struct sock *sk = sock_from_fd((int)ctx->args[0]);
 	if (!sk)
 		return 0;
+	sk = KPTR(struct sock, sk);
 
-	__u16 family = sk->__sk_common.skc_family;
+	__u16 family = KREAD(sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
-	if (sk->sk_protocol != IPPROTO_TCP || sk->sk_type != SOCK_STREAM)
+	if (KREAD(sk, sk_protocol) != IPPROTO_TCP || KREAD(sk, sk_type) != SOCK_STREAM)
 		return 0;
 	// A socket that is not CLOSE is not starting an attempt: EALREADY/EISCONN polling.
-	if (sk->__sk_common.skc_state != TCP_CLOSE)
+	if (KREAD(sk, __sk_common.skc_state) != TCP_CLOSE)
 		return 0;
 
 	struct pending *p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0,
@@ -231,23 +244,23 @@ int enter_connect(struct trace_event_raw_sys_enter *ctx)
 // The peer as the inet_sock_set_state trace record has it.
 static __always_inline void set_peer(struct event *ev, struct sock *sk)
 {
-	ev->family = sk->__sk_common.skc_family;
-	ev->dport = bpf_ntohs(sk->__sk_common.skc_dport);
+	ev->family = KREAD(sk, __sk_common.skc_family);
+	ev->dport = bpf_ntohs(KREAD(sk, __sk_common.skc_dport));
 	if (ev->family == AF_INET)
-		__builtin_memcpy(ev->daddr, &sk->__sk_common.skc_daddr, 4);
+		KCOPY(ev->daddr, 4, &sk->__sk_common.skc_daddr);
 	else
-		__builtin_memcpy(ev->daddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32, 16);
+		KCOPY(ev->daddr, 16, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32);
 }
 
 // The local end as the trace record has it.
 static __always_inline void set_local(struct event *ev, struct sock *sk)
 {
-	struct inet_sock *inet = cast(sk, struct inet_sock);
-	ev->sport = bpf_ntohs(inet->inet_sport);
+	struct inet_sock *inet = KPTR(struct inet_sock, sk);
+	ev->sport = bpf_ntohs(KREAD(inet, inet_sport));
 	if (ev->family == AF_INET)
-		__builtin_memcpy(ev->saddr, &inet->inet_saddr, 4);
+		KCOPY(ev->saddr, 4, &inet->inet_saddr);
 	else
-		__builtin_memcpy(ev->saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32, 16);
+		KCOPY(ev->saddr, 16, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32);
 }
 
 static __always_inline int on_syn_sent(struct sock *sk, __u64 skaddr)
@@ -287,14 +300,14 @@ int sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	}
 	__u64 skaddr = ctx->args[0];
-	struct sock *sk = cast(skaddr, struct sock);
-	if (sk->sk_protocol != IPPROTO_TCP)
+	struct sock *sk = KPTR(struct sock, skaddr);
+	if (KREAD(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 	if (oldstate == TCP_CLOSE)
 		return on_syn_sent(sk, skaddr);
 	// A passive socket (LISTEN->SYN_RECV->ESTABLISHED) has no struct socket until it is
 	// accepted; ours are owned by a socket until they leave SYN_SENT/SYN_RECV.
-	if (oldstate == TCP_SYN_RECV && !sk->sk_socket)
+	if (oldstate == TCP_SYN_RECV && !KREAD(sk, sk_socket))
 		return 0;
 
 	struct handshake *h = bpf_map_lookup_elem(&handshakes, &skaddr);
@@ -309,13 +322,13 @@ int sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 		o->ev.flags = FLAG_IDENTITY_LOST;
 		set_peer(&o->ev, sk);
 		set_local(&o->ev, sk);
-		o->ev.netns = sk->__sk_common.skc_net.net->ns.inum;
+		o->ev.netns = KREAD(sk, __sk_common.skc_net.net, ns.inum);
 		o->ev.end_ns = bpf_ktime_get_boot_ns();
 		if (newstate == TCP_ESTABLISHED) {
 			o->ev.outcome = OUTCOME_ESTABLISHED;
 		} else {
 			o->ev.outcome = OUTCOME_CLOSED;
-			o->ev.err = sk->sk_err;
+			o->ev.err = KREAD(sk, sk_err);
 		}
 		emit(&o->ev);
 		return 0;
@@ -329,7 +342,7 @@ int sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 		ev->err = 0;
 	} else {
 		ev->outcome = OUTCOME_CLOSED;
-		ev->err = sk->sk_err;
+		ev->err = KREAD(sk, sk_err);
 		if (ev->err == 0) {
 			struct pending *p = current_pending();
 			if (p && p->sk == skaddr) {
@@ -391,18 +404,18 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	if (ret < 0 && ret != -EINPROGRESS) {
 		struct handshake *h = scratch_handshake();
 		if (h && set_peer_from_user(&h->ev, (const void *)p->uaddr)) {
-			struct sock *sk = cast(skaddr, struct sock);
+			struct sock *sk = KPTR(struct sock, skaddr);
 			struct event *ev = &h->ev;
 			ev->start_ns = p->start_ns;
 			ev->end_ns = bpf_ktime_get_boot_ns();
 			fill_identity(ev, sk);
 			ev->outcome = OUTCOME_SYNC_ERROR;
 			ev->err = (__s32)-ret;
-			ev->sport = sk->__sk_common.skc_num;
+			ev->sport = KREAD(sk, __sk_common.skc_num);
 			if (ev->family == AF_INET)
-				__builtin_memcpy(ev->saddr, &sk->__sk_common.skc_rcv_saddr, 4);
+				KCOPY(ev->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
 			else
-				__builtin_memcpy(ev->saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32, 16);
+				KCOPY(ev->saddr, 16, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32);
 			emit(ev);
 		}
 	}

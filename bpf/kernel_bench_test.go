@@ -19,6 +19,9 @@ import (
 // one b.N; the load is the report's (bench/loadgen: 127.0.0.1, closed with
 // RST), bounded to 50,000 connects and 30 seconds. The programs see every
 // connect on the host, so run it on a quiet machine (make bench does).
+//
+// "typed" is the object Load picks from Linux 6.2, "probe_reads" the one for
+// older kernels.
 func BenchmarkKernelPerConnect(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("loads eBPF programs: needs root")
@@ -28,7 +31,12 @@ func BenchmarkKernelPerConnect(b *testing.B) {
 		b.Fatalf("enable bpf_stats: %v", err)
 	}
 	defer stats.Close()
-	tr, err := Load(Config{RingBufferBytes: 1 << 24, HandshakeEntries: 65536})
+	b.Run("typed", func(b *testing.B) { benchmarkKernelPerConnect(b, false) })
+	b.Run("probe_reads", func(b *testing.B) { benchmarkKernelPerConnect(b, true) })
+}
+
+func benchmarkKernelPerConnect(b *testing.B, probeReads bool) {
+	tr, err := Load(Config{RingBufferBytes: 1 << 24, HandshakeEntries: 65536, ProbeReads: probeReads})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
@@ -27,6 +28,10 @@ type Config struct {
 	// agent drains what accumulated. Empty: nothing is pinned, and capture
 	// stops with the process.
 	PinDir string
+	// ProbeReads loads the object built for kernels without bpf_rdonly_cast
+	// (before Linux 6.2), which reads kernel memory with bpf_probe_read_kernel;
+	// Load also chooses it on such kernels.
+	ProbeReads bool
 }
 
 // Validate reports a configuration the kernel would refuse.
@@ -62,7 +67,7 @@ type Tracer struct {
 const btfPath = "/sys/kernel/btf/vmlinux"
 
 // privileges is what capture needs, said the same way wherever it is missing.
-const privileges = "run as root, or with CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN where kernel.perf_event_paranoid is 3, CAP_SYS_RESOURCE below Linux 5.11)"
+const privileges = "run as root, or with CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN where kernel.perf_event_paranoid is 3)"
 
 // Load checks the kernel's prerequisites, loads the programs and attaches them.
 func Load(cfg Config) (*Tracer, error) {
@@ -70,7 +75,7 @@ func Load(cfg Config) (*Tracer, error) {
 		return nil, err
 	}
 	if _, err := os.Stat(btfPath); err != nil {
-		return nil, fmt.Errorf("kernel BTF not found at %s: connaudit needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (Linux 5.8 or newer): %w", btfPath, err)
+		return nil, fmt.Errorf("kernel BTF not found at %s: connaudit needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (Linux 5.11 or newer): %w", btfPath, err)
 	}
 	// Kernels before 5.11 charge eBPF maps to RLIMIT_MEMLOCK. Without the
 	// privilege to raise it, loading fails below with the clearer message.
@@ -79,7 +84,11 @@ func Load(cfg Config) (*Tracer, error) {
 		return nil, err
 	}
 
-	spec, err := loadConnect()
+	load := loadConnect
+	if cfg.ProbeReads || !kernelHasRdonlyCast() {
+		load = loadConnectProbeReads
+	}
+	spec, err := load()
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded eBPF object: %w", err)
 	}
@@ -120,13 +129,24 @@ func Load(cfg Config) (*Tracer, error) {
 	return t, nil
 }
 
+// kernelHasRdonlyCast reports whether the kernel offers the bpf_rdonly_cast
+// kfunc (Linux 6.2), through which the faster object reads the socket.
+func kernelHasRdonlyCast() bool {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return false
+	}
+	var fn *btf.Func
+	return spec.TypeByName("bpf_rdonly_cast", &fn) == nil
+}
+
 func loadError(err error) error {
 	if errors.Is(err, unix.EPERM) {
 		return fmt.Errorf("load eBPF programs: permission denied: %s: %w", privileges, err)
 	}
 	var verr *ebpf.VerifierError
 	if errors.As(err, &verr) {
-		return fmt.Errorf("load eBPF programs: the kernel's verifier refused them (Linux 5.8 or newer with BTF is required): %+v", verr)
+		return fmt.Errorf("load eBPF programs: the kernel's verifier refused them (Linux 5.11 or newer with BTF is required): %+v", verr)
 	}
 	return fmt.Errorf("load eBPF programs: %w", err)
 }

@@ -211,8 +211,10 @@ func assertSelf(t *testing.T, ev bpf.Event, res connectResult) {
 	}
 }
 
-func TestLoopbackOutcomes(t *testing.T) {
-	c := startCapture(t, testConfig)
+func TestLoopbackOutcomes(t *testing.T) { testLoopbackOutcomes(t, testConfig) }
+
+func testLoopbackOutcomes(t *testing.T, cfg bpf.Config) {
+	c := startCapture(t, cfg)
 	for _, fam := range []struct{ name, network, addr string }{
 		{"ipv4", "tcp4", "127.0.0.1:0"},
 		{"ipv6", "tcp6", "[::1]:0"},
@@ -251,8 +253,10 @@ func TestLoopbackOutcomes(t *testing.T) {
 	}
 }
 
-func TestMappedIPv4IsReportedAsIPv4(t *testing.T) {
-	c := startCapture(t, testConfig)
+func TestMappedIPv4IsReportedAsIPv4(t *testing.T) { testMappedIPv4IsReportedAsIPv4(t, testConfig) }
+
+func testMappedIPv4IsReportedAsIPv4(t *testing.T, cfg bpf.Config) {
+	c := startCapture(t, cfg)
 	peer := netnstest.Listen(t, "tcp4", "127.0.0.1:0")
 	mapped := netip.AddrPortFrom(netip.AddrFrom16(peer.Addr().As16()), peer.Port())
 	if res := dial(t, mapped, false, false); res.err != nil {
@@ -265,9 +269,11 @@ func TestMappedIPv4IsReportedAsIPv4(t *testing.T) {
 	}
 }
 
-func TestNetnsOutcomes(t *testing.T) {
+func TestNetnsOutcomes(t *testing.T) { testNetnsOutcomes(t, testConfig) }
+
+func testNetnsOutcomes(t *testing.T, cfg bpf.Config) {
 	hosts := netnstest.New(t)
-	c := startCapture(t, testConfig)
+	c := startCapture(t, cfg)
 	for _, fam := range []struct {
 		name                           string
 		server, unreachable, blackhole netip.Addr
@@ -337,12 +343,14 @@ func TestNetnsOutcomes(t *testing.T) {
 
 // A port allocator failure happens after SYN_SENT but leaves no error on the
 // socket; only connect()'s return value says EADDRNOTAVAIL.
-func TestAddressNotAvailable(t *testing.T) {
+func TestAddressNotAvailable(t *testing.T) { testAddressNotAvailable(t, testConfig) }
+
+func testAddressNotAvailable(t *testing.T, cfg bpf.Config) {
 	hosts := netnstest.New(t)
 	if out, err := hosts.Client.Command("sysctl", "-qw", "net.ipv4.ip_local_port_range=40000 40001").CombinedOutput(); err != nil {
 		t.Fatalf("sysctl: %v: %s", err, out)
 	}
-	c := startCapture(t, testConfig)
+	c := startCapture(t, cfg)
 	peer := hosts.Server.Listen(t, "tcp4", netip.AddrPortFrom(netnstest.ServerV4, 0).String())
 	var last connectResult
 	for i := 0; i < 3; i++ {
@@ -359,8 +367,10 @@ func TestAddressNotAvailable(t *testing.T) {
 	assertSelf(t, ev, last)
 }
 
-func TestChildProcessIdentity(t *testing.T) {
-	c := startCapture(t, testConfig)
+func TestChildProcessIdentity(t *testing.T) { testChildProcessIdentity(t, testConfig) }
+
+func testChildProcessIdentity(t *testing.T, cfg bpf.Config) {
+	c := startCapture(t, cfg)
 	peer := netnstest.Listen(t, "tcp4", "127.0.0.1:0")
 	cmd := exec.Command("/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/"+strconv.Itoa(int(peer.Port())))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
@@ -378,8 +388,10 @@ func TestChildProcessIdentity(t *testing.T) {
 }
 
 // Non-TCP sockets and connects that are not new attempts produce no events.
-func TestIgnoresNonAttempts(t *testing.T) {
-	c := startCapture(t, testConfig)
+func TestIgnoresNonAttempts(t *testing.T) { testIgnoresNonAttempts(t, testConfig) }
+
+func testIgnoresNonAttempts(t *testing.T, cfg bpf.Config) {
+	c := startCapture(t, cfg)
 	peer := netnstest.Listen(t, "tcp4", "127.0.0.1:0")
 	udp, err := net.Dial("udp4", peer.String())
 	if err != nil {
@@ -724,4 +736,17 @@ func tcpState(t *testing.T, fd int) uint8 {
 		t.Fatal(err)
 	}
 	return info.State
+}
+
+// The object for kernels without bpf_rdonly_cast (before Linux 6.2), which
+// Load picks there, behaves as the default one.
+func TestProbeReadsObject(t *testing.T) {
+	cfg := testConfig
+	cfg.ProbeReads = true
+	t.Run("LoopbackOutcomes", func(t *testing.T) { testLoopbackOutcomes(t, cfg) })
+	t.Run("MappedIPv4IsReportedAsIPv4", func(t *testing.T) { testMappedIPv4IsReportedAsIPv4(t, cfg) })
+	t.Run("ChildProcessIdentity", func(t *testing.T) { testChildProcessIdentity(t, cfg) })
+	t.Run("IgnoresNonAttempts", func(t *testing.T) { testIgnoresNonAttempts(t, cfg) })
+	t.Run("NetnsOutcomes", func(t *testing.T) { testNetnsOutcomes(t, cfg) })
+	t.Run("AddressNotAvailable", func(t *testing.T) { testAddressNotAvailable(t, cfg) })
 }

@@ -23,7 +23,7 @@ type Need struct {
 	Satisfied []int // capability numbers, any of which is enough
 }
 
-// Agent is what `connaudit agent` needs on Linux 5.8 or newer, with DNS
+// Agent is what `connaudit agent` needs on Linux 5.11 or newer, with DNS
 // capture off. The DaemonSet (k8s/deploy/base/agent-daemonset.yaml) adds
 // exactly ForAgent(true).
 var Agent = []Need{
