@@ -7,7 +7,6 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -23,9 +22,9 @@ type Need struct {
 	Satisfied []int // capability numbers, any of which is enough
 }
 
-// Agent is what `connaudit agent` needs on Linux 5.11 or newer, with DNS
-// capture off. The DaemonSet (k8s/deploy/base/agent-daemonset.yaml) adds
-// exactly ForAgent(true).
+// Agent is what `connaudit agent` needs on Linux 5.11 or newer to capture
+// connects. The DaemonSet (k8s/deploy/base/agent-daemonset.yaml) adds exactly
+// these and DNS.
 var Agent = []Need{
 	{Name: "CAP_BPF", Why: "create the eBPF maps and ring buffer, load the programs and pin them",
 		Satisfied: []int{unix.CAP_BPF, unix.CAP_SYS_ADMIN}},
@@ -35,17 +34,10 @@ var Agent = []Need{
 		Satisfied: []int{unix.CAP_SYS_PTRACE}},
 }
 
-// DNS is what DNS capture (CONNAUDIT_DNS=on) needs beyond Agent.
-var DNS = Need{Name: "CAP_NET_ADMIN", Why: "attach the cgroup_skb program that names connects' peers from DNS answers; CONNAUDIT_DNS=off runs without it",
+// DNS is what DNS capture (CONNAUDIT_DNS=on) needs beyond Agent. Without it
+// the agent captures connects without names.
+var DNS = Need{Name: "CAP_NET_ADMIN", Why: "attach the cgroup_skb program that names connects' peers from DNS answers",
 	Satisfied: []int{unix.CAP_NET_ADMIN, unix.CAP_SYS_ADMIN}}
-
-// ForAgent is what the agent needs, with or without DNS capture.
-func ForAgent(dns bool) []Need {
-	if dns {
-		return append(slices.Clip(Agent), DNS)
-	}
-	return Agent
-}
 
 // Require returns an error naming every need that the effective set of
 // this process does not meet.

@@ -29,7 +29,7 @@ func runAgent(ctx context.Context) error {
 		return fmt.Errorf("configuration: %w", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	if err := caps.Require(caps.ForAgent(cfg.DNS == "on")); err != nil {
+	if err := caps.Require(caps.Agent); err != nil {
 		return err
 	}
 

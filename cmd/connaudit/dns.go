@@ -8,6 +8,7 @@ import (
 
 	"github.com/connaudit/connaudit/agent"
 	"github.com/connaudit/connaudit/bpf"
+	"github.com/connaudit/connaudit/caps"
 	"github.com/connaudit/connaudit/dns"
 	"github.com/connaudit/connaudit/dns/capture"
 	"github.com/connaudit/connaudit/k8s/cgroup"
@@ -22,7 +23,11 @@ func startDNS(ctx context.Context, cfg agentConfig, p *agent.Pipeline, identitie
 		logger.Info("DNS capture is off: server.address is the peer address", "CONNAUDIT_DNS", cfg.DNS)
 		return nil, func() {}
 	}
-	root, err := cgroup.FindV2Mount()
+	err := caps.Require([]caps.Need{caps.DNS})
+	var root string
+	if err == nil {
+		root, err = cgroup.FindV2Mount()
+	}
 	if err == nil {
 		var c *capture.Capture
 		if c, err = capture.Load(capture.Config{RingBufferBytes: cfg.DNSRingBufferBytes, CgroupRoot: root}); err == nil {

@@ -30,11 +30,11 @@ func TestAgentDaemonSet(t *testing.T) {
 	sc := c.SecurityContext
 
 	var wantAdd []corev1.Capability
-	for _, n := range caps.ForAgent(true) {
+	for _, n := range append(caps.Agent[:len(caps.Agent):len(caps.Agent)], caps.DNS) {
 		wantAdd = append(wantAdd, corev1.Capability(strings.TrimPrefix(n.Name, "CAP_")))
 	}
 	if !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || !slices.Equal(sc.Capabilities.Add, wantAdd) {
-		t.Errorf("capabilities drop %v add %v; want drop [ALL] add %v (caps.ForAgent(true): DNS capture is on by default)", sc.Capabilities.Drop, sc.Capabilities.Add, wantAdd)
+		t.Errorf("capabilities drop %v add %v; want drop [ALL] add %v (caps.Agent and caps.DNS: DNS capture is on by default)", sc.Capabilities.Drop, sc.Capabilities.Add, wantAdd)
 	}
 	checks := []struct {
 		what string
