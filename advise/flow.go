@@ -52,6 +52,9 @@ type Destination struct {
 	Labels       map[string]string // of a pod
 	Address      netip.Addr
 	Port         uint16
+	// DNSName is the name the application asked DNS for (server.address),
+	// when the records have one: evidence for an ipBlock, never a rule.
+	DNSName string
 }
 
 // Flow is every attempt from one source to one destination address and port

@@ -429,7 +429,12 @@ func (g *generator) ipRule(rs *ruleSet, a netip.Addr, port intstr.IntOrString, f
 	}
 	prefix := netip.PrefixFrom(a, bits).Masked()
 	r := rs.ipRule(prefix)
-	r.addrs[a] = struct{}{}
+	if r.addrs[a] == nil {
+		r.addrs[a] = map[string]struct{}{}
+	}
+	if n := f.Destination.DNSName; n != "" && f.Destination.Address.Unmap() == a {
+		r.addrs[a][n] = struct{}{}
+	}
 	r.note(note)
 	r.add(port, f)
 }

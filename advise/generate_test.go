@@ -273,6 +273,22 @@ func TestIPv6AndAggregation(t *testing.T) {
 	}
 }
 
+// An ipBlock's evidence names the DNS names the application asked for.
+func TestIPBlockEvidenceNamesTheHost(t *testing.T) {
+	named := func(ip, name string) Destination {
+		d := external(ip, 443)
+		d.DNSName = name
+		return d
+	}
+	h := history(
+		flow(webPod, named("203.0.113.80", "api.example.com"), "established", 3, t0),
+		flow(webPod, named("203.0.113.80", "api-eu.example.com"), "established", 1, t0),
+		flow(webPod, external("203.0.113.81", 443), "established", 1, t0),
+	)
+	_, text := generate(t, h, Options{Namespace: ns, NoDNS: true, AggregateV4: 24})
+	mustContain(t, text, "observed 203.0.113.80 = api-eu.example.com or api.example.com, 203.0.113.81;")
+}
+
 // Sources outside any pod's network reach a pod from their node's address.
 func TestHostSourcesIngress(t *testing.T) {
 	dbDst := Destination{Kind: PeerPod, Namespace: ns, Name: "db-0", WorkloadKind: "statefulset", WorkloadName: "db",

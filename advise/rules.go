@@ -35,7 +35,7 @@ type rule struct {
 
 	// An ipBlock peer and the addresses seen in it.
 	prefix netip.Prefix
-	addrs  map[netip.Addr]struct{}
+	addrs  map[netip.Addr]map[string]struct{} // the DNS names each was asked by
 
 	portEvidence map[intstr.IntOrString]*evidence
 	notes        []string
@@ -60,7 +60,7 @@ func (rs *ruleSet) ipRule(prefix netip.Prefix) *rule {
 	key := fmt.Sprintf("ip/%d/%s", prefix.Addr().BitLen(), prefix)
 	r := rs.rules[key]
 	if r == nil {
-		r = &rule{key: key, prefix: prefix, addrs: map[netip.Addr]struct{}{}, portEvidence: map[intstr.IntOrString]*evidence{}}
+		r = &rule{key: key, prefix: prefix, addrs: map[netip.Addr]map[string]struct{}{}, portEvidence: map[intstr.IntOrString]*evidence{}}
 		rs.rules[key] = r
 	}
 	return r
@@ -157,6 +157,9 @@ func (r *rule) evidence() []string {
 		var seen []string
 		for _, a := range addrs {
 			seen = append(seen, a.String())
+			if names := slices.Sorted(maps.Keys(r.addrs[a])); len(names) > 0 {
+				seen[len(seen)-1] += " = " + strings.Join(names, " or ")
+			}
 		}
 		line := "observed " + strings.Join(seen, ", ")
 		if r.prefix.Bits() < r.prefix.Addr().BitLen() {

@@ -73,8 +73,12 @@ type Filter struct {
 	UIDs     []int    // process.user.id
 
 	// The destination.
-	Dst            []netip.Prefix // network.peer.address within any of them
-	DstPorts       []int          // network.peer.port
+	Dst      []netip.Prefix // network.peer.address within any of them
+	DstPorts []int          // network.peer.port
+	// DstNames are names the application asked DNS for (server.address),
+	// lower case without a final dot: "api.example.com" exactly, or
+	// "*.example.com" for any name below example.com.
+	DstNames       []string
 	PeerNamespaces []string
 	PeerPods       []string
 	PeerServices   []string

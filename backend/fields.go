@@ -25,6 +25,7 @@ const (
 	FieldSrcPort  = "network.local.port"
 	FieldDstAddr  = "network.peer.address"
 	FieldDstPort  = "network.peer.port"
+	FieldDstName  = "server.address"
 	FieldOutcome  = "connaudit.outcome"
 	FieldErrType  = "error.type"
 	FieldDuration = "connaudit.connect.duration"

@@ -21,7 +21,7 @@ var FlowFields = []string{
 	WorkloadKinds["deployment"], WorkloadKinds["statefulset"], WorkloadKinds["daemonset"],
 	WorkloadKinds["cronjob"], WorkloadKinds["job"], WorkloadKinds["replicaset"],
 	FieldPeerKind, FieldPeerNamespace, FieldPeerPod, FieldPeerService, FieldPeerNode,
-	FieldPeerWorkloadKind, FieldPeerWorkloadName, FieldDstAddr, FieldDstPort, FieldOutcome,
+	FieldPeerWorkloadKind, FieldPeerWorkloadName, FieldDstAddr, FieldDstName, FieldDstPort, FieldOutcome,
 }
 
 // FlowRow is one group of Flows. Fields holds the group's values of

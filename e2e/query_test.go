@@ -99,11 +99,11 @@ func startQueryFixture(t *testing.T) *qFixture {
 	recs = append(recs, a.Start(qT0, false), b.Start(qT0, true))
 	connect("web1-db", a, 1, curl(qWeb1), recordgen.Conn{DstAddr: "10.0.1.5", DstPort: 5432, Outcome: "established", Peer: peerDB})
 	connect("web1-api", a, 2, curl(qWeb1), recordgen.Conn{DstAddr: "10.96.0.20", DstPort: 80, Outcome: "established", Peer: peerAPI})
-	connect("web1-ext-refused", a, 3, curl(qWeb1), recordgen.Conn{DstAddr: "1.0.0.1", DstPort: 443, Outcome: "refused", ErrType: "ECONNREFUSED", Peer: peerExtern})
+	connect("web1-ext-refused", a, 3, curl(qWeb1), recordgen.Conn{DstAddr: "1.0.0.1", DstPort: 443, Outcome: "refused", ErrType: "ECONNREFUSED", Peer: peerExtern, Name: "api.example.com"})
 	connect("web2-db-timeout", b, 4, recordgen.Source{Pod: qWeb2, Comm: "psql", PID: 200, PPID: 1, UID: 1000},
 		recordgen.Conn{DstAddr: "10.0.1.5", DstPort: 5432, Outcome: "timeout", ErrType: "ETIMEDOUT", Duration: 3.01, Peer: peerDB})
 	connect("db-ext6", b, 5, recordgen.Source{Pod: qDB, Comm: "postgres", PID: 300, PPID: 1, UID: 999},
-		recordgen.Conn{SrcAddr: "2001:db8:1::20", DstAddr: "2001:db8::53", DstPort: 53, Outcome: "established", Peer: peerExtern})
+		recordgen.Conn{SrcAddr: "2001:db8:1::20", DstAddr: "2001:db8::53", DstPort: 53, Outcome: "established", Peer: peerExtern, Name: "ns1.dns.example.com"})
 	connect("pay-gw", a, 6, recordgen.Source{Pod: qPay, Comm: "java", PID: 400, PPID: 1, UID: 1001},
 		recordgen.Conn{DstAddr: "10.96.0.30", DstPort: 443, Outcome: "established", Peer: peerGW})
 	connect("lone-node", b, 7, recordgen.Source{Pod: qLone, Comm: "sh", PID: 500, PPID: 1, UID: 0},
@@ -111,7 +111,7 @@ func startQueryFixture(t *testing.T) *qFixture {
 	connect("host-kubelet", a, 8, recordgen.Source{Comm: "kubelet", PID: 1, UID: 0},
 		recordgen.Conn{SrcAddr: "127.0.0.1", DstAddr: "127.0.0.1", DstPort: 10248, Outcome: "established", Peer: peerLoop})
 	connect("host-ext", b, 9, recordgen.Source{Comm: "curl", PID: 600, PPID: 1, UID: 0},
-		recordgen.Conn{SrcAddr: "0.0.0.0", DstAddr: "1.0.0.5", DstPort: 80, Outcome: "aborted", ErrType: "aborted", Peer: peerExtern})
+		recordgen.Conn{SrcAddr: "0.0.0.0", DstAddr: "1.0.0.5", DstPort: 80, Outcome: "aborted", ErrType: "aborted", Peer: peerExtern, Name: "example.com"})
 	dup := connect("web1-db-reset", a, 10, curl(qWeb1), recordgen.Conn{DstAddr: "10.0.1.5", DstPort: 5432, Outcome: "reset", ErrType: "ECONNRESET", Peer: peerDB})
 	f.post(t, recs)
 	f.post(t, []recordgen.Record{dup}) // a replay: same instance and seq
@@ -281,6 +281,12 @@ func testQueryFilters(t *testing.T, f *qFixture) {
 		{[]string{"--dst", "1.0.0.1,2001:db8::53"}, []string{"web1-ext-refused", "db-ext6"}},
 		{[]string{"--dst", "::ffff:1.0.0.0/104"}, []string{"web1-ext-refused", "host-ext"}},
 		{[]string{"--dport", "5432"}, []string{"web1-db", "web2-db-timeout", "web1-db-reset"}},
+		{[]string{"--dst-name", "api.example.com"}, []string{"web1-ext-refused"}},
+		{[]string{"--dst-name", "API.Example.com."}, []string{"web1-ext-refused"}},
+		{[]string{"--dst-name", "*.example.com"}, []string{"web1-ext-refused", "db-ext6"}},
+		{[]string{"--dst-name", "example.com,ns1.dns.example.com"}, []string{"db-ext6", "host-ext"}},
+		{[]string{"--dst-name", "*.dns.example.com"}, []string{"db-ext6"}},
+		{[]string{"--dst-name", "*.xample.com"}, nil},
 		{[]string{"--dport", "80,443"}, []string{"web1-api", "web1-ext-refused", "pay-gw", "host-ext"}},
 		{[]string{"--peer-namespace", "billing"}, []string{"pay-gw"}},
 		{[]string{"--peer-pod", "db-0"}, []string{"web1-db", "web2-db-timeout", "web1-db-reset"}},

@@ -34,6 +34,7 @@ type Flags struct {
 
 	Dst            []string
 	DstPorts       []int
+	DstNames       []string
 	PeerNamespaces []string
 	PeerPods       []string
 	PeerServices   []string
@@ -91,6 +92,13 @@ func (fl Flags) Parse(now time.Time) (backend.Filter, error) {
 		}
 	}
 	f.DstPorts = fl.DstPorts
+	for _, n := range fl.DstNames {
+		name, err := ParseDstName(n)
+		if err != nil {
+			return f, fmt.Errorf("--dst-name: %w", err)
+		}
+		f.DstNames = append(f.DstNames, name)
+	}
 	f.PeerNamespaces = fl.PeerNamespaces
 	f.PeerPods = fl.PeerPods
 	f.PeerServices = fl.PeerServices
@@ -168,6 +176,20 @@ func ParseWorkload(s string) (backend.Workload, error) {
 		return backend.Workload{}, fmt.Errorf("%q: unknown kind %q; want deployment, statefulset, daemonset, replicaset, job, cronjob or pod", s, kind)
 	}
 	return backend.Workload{Kind: k, Name: name}, nil
+}
+
+// ParseDstName checks a DNS name, or "*." and a name for any name below it,
+// and returns it as records hold it: lower case, without a final dot.
+func ParseDstName(s string) (string, error) {
+	name := strings.TrimSuffix(strings.ToLower(s), ".")
+	rest, wildcard := strings.CutPrefix(name, "*.")
+	if rest == "" || strings.ContainsAny(rest, "* ") || strings.Contains(rest, "..") || strings.HasPrefix(rest, ".") {
+		return "", fmt.Errorf("%q: want a DNS name (api.example.com) or *. and one (*.example.com)", s)
+	}
+	if wildcard {
+		return "*." + rest, nil
+	}
+	return rest, nil
 }
 
 // ParseDst parses an IP address or a CIDR prefix, IPv4 or IPv6.

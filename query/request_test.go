@@ -21,6 +21,8 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 		{Flags{PeerWorkloads: []string{"svc/x"}}, "--peer-workload"},
 		{Flags{Dst: []string{"10.0.0.300"}}, "--dst"},
 		{Flags{DstPorts: []int{0}}, "--dport"},
+		{Flags{DstNames: []string{"api.*.com"}}, "--dst-name"},
+		{Flags{DstNames: []string{"*."}}, "--dst-name"},
 		{Flags{PeerKinds: []string{"cluster"}}, "--peer-kind"},
 		{Flags{Outcomes: []string{"ok"}}, "--outcome"},
 		{Flags{From: "monday"}, "--from"},
@@ -83,6 +85,24 @@ func TestParseWorkload(t *testing.T) {
 	for _, in := range []string{"web", "deployment/", "/web", "service/web", "deployment/a/b"} {
 		if _, err := ParseWorkload(in); err == nil {
 			t.Errorf("ParseWorkload(%q): no error", in)
+		}
+	}
+}
+
+func TestParseDstName(t *testing.T) {
+	for in, want := range map[string]string{
+		"api.example.com":  "api.example.com",
+		"API.Example.COM.": "api.example.com",
+		"*.example.com":    "*.example.com",
+		"localhost":        "localhost",
+	} {
+		if got, err := ParseDstName(in); err != nil || got != want {
+			t.Errorf("ParseDstName(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", ".", "*", "*.", "a..b", ".example.com", "*.*.example.com", "a b"} {
+		if got, err := ParseDstName(bad); err == nil {
+			t.Errorf("ParseDstName(%q) = %q; want an error", bad, got)
 		}
 	}
 }

@@ -137,6 +137,9 @@ func toFlow(r backend.FlowRow) (advise.Flow, error) {
 	if d.Address, err = optionalAddr(r.Get(backend.FieldDstAddr)); err != nil {
 		return f, err
 	}
+	if name := r.Get(backend.FieldDstName); name != "" && name != r.Get(backend.FieldDstAddr) {
+		d.DNSName = name
+	}
 	port, err := strconv.ParseUint(r.Get(backend.FieldDstPort), 10, 16)
 	if err != nil {
 		return f, fmt.Errorf("flow with a bad %s %q", backend.FieldDstPort, r.Get(backend.FieldDstPort))

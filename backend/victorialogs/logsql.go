@@ -2,6 +2,7 @@ package victorialogs
 
 import (
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,6 +101,7 @@ func connectQuery(f backend.Filter) string {
 
 	dstFilter(q, f.Dst)
 	q.in(backend.FieldDstPort, ints(f.DstPorts))
+	dstNameFilter(q, f.DstNames)
 	q.in(backend.FieldPeerNamespace, f.PeerNamespaces)
 	q.in(backend.FieldPeerPod, f.PeerPods)
 	q.in(backend.FieldPeerService, f.PeerServices)
@@ -185,6 +187,23 @@ func dstFilter(q *query, prefixes []netip.Prefix) {
 			fn = "ipv6_range"
 		}
 		alts = append(alts, quote(backend.FieldDstAddr)+":"+fn+"("+quote(p.String())+")")
+	}
+	q.add("(" + strings.Join(alts, " or ") + ")")
+}
+
+// dstNameFilter adds "server.address is any of these names"; a name
+// "*.example.com" is a suffix, matched by a regular expression.
+func dstNameFilter(q *query, names []string) {
+	if len(names) == 0 {
+		return
+	}
+	var alts []string
+	for _, n := range names {
+		if suffix, ok := strings.CutPrefix(n, "*"); ok {
+			alts = append(alts, quote(backend.FieldDstName)+":~"+quote(regexp.QuoteMeta(suffix)+"$"))
+			continue
+		}
+		alts = append(alts, quote(backend.FieldDstName)+":="+quote(n))
 	}
 	q.add("(" + strings.Join(alts, " or ") + ")")
 }

@@ -88,6 +88,7 @@ stderr; --strict makes such a gap exit with status 3.`,
 	fs.IntSliceVar(&fl.UIDs, "uid", nil, "process user id (repeatable, comma-separated)")
 	fs.StringSliceVar(&fl.Dst, "dst", nil, "destination IP or CIDR, IPv4 or IPv6 (repeatable, comma-separated)")
 	fs.IntSliceVar(&fl.DstPorts, "dport", nil, "destination port (repeatable, comma-separated)")
+	fs.StringSliceVar(&fl.DstNames, "dst-name", nil, "name the application asked DNS for (server.address): api.example.com, or *.example.com for any name below it (repeatable, comma-separated)")
 	fs.StringArrayVar(&fl.PeerNamespaces, "peer-namespace", nil, "namespace of the destination pod or Service (repeatable)")
 	fs.StringArrayVar(&fl.PeerPods, "peer-pod", nil, "destination pod name (repeatable)")
 	fs.StringArrayVar(&fl.PeerServices, "peer-service", nil, "destination Service name (repeatable)")

@@ -10,6 +10,7 @@ package recordgen
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -117,6 +118,7 @@ type Conn struct {
 	ErrType  string  // for failures, e.g. ECONNREFUSED
 	Duration float64 // seconds
 	Peer     []KV    // connaudit.peer.* attributes
+	Name     string  // the name the application asked DNS for (server.address); "": DstAddr
 }
 
 // Connect is a tcp.connect record.
@@ -144,7 +146,7 @@ func (a *Agent) Connect(t time.Time, src Source, c Conn) Record {
 	attrs := []KV{{"network.transport", "tcp"}, {"network.type", ipv},
 		{"network.local.address", c.SrcAddr}, {"network.local.port", c.SrcPort},
 		{"network.peer.address", c.DstAddr}, {"network.peer.port", c.DstPort},
-		{"server.address", c.DstAddr}, {"server.port", c.DstPort},
+		{"server.address", cmp.Or(c.Name, c.DstAddr)}, {"server.port", c.DstPort},
 		{"connaudit.outcome", c.Outcome}, {"connaudit.connect.duration", c.Duration},
 		{"process.pid", src.PID}, {"process.parent_pid", src.PPID}, {"thread.id", src.PID},
 		{"process.executable.name", src.Comm}, {"process.user.id", src.UID}, {"process.group.id", src.UID},
