@@ -126,8 +126,8 @@ func TestAPIServerRestart(t *testing.T) {
 	}
 }
 
-// TestKubectlServerDryRun checks that the kubeconfig works for kubectl and that the API server admits a privileged DaemonSet like
-// the agent's, as manifest tests will check with --dry-run=server.
+// TestKubectlServerDryRun checks that the kubeconfig works for kubectl and that the API server admits a DaemonSet shaped like
+// the agent's (added capabilities and hostPath volumes, not privileged), as manifest tests check with --dry-run=server.
 func TestKubectlServerDryRun(t *testing.T) {
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
@@ -135,7 +135,7 @@ func TestKubectlServerDryRun(t *testing.T) {
 	}
 	c := Start(t, Options{})
 	cmd := exec.Command(kubectl, "--kubeconfig", c.Kubeconfig(), "apply", "--dry-run=server", "-f", "-")
-	cmd.Stdin = strings.NewReader(privilegedDaemonSet)
+	cmd.Stdin = strings.NewReader(agentLikeDaemonSet)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl apply --dry-run=server: %v\n%s", err, out)
@@ -145,7 +145,7 @@ func TestKubectlServerDryRun(t *testing.T) {
 	}
 }
 
-const privilegedDaemonSet = `
+const agentLikeDaemonSet = `
 apiVersion: apps/v1
 kind: DaemonSet
 metadata: {name: agent, namespace: default}
@@ -154,9 +154,13 @@ spec:
   template:
     metadata: {labels: {app: agent}}
     spec:
-      hostPID: true
       containers:
       - name: agent
         image: example.invalid/agent:1
-        securityContext: {privileged: true}
+        securityContext:
+          runAsUser: 0
+          allowPrivilegeEscalation: false
+          capabilities: {drop: [ALL], add: [BPF, PERFMON, SYS_PTRACE, NET_ADMIN]}
+        volumeMounts: [{name: host-proc, mountPath: /host/proc, readOnly: true}]
+      volumes: [{name: host-proc, hostPath: {path: /proc}}]
 `
