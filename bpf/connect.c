@@ -178,7 +178,8 @@ static __always_inline struct handshake *scratch_handshake(void)
 	return h;
 }
 
-static __always_inline struct sock *sock_from_fd(int fd)
+// The sock of fd when it is a socket, and the socket's state.
+static __always_inline struct sock *sock_from_fd(int fd, int *state)
 {
 	struct fdtable *fdt = bpf_get_current_task_btf()->files->fdt;
 	if (fd < 0 || (unsigned int)fd >= fdt->max_fds)
@@ -192,6 +193,7 @@ static __always_inline struct sock *sock_from_fd(int fd)
 	if ((KREAD(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
 		return NULL;
 	struct socket *sock = KPTR(struct socket, KREAD(f, private_data));
+	*state = KREAD(sock, state);
 	return KREAD(sock, sk);
 }
 
@@ -216,7 +218,8 @@ static __always_inline void fill_identity(struct event *ev, struct sock *sk)
 SEC("tracepoint/syscalls/sys_enter_connect")
 int enter_connect(struct trace_event_raw_sys_enter *ctx)
 {
-	struct sock *sk = sock_from_fd((int)ctx->args[0]);
+	int state = 0;
+	struct sock *sk = sock_from_fd((int)ctx->args[0], &state);
 	if (!sk)
 		return 0;
 	sk = KPTR(struct sock, sk);
@@ -226,8 +229,10 @@ int enter_connect(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	if (KREAD(sk, sk_protocol) != IPPROTO_TCP || KREAD(sk, sk_type) != SOCK_STREAM)
 		return 0;
-	// A socket that is not CLOSE is not starting an attempt: EALREADY/EISCONN polling.
-	if (KREAD(sk, __sk_common.skc_state) != TCP_CLOSE)
+	// Only an unconnected socket in CLOSE starts an attempt. Others poll
+	// (EALREADY, EISCONN) or collect how their attempt ended: a socket still
+	// SS_CONNECTING in CLOSE returns its error, which was reported already.
+	if (state != SS_UNCONNECTED || KREAD(sk, __sk_common.skc_state) != TCP_CLOSE)
 		return 0;
 
 	struct pending *p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0,

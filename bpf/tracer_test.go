@@ -408,6 +408,27 @@ func testIgnoresNonAttempts(t *testing.T, cfg bpf.Config) {
 	}
 	assertOutcome(t, c.next(peer, 5*time.Second), bpf.Established)
 	c.none(peer, 300*time.Millisecond)
+
+	// connect() again to learn how a non-blocking attempt ended (an idiom
+	// in place of SO_ERROR): it returns the refusal, and is no new attempt.
+	closed := closedPort(t, "tcp4", "127.0.0.1:0")
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	sa := &unix.SockaddrInet4{Port: int(closed.Port()), Addr: closed.Addr().As4()}
+	if err := unix.Connect(fd, sa); !errors.Is(err, unix.EINPROGRESS) {
+		t.Fatalf("non-blocking connect: %v, want EINPROGRESS", err)
+	}
+	if _, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}, 10_000); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Connect(fd, sa); !errors.Is(err, unix.ECONNREFUSED) {
+		t.Fatalf("connect again after the refusal: %v, want ECONNREFUSED", err)
+	}
+	assertOutcome(t, c.next(closed, 5*time.Second), bpf.Refused, unix.ECONNREFUSED)
+	c.none(closed, 300*time.Millisecond)
 }
 
 // A full ring buffer loses events; the kernel counts each one and no event
