@@ -140,12 +140,14 @@ func (d *DNS) Run(ctx context.Context) {
 }
 
 // Lookup names ip as netns saw it at atBootNs; see dns.Cache.Lookup.
+// It takes mu even when the ring buffer looks empty: Run may have read the
+// connect's answer from it and not yet cached it.
 func (d *DNS) Lookup(netns uint32, ip netip.Addr, atBootNs uint64) (string, []string, time.Duration, bool) {
+	d.mu.Lock()
 	if d.Packets.Buffered() > 0 {
-		d.mu.Lock()
 		d.drain()
-		d.mu.Unlock()
 	}
+	d.mu.Unlock()
 	return d.Cache.Lookup(netns, ip, atBootNs)
 }
 

@@ -97,6 +97,49 @@ func TestLookupReadsAnswersTheKernelAlreadyHas(t *testing.T) {
 	}
 }
 
+// handingOver is a ring buffer whose first Read has taken a packet out and
+// not yet returned it: what Run's drain looks like to a concurrent Lookup.
+type handingOver struct {
+	*fakePackets
+	taken, release chan struct{}
+}
+
+func (h *handingOver) Read(p *capture.Packet) error {
+	if len(h.queue) > 0 && h.taken != nil {
+		*p, h.queue = h.queue[0], h.queue[1:]
+		close(h.taken)
+		h.taken = nil
+		<-h.release
+		return nil
+	}
+	return h.fakePackets.Read(p)
+}
+
+func TestLookupWaitsForTheAnswerRunIsHandling(t *testing.T) {
+	d, packets, _ := testDNS(t)
+	now := bootNs()
+	packets.queue = append(packets.queue, packet(1, now, dnsAnswer(t, "api.example.com.", "203.0.113.80")))
+	h := &handingOver{fakePackets: packets, taken: make(chan struct{}), release: make(chan struct{})}
+	d.Packets = h
+	taken := h.taken
+	go func() {
+		d.mu.Lock()
+		d.drain()
+		d.mu.Unlock()
+	}()
+	<-taken // the ring buffer is empty now, the answer not yet cached
+	named := make(chan string, 1)
+	go func() {
+		name, _, _, _ := d.Lookup(1, netip.MustParseAddr("203.0.113.80"), now+10)
+		named <- name
+	}()
+	time.Sleep(50 * time.Millisecond) // give a Lookup that does not wait the time to miss
+	close(h.release)
+	if name := <-named; name != "api.example.com" {
+		t.Fatalf("Lookup during Run's drain = %q, want api.example.com", name)
+	}
+}
+
 func TestDNSLossIsReportedOnceAndRetried(t *testing.T) {
 	d, packets, trail := testDNS(t)
 	packets.lost = 5
