@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/connaudit/connaudit/shipper/otlp"
 	"github.com/connaudit/connaudit/shipper/spool"
 )
 
@@ -333,9 +334,6 @@ type permanentError struct{ err error }
 
 func (e permanentError) Error() string { return e.err.Error() }
 
-// httpStatus is how otlploghttp reports a response it does not retry.
-var httpStatus = regexp.MustCompile(`failed to send logs to \S+: (\d{3}) `)
-
 // isPermanent tells failures caused by the records themselves: they cannot
 // be marshalled, or the collector says they are invalid (HTTP 400, 413 or
 // gRPC InvalidArgument). Anything else (unreachable, throttled, unauthorised,
@@ -348,10 +346,7 @@ func isPermanent(err error) bool {
 		return s.Code() == codes.InvalidArgument ||
 			s.Code() == codes.Internal && strings.Contains(s.Message(), "error while marshaling")
 	}
-	if m := httpStatus.FindStringSubmatch(err.Error()); m != nil {
-		return m[1] == "400" || m[1] == "413"
-	}
-	return false
+	return otlp.IsPermanent(err)
 }
 
 // The SDK exporters report OTLP partial success as an error of an internal type.

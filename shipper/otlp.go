@@ -5,13 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
-	"strings"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
 	"go.opentelemetry.io/otel/exporters/stdout/stdoutlog"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
+
+	"github.com/connaudit/connaudit/shipper/otlp"
 )
 
 // Outputs the agent can export to.
@@ -46,34 +45,14 @@ func ValidateOTLPEnv() error {
 	if _, err := OTLPProtocol(); err != nil {
 		return err
 	}
-	if name, v := firstEnv("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"); v != "" && v != "gzip" && v != "none" {
-		return fmt.Errorf("%s=%q: use gzip or none", name, v)
-	}
-	if name, v := firstEnv("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"); v != "" {
-		if ms, err := strconv.Atoi(v); err != nil || ms <= 0 {
-			return fmt.Errorf("%s=%q: want a positive number of milliseconds", name, v)
-		}
-	}
-	if name, v := firstEnv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"); v != "" &&
-		!strings.HasPrefix(v, "http://") && !strings.HasPrefix(v, "https://") {
-		return fmt.Errorf("%s=%q: want a URL such as http://127.0.0.1:4318", name, v)
-	}
-	for _, name := range []string{
-		"OTEL_EXPORTER_OTLP_CERTIFICATE", "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
-		"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
-		"OTEL_EXPORTER_OTLP_CLIENT_KEY", "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
-	} {
-		if v := os.Getenv(name); v != "" {
-			if _, err := os.Stat(v); err != nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
-		}
-	}
-	return nil
+	_, err := otlp.ConfigFromEnv()
+	return err
 }
 
 // NewSDKExporter builds the exporter for output. OTLP exporters read the
-// standard OTEL_EXPORTER_OTLP_* variables; compression is gzip unless they say otherwise.
+// standard OTEL_EXPORTER_OTLP_* variables; compression is gzip unless they
+// say otherwise. OTLP/HTTP goes through connaudit's own exporter (package
+// otlp), which writes the wire format without the SDK's intermediate structs.
 func NewSDKExporter(ctx context.Context, output string, console io.Writer) (sdklog.Exporter, error) {
 	if output == OutputConsole {
 		return stdoutlog.New(stdoutlog.WithWriter(console))
@@ -90,11 +69,11 @@ func NewSDKExporter(ctx context.Context, output string, console io.Writer) (sdkl
 		}
 		return otlploggrpc.New(ctx, opts...)
 	}
-	var opts []otlploghttp.Option
-	if compression == "" {
-		opts = append(opts, otlploghttp.WithCompression(otlploghttp.GzipCompression))
+	cfg, err := otlp.ConfigFromEnv()
+	if err != nil {
+		return nil, err
 	}
-	return otlploghttp.New(ctx, opts...)
+	return otlp.New(cfg), nil
 }
 
 func firstEnv(names ...string) (string, string) {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	collogpb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	logpb "go.opentelemetry.io/proto/otlp/logs/v1"
@@ -22,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/connaudit/connaudit/shipper/otlp"
 	"github.com/connaudit/connaudit/shipper/spool"
 )
 
@@ -113,12 +113,7 @@ func httpExporter(t *testing.T, sink *otlpSink) sdklog.Exporter {
 	t.Helper()
 	srv := httptest.NewServer(sink)
 	t.Cleanup(srv.Close)
-	exp, err := otlploghttp.New(t.Context(), otlploghttp.WithEndpointURL(srv.URL+"/v1/logs"),
-		otlploghttp.WithCompression(otlploghttp.GzipCompression))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return exp
+	return otlp.New(otlp.Config{URL: srv.URL + "/v1/logs", Gzip: true, Timeout: 10 * time.Second})
 }
 
 func grpcExporter(t *testing.T, sink *otlpSink) sdklog.Exporter {

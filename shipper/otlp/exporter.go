@@ -1,0 +1,282 @@
+package otlp
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
+	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// Config is what the standard OTEL_EXPORTER_OTLP_* variables say about an
+// OTLP/HTTP logs exporter.
+type Config struct {
+	URL       string        // full URL of the logs endpoint
+	Headers   http.Header   // sent with every request
+	Timeout   time.Duration // of one request
+	Gzip      bool          // compress request bodies
+	TLS       *tls.Config   // nil: the default
+	UserAgent string
+}
+
+// ConfigFromEnv reads the exporter's configuration as the OpenTelemetry
+// specification defines it, each variable's _LOGS_ form first. Compression
+// is gzip when neither form is set.
+func ConfigFromEnv() (Config, error) {
+	cfg := Config{URL: "http://localhost:4318/v1/logs", Timeout: 10 * time.Second, Gzip: true, Headers: http.Header{}}
+	if v := os.Getenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"); v != "" {
+		u, err := parseEndpoint("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", v)
+		if err != nil {
+			return cfg, err
+		}
+		if u.Path == "" {
+			u.Path = "/"
+		}
+		cfg.URL = u.String()
+	} else if v := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"); v != "" {
+		u, err := parseEndpoint("OTEL_EXPORTER_OTLP_ENDPOINT", v)
+		if err != nil {
+			return cfg, err
+		}
+		u.Path = strings.TrimSuffix(u.Path, "/") + "/v1/logs"
+		cfg.URL = u.String()
+	}
+	if name, v := env("HEADERS"); v != "" {
+		for _, pair := range strings.Split(v, ",") {
+			k, val, ok := strings.Cut(pair, "=")
+			k, err1 := url.PathUnescape(strings.TrimSpace(k))
+			val, err2 := url.PathUnescape(strings.TrimSpace(val))
+			if !ok || k == "" || err1 != nil || err2 != nil {
+				return cfg, fmt.Errorf("%s: %q is not key=value (values URL-encoded)", name, pair)
+			}
+			cfg.Headers.Set(k, val)
+		}
+	}
+	if name, v := env("TIMEOUT"); v != "" {
+		ms, err := strconv.Atoi(v)
+		if err != nil || ms <= 0 {
+			return cfg, fmt.Errorf("%s=%q: want a positive number of milliseconds", name, v)
+		}
+		cfg.Timeout = time.Duration(ms) * time.Millisecond
+	}
+	if name, v := env("COMPRESSION"); v != "" {
+		if v != "gzip" && v != "none" {
+			return cfg, fmt.Errorf("%s=%q: use gzip or none", name, v)
+		}
+		cfg.Gzip = v == "gzip"
+	}
+	tlsCfg, err := tlsFromEnv()
+	if err != nil {
+		return cfg, err
+	}
+	cfg.TLS = tlsCfg
+	return cfg, nil
+}
+
+func parseEndpoint(name, v string) (*url.URL, error) {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%s=%q: want a URL such as http://127.0.0.1:4318", name, v)
+	}
+	return u, nil
+}
+
+// env returns the _LOGS_ form of OTEL_EXPORTER_OTLP_<suffix> if set, else the general one.
+func env(suffix string) (string, string) {
+	name := "OTEL_EXPORTER_OTLP_LOGS_" + suffix
+	if v := os.Getenv(name); v != "" {
+		return name, v
+	}
+	name = "OTEL_EXPORTER_OTLP_" + suffix
+	return name, os.Getenv(name)
+}
+
+func tlsFromEnv() (*tls.Config, error) {
+	caName, ca := env("CERTIFICATE")
+	certName, cert := env("CLIENT_CERTIFICATE")
+	keyName, key := env("CLIENT_KEY")
+	if ca == "" && cert == "" && key == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", caName, err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: %s holds no PEM certificate", caName, ca)
+		}
+	}
+	if (cert == "") != (key == "") {
+		return nil, fmt.Errorf("%s and %s go together: set both or neither", certName, keyName)
+	}
+	if cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("%s, %s: %w", certName, keyName, err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
+}
+
+// Exporter is an sdklog.Exporter that sends each Export as one OTLP/HTTP
+// protobuf request. It does not retry: its caller does, and learns from
+// StatusError whether retrying can help.
+type Exporter struct {
+	cfg    Config
+	client *http.Client
+
+	mu   sync.Mutex // one Export at a time: they share the buffers
+	enc  Encoder
+	body bytes.Buffer
+	gz   *gzip.Writer
+}
+
+// New returns an exporter for cfg.
+func New(cfg Config) *Exporter {
+	transport := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          4,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		TLSClientConfig:       cfg.TLS,
+	}
+	x := &Exporter{cfg: cfg, client: &http.Client{Transport: transport, Timeout: cfg.Timeout}}
+	if cfg.Gzip {
+		x.gz, _ = gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	}
+	return x
+}
+
+// StatusError is a response other than 2xx.
+type StatusError struct {
+	URL    string
+	Status string // "400 Bad Request"
+	Code   int
+	Body   string // the start of the response body
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("failed to send logs to %s: %s (body: %s)", e.URL, e.Status, e.Body)
+}
+
+// Permanent tells whether sending the same records again is bound to fail:
+// the collector found them malformed (400) or too large (413).
+func (e *StatusError) Permanent() bool {
+	return e.Code == http.StatusBadRequest || e.Code == http.StatusRequestEntityTooLarge
+}
+
+// PartialSuccessError is a request the collector accepted while dropping
+// some of its records.
+type PartialSuccessError struct {
+	Rejected int64
+	Message  string
+}
+
+// The SDK's exporters word it the same way.
+func (e *PartialSuccessError) Error() string {
+	return fmt.Sprintf("OTLP partial success: %s (%d logs rejected)", e.Message, e.Rejected)
+}
+
+// maxResponseBytes bounds what is read of a response body.
+const maxResponseBytes = 64 << 10
+
+// Export sends recs in one request.
+func (x *Exporter) Export(ctx context.Context, recs []sdklog.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	payload := x.enc.Encode(recs)
+	if x.gz != nil {
+		x.body.Reset()
+		x.gz.Reset(&x.body)
+		if _, err := x.gz.Write(payload); err != nil {
+			return err
+		}
+		if err := x.gz.Close(); err != nil {
+			return err
+		}
+		payload = x.body.Bytes()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, x.cfg.URL, bytes.NewReader(payload))
+	if err != nil {
+		return err
+	}
+	for k, v := range x.cfg.Headers {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	if x.gz != nil {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	if x.cfg.UserAgent != "" {
+		req.Header.Set("User-Agent", x.cfg.UserAgent)
+	}
+	resp, err := x.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return fmt.Errorf("read the response of %s: %w", x.cfg.URL, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		text := strings.TrimSpace(string(body))
+		if text == "" {
+			text = "(empty)"
+		}
+		return &StatusError{URL: x.cfg.URL, Status: resp.Status, Code: resp.StatusCode, Body: text}
+	}
+	if len(body) == 0 || resp.Header.Get("Content-Type") != "application/x-protobuf" {
+		return nil
+	}
+	var answer collogspb.ExportLogsServiceResponse
+	if err := proto.Unmarshal(body, &answer); err != nil {
+		return fmt.Errorf("decode the response of %s: %w", x.cfg.URL, err)
+	}
+	if p := answer.GetPartialSuccess(); p != nil && (p.GetRejectedLogRecords() != 0 || p.GetErrorMessage() != "") {
+		return &PartialSuccessError{Rejected: p.GetRejectedLogRecords(), Message: p.GetErrorMessage()}
+	}
+	return nil
+}
+
+// Shutdown closes idle connections.
+func (x *Exporter) Shutdown(context.Context) error {
+	x.client.CloseIdleConnections()
+	return nil
+}
+
+// ForceFlush does nothing: Export holds nothing back.
+func (x *Exporter) ForceFlush(context.Context) error { return nil }
+
+var _ sdklog.Exporter = (*Exporter)(nil)
+
+// IsPermanent tells whether err is a response that retrying cannot change.
+func IsPermanent(err error) bool {
+	var s *StatusError
+	return errors.As(err, &s) && s.Permanent()
+}
