@@ -259,6 +259,9 @@ func (x *Exporter) reportSeqLoss(reason string, seqs []uint64, detail string, ca
 	}
 }
 
+// maxRetryAfter bounds the wait a collector's Retry-After can impose.
+const maxRetryAfter = time.Minute
+
 // errShrink asks for a smaller batch after failedTriesBeforeShrink failures.
 var errShrink = errors.New("batch refused repeatedly")
 
@@ -317,10 +320,11 @@ func (x *Exporter) send(ctx context.Context, recs []sdklog.Record) error {
 		if x.failingNs.CompareAndSwap(0, time.Now().UnixNano()) {
 			x.log.Warn("export failed; retrying until the collector accepts (records wait in the spool)", "err", err)
 		}
+		wait := max(backoff, min(otlp.RetryAfter(err), maxRetryAfter))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, x.cfg.MaxBackoff)
 		if try >= failedTriesBeforeShrink && len(recs) > 1 {

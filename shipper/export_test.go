@@ -18,6 +18,7 @@ import (
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"golang.org/x/sys/unix"
 
+	"github.com/connaudit/connaudit/shipper/otlp"
 	"github.com/connaudit/connaudit/shipper/spool"
 )
 
@@ -227,5 +228,47 @@ func TestExportLoopIsRestartedAfterAReadError(t *testing.T) {
 	<-done
 	if n := testutil.ToFloat64(sh.metrics.ExportRestarts); n < 2 || !sawStopped {
 		t.Fatalf("restarts %v, seen not running %v: want the failing loop restarted and reported", n, sawStopped)
+	}
+}
+
+// throttlingExporter answers its first request as a collector that is
+// throttling, then accepts.
+type throttlingExporter struct {
+	sizeLimitedExporter
+	wait  time.Duration
+	calls []time.Time
+}
+
+func (e *throttlingExporter) Export(ctx context.Context, records []sdklog.Record) error {
+	e.mu.Lock()
+	e.calls = append(e.calls, time.Now())
+	first := len(e.calls) == 1
+	e.mu.Unlock()
+	if first {
+		return &otlp.StatusError{Code: 429, Status: "429 Too Many Requests", RetryAfter: e.wait}
+	}
+	return e.sizeLimitedExporter.Export(ctx, records)
+}
+
+// A collector's Retry-After is honoured even when the backoff is shorter.
+func TestExportWaitsAsTheCollectorAsks(t *testing.T) {
+	sp, sh := spooledShipper(t, 3)
+	exp := &throttlingExporter{sizeLimitedExporter: sizeLimitedExporter{max: 64}, wait: 300 * time.Millisecond}
+	x := NewExporter(ExportConfig{BatchRecords: 64, MaxBackoff: time.Millisecond}, sp, exp, sh, sh.metrics, sh.log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { x.Run(ctx); close(done) }()
+	for deadline := time.Now().Add(30 * time.Second); len(exp.exported()) < 3 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	exp.mu.Lock()
+	defer exp.mu.Unlock()
+	if len(exp.seqs) != 3 || len(exp.calls) < 2 {
+		t.Fatalf("%d records in %d requests", len(exp.seqs), len(exp.calls))
+	}
+	if gap := exp.calls[1].Sub(exp.calls[0]); gap < exp.wait {
+		t.Fatalf("retried %s after a Retry-After of %s", gap, exp.wait)
 	}
 }

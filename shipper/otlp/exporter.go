@@ -171,10 +171,11 @@ func New(cfg Config) *Exporter {
 
 // StatusError is a response other than 2xx.
 type StatusError struct {
-	URL    string
-	Status string // "400 Bad Request"
-	Code   int
-	Body   string // the start of the response body
+	URL        string
+	Status     string // "400 Bad Request"
+	Code       int
+	Body       string        // the start of the response body
+	RetryAfter time.Duration // what the server's Retry-After header asked for, 0 if none
 }
 
 func (e *StatusError) Error() string {
@@ -249,7 +250,8 @@ func (x *Exporter) Export(ctx context.Context, recs []sdklog.Record) error {
 		if text == "" {
 			text = "(empty)"
 		}
-		return &StatusError{URL: x.cfg.URL, Status: resp.Status, Code: resp.StatusCode, Body: text}
+		return &StatusError{URL: x.cfg.URL, Status: resp.Status, Code: resp.StatusCode, Body: text,
+			RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	}
 	if len(body) == 0 || resp.Header.Get("Content-Type") != "application/x-protobuf" {
 		return nil
@@ -274,6 +276,29 @@ func (x *Exporter) Shutdown(context.Context) error {
 func (x *Exporter) ForceFlush(context.Context) error { return nil }
 
 var _ sdklog.Exporter = (*Exporter)(nil)
+
+// retryAfter reads a Retry-After header: seconds, or an HTTP date.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// RetryAfter is how long the collector asked the sender of err to wait, 0 if it did not.
+func RetryAfter(err error) time.Duration {
+	var s *StatusError
+	if errors.As(err, &s) {
+		return s.RetryAfter
+	}
+	return 0
+}
 
 // IsPermanent tells whether err is a response that retrying cannot change.
 func IsPermanent(err error) bool {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -266,12 +267,14 @@ func TestExportSendsWhatTheCollectorExpects(t *testing.T) {
 func TestExportReportsWhatTheCollectorSaid(t *testing.T) {
 	recs := variedRecords(t)[:1]
 	for _, c := range []struct {
-		name      string
-		status    int
-		ctype     string
-		body      []byte
-		permanent bool
-		rejected  int64
+		name       string
+		status     int
+		ctype      string
+		body       []byte
+		permanent  bool
+		rejected   int64
+		retryAfter string
+		wait       time.Duration // at least this, within a minute
 	}{
 		{name: "accepted", status: 200},
 		{name: "accepted, empty protobuf answer", status: 200, ctype: "application/x-protobuf", body: mustMarshal(&collogspb.ExportLogsServiceResponse{})},
@@ -280,12 +283,16 @@ func TestExportReportsWhatTheCollectorSaid(t *testing.T) {
 		{name: "malformed", status: 400, body: []byte("bad record"), permanent: true},
 		{name: "too large", status: 413, permanent: true},
 		{name: "queue full", status: 503, body: []byte("sending queue is full")},
-		{name: "throttled", status: 429},
+		{name: "throttled", status: 429, retryAfter: "2", wait: 2 * time.Second},
+		{name: "throttled until", status: 503, retryAfter: time.Now().Add(time.Hour).UTC().Format(http.TimeFormat), wait: time.Hour},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if c.ctype != "" {
 					w.Header().Set("Content-Type", c.ctype)
+				}
+				if c.retryAfter != "" {
+					w.Header().Set("Retry-After", c.retryAfter)
 				}
 				w.WriteHeader(c.status)
 				w.Write(c.body)
@@ -307,6 +314,9 @@ func TestExportReportsWhatTheCollectorSaid(t *testing.T) {
 			default:
 				if !errors.As(err, &status) || status.Code != c.status || IsPermanent(err) != c.permanent {
 					t.Fatalf("err %v: want status %d, permanent %v", err, c.status, c.permanent)
+				}
+				if d := RetryAfter(err); d > c.wait || d < c.wait-time.Minute || (c.wait == 0) != (d == 0) {
+					t.Fatalf("Retry-After %q read as %s, want %s", c.retryAfter, d, c.wait)
 				}
 				if len(c.body) > 0 && !strings.Contains(err.Error(), string(c.body)) {
 					t.Fatalf("err %v does not quote the collector's answer", err)
@@ -378,7 +388,9 @@ func TestCertificateWithoutPEM(t *testing.T) {
 }
 
 func TestExportTrustsTheConfiguredCertificate(t *testing.T) {
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv.Config.ErrorLog = stdlog.New(io.Discard, "", 0) // the refused handshake
+	srv.StartTLS()
 	defer srv.Close()
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
