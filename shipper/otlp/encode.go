@@ -263,40 +263,15 @@ func appendValue(b []byte, num protowire.Number, v attribute.Value) []byte {
 		b = protowire.AppendTag(b, anyBytes, protowire.BytesType)
 		b = protowire.AppendBytes(b, v.AsByteSlice())
 	case attribute.STRINGSLICE:
-		var l int
-		b, l = openMessage(b, anyArray)
-		for _, s := range v.AsStringSlice() {
-			b = appendValue(b, listValues, attribute.StringValue(s))
-		}
-		b = closeMessage(b, l)
+		b = appendArray(b, v.AsStringSlice(), attribute.StringValue)
 	case attribute.INT64SLICE:
-		var l int
-		b, l = openMessage(b, anyArray)
-		for _, n := range v.AsInt64Slice() {
-			b = appendValue(b, listValues, attribute.Int64Value(n))
-		}
-		b = closeMessage(b, l)
+		b = appendArray(b, v.AsInt64Slice(), attribute.Int64Value)
 	case attribute.BOOLSLICE:
-		var l int
-		b, l = openMessage(b, anyArray)
-		for _, t := range v.AsBoolSlice() {
-			b = appendValue(b, listValues, attribute.BoolValue(t))
-		}
-		b = closeMessage(b, l)
+		b = appendArray(b, v.AsBoolSlice(), attribute.BoolValue)
 	case attribute.FLOAT64SLICE:
-		var l int
-		b, l = openMessage(b, anyArray)
-		for _, f := range v.AsFloat64Slice() {
-			b = appendValue(b, listValues, attribute.Float64Value(f))
-		}
-		b = closeMessage(b, l)
+		b = appendArray(b, v.AsFloat64Slice(), attribute.Float64Value)
 	case attribute.SLICE:
-		var l int
-		b, l = openMessage(b, anyArray)
-		for _, e := range v.AsSlice() {
-			b = appendValue(b, listValues, e)
-		}
-		b = closeMessage(b, l)
+		b = appendArray(b, v.AsSlice(), func(e attribute.Value) attribute.Value { return e })
 	case attribute.MAP:
 		var l int
 		b, l = openMessage(b, anyKVList)
@@ -308,6 +283,15 @@ func appendValue(b []byte, num protowire.Number, v attribute.Value) []byte {
 	default:
 		b = protowire.AppendTag(b, anyString, protowire.BytesType)
 		b = protowire.AppendString(b, "INVALID")
+	}
+	return closeMessage(b, start)
+}
+
+// appendArray writes vals as the ArrayValue of an AnyValue.
+func appendArray[T any](b []byte, vals []T, value func(T) attribute.Value) []byte {
+	b, start := openMessage(b, anyArray)
+	for _, v := range vals {
+		b = appendValue(b, listValues, value(v))
 	}
 	return closeMessage(b, start)
 }
