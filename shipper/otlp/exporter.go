@@ -31,8 +31,11 @@ type Config struct {
 	Timeout   time.Duration // of one request
 	Gzip      bool          // compress request bodies
 	TLS       *tls.Config   // nil: the default
-	UserAgent string
+	UserAgent string        // empty: DefaultUserAgent
 }
+
+// DefaultUserAgent names connaudit's exporter to the collector.
+const DefaultUserAgent = "connaudit OTLP/HTTP logs exporter"
 
 // ConfigFromEnv reads the exporter's configuration as the OpenTelemetry
 // specification defines it, each variable's _LOGS_ form first. Compression
@@ -233,9 +236,11 @@ func (x *Exporter) Export(ctx context.Context, recs []sdklog.Record) error {
 	if x.gz != nil {
 		req.Header.Set("Content-Encoding", "gzip")
 	}
-	if x.cfg.UserAgent != "" {
-		req.Header.Set("User-Agent", x.cfg.UserAgent)
+	ua := x.cfg.UserAgent
+	if ua == "" {
+		ua = DefaultUserAgent
 	}
+	req.Header.Set("User-Agent", ua)
 	resp, err := x.client.Do(req)
 	if err != nil {
 		return err
