@@ -327,7 +327,7 @@ func (x *Exporter) send(ctx context.Context, recs []sdklog.Record) error {
 		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, x.cfg.MaxBackoff)
-		if try >= failedTriesBeforeShrink && len(recs) > 1 {
+		if try >= failedTriesBeforeShrink && len(recs) > 1 && !otlp.IsBusy(err) {
 			return errShrink
 		}
 	}

@@ -231,20 +231,23 @@ func TestExportLoopIsRestartedAfterAReadError(t *testing.T) {
 	}
 }
 
-// throttlingExporter answers its first request as a collector that is
-// throttling, then accepts.
+// throttlingExporter answers its first busyCalls requests as a collector
+// that is throttling, then accepts.
 type throttlingExporter struct {
 	sizeLimitedExporter
-	wait  time.Duration
-	calls []time.Time
+	busyCalls int
+	wait      time.Duration
+	calls     []time.Time
+	sizes     []int // records per request
 }
 
 func (e *throttlingExporter) Export(ctx context.Context, records []sdklog.Record) error {
 	e.mu.Lock()
 	e.calls = append(e.calls, time.Now())
-	first := len(e.calls) == 1
+	e.sizes = append(e.sizes, len(records))
+	busy := len(e.calls) <= e.busyCalls
 	e.mu.Unlock()
-	if first {
+	if busy {
 		return &otlp.StatusError{Code: 429, Status: "429 Too Many Requests", RetryAfter: e.wait}
 	}
 	return e.sizeLimitedExporter.Export(ctx, records)
@@ -253,7 +256,7 @@ func (e *throttlingExporter) Export(ctx context.Context, records []sdklog.Record
 // A collector's Retry-After is honoured even when the backoff is shorter.
 func TestExportWaitsAsTheCollectorAsks(t *testing.T) {
 	sp, sh := spooledShipper(t, 3)
-	exp := &throttlingExporter{sizeLimitedExporter: sizeLimitedExporter{max: 64}, wait: 300 * time.Millisecond}
+	exp := &throttlingExporter{sizeLimitedExporter: sizeLimitedExporter{max: 64}, busyCalls: 1, wait: 300 * time.Millisecond}
 	x := NewExporter(ExportConfig{BatchRecords: 64, MaxBackoff: time.Millisecond}, sp, exp, sh, sh.metrics, sh.log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -270,5 +273,31 @@ func TestExportWaitsAsTheCollectorAsks(t *testing.T) {
 	}
 	if gap := exp.calls[1].Sub(exp.calls[0]); gap < exp.wait {
 		t.Fatalf("retried %s after a Retry-After of %s", gap, exp.wait)
+	}
+}
+
+// A throttling collector does not make the batch smaller: it would not help.
+func TestExportKeepsItsBatchWhenTheCollectorIsBusy(t *testing.T) {
+	const n = 40
+	sp, sh := spooledShipper(t, n)
+	exp := &throttlingExporter{sizeLimitedExporter: sizeLimitedExporter{max: 64}, busyCalls: failedTriesBeforeShrink + 2}
+	x := NewExporter(ExportConfig{BatchRecords: 64, MaxBackoff: time.Millisecond}, sp, exp, sh, sh.metrics, sh.log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { x.Run(ctx); close(done) }()
+	for deadline := time.Now().Add(30 * time.Second); len(exp.exported()) < n && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	exp.mu.Lock()
+	defer exp.mu.Unlock()
+	if len(exp.seqs) != n || len(exp.sizes) != exp.busyCalls+1 {
+		t.Fatalf("%d records in requests of %v", len(exp.seqs), exp.sizes)
+	}
+	for _, size := range exp.sizes {
+		if size != n {
+			t.Fatalf("requests of %v records: want every one the whole batch of %d", exp.sizes, n)
+		}
 	}
 }

@@ -305,6 +305,20 @@ func RetryAfter(err error) time.Duration {
 	return 0
 }
 
+// IsBusy tells whether err says the collector is overloaded or unavailable
+// (429, 502, 503, 504): a smaller request would fare no better.
+func IsBusy(err error) bool {
+	var s *StatusError
+	if !errors.As(err, &s) {
+		return false
+	}
+	switch s.Code {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
 // IsPermanent tells whether err is a response that retrying cannot change.
 func IsPermanent(err error) bool {
 	var s *StatusError

@@ -275,6 +275,7 @@ func TestExportReportsWhatTheCollectorSaid(t *testing.T) {
 		rejected   int64
 		retryAfter string
 		wait       time.Duration // at least this, within a minute
+		busy       bool
 	}{
 		{name: "accepted", status: 200},
 		{name: "accepted, empty protobuf answer", status: 200, ctype: "application/x-protobuf", body: mustMarshal(&collogspb.ExportLogsServiceResponse{})},
@@ -282,9 +283,10 @@ func TestExportReportsWhatTheCollectorSaid(t *testing.T) {
 			body: mustMarshal(&collogspb.ExportLogsServiceResponse{PartialSuccess: &collogspb.ExportLogsPartialSuccess{RejectedLogRecords: 3, ErrorMessage: "too old"}})},
 		{name: "malformed", status: 400, body: []byte("bad record"), permanent: true},
 		{name: "too large", status: 413, permanent: true},
-		{name: "queue full", status: 503, body: []byte("sending queue is full")},
-		{name: "throttled", status: 429, retryAfter: "2", wait: 2 * time.Second},
-		{name: "throttled until", status: 503, retryAfter: time.Now().Add(time.Hour).UTC().Format(http.TimeFormat), wait: time.Hour},
+		{name: "queue full", status: 503, body: []byte("sending queue is full"), busy: true},
+		{name: "throttled", status: 429, retryAfter: "2", wait: 2 * time.Second, busy: true},
+		{name: "forbidden", status: 403},
+		{name: "throttled until", status: 503, busy: true, retryAfter: time.Now().Add(time.Hour).UTC().Format(http.TimeFormat), wait: time.Hour},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -312,8 +314,8 @@ func TestExportReportsWhatTheCollectorSaid(t *testing.T) {
 					t.Fatalf("err %v, want a partial success of %d", err, c.rejected)
 				}
 			default:
-				if !errors.As(err, &status) || status.Code != c.status || IsPermanent(err) != c.permanent {
-					t.Fatalf("err %v: want status %d, permanent %v", err, c.status, c.permanent)
+				if !errors.As(err, &status) || status.Code != c.status || IsPermanent(err) != c.permanent || IsBusy(err) != c.busy {
+					t.Fatalf("err %v: want status %d, permanent %v, busy %v", err, c.status, c.permanent, c.busy)
 				}
 				if d := RetryAfter(err); d > c.wait || d < c.wait-time.Minute || (c.wait == 0) != (d == 0) {
 					t.Fatalf("Retry-After %q read as %s, want %s", c.retryAfter, d, c.wait)
