@@ -25,6 +25,8 @@ import (
 	"github.com/connaudit/connaudit/internal/netnstest"
 	"github.com/connaudit/connaudit/internal/teststack"
 	"github.com/connaudit/connaudit/k8s/cgroup"
+
+	"github.com/connaudit/connaudit/internal/ports"
 )
 
 // podAgent is the agent binary started the way the DaemonSet's container
@@ -450,8 +452,7 @@ func waitForRow(t *testing.T, vl *teststack.VictoriaLogs, query string, act func
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := ports.Free()
 	must(t, err, "pick a free port")
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }

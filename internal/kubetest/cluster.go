@@ -9,7 +9,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,6 +21,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/util/keyutil"
+
+	"github.com/connaudit/connaudit/internal/ports"
 )
 
 // DefaultServiceCIDR is a documentation address block (RFC 5737), so that
@@ -252,19 +253,18 @@ func waitHTTP(p *process, client *http.Client, url string) error {
 	}
 }
 
-// freePorts returns n distinct free TCP ports on 127.0.0.1. Another process
-// may take one before the component binds it, which only fails that start.
+// freePorts returns n distinct free TCP ports on 127.0.0.1, out of the
+// ephemeral range, so that a restarted API server gets its port back.
 func freePorts(n int) ([]int, error) {
-	var ports []int
+	var free []int
 	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := ports.Free()
 		if err != nil {
 			return nil, fmt.Errorf("find free port: %w", err)
 		}
-		defer l.Close() // held until all are chosen, so they differ
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		free = append(free, p)
 	}
-	return ports, nil
+	return free, nil
 }
 
 type authFiles struct{ saKey, tokens string }

@@ -3,10 +3,11 @@ package teststack
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/connaudit/connaudit/internal/ports"
 )
 
 const modulePath = "github.com/connaudit/connaudit"
@@ -74,13 +75,14 @@ func Binary(t testing.TB, name string) string {
 	return path
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago, out
+// of the ephemeral range, so that a component restarted in a fault test
+// gets its port back.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := ports.Free()
 	if err != nil {
 		t.Fatalf("teststack: pick a free port: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
