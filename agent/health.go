@@ -63,7 +63,9 @@ func (h *HealthServer) SetReady(v bool) { h.ready.Store(v) }
 
 // Start serves in the background. Capture matters more than its health
 // endpoint: a listen error is logged, loudly, and capture carries on.
-func (h *HealthServer) Start() { serve(h.addr, h.srv, "/metrics, /healthz and /readyz", h.log) }
+func (h *HealthServer) Start() {
+	serve(h.addr, h.srv, "/metrics, /healthz and /readyz (CONNAUDIT_LISTEN_ADDR)", h.log)
+}
 
 // Stop stops serving.
 func (h *HealthServer) Stop() { shutdown(h.srv) }
@@ -88,7 +90,7 @@ func NewProfileServer(addr string, logger *slog.Logger) *ProfileServer {
 }
 
 // Start serves in the background.
-func (p *ProfileServer) Start() { serve(p.addr, p.srv, "/debug/pprof", p.log) }
+func (p *ProfileServer) Start() { serve(p.addr, p.srv, "/debug/pprof (CONNAUDIT_PPROF_ADDR)", p.log) }
 
 // Stop stops serving.
 func (p *ProfileServer) Stop() { shutdown(p.srv) }

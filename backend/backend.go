@@ -28,8 +28,8 @@ import (
 // Backend is a store of the trail.
 type Backend interface {
 	// Records streams the tcp.connect records that match f, oldest first. With
-	// limit > 0 it yields at most limit records, and Records.Truncated tells
-	// whether more matched.
+	// limit > 0 it yields the newest limit records (still oldest first), and
+	// Records.Truncated tells whether older ones matched too.
 	Records(ctx context.Context, f Filter, limit int) (Records, error)
 	// Follow streams tcp.connect records that match f as they arrive (f's
 	// time range is ignored), until ctx ends or the stream fails.
@@ -128,6 +128,26 @@ type Records interface {
 	Truncated() bool
 	Close() error
 }
+
+// SliceRecords is Records over records already in memory.
+type SliceRecords struct {
+	Rows []Record
+	Cut  bool // what Truncated reports
+	next int
+}
+
+func (s *SliceRecords) Next() bool {
+	if s.next >= len(s.Rows) {
+		return false
+	}
+	s.next++
+	return true
+}
+
+func (s *SliceRecords) Record() Record  { return s.Rows[s.next-1] }
+func (s *SliceRecords) Err() error      { return nil }
+func (s *SliceRecords) Truncated() bool { return s.Cut }
+func (s *SliceRecords) Close() error    { return nil }
 
 // Record is one stored record: its timestamp, its body, and every other
 // field by name (see the package doc), as text.

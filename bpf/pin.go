@@ -243,24 +243,25 @@ func countRecords(r *ringbuf.Reader) uint64 {
 
 // Unpin removes the captures connaudit pinned under dir, which stops capture
 // that no process holds any more. It refuses a dir that is not on a bpffs and
-// never touches entries that connaudit did not create.
-func Unpin(dir string) error {
+// never touches entries that connaudit did not create. It returns how many
+// pinned captures it removed.
+func Unpin(dir string) (int, error) {
 	if dir == "" {
-		return errors.New("no pin directory given")
+		return 0, errors.New("no pin directory given")
 	}
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		return nil
+		return 0, nil
 	}
 	if err := checkBPFFS(dir); err != nil {
-		return err
+		return 0, err
 	}
 	pins, err := ownPins(dir)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	for _, p := range pins {
+	for i, p := range pins {
 		if err := os.RemoveAll(p); err != nil {
-			return fmt.Errorf("remove %s: %w", p, err)
+			return i, fmt.Errorf("remove %s: %w", p, err)
 		}
 	}
 	// A directory of connaudit's own goes too once empty; a shared one such
@@ -268,5 +269,5 @@ func Unpin(dir string) error {
 	if strings.HasPrefix(filepath.Base(dir), "connaudit") {
 		_ = unix.Rmdir(dir)
 	}
-	return nil
+	return len(pins), nil
 }

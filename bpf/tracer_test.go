@@ -653,8 +653,11 @@ func TestPinsLeaveForeignEntriesAlone(t *testing.T) {
 		tr.Close()
 	}
 	foreignLeft("after a takeover")
-	if err := bpf.Unpin(pinDir); err != nil {
-		t.Fatal(err)
+	if n, err := bpf.Unpin(pinDir); err != nil || n != 1 {
+		t.Fatalf("unpin: %d removed, %v; want the one capture", n, err)
+	}
+	if n, err := bpf.Unpin(pinDir); err != nil || n != 0 {
+		t.Errorf("unpin again: %d removed, %v; want nothing", n, err)
 	}
 	foreignLeft("after unpin")
 	entries, _ := os.ReadDir(pinDir)
@@ -667,7 +670,7 @@ func TestPinsLeaveForeignEntriesAlone(t *testing.T) {
 	if err := os.Mkdir(keep, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := bpf.Unpin(plain); err == nil || !strings.Contains(err.Error(), "not on a bpffs") {
+	if _, err := bpf.Unpin(plain); err == nil || !strings.Contains(err.Error(), "not on a bpffs") {
 		t.Errorf("unpin of a directory on another filesystem: %v, want a refusal", err)
 	}
 	if _, err := os.Stat(keep); err != nil {

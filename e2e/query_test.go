@@ -260,6 +260,8 @@ func testQueryFilters(t *testing.T, f *qFixture) {
 		{[]string{"--namespace", "billing"}, []string{"pay-gw", "lone-node"}},
 		{[]string{"-n", "shop", "--pod", "web-5d4f8-x1"}, []string{"web1-db", "web1-api", "web1-ext-refused", "web1-db-reset"}},
 		{[]string{"-n", "shop", "--podname", "web-5d4f8-x1"}, []string{"web1-db", "web1-api", "web1-ext-refused", "web1-db-reset"}},
+		{[]string{"-n", "shop", "web-5d4f8-x1"}, []string{"web1-db", "web1-api", "web1-ext-refused", "web1-db-reset"}},
+		{[]string{"-n", "shop", "deploy/web"}, []string{"web1-db", "web1-api", "web1-ext-refused", "web2-db-timeout", "web1-db-reset"}},
 		{[]string{"-A", "--pod", "web-5d4f8-x1", "--pod", "db-0"}, []string{"web1-db", "web1-api", "web1-ext-refused", "db-ext6", "web1-db-reset"}},
 		// Without -n, a pod is looked for in the context's namespace: "default" without a kubeconfig.
 		{[]string{"--pod", "web-5d4f8-x1"}, nil},
@@ -306,14 +308,20 @@ func testQueryFilters(t *testing.T, f *qFixture) {
 		checkNames(t, tc.args, got, tc.want)
 	}
 
+	// hubble's window flags: --since and --until, absolute here.
+	got, _ := f.query(t, []string{"--since", qT0.Format(time.RFC3339), "--until", qT0.Add(time.Minute).Format(time.RFC3339)})
+	checkNames(t, []string{"--since", "--until"}, got, allMain)
+
 	got, res := f.query(t, qMainWindow, "--limit", "3")
-	checkNames(t, []string{"--limit", "3"}, got, allMain[:3])
-	if !strings.Contains(res.stderr, "--limit 3 cut the result") {
-		t.Errorf("--limit 3: stderr does not say the limit cut the result: %q", res.stderr)
+	// The newest three, oldest first, as kubectl logs --tail keeps them.
+	checkNames(t, []string{"--limit", "3"}, got, allMain[len(allMain)-3:])
+	if !strings.Contains(res.stderr, "--limit 3 kept the newest connects") {
+		t.Errorf("--limit 3: stderr does not say the limit left older connects out: %q", res.stderr)
 	}
-	_, res = f.query(t, qMainWindow, "--limit", "10")
-	if strings.Contains(res.stderr, "cut the result") {
-		t.Errorf("--limit 10 with 10 matching: stderr says it cut the result: %q", res.stderr)
+	got, res = f.query(t, qMainWindow, "--limit", "10")
+	checkNames(t, []string{"--limit", "10"}, got, allMain)
+	if strings.Contains(res.stderr, "kept the newest") {
+		t.Errorf("--limit 10 with 10 matching: stderr says it left connects out: %q", res.stderr)
 	}
 }
 

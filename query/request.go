@@ -42,11 +42,11 @@ type Flags struct {
 	PeerKinds      []string
 	Outcomes       []string
 
-	Since    time.Duration
-	From, To string
+	Window Window
 }
 
-// DefaultSince is the window when neither --since nor --from is given.
+// DefaultSince is the window when neither --since nor --from is given and
+// Window.Default is zero.
 const DefaultSince = time.Hour
 
 // Parse checks the flags and returns the filter. now is the end of a window
@@ -54,7 +54,7 @@ const DefaultSince = time.Hour
 func (fl Flags) Parse(now time.Time) (backend.Filter, error) {
 	var f backend.Filter
 	var err error
-	if f.From, f.To, err = fl.window(now); err != nil {
+	if f.From, f.To, err = fl.Window.Parse(now); err != nil {
 		return f, err
 	}
 	if fl.Namespace != "" && !fl.AllNamespaces {
@@ -124,35 +124,6 @@ func (fl Flags) Parse(now time.Time) (backend.Filter, error) {
 	return f, nil
 }
 
-// window returns [from, to) from --since or --from/--to.
-func (fl Flags) window(now time.Time) (from, to time.Time, err error) {
-	to = now
-	if fl.To != "" {
-		if to, err = time.Parse(time.RFC3339Nano, fl.To); err != nil {
-			return from, to, fmt.Errorf("--to %q: want an RFC 3339 time such as 2026-11-24T15:00:00Z", fl.To)
-		}
-	}
-	switch {
-	case fl.From != "" && fl.Since != 0:
-		return from, to, fmt.Errorf("--since and --from: give one of them")
-	case fl.From != "":
-		if from, err = time.Parse(time.RFC3339Nano, fl.From); err != nil {
-			return from, to, fmt.Errorf("--from %q: want an RFC 3339 time such as 2026-11-24T14:00:00Z", fl.From)
-		}
-	case fl.Since < 0:
-		return from, to, fmt.Errorf("--since %v: want a positive duration", fl.Since)
-	case fl.Since > 0:
-		from = to.Add(-fl.Since)
-	default:
-		from = to.Add(-DefaultSince)
-	}
-	if !from.Before(to) {
-		return from, to, fmt.Errorf("the window from %s to %s is empty: --from must be before --to",
-			from.UTC().Format(time.RFC3339Nano), to.UTC().Format(time.RFC3339Nano))
-	}
-	return from, to, nil
-}
-
 // workloadAliases maps kubectl's names and short names to workload kinds.
 var workloadAliases = map[string]string{
 	"deployment": "deployment", "deployments": "deployment", "deploy": "deployment",
@@ -210,22 +181,3 @@ func ParseDst(s string) (netip.Prefix, error) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
-
-// ParseSince parses --since: a Go duration (90m, 1h30m) or whole days (7d).
-func ParseSince(s string) (time.Duration, error) {
-	if s == "" {
-		return 0, nil
-	}
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(days)
-		if err != nil || n <= 0 {
-			return 0, fmt.Errorf("--since %q: want a duration such as 30m, 1h or 7d", s)
-		}
-		return time.Duration(n) * 24 * time.Hour, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("--since %q: want a duration such as 30m, 1h or 7d", s)
-	}
-	return d, nil
-}

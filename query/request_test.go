@@ -25,10 +25,14 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 		{Flags{DstNames: []string{"*."}}, "--dst-name"},
 		{Flags{PeerKinds: []string{"cluster"}}, "--peer-kind"},
 		{Flags{Outcomes: []string{"ok"}}, "--outcome"},
-		{Flags{From: "monday"}, "--from"},
-		{Flags{To: "friday"}, "--to"},
-		{Flags{From: "2026-12-01T00:00:00Z", Since: time.Hour}, "--since and --from"},
-		{Flags{From: "2026-12-01T13:00:00Z"}, "--from must be before --to"},
+		{Flags{Window: Window{From: "monday"}}, "--from"},
+		{Flags{Window: Window{To: "friday"}}, "--to"},
+		{Flags{Window: Window{Since: "1d12"}}, "--since"},
+		{Flags{Window: Window{Until: "-1h"}}, "--until"},
+		{Flags{Window: Window{From: "2026-12-01T00:00:00Z", Since: "1h"}}, "--since and --from"},
+		{Flags{Window: Window{Until: "1h", To: "2h"}}, "--until and --to"},
+		{Flags{Window: Window{From: "2026-12-01T13:00:00Z"}}, "--from must be before --until"},
+		{Flags{Window: Window{Since: "2026-12-01T11:00:00Z", Until: "2h"}}, "--since must be before --until"},
 	} {
 		_, err := tc.flags.Parse(now)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -43,9 +47,12 @@ func TestParseWindow(t *testing.T) {
 		from, to time.Time
 	}{
 		{Flags{}, now.Add(-time.Hour), now},
-		{Flags{Since: 7 * 24 * time.Hour}, now.Add(-7 * 24 * time.Hour), now},
-		{Flags{To: "2026-11-30T10:00:00Z", Since: 30 * time.Minute}, time.Date(2026, 11, 30, 9, 30, 0, 0, time.UTC), time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)},
-		{Flags{From: "2026-12-01T11:00:00.5+01:00"}, time.Date(2026, 12, 1, 10, 0, 0, 5e8, time.UTC), now},
+		{Flags{Window: Window{Default: 7 * 24 * time.Hour}}, now.Add(-7 * 24 * time.Hour), now},
+		{Flags{Window: Window{Since: "7d"}}, now.Add(-7 * 24 * time.Hour), now},
+		{Flags{Window: Window{Since: "1d12h", Until: "12h"}}, now.Add(-48 * time.Hour), now.Add(-12 * time.Hour)},
+		{Flags{Window: Window{To: "2026-11-30T10:00:00Z", Since: "30m"}}, time.Date(2026, 11, 30, 9, 30, 0, 0, time.UTC), time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)},
+		{Flags{Window: Window{From: "2026-12-01T11:00:00.5+01:00"}}, time.Date(2026, 12, 1, 10, 0, 0, 5e8, time.UTC), now},
+		{Flags{Window: Window{Since: "2026-12-01T10:00:00Z", Until: "2026-12-01T11:00:00Z"}}, time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC), time.Date(2026, 12, 1, 11, 0, 0, 0, time.UTC)},
 	} {
 		f, err := tc.flags.Parse(now)
 		if err != nil {
@@ -122,15 +129,15 @@ func TestParseDst(t *testing.T) {
 	}
 }
 
-func TestParseSince(t *testing.T) {
-	for in, want := range map[string]time.Duration{"": 0, "90m": 90 * time.Minute, "1h30m": 90 * time.Minute, "7d": 7 * 24 * time.Hour} {
-		if got, err := ParseSince(in); err != nil || got != want {
-			t.Errorf("ParseSince(%q) = %v, %v; want %v", in, got, err, want)
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"90m": 90 * time.Minute, "1h30m": 90 * time.Minute, "7d": 7 * 24 * time.Hour, "1d12h": 36 * time.Hour, "0d30s": 30 * time.Second} {
+		if got, err := ParseDuration(in); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"7days", "-1h", "0d", "d", "1w"} {
-		if _, err := ParseSince(in); err == nil || !strings.Contains(err.Error(), "--since") {
-			t.Errorf("ParseSince(%q): error %v", in, err)
+	for _, in := range []string{"", "7days", "-1h", "0d", "d", "1w", "+1d", "1d-1h", "1d2d"} {
+		if _, err := ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q): no error", in)
 		}
 	}
 }
@@ -145,5 +152,22 @@ func TestTableRowOfHostProcess(t *testing.T) {
 	want := "2026-12-01T12:00:00.000000Z <host> - 1 kubelet 6 - ::1 10248 refused (ECONNREFUSED) 0.21ms n1 - - loopback"
 	if got != want {
 		t.Errorf("row:\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestNoneFoundSaysWhere(t *testing.T) {
+	for _, tc := range []struct {
+		ns   []string
+		want string
+	}{
+		{nil, "No connects found from 2026-12-01T11:00:00.000000Z to 2026-12-01T12:00:00.000000Z.\n"},
+		{[]string{"default"}, "No connects found in namespace default from 2026-12-01T11:00:00.000000Z to 2026-12-01T12:00:00.000000Z.\n"},
+		{[]string{"a", "b"}, "No connects found in namespaces a, b from 2026-12-01T11:00:00.000000Z to 2026-12-01T12:00:00.000000Z.\n"},
+	} {
+		var b strings.Builder
+		noneFound(&b, backend.Filter{Namespaces: tc.ns, From: now.Add(-time.Hour), To: now})
+		if b.String() != tc.want {
+			t.Errorf("%v: %q, want %q", tc.ns, b.String(), tc.want)
+		}
 	}
 }

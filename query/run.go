@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/connaudit/connaudit/backend"
@@ -99,10 +100,10 @@ func list(ctx context.Context, b backend.Backend, r Request, stdout, stderr io.W
 		return fmt.Errorf("write output: %w", err)
 	}
 	if n == 0 && (r.Format == "table" || r.Format == "wide") {
-		fmt.Fprintf(stderr, "No connects found from %s to %s.\n", formatTime(r.Filter.From), formatTime(r.Filter.To))
+		noneFound(stderr, r.Filter)
 	}
 	if rs.Truncated() {
-		fmt.Fprintf(stderr, "connaudit: --limit %d cut the result: more connects match; raise --limit (0: no limit) or narrow the window\n", r.Limit)
+		fmt.Fprintf(stderr, "connaudit: --limit %d kept the newest connects: older ones match too; raise --limit (0: no limit) or narrow the window\n", r.Limit)
 	}
 	return nil
 }
@@ -110,6 +111,9 @@ func list(ctx context.Context, b backend.Backend, r Request, stdout, stderr io.W
 func follow(ctx context.Context, b backend.Backend, r Request, stdout io.Writer) error {
 	rs, err := b.Follow(ctx, r.Filter)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // Ctrl-C before the first record is how --follow ends too
+		}
 		return err
 	}
 	defer rs.Close()
@@ -163,4 +167,17 @@ func addNodes(c *backend.Coverage, asked, extra []string) {
 		}
 	}
 	slices.Sort(c.Nodes)
+}
+
+// noneFound says, as kubectl does, where an empty answer looked.
+func noneFound(w io.Writer, f backend.Filter) {
+	where := ""
+	switch len(f.Namespaces) {
+	case 0:
+	case 1:
+		where = " in namespace " + f.Namespaces[0]
+	default:
+		where = " in namespaces " + strings.Join(f.Namespaces, ", ")
+	}
+	fmt.Fprintf(w, "No connects found%s from %s to %s.\n", where, formatTime(f.From), formatTime(f.To))
 }

@@ -48,7 +48,7 @@ func summary(ctx context.Context, b backend.Backend, r Request, stdout, stderr i
 		}
 	default:
 		if len(rows) == 0 {
-			fmt.Fprintf(stderr, "No connects found from %s to %s.\n", formatTime(r.Filter.From), formatTime(r.Filter.To))
+			noneFound(stderr, r.Filter)
 			return nil
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)

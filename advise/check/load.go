@@ -1,6 +1,6 @@
 // Package check replays a connection history against NetworkPolicies with
-// an independent evaluator (cyclonus' matcher) and reports what they would
-// have denied.
+// an independent evaluator (kube-network-policies' EvaluatePolicyDirection)
+// and reports what they would have denied.
 package check
 
 import (

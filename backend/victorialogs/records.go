@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -26,17 +27,33 @@ const followMemory = 1 << 16
 // Records implements backend.Backend.
 func (b *Backend) Records(ctx context.Context, f backend.Filter, limit int) (backend.Records, error) {
 	logsql := connectQuery(f) + " " + timeRange(f.From, f.To) + " | sort by (_time)"
-	serverLimit := 0
-	if limit > 0 {
-		serverLimit = limit + 1 + dupSlack
-		logsql += " limit " + strconv.Itoa(serverLimit)
+	if limit <= 0 {
+		body, err := b.get(ctx, "/select/logsql/query", url.Values{"query": {logsql}})
+		if err != nil {
+			return nil, err
+		}
+		return &records{body: body, dec: newLineDecoder(body), sel: f.Selector, dedup: &timeRunDedup{}}, nil
 	}
+	// The newest limit records, as kubectl logs --tail keeps them: asked for
+	// newest first, then handed out oldest first.
+	serverLimit := limit + 1 + dupSlack
+	logsql += " desc limit " + strconv.Itoa(serverLimit)
 	body, err := b.get(ctx, "/select/logsql/query", url.Values{"query": {logsql}})
 	if err != nil {
 		return nil, err
 	}
-	return &records{body: body, dec: newLineDecoder(body), sel: f.Selector, limit: limit, serverLimit: serverLimit,
-		dedup: &timeRunDedup{}}, nil
+	newest := &records{body: body, dec: newLineDecoder(body), sel: f.Selector, limit: limit, serverLimit: serverLimit,
+		dedup: &timeRunDedup{}}
+	defer newest.Close()
+	var rs []backend.Record
+	for newest.Next() {
+		rs = append(rs, newest.Record())
+	}
+	if err := newest.Err(); err != nil {
+		return nil, err
+	}
+	slices.Reverse(rs)
+	return &backend.SliceRecords{Rows: rs, Cut: newest.Truncated()}, nil
 }
 
 // Follow implements backend.Backend.

@@ -38,33 +38,11 @@ func newAdviseCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 		Use:     "advise",
 		Short:   "Advise NetworkPolicies from the trail, and check policies against it",
 		Example: expand(adviseExamples),
-		Args:    cobra.NoArgs,
+		Args:    unknownSubcommand,
+		RunE:    func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newAdviseNetworkPolicyCommand(kube), newAdviseCheckCommand(kube))
 	return cmd
-}
-
-// windowFlags are --since, --from and --to.
-type windowFlags struct{ since, from, to string }
-
-func (w *windowFlags) add(cmd *cobra.Command) {
-	fs := cmd.Flags()
-	fs.StringVar(&w.since, "since", "", "window ending now (or at --to): 30m, 1h, 7d; default 7d")
-	fs.StringVar(&w.from, "from", "", "window start, RFC 3339 (e.g. 2026-11-24T14:00:00Z)")
-	fs.StringVar(&w.to, "to", "", "window end, RFC 3339; default now")
-	cmd.MarkFlagsMutuallyExclusive("since", "from")
-}
-
-func (w *windowFlags) parse(fl *query.Flags) error {
-	since, err := query.ParseSince(w.since)
-	if err != nil {
-		return err
-	}
-	if since == 0 && w.from == "" {
-		since = defaultAdviseSince
-	}
-	fl.Since, fl.From, fl.To = since, w.from, w.to
-	return nil
 }
 
 // adviseNamespace is -n, else the kubeconfig context's namespace, else default.
@@ -97,7 +75,6 @@ func adviseCluster(kubeFlags *genericclioptions.ConfigFlags) advise.Cluster {
 func newAdviseNetworkPolicyCommand(kubeFlags *genericclioptions.ConfigFlags) *cobra.Command {
 	var (
 		fl          query.Flags
-		window      windowFlags
 		workload    string
 		policyTypes []string
 		aggregate   string
@@ -105,8 +82,9 @@ func newAdviseNetworkPolicyCommand(kubeFlags *genericclioptions.ConfigFlags) *co
 		backend     = &backendFlags{kube: kubeFlags}
 	)
 	cmd := &cobra.Command{
-		Use:   "networkpolicy",
-		Short: "Print NetworkPolicies that allow exactly the connections of the window",
+		Use:     "networkpolicy",
+		Aliases: []string{"networkpolicies", "netpol"},
+		Short:   "Print NetworkPolicies that allow exactly the connections of the window",
 		Long: `Print one networking.k8s.io/v1 NetworkPolicy per workload of the namespace (or of
 the selection) that allows exactly the connections established in the window:
 egress to what its pods connected to, ingress from what connected to them.
@@ -123,9 +101,6 @@ With no connection of the selection in the window it fails, unless
 			fl.Namespace = adviseNamespace(cmd, kubeFlags)
 			if workload != "" {
 				fl.Workloads = []string{workload}
-			}
-			if err := window.parse(&fl); err != nil {
-				return err
 			}
 			f, err := fl.Parse(query.Now())
 			if err != nil {
@@ -168,7 +143,8 @@ With no connection of the selection in the window it fails, unless
 	fs.StringVar(&aggregate, "aggregate-cidr", "", "widen IPv4 and IPv6 ipBlocks to these prefix lengths, V4,V6 (e.g. 24,64); the comment counts the addresses admitted but never observed")
 	fs.BoolVar(&opts.NoDNS, "no-dns", false, "leave out the egress rule to kube-dns (UDP and TCP 53)")
 	fs.BoolVar(&opts.AllowEmpty, "allow-empty", false, "with no connection of the selection in the window, print a deny-all policy instead of failing")
-	window.add(cmd)
+	fl.Window.Default = defaultAdviseSince
+	fl.Window.AddFlags(fs, "7d")
 	backend.addFlags(fs)
 	kubeFlags.AddFlags(fs)
 	return cmd
@@ -206,7 +182,7 @@ func describe(fl query.Flags, workload string, from, to time.Time) string {
 func newAdviseCheckCommand(kubeFlags *genericclioptions.ConfigFlags) *cobra.Command {
 	var (
 		paths   []string
-		window  windowFlags
+		fl      = query.Flags{Window: query.Window{Default: defaultAdviseSince}}
 		backend = &backendFlags{kube: kubeFlags}
 	)
 	cmd := &cobra.Command{
@@ -221,10 +197,6 @@ established would have been denied.`,
 		Example: expand(adviseExamples),
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var fl query.Flags
-			if err := window.parse(&fl); err != nil {
-				return err
-			}
 			f, err := fl.Parse(query.Now())
 			if err != nil {
 				return err
@@ -239,7 +211,7 @@ established would have been denied.`,
 	}
 	cmd.Flags().StringArrayVarP(&paths, "filename", "f", nil, "NetworkPolicy file, directory of them, or - for stdin (repeatable)")
 	_ = cmd.MarkFlagRequired("filename")
-	window.add(cmd)
+	fl.Window.AddFlags(cmd.Flags(), "7d")
 	backend.addFlags(cmd.Flags())
 	kubeFlags.AddFlags(cmd.Flags())
 	return cmd

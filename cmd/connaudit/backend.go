@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/net/http/httpguts"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/rest"
 
@@ -58,7 +59,11 @@ func (b *backendFlags) open() (*victorialogs.Backend, error) {
 		server = os.Getenv("CONNAUDIT_QUERY_URL")
 	}
 	if server == "" {
-		if ctxName, ok := b.kubeContext(); ok {
+		ctxName, ok, err := b.kubeContext()
+		if err != nil {
+			return nil, err
+		}
+		if ok {
 			return b.openProxy(ctxName, header)
 		}
 		server = defaultQueryURL
@@ -72,20 +77,30 @@ func (b *backendFlags) open() (*victorialogs.Backend, error) {
 	return victorialogs.New(victorialogs.Config{URL: server, Client: client, Header: header, Hint: hint})
 }
 
-// kubeContext returns the kubeconfig context to use, if there is one.
-func (b *backendFlags) kubeContext() (string, bool) {
+// kubeContext returns the kubeconfig context to use, if there is one. As
+// with kubectl, a --kubeconfig or --context that names nothing is an error,
+// not a reason to read the trail from somewhere else.
+func (b *backendFlags) kubeContext() (string, bool, error) {
+	if path := b.kube.KubeConfig; path != nil && *path != "" {
+		if _, err := os.Stat(*path); err != nil {
+			return "", false, fmt.Errorf("--kubeconfig: %w", err)
+		}
+	}
 	raw, err := b.kube.ToRawKubeConfigLoader().RawConfig()
 	if err != nil {
-		return "", false
+		return "", false, fmt.Errorf("load kubeconfig: %w", err)
 	}
 	name := raw.CurrentContext
 	if b.kube.Context != nil && *b.kube.Context != "" {
 		name = *b.kube.Context
+		if _, ok := raw.Contexts[name]; !ok {
+			return "", false, fmt.Errorf("--context %q: no such context in the kubeconfig (kubectl config get-contexts lists them)", name)
+		}
 	}
 	if _, ok := raw.Contexts[name]; !ok || name == "" {
-		return "", false
+		return "", false, nil
 	}
-	return name, true
+	return name, true, nil
 }
 
 func (b *backendFlags) openProxy(ctxName string, header http.Header) (*victorialogs.Backend, error) {
@@ -122,14 +137,16 @@ func (b *backendFlags) header() (http.Header, error) {
 		all = append(strings.Split(env, ","), all...)
 	}
 	for _, kv := range all {
-		sep := strings.IndexByte(kv, ':')
-		if sep < 0 {
-			sep = strings.IndexByte(kv, '=')
+		// The first ':' or '=' ends the name: values may hold either.
+		sep := strings.IndexAny(kv, ":=")
+		name := ""
+		if sep > 0 {
+			name = strings.TrimSpace(kv[:sep])
 		}
-		if sep <= 0 {
-			return nil, fmt.Errorf("--header %q: want \"Name: value\"", kv)
+		if !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(kv[sep+1:]) {
+			return nil, fmt.Errorf("header %q (--header or CONNAUDIT_QUERY_HEADERS): want \"Name: value\" or Name=value", kv)
 		}
-		h.Add(strings.TrimSpace(kv[:sep]), strings.TrimSpace(kv[sep+1:]))
+		h.Add(name, strings.TrimSpace(kv[sep+1:]))
 	}
 	return h, nil
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -110,6 +111,9 @@ func (c agentConfig) validate() error {
 			return fmt.Errorf("%s=%s: must not be negative", name, d)
 		}
 	}
+	if err := checkHostPort(c.ListenAddr); err != nil {
+		return fmt.Errorf("CONNAUDIT_LISTEN_ADDR=%q: %w", c.ListenAddr, err)
+	}
 	if err := checkLoopback(c.PprofAddr); err != nil {
 		return fmt.Errorf("CONNAUDIT_PPROF_ADDR=%q: %w", c.PprofAddr, err)
 	}
@@ -134,22 +138,39 @@ func runUnpin() error {
 	if cfg.BPFPinDir == "" {
 		return fmt.Errorf("CONNAUDIT_BPF_PIN_DIR is empty: nothing is pinned")
 	}
-	if err := bpf.Unpin(cfg.BPFPinDir); err != nil {
+	n, err := bpf.Unpin(cfg.BPFPinDir)
+	if err != nil {
 		return fmt.Errorf("unpin %s: %w", cfg.BPFPinDir, err)
 	}
-	fmt.Println("removed", cfg.BPFPinDir, "- capture stops once no agent holds it")
+	if n == 0 {
+		fmt.Println("nothing pinned under", cfg.BPFPinDir)
+		return nil
+	}
+	fmt.Printf("removed %d pinned capture(s) under %s - capture stops once no agent holds it\n", n, cfg.BPFPinDir)
+	return nil
+}
+
+// checkHostPort accepts an empty address or HOST:PORT with a port number.
+func checkHostPort(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want HOST:PORT, e.g. 127.0.0.1:9464 or :9464: %w", err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q: want a number from 0 to 65535", port)
+	}
 	return nil
 }
 
 // checkLoopback accepts an empty address or a host:port on a loopback IP.
 func checkLoopback(addr string) error {
-	if addr == "" {
-		return nil
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
+	if err := checkHostPort(addr); err != nil || addr == "" {
 		return err
 	}
+	host, _, _ := net.SplitHostPort(addr)
 	if ip, err := netip.ParseAddr(host); err != nil || !ip.IsLoopback() {
 		return fmt.Errorf("profiles are served on loopback only: use 127.0.0.1:PORT or [::1]:PORT")
 	}

@@ -24,6 +24,8 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{map[string]string{"CONNAUDIT_EXPORT_MAX_BACKOFF": "0s"}, "CONNAUDIT_EXPORT_MAX_BACKOFF"},
 		{map[string]string{"CONNAUDIT_EXPORT_BATCH": "0"}, "CONNAUDIT_EXPORT_BATCH"},
 		{map[string]string{"CONNAUDIT_LOG_LEVEL": "chatty"}, "CONNAUDIT_LOG_LEVEL"},
+		{map[string]string{"CONNAUDIT_LISTEN_ADDR": "9464"}, "CONNAUDIT_LISTEN_ADDR"},
+		{map[string]string{"CONNAUDIT_LISTEN_ADDR": "127.0.0.1:metrics"}, "CONNAUDIT_LISTEN_ADDR"},
 		{map[string]string{"CONNAUDIT_KUBERNETES": "maybe"}, "CONNAUDIT_KUBERNETES"},
 		{map[string]string{"CONNAUDIT_KUBERNETES": "on", "CONNAUDIT_NODE_NAME": ""}, "CONNAUDIT_NODE_NAME"},
 		{map[string]string{"CONNAUDIT_K8S_HOLD_QUEUE": "-1"}, "CONNAUDIT_K8S_HOLD_QUEUE"},

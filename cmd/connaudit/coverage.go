@@ -17,7 +17,6 @@ import (
 func newCoverageCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 	var (
 		fl      query.Flags
-		since   string
 		req     query.CoverageRequest
 		backend = &backendFlags{kube: kube}
 	)
@@ -34,10 +33,6 @@ never ran an agent shows up.`,
   {{.}} coverage --node worker-1 --from 2026-11-24T00:00:00Z --to 2026-11-25T00:00:00Z --strict`),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var err error
-			if fl.Since, err = query.ParseSince(since); err != nil {
-				return err
-			}
 			f, err := fl.Parse(query.Now())
 			if err != nil {
 				return err
@@ -55,14 +50,11 @@ never ran an agent shows up.`,
 	}
 	fs := cmd.Flags()
 	fs.StringArrayVar(&fl.Nodes, "node", nil, "node name (repeatable); default every node")
-	fs.StringVar(&since, "since", "", "window ending now (or at --to): 30m, 1h, 7d; default 1h")
-	fs.StringVar(&fl.From, "from", "", "window start, RFC 3339")
-	fs.StringVar(&fl.To, "to", "", "window end, RFC 3339; default now")
+	fl.Window.AddFlags(fs, "1h")
 	fs.StringVarP(&req.Format, "output", "o", "table", "output format: table or json")
 	fs.BoolVar(&req.Strict, "strict", false, "exit with status 3 when the trail has a gap in the window")
 	backend.addFlags(fs)
 	kube.AddFlags(fs)
-	cmd.MarkFlagsMutuallyExclusive("since", "from")
 	completeValues(cmd, "output", []string{"table", "json"})
 	return cmd
 }
@@ -70,7 +62,7 @@ never ran an agent shows up.`,
 // clusterNodes lists the nodes of the kubeconfig context's cluster, or
 // none (with a note on stderr) when there is no context or it cannot list.
 func clusterNodes(ctx context.Context, b *backendFlags, cmd *cobra.Command) []string {
-	if _, ok := b.kubeContext(); !ok {
+	if _, ok, err := b.kubeContext(); err != nil || !ok {
 		return nil
 	}
 	cfg, err := b.kube.ToRESTConfig()

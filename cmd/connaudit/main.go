@@ -12,14 +12,31 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/connaudit/connaudit/advise/command"
 	"github.com/connaudit/connaudit/query"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// exitGaps is the exit status of --strict when the trail has gaps.
-const exitGaps = 3
+// Exit statuses, documented in README.md ("Exit status"): a script can tell
+// a failed command from an answer that found something.
+const (
+	exitError     = 1 // the command failed: bad flags, unreachable backend, ...
+	exitGaps      = 3 // --strict: the trail has a gap in the window
+	exitWouldDeny = 4 // advise check: the policies would deny established connections
+)
+
+// exitCode is the exit status for the error a command returned.
+func exitCode(err error) int {
+	switch {
+	case errors.Is(err, command.ErrDenied):
+		return exitWouldDeny
+	case errors.Is(err, query.ErrGaps):
+		return exitGaps
+	}
+	return exitError
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -32,9 +49,6 @@ func main() {
 			name = cmd.CommandPath()
 		}
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		if errors.Is(err, query.ErrGaps) {
-			os.Exit(exitGaps)
-		}
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -11,7 +12,10 @@ import (
 )
 
 const queryExamples = `  # What did pod mypod (in the current namespace) connect to in the last hour?
-  {{.}} query --podname mypod
+  {{.}} query mypod
+
+  # ... and the pods of Deployment web, from yesterday noon to 14:00 UTC
+  {{.}} query deploy/web --since 2026-12-06T12:00:00Z --until 2026-12-06T14:00:00Z
 
   # Who connected to 1.0.0.1 in the last 7 days, in every namespace?
   {{.}} query -A --dst 1.0.0.1 --since 7d
@@ -28,12 +32,11 @@ const queryExamples = `  # What did pod mypod (in the current namespace) connect
 func newQueryCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 	var (
 		fl      query.Flags
-		since   string
 		req     query.Request
 		backend = &backendFlags{kube: kube}
 	)
 	cmd := &cobra.Command{
-		Use:   "query",
+		Use:   "query [POD | KIND/NAME ...]",
 		Short: "List the connect attempts of the trail that match the filters",
 		Long: `List the TCP connect attempts of the audit trail that match the filters, oldest
 first. Source filters select the connecting side, destination filters the
@@ -46,12 +49,9 @@ Every answer is checked for gaps in the window asked for: a connaudit.loss
 record, a connaudit.seq hole, or a node no agent watched is reported on
 stderr; --strict makes such a gap exit with status 3.`,
 		Example: expand(queryExamples),
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
-			if fl.Since, err = query.ParseSince(since); err != nil {
-				return err
-			}
+			addSources(&fl, args)
 			if err := resolveNamespace(cmd, kube, &fl); err != nil {
 				return err
 			}
@@ -95,22 +95,31 @@ stderr; --strict makes such a gap exit with status 3.`,
 	fs.StringArrayVar(&fl.PeerWorkloads, "peer-workload", nil, "destination pod's workload KIND/NAME (repeatable)")
 	fs.StringSliceVar(&fl.PeerKinds, "peer-kind", nil, "destination kind: pod, service, node, loopback, external, unknown (repeatable)")
 	fs.StringSliceVar(&fl.Outcomes, "outcome", nil, "established, failed (all but established), refused, timeout, unreachable, reset, aborted, error (repeatable)")
-	fs.StringVar(&since, "since", "", "window ending now (or at --to): 30m, 1h, 7d; default 1h")
-	fs.StringVar(&fl.From, "from", "", "window start, RFC 3339 (e.g. 2026-11-24T14:00:00Z)")
-	fs.StringVar(&fl.To, "to", "", "window end, RFC 3339; default now")
-	fs.IntVar(&req.Limit, "limit", 1000, "at most this many connects, oldest first (0: no limit); stderr says when it cut the result")
+	fl.Window.AddFlags(fs, "1h")
+	fs.IntVar(&req.Limit, "limit", 1000, "at most this many connects, the newest (shown oldest first; 0: no limit); stderr says when older ones were left out")
 	fs.StringVarP(&req.Format, "output", "o", "table", "output format: table, wide, json (one object per line), csv")
 	fs.BoolVar(&req.Summary, "summary", false, "group by source workload, destination, port and outcome, with count, first and last seen")
 	fs.BoolVarP(&req.Follow, "follow", "f", false, "stream new connects as they arrive (Ctrl-C ends)")
 	fs.BoolVar(&req.Strict, "strict", false, "exit with status 3 when the trail has a gap in the window")
 	backend.addFlags(fs)
 	kube.AddFlags(fs)
-	cmd.MarkFlagsMutuallyExclusive("since", "from")
 	cmd.MarkFlagsMutuallyExclusive("summary", "follow")
 	completeValues(cmd, "output", query.Formats)
 	completeValues(cmd, "outcome", append([]string{backendpkg.OutcomeFailed}, backendpkg.Outcomes...))
 	completeValues(cmd, "peer-kind", backendpkg.PeerKinds)
 	return cmd
+}
+
+// addSources adds query's arguments, as kubectl logs takes them: a pod name,
+// or KIND/NAME of a workload (deploy/web, sts/db, pod/mypod).
+func addSources(fl *query.Flags, args []string) {
+	for _, a := range args {
+		if strings.Contains(a, "/") {
+			fl.Workloads = append(fl.Workloads, a)
+		} else {
+			fl.Pods = append(fl.Pods, a)
+		}
+	}
 }
 
 // resolveNamespace applies kubectl's namespace rules: -n wins, -A means all,

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -72,12 +74,21 @@ func newUnpinCommand() *cobra.Command {
 }
 
 func newVersionCommand() *cobra.Command {
-	return &cobra.Command{
+	var short bool
+	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
-		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), version) },
+		Run: func(cmd *cobra.Command, _ []string) {
+			if short {
+				fmt.Fprintln(cmd.OutOrStdout(), version)
+				return
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "connaudit %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		},
 	}
+	cmd.Flags().BoolVar(&short, "short", false, "print only the version")
+	return cmd
 }
 
 // aliases maps alternative flag names to the flag they stand for.
@@ -88,4 +99,17 @@ func aliases(names map[string]string) func(*pflag.FlagSet, string) pflag.Normali
 		}
 		return pflag.NormalizedName(name)
 	}
+}
+
+// unknownSubcommand refuses arguments to a command that only groups others,
+// which cobra would answer with help and status 0.
+func unknownSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return errors.New(msg + " (see --help)")
 }
