@@ -192,7 +192,7 @@ func TestKubectlPlugin(t *testing.T) {
 	if res := kubectl("__complete", "connaudit", "query", "-o", ""); !strings.Contains(res.stdout, "wide\n") || !strings.Contains(res.stdout, "csv\n") {
 		t.Errorf("kubectl __complete connaudit query -o: %q %q", res.stdout, res.stderr)
 	}
-	if res := kubectl("connaudit", "query", "--help"); !strings.Contains(res.stdout, "kubectl connaudit query --podname mypod") {
+	if res := kubectl("connaudit", "query", "--help"); !strings.Contains(res.stdout, "kubectl connaudit query mypod") {
 		t.Errorf("kubectl connaudit query --help does not name itself kubectl connaudit: %s", res.stdout)
 	}
 
@@ -253,6 +253,28 @@ func TestKubectlPlugin(t *testing.T) {
 	res = kubectl("connaudit", "coverage", "--since", "1h", "-o", "json")
 	if res.code != 0 || !strings.Contains(res.stdout, `"nodes":["node-a","node-z"]`) || !strings.Contains(res.stdout, `"instance":"inst-kubectl"`) {
 		t.Errorf("kubectl connaudit coverage: exit %d\nstdout %s\nstderr %s", res.code, res.stdout, res.stderr)
+	}
+
+	// Reading is authorized by RBAC on the service proxy: a user without
+	// the connaudit-reader bindings is told which permission is missing;
+	// with them (k8s/deploy/base/reader-rbac.yaml, bound as README says),
+	// the same query answers, nodes included.
+	res = kubectl("connaudit", "query", "--podname", "mypod", "--since", "1h", "--as", "alice")
+	if res.code == 0 || !strings.Contains(res.stderr, `cannot get resource "services/proxy"`) || !strings.Contains(res.stderr, "--role=connaudit-reader") {
+		t.Errorf("query as a user without the reader role: exit %d, stderr %q; want a refusal naming services/proxy and the role", res.code, res.stderr)
+	}
+	for _, args := range [][]string{
+		{"apply", "-f", filepath.Join(root, "k8s/deploy/base/reader-rbac.yaml")},
+		{"create", "rolebinding", "alice-connaudit-reader", "-n", "connaudit", "--role=connaudit-reader", "--user=alice"},
+		{"create", "clusterrolebinding", "alice-connaudit-reader", "--clusterrole=connaudit-reader", "--user=alice"},
+	} {
+		if res := kubectl(args...); res.code != 0 {
+			t.Fatalf("kubectl %q: %s", args, res.stderr)
+		}
+	}
+	res = kubectl("connaudit", "query", "--podname", "mypod", "--since", "1h", "--as", "alice")
+	if res.code != 0 || strings.Count(res.stdout, "mypod") < 3 || strings.Contains(res.stderr, "cannot list the cluster's nodes") || !strings.Contains(res.stderr, "node node-z") {
+		t.Errorf("query as a user with the reader role: exit %d\nstdout %s\nstderr %s", res.code, res.stdout, res.stderr)
 	}
 
 	res = kubectl("connaudit", "query", "--backend-service", "connaudit/nothere:9428")

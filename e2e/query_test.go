@@ -527,7 +527,7 @@ func testQueryErrors(t *testing.T, f *qFixture) {
 		{[]string{"query", "--server", "http://127.0.0.1:1"}, "backend unreachable: http://127.0.0.1:1"},
 		{[]string{"query", "--server", "http://127.0.0.1:1"}, "`make run` starts one"},
 		{[]string{"query", "-l", "app in (web"}, `--selector "app in (web"`},
-		{[]string{"query", "--from", "yesterday"}, `--from "yesterday": want an RFC 3339 time`},
+		{[]string{"query", "--from", "yesterday"}, `--from "yesterday": want a time such as 2026-11-24T14:00:00Z, or a duration`},
 		{[]string{"query", "--since", "7days"}, `--since "7days"`},
 		{[]string{"query", "--dst", "10.0.0.0/40"}, `--dst: "10.0.0.0/40" is not a CIDR prefix`},
 		{[]string{"query", "--dst", "example.com"}, `--dst: "example.com" is not an IP address or CIDR prefix`},

@@ -17,6 +17,9 @@ import (
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
+
+	"github.com/connaudit/connaudit/otel-collector/extension/nodeauthextension"
+	"github.com/connaudit/connaudit/otel-collector/processor/nodebindingprocessor"
 )
 
 // Versions of the component modules, reported by `otelcol-connaudit components`.
@@ -24,15 +27,17 @@ import (
 const (
 	coreVersion    = "v0.161.0"
 	contribVersion = "v0.161.0"
+	// connaudit's own components live in this module.
+	ownModule = "github.com/connaudit/connaudit/otel-collector"
 )
 
 // components returns the factories of every component this distribution
 // ships. Type names registered at v0.161.0:
 //
 //	receivers:  otlp
-//	processors: memory_limiter
+//	processors: memory_limiter, connaudit_node_binding
 //	exporters:  otlp_http (alias otlphttp), otlp_grpc (alias otlp), file, debug
-//	extensions: file_storage, health_check
+//	extensions: file_storage, health_check, connaudit_node_auth
 func components() (otelcol.Factories, error) {
 	var err error
 	factories := otelcol.Factories{
@@ -43,6 +48,7 @@ func components() (otelcol.Factories, error) {
 	factories.Extensions, err = otelcol.MakeFactoryMap[extension.Factory](
 		filestorage.NewFactory(),
 		healthcheckextension.NewFactory(),
+		nodeauthextension.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err
@@ -50,6 +56,7 @@ func components() (otelcol.Factories, error) {
 	factories.ExtensionModules = map[component.Type]string{
 		filestorage.NewFactory().Type():          "github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage " + contribVersion,
 		healthcheckextension.NewFactory().Type(): "github.com/open-telemetry/opentelemetry-collector-contrib/extension/healthcheckextension " + contribVersion,
+		nodeauthextension.NewFactory().Type():    ownModule + "/extension/nodeauthextension",
 	}
 
 	factories.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](
@@ -64,12 +71,14 @@ func components() (otelcol.Factories, error) {
 
 	factories.Processors, err = otelcol.MakeFactoryMap[processor.Factory](
 		memorylimiterprocessor.NewFactory(),
+		nodebindingprocessor.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err
 	}
 	factories.ProcessorModules = map[component.Type]string{
 		memorylimiterprocessor.NewFactory().Type(): "go.opentelemetry.io/collector/processor/memorylimiterprocessor " + coreVersion,
+		nodebindingprocessor.NewFactory().Type():   ownModule + "/processor/nodebindingprocessor",
 	}
 
 	factories.Exporters, err = otelcol.MakeFactoryMap[exporter.Factory](

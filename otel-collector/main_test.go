@@ -32,11 +32,11 @@ func TestFactoriesHaveRequiredComponents(t *testing.T) {
 		}
 	}
 	check("receiver", func(ty component.Type) bool { _, ok := f.Receivers[ty]; return ok }, "otlp")
-	check("processor", func(ty component.Type) bool { _, ok := f.Processors[ty]; return ok }, "memory_limiter")
+	check("processor", func(ty component.Type) bool { _, ok := f.Processors[ty]; return ok }, "memory_limiter", "connaudit_node_binding")
 	// otlphttp and otlp are the deprecated aliases of otlp_http and otlp_grpc.
 	check("exporter", func(ty component.Type) bool { _, ok := f.Exporters[ty]; return ok },
 		"otlp_http", "otlphttp", "otlp_grpc", "otlp", "file", "debug")
-	check("extension", func(ty component.Type) bool { _, ok := f.Extensions[ty]; return ok }, "file_storage", "health_check")
+	check("extension", func(ty component.Type) bool { _, ok := f.Extensions[ty]; return ok }, "file_storage", "health_check", "connaudit_node_auth")
 }
 
 // TestValidateSubcommand runs `otelcol-connaudit validate --config config.yaml`

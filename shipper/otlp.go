@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
 	"go.opentelemetry.io/otel/exporters/stdout/stdoutlog"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
+	"google.golang.org/grpc"
 
 	"github.com/connaudit/connaudit/shipper/otlp"
 )
@@ -53,7 +54,9 @@ func ValidateOTLPEnv() error {
 // standard OTEL_EXPORTER_OTLP_* variables; compression is gzip unless they
 // say otherwise. OTLP/HTTP goes through connaudit's own exporter (package
 // otlp), which writes the wire format without the SDK's intermediate structs.
-func NewSDKExporter(ctx context.Context, output string, console io.Writer) (sdklog.Exporter, error) {
+// A tokenFile, when given, holds the bearer token sent with every export,
+// read again whenever the file changes.
+func NewSDKExporter(ctx context.Context, output, tokenFile string, console io.Writer) (sdklog.Exporter, error) {
 	if output == OutputConsole {
 		return stdoutlog.New(stdoutlog.WithWriter(console))
 	}
@@ -61,11 +64,20 @@ func NewSDKExporter(ctx context.Context, output string, console io.Writer) (sdkl
 	if err != nil {
 		return nil, err
 	}
+	var token *otlp.TokenFile
+	if tokenFile != "" {
+		if token, err = otlp.NewTokenFile(tokenFile); err != nil {
+			return nil, fmt.Errorf("CONNAUDIT_EXPORT_TOKEN_FILE: %w", err)
+		}
+	}
 	_, compression := firstEnv("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION")
 	if protocol == ProtocolGRPC {
 		var opts []otlploggrpc.Option
 		if compression == "" {
 			opts = append(opts, otlploggrpc.WithCompressor("gzip"))
+		}
+		if token != nil {
+			opts = append(opts, otlploggrpc.WithDialOption(grpc.WithPerRPCCredentials(bearer{token})))
 		}
 		return otlploggrpc.New(ctx, opts...)
 	}
@@ -73,8 +85,24 @@ func NewSDKExporter(ctx context.Context, output string, console io.Writer) (sdkl
 	if err != nil {
 		return nil, err
 	}
+	cfg.Token = token
 	return otlp.New(cfg), nil
 }
+
+// bearer sends the token file's token with every gRPC call.
+type bearer struct{ token *otlp.TokenFile }
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	t, err := b.token.Token()
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"authorization": "Bearer " + t}, nil
+}
+
+// RequireTransportSecurity is false so that a gateway on loopback or behind
+// a mesh works too; OTEL_EXPORTER_OTLP_CERTIFICATE turns TLS on.
+func (bearer) RequireTransportSecurity() bool { return false }
 
 func firstEnv(names ...string) (string, string) {
 	for _, n := range names {

@@ -35,6 +35,9 @@ type Config struct {
 	// Hint is added to the error when the server cannot be reached, telling
 	// the user what must be running.
 	Hint string
+	// DeniedHint is added to a 401 or 403 answer, telling the user which
+	// permission to ask for.
+	DeniedHint string
 }
 
 // Backend queries one VictoriaLogs.
@@ -43,6 +46,7 @@ type Backend struct {
 	client *http.Client
 	header http.Header
 	hint   string
+	denied string
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -57,7 +61,7 @@ func New(cfg Config) (*Backend, error) {
 	if client == nil {
 		client = http.DefaultClient
 	}
-	return &Backend{base: u, client: client, header: cfg.Header, hint: cfg.Hint}, nil
+	return &Backend{base: u, client: client, header: cfg.Header, hint: cfg.Hint, denied: cfg.DeniedHint}, nil
 }
 
 // URL is the base URL the backend queries.
@@ -97,10 +101,15 @@ func (b *Backend) get(ctx context.Context, path string, args url.Values) (io.Rea
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 		resp.Body.Close()
-		err := fmt.Errorf("VictoriaLogs at %s answered %s: %s", b.base.Redacted(), resp.Status, strings.TrimSpace(string(body)))
-		if resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusNotFound {
+		err := fmt.Errorf("VictoriaLogs at %s answered %s: %s", b.base.Redacted(), resp.Status, statusMessage(body))
+		switch resp.StatusCode {
+		case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusNotFound:
 			if b.hint != "" {
 				err = fmt.Errorf("%w; %s", err, b.hint)
+			}
+		case http.StatusUnauthorized, http.StatusForbidden:
+			if b.denied != "" {
+				err = fmt.Errorf("%w; %s", err, b.denied)
 			}
 		}
 		return nil, err
@@ -167,4 +176,17 @@ func (d *lineDecoder) next() (map[string]string, error) {
 		return nil, fmt.Errorf("read VictoriaLogs answer: %w", err)
 	}
 	return nil, io.EOF
+}
+
+// statusMessage is the message of a Kubernetes Status (what the API server's
+// service proxy answers with), else the body as text.
+func statusMessage(body []byte) string {
+	var st struct {
+		Kind    string `json:"kind"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(body, &st) == nil && st.Kind == "Status" && st.Message != "" {
+		return st.Message
+	}
+	return strings.TrimSpace(string(body))
 }

@@ -71,7 +71,7 @@ func runAgent(ctx context.Context) error {
 		sh.EmitLoss(shipper.Loss{Reason: shipper.LossSpoolCorrupt, Bytes: recovery.CorruptBytes, Detail: "unreadable records in the spool at start"})
 	}
 
-	sdkExporter, err := shipper.NewSDKExporter(ctx, cfg.Output, os.Stdout)
+	sdkExporter, err := shipper.NewSDKExporter(ctx, cfg.Output, cfg.ExportTokenFile, os.Stdout)
 	if err != nil {
 		return fmt.Errorf("create exporter: %w", err)
 	}

@@ -127,7 +127,9 @@ func (b *backendFlags) openProxy(ctxName string, header http.Header) (*victorial
 	base = base.JoinPath(cfg.APIPath, "api/v1/namespaces", ns, "services", name+":"+port, "proxy")
 	hint := fmt.Sprintf("the service %s was reached through the API server of kubeconfig context %q; is connaudit's VictoriaLogs installed there "+
 		"(--backend-service names another)? Or give --server", b.service, ctxName)
-	return victorialogs.New(victorialogs.Config{URL: base.String(), Client: client, Header: header, Hint: hint})
+	denied := fmt.Sprintf("reading the trail through the API server needs get on services/proxy %s/%s:%s (the connaudit-reader Role of k8s/deploy; "+
+		"an admin grants it with kubectl create rolebinding NAME -n %s --role=connaudit-reader --user=YOU)", ns, name, port, ns)
+	return victorialogs.New(victorialogs.Config{URL: base.String(), Client: client, Header: header, Hint: hint, DeniedHint: denied})
 }
 
 func (b *backendFlags) header() (http.Header, error) {
@@ -144,7 +146,7 @@ func (b *backendFlags) header() (http.Header, error) {
 			name = strings.TrimSpace(kv[:sep])
 		}
 		if !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(kv[sep+1:]) {
-			return nil, fmt.Errorf("header %q (--header or CONNAUDIT_QUERY_HEADERS): want \"Name: value\" or Name=value", kv)
+			return nil, fmt.Errorf("--header %q (or in CONNAUDIT_QUERY_HEADERS): want \"Name: value\" or Name=value", kv)
 		}
 		h.Add(name, strings.TrimSpace(kv[sep+1:]))
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/connaudit/connaudit/bpf"
 	"github.com/connaudit/connaudit/k8s"
 	"github.com/connaudit/connaudit/shipper"
+	"github.com/connaudit/connaudit/shipper/otlp"
 )
 
 // agentConfig is everything the agent reads from CONNAUDIT_* variables. The
@@ -37,6 +38,7 @@ type agentConfig struct {
 	ExportBatch        int           `envconfig:"EXPORT_BATCH" default:"2048" desc:"records per OTLP request, at most"`
 	ExportMaxDelay     time.Duration `envconfig:"EXPORT_MAX_DELAY" default:"1s" desc:"longest a record waits in the spool for its batch to fill; 0 sends at once"`
 	ExportMaxBackoff   time.Duration `envconfig:"EXPORT_MAX_BACKOFF" default:"5s" desc:"longest wait between export retries"`
+	ExportTokenFile    string        `envconfig:"EXPORT_TOKEN_FILE" desc:"file holding a bearer token sent with every export (the agent's projected ServiceAccount token on a cluster), read again when it changes; empty: none"`
 	ReadyExportFailure time.Duration `envconfig:"READY_EXPORT_FAILURE" default:"60s" desc:"/readyz fails once exports have failed for this long"`
 	ShutdownGrace      time.Duration `envconfig:"SHUTDOWN_GRACE" default:"10s" desc:"time to flush the spool at SIGTERM; the rest stays spooled"`
 
@@ -121,6 +123,11 @@ func (c agentConfig) validate() error {
 		return fmt.Errorf("CONNAUDIT_EXPORT_BATCH=%d: want at least 1", c.ExportBatch)
 	}
 	if c.Output == shipper.OutputOTLP {
+		if c.ExportTokenFile != "" {
+			if _, err := otlp.NewTokenFile(c.ExportTokenFile); err != nil {
+				return fmt.Errorf("CONNAUDIT_EXPORT_TOKEN_FILE: %w", err)
+			}
+		}
 		return shipper.ValidateOTLPEnv()
 	}
 	return nil

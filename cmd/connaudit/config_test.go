@@ -25,6 +25,7 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 		{map[string]string{"CONNAUDIT_EXPORT_BATCH": "0"}, "CONNAUDIT_EXPORT_BATCH"},
 		{map[string]string{"CONNAUDIT_LOG_LEVEL": "chatty"}, "CONNAUDIT_LOG_LEVEL"},
 		{map[string]string{"CONNAUDIT_LISTEN_ADDR": "9464"}, "CONNAUDIT_LISTEN_ADDR"},
+		{map[string]string{"CONNAUDIT_EXPORT_TOKEN_FILE": "/nonexistent/token"}, "CONNAUDIT_EXPORT_TOKEN_FILE"},
 		{map[string]string{"CONNAUDIT_LISTEN_ADDR": "127.0.0.1:metrics"}, "CONNAUDIT_LISTEN_ADDR"},
 		{map[string]string{"CONNAUDIT_KUBERNETES": "maybe"}, "CONNAUDIT_KUBERNETES"},
 		{map[string]string{"CONNAUDIT_KUBERNETES": "on", "CONNAUDIT_NODE_NAME": ""}, "CONNAUDIT_NODE_NAME"},

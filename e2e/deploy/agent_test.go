@@ -67,6 +67,9 @@ func startPodAgent(t *testing.T, opts podAgentOptions) *podAgent {
 		"/host/proc":               dir + "/host/proc",
 		"/host/sys/fs/cgroup":      dir + "/host/sys/fs/cgroup",
 		"/var/lib/connaudit/spool": dir + "/spool",
+		// The projected token for the gateway; this test's collector is
+		// the dev one, which does not review it (auth_test.go does).
+		"/var/run/secrets/connaudit/token": dir + "/gateway-token/token",
 	}
 	env := []string{"PATH=/usr/bin:/bin"}
 	var pinDir string
@@ -90,7 +93,7 @@ func startPodAgent(t *testing.T, opts podAgentOptions) *podAgent {
 	}
 	env = append(env, "KUBERNETES_SERVICE_HOST="+strings.Split(opts.apiServer, ":")[0], "KUBERNETES_SERVICE_PORT="+strings.Split(opts.apiServer, ":")[1])
 	env = append(env, opts.env...)
-	for _, p := range []string{"host/proc", "host/sys/fs/cgroup", "pins", "sa"} {
+	for _, p := range []string{"host/proc", "host/sys/fs/cgroup", "pins", "sa", "gateway-token"} {
 		must(t, os.MkdirAll(filepath.Join(dir, p), 0o755), "mkdir")
 	}
 	// As a kubelet's hostPath DirectoryOrCreate makes it.
@@ -98,6 +101,7 @@ func startPodAgent(t *testing.T, opts podAgentOptions) *podAgent {
 	writeFile(t, dir+"/sa", "token", opts.token)
 	writeFile(t, dir+"/sa", "ca.crt", opts.ca)
 	writeFile(t, dir+"/sa", "namespace", namespace)
+	writeFile(t, dir+"/gateway-token", "token", opts.token)
 
 	v2, err := cgroup.FindV2Mount()
 	must(t, err, "find cgroup v2")

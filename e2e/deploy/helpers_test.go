@@ -22,6 +22,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/connaudit/connaudit/internal/kubetest"
+	"github.com/connaudit/connaudit/internal/teststack"
 )
 
 const (
@@ -212,4 +215,15 @@ func must(t testing.TB, err error, what string, args ...any) {
 	if err != nil {
 		t.Fatalf("%s: %v", fmt.Sprintf(what, args...), err)
 	}
+}
+
+// startGateway runs the gateway with the given rendered configuration files
+// and a real API server that reviews the agents' tokens, as the shipped
+// configuration requires. agentEnv is what an agent of node test-node (the
+// node teststack.StartAgent names) needs to be accepted.
+func startGateway(t testing.TB, victoriaLogsURL string, configs []string, env ...string) (col *teststack.Collector, agentEnv []string) {
+	t.Helper()
+	auth := teststack.NewGatewayAuth(t, kubetest.Start(t, kubetest.Options{}))
+	col = teststack.StartGateway(t, victoriaLogsURL, configs, append(auth.Env, env...)...)
+	return col, []string{"CONNAUDIT_EXPORT_TOKEN_FILE=" + auth.AgentToken("test-node")}
 }

@@ -149,8 +149,17 @@ func TestAgentDaemonSet(t *testing.T) {
 	if tmp, ok := volumes[mountAt(c, "/tmp")]; !ok || tmp.EmptyDir == nil {
 		t.Error("/tmp is not an emptyDir")
 	}
-	if len(spec.Volumes) != 6 {
-		t.Errorf("%d volumes; want exactly the six above (a new host mount needs a review)", len(spec.Volumes))
+	// The token the gateway reviews: the pod's own, for the gateway's
+	// audience only, where CONNAUDIT_EXPORT_TOKEN_FILE reads it.
+	tokenVol, ok := volumes[mountAt(c, "/var/run/secrets/connaudit")]
+	if !ok || tokenVol.Projected == nil || len(tokenVol.Projected.Sources) != 1 || tokenVol.Projected.Sources[0].ServiceAccountToken == nil ||
+		tokenVol.Projected.Sources[0].ServiceAccountToken.Audience != "connaudit" {
+		t.Errorf("no projected ServiceAccount token for audience connaudit at /var/run/secrets/connaudit: %+v", tokenVol)
+	} else if v, _ := envOf(c, "CONNAUDIT_EXPORT_TOKEN_FILE"); v != "/var/run/secrets/connaudit/"+tokenVol.Projected.Sources[0].ServiceAccountToken.Path {
+		t.Errorf("CONNAUDIT_EXPORT_TOKEN_FILE=%q does not name the projected token", v)
+	}
+	if len(spec.Volumes) != 7 {
+		t.Errorf("%d volumes; want exactly the seven above (a new host mount needs a review)", len(spec.Volumes))
 	}
 }
 

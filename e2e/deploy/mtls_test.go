@@ -85,7 +85,7 @@ func TestMTLSOverlay(t *testing.T) {
 	writeFile(t, tlsDir, "ca.crt", string(ca.pem))
 
 	vl := teststack.StartVictoriaLogs(t)
-	col := teststack.StartGateway(t, vl.URL(), []string{config, tlsConfig}, "CONNAUDIT_COLLECTOR_TLS_DIR="+tlsDir)
+	col, tokenEnv := startGateway(t, vl.URL(), []string{config, tlsConfig}, "CONNAUDIT_COLLECTOR_TLS_DIR="+tlsDir)
 
 	// The agent's TLS environment as the overlay sets it, with the files
 	// where this test keeps them.
@@ -96,7 +96,7 @@ func TestMTLSOverlay(t *testing.T) {
 	}
 	agentEnv := func(caFile, crt, key string) []string {
 		files := map[string]string{"/etc/connaudit/tls/ca.crt": caFile, "/etc/connaudit/tls/tls.crt": crt, "/etc/connaudit/tls/tls.key": key}
-		env := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=https://" + col.HTTPAddr()}
+		env := append([]string{"OTEL_EXPORTER_OTLP_ENDPOINT=https://" + col.HTTPAddr()}, tokenEnv...)
 		for _, name := range []string{"OTEL_EXPORTER_OTLP_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_KEY"} {
 			v, ok := envOf(agentCtr, name)
 			if !ok || files[v] == "" {

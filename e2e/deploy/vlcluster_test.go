@@ -29,8 +29,8 @@ func TestVictoriaLogsClusterMode(t *testing.T) {
 		specs["Deployment/vlinsert"].Containers[0].Args, specs["Deployment/vlselect"].Containers[0].Args)
 
 	config := writeFile(t, t.TempDir(), "config.yaml", r.configMapData(t, "connaudit-collector", "config.yaml"))
-	col := teststack.StartGateway(t, vc.InsertURL(), []string{config})
-	teststack.StartAgent(t, col, "CONNAUDIT_CLUSTER_NAME=vl-cluster-test")
+	col, tokenEnv := startGateway(t, vc.InsertURL(), []string{config})
+	teststack.StartAgent(t, col, append(tokenEnv, "CONNAUDIT_CLUSTER_NAME=vl-cluster-test")...)
 
 	listener := netnstest.Listen(t, "tcp4", "127.0.0.1:0")
 	const connects = 20

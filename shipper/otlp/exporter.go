@@ -32,6 +32,7 @@ type Config struct {
 	Gzip      bool          // compress request bodies
 	TLS       *tls.Config   // nil: the default
 	UserAgent string        // empty: DefaultUserAgent
+	Token     *TokenFile    // nil: no Authorization header
 }
 
 // DefaultUserAgent names connaudit's exporter to the collector.
@@ -131,11 +132,13 @@ func tlsFromEnv() (*tls.Config, error) {
 		return nil, fmt.Errorf("%s and %s go together: set both or neither", certName, keyName)
 	}
 	if cert != "" {
-		pair, err := tls.LoadX509KeyPair(cert, key)
+		pair, err := newKeyPair(cert, key)
 		if err != nil {
 			return nil, fmt.Errorf("%s, %s: %w", certName, keyName, err)
 		}
-		cfg.Certificates = []tls.Certificate{pair}
+		// Read again on every handshake that finds the files changed: a
+		// renewed certificate is used without a restart.
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return pair.certificate() }
 	}
 	return cfg, nil
 }
@@ -231,6 +234,13 @@ func (x *Exporter) Export(ctx context.Context, recs []sdklog.Record) error {
 	}
 	for k, v := range x.cfg.Headers {
 		req.Header[k] = v
+	}
+	if x.cfg.Token != nil {
+		token, err := x.cfg.Token.Token()
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	if x.gz != nil {

@@ -1,0 +1,142 @@
+package teststack
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/connaudit/connaudit/internal/kubetest"
+)
+
+// The identities of k8s/deploy: the agents write the trail, the gateway
+// reviews their tokens.
+const (
+	Namespace      = "connaudit"
+	AgentAccount   = "connaudit-agent"
+	GatewayAccount = "connaudit-collector"
+	// GatewayAudience is the audience of the agents' projected tokens.
+	GatewayAudience = "connaudit"
+)
+
+// GatewayAuth is what the shipped gateway configuration needs to accept an
+// agent's records: a real API server that reviews the agents' tokens, the
+// ServiceAccounts of k8s/deploy, and a pod per node whose bound token the
+// agent of that node presents.
+type GatewayAuth struct {
+	t       testing.TB
+	cluster *kubetest.Cluster
+	dir     string
+	// Env points the gateway (StartGateway's env) at the API server, with a
+	// token of its own ServiceAccount.
+	Env []string
+}
+
+// NewGatewayAuth creates, unless k8s/deploy was applied already, the
+// connaudit namespace, the agent's and the gateway's ServiceAccounts and the
+// gateway's system:auth-delegator binding, as k8s/deploy defines them.
+func NewGatewayAuth(t testing.TB, c *kubetest.Cluster) *GatewayAuth {
+	t.Helper()
+	g := &GatewayAuth{t: t, cluster: c, dir: t.TempDir()}
+	ctx := t.Context()
+	client := c.Client()
+	create := func(what string, err error) {
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("teststack: create %s: %v", what, err)
+		}
+	}
+	_, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{})
+	create("namespace", err)
+	for _, sa := range []string{AgentAccount, GatewayAccount} {
+		_, err = client.CoreV1().ServiceAccounts(Namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{})
+		create("ServiceAccount "+sa, err)
+	}
+	_, err = client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "connaudit-collector-auth-delegator"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:auth-delegator"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: GatewayAccount, Namespace: Namespace}},
+	}, metav1.CreateOptions{})
+	create("the gateway's ClusterRoleBinding", err)
+
+	tr, err := client.CoreV1().ServiceAccounts(Namespace).CreateToken(ctx, GatewayAccount, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("teststack: token of %s: %v", GatewayAccount, err)
+	}
+	cfg := c.Config()
+	g.Env = []string{
+		"CONNAUDIT_COLLECTOR_API_SERVER=" + cfg.Host,
+		"CONNAUDIT_COLLECTOR_API_CA_FILE=" + cfg.CAFile,
+		"CONNAUDIT_COLLECTOR_API_TOKEN_FILE=" + g.write("gateway-token", tr.Status.Token),
+	}
+	return g
+}
+
+// Token returns a file holding a token of ServiceAccount namespace/account
+// for audience, bound to pod namespace/pod on node, all created if needed:
+// what kubelet projects into such a pod.
+func (g *GatewayAuth) Token(namespace, account, pod, node, audience string) string {
+	g.t.Helper()
+	ctx := g.t.Context()
+	client := g.cluster.Client()
+	create := func(what string, err error) {
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			g.t.Fatalf("teststack: create %s: %v", what, err)
+		}
+	}
+	_, err := client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, metav1.CreateOptions{})
+	create("node "+node, err)
+	_, err = client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{})
+	create("namespace "+namespace, err)
+	_, err = client.CoreV1().ServiceAccounts(namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: account}}, metav1.CreateOptions{})
+	create("ServiceAccount "+account, err)
+	_, err = client.CoreV1().Pods(namespace).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: pod},
+		Spec: corev1.PodSpec{NodeName: node, ServiceAccountName: account,
+			Containers: []corev1.Container{{Name: "c", Image: "registry.example/c:1"}}},
+	}, metav1.CreateOptions{})
+	create("pod "+pod, err)
+	p, err := client.CoreV1().Pods(namespace).Get(ctx, pod, metav1.GetOptions{})
+	if err != nil {
+		g.t.Fatalf("teststack: get pod %s: %v", pod, err)
+	}
+	tr, err := client.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, account, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{
+			Audiences:         []string{audience},
+			ExpirationSeconds: ptr.To[int64](3600),
+			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod, UID: p.UID},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		g.t.Fatalf("teststack: token of %s/%s bound to pod %s: %v", namespace, account, pod, err)
+	}
+	return g.write(namespace+"-"+account+"-"+pod+"-"+audience, tr.Status.Token)
+}
+
+// AgentToken is the token of the agent's pod on node.
+func (g *GatewayAuth) AgentToken(node string) string {
+	g.t.Helper()
+	return g.Token(Namespace, AgentAccount, "connaudit-agent-"+node, node, GatewayAudience)
+}
+
+func (g *GatewayAuth) write(name, content string) string {
+	g.t.Helper()
+	path := filepath.Join(g.dir, strings.Map(func(r rune) rune {
+		if r == '/' || r == ':' {
+			return '_'
+		}
+		return r
+	}, name))
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		g.t.Fatalf("teststack: %v", err)
+	}
+	return path
+}

@@ -1,0 +1,67 @@
+package nodeauthextension
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Config says which API server reviews the agents' tokens and whose tokens
+// are accepted.
+type Config struct {
+	// APIServer is the Kubernetes API server's URL. Empty: the in-cluster
+	// one, from KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT.
+	APIServer string `mapstructure:"api_server"`
+	// CAFile verifies the API server's certificate.
+	CAFile string `mapstructure:"ca_file"`
+	// TokenFile holds the gateway's own token, re-read when it rotates; it
+	// needs create on tokenreviews (the system:auth-delegator ClusterRole).
+	TokenFile string `mapstructure:"token_file"`
+	// Audience is what the agents' projected tokens are issued for, so that
+	// a token meant for anything else is refused.
+	Audience string `mapstructure:"audience"`
+	// ServiceAccounts are the NAMESPACE/NAME of the agents.
+	ServiceAccounts []string `mapstructure:"service_accounts"`
+	// CacheTTL is how long a reviewed token is trusted before it is reviewed
+	// again (at most until it expires).
+	CacheTTL time.Duration `mapstructure:"cache_ttl"`
+}
+
+const (
+	inClusterCA    = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+	inClusterToken = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+)
+
+func createDefaultConfig() *Config {
+	return &Config{
+		CAFile:          inClusterCA,
+		TokenFile:       inClusterToken,
+		Audience:        "connaudit",
+		ServiceAccounts: []string{"connaudit/connaudit-agent"},
+		CacheTTL:        time.Minute,
+	}
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	if c.Audience == "" {
+		return errors.New("audience: empty; the agents' tokens must be issued for an audience of their own")
+	}
+	if len(c.ServiceAccounts) == 0 {
+		return errors.New("service_accounts: empty; name the agents' NAMESPACE/NAME")
+	}
+	for _, sa := range c.ServiceAccounts {
+		ns, name, ok := strings.Cut(sa, "/")
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+			return fmt.Errorf("service_accounts: %q is not NAMESPACE/NAME", sa)
+		}
+	}
+	if c.CacheTTL < 0 {
+		return fmt.Errorf("cache_ttl: %s is negative", c.CacheTTL)
+	}
+	if c.TokenFile == "" {
+		return errors.New("token_file: empty; the gateway needs a token to ask the API server for reviews")
+	}
+	return nil
+}
