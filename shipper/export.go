@@ -22,6 +22,7 @@ import (
 
 	"github.com/connaudit/connaudit/shipper/otlp"
 	"github.com/connaudit/connaudit/shipper/spool"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // ExportConfig tunes the export loop.
@@ -42,7 +43,7 @@ type Exporter struct {
 	cfg         ExportConfig
 	spool       *spool.Spool
 	exp         sdklog.Exporter
-	shipper     *Shipper
+	ledger      *Ledger
 	metrics     *Metrics
 	log         *slog.Logger
 	providers   *providerCache
@@ -61,10 +62,10 @@ type Exporter struct {
 	corruptSeen int64
 }
 
-// NewExporter wires the export loop. The shipper receives loss records about
-// what the collector rejected.
-func NewExporter(cfg ExportConfig, sp *spool.Spool, exp sdklog.Exporter, sh *Shipper, m *Metrics, logger *slog.Logger) *Exporter {
-	x := &Exporter{cfg: cfg, spool: sp, exp: exp, shipper: sh, metrics: m, log: logger, drain: make(chan struct{})}
+// NewExporter wires the export loop. The ledger receives the losses the
+// export finds: spool damage, undecodable records, records the collector rejected.
+func NewExporter(cfg ExportConfig, sp *spool.Spool, exp sdklog.Exporter, ledger *Ledger, m *Metrics, logger *slog.Logger) *Exporter {
+	x := &Exporter{cfg: cfg, spool: sp, exp: exp, ledger: ledger, metrics: m, log: logger, drain: make(chan struct{})}
 	x.providers = newProviderCache(1024, cfg.Version, &x.out, &x.attrs)
 	return x
 }
@@ -150,8 +151,8 @@ func (x *Exporter) export(ctx context.Context) error {
 			x.log.Warn("acknowledge exported batch: cleanup failed, will retry", "err", err)
 		}
 		// Reported once the batch is done with, not at each retry.
-		x.reportSeqLoss(LossUndecodable, x.undecodable, "spooled by an incompatible version", nil)
-		x.reportSeqLoss(LossRejected, x.rejected, "the collector refused them permanently", x.rejectedErr)
+		x.reportSeqLoss(trail.LossUndecodable, x.undecodable, "spooled by an incompatible version", nil)
+		x.reportSeqLoss(trail.LossRejected, x.rejected, "the collector refused them permanently", x.rejectedErr)
 	}
 }
 
@@ -205,8 +206,7 @@ func (x *Exporter) reportCorruption() {
 	corrupt := x.spool.Stats().CorruptBytes
 	if d := corrupt - x.corruptSeen; d > 0 {
 		x.log.Error("spool data failed its checksum; reported as loss", "bytes", d)
-		x.metrics.Lost.WithLabelValues(LossSpoolCorrupt).Inc()
-		x.shipper.EmitLoss(Loss{Reason: LossSpoolCorrupt, Bytes: d, Detail: "spooled records failed their checksum"})
+		x.ledger.Lose(Loss{Reason: trail.LossSpoolCorrupt, Bytes: d, Detail: "spooled records failed their checksum"})
 	}
 	x.corruptSeen = corrupt
 }
@@ -229,7 +229,7 @@ func (x *Exporter) convert(ctx context.Context, payloads [][]byte) {
 		lr.SetSeverity(r.Severity)
 		lr.SetSeverityText(severityText(r.Severity))
 		lr.SetBody(attribute.StringValue(r.Body))
-		r.Attrs = append(r.Attrs, attribute.Int64("connaudit.seq", int64(r.Seq)))
+		r.Attrs = append(r.Attrs, attribute.Int64(string(trail.KeySeq), int64(r.Seq)))
 		// The processor sets the attributes on the SDK record in one copy:
 		// through lr, the SDK would copy them twice, growing one at a time.
 		x.attrs = r.Attrs
@@ -240,7 +240,7 @@ func (x *Exporter) convert(ctx context.Context, payloads [][]byte) {
 
 // reportSeqLoss writes one loss record per run of consecutive seqs, so that
 // every seq missing from the trail lies in a range a loss record names.
-func (x *Exporter) reportSeqLoss(reason string, seqs []uint64, detail string, cause error) {
+func (x *Exporter) reportSeqLoss(reason trail.LossReason, seqs []uint64, detail string, cause error) {
 	if len(seqs) == 0 {
 		return
 	}
@@ -248,13 +248,12 @@ func (x *Exporter) reportSeqLoss(reason string, seqs []uint64, detail string, ca
 		detail += ": " + cause.Error()
 	}
 	x.log.Error("records lost: "+detail, "reason", reason, "count", len(seqs), "first_seq", seqs[0], "last_seq", seqs[len(seqs)-1])
-	x.metrics.Lost.WithLabelValues(reason).Add(float64(len(seqs)))
 	for i := 0; i < len(seqs); {
 		j := i + 1
 		for j < len(seqs) && seqs[j] == seqs[j-1]+1 {
 			j++
 		}
-		x.shipper.EmitLoss(Loss{Reason: reason, Count: uint64(j - i), FirstSeq: seqs[i], LastSeq: seqs[j-1], Detail: detail})
+		x.ledger.Lose(Loss{Reason: reason, Count: uint64(j - i), FirstSeq: seqs[i], LastSeq: seqs[j-1], Detail: detail})
 		i = j
 	}
 }
@@ -366,8 +365,7 @@ func (x *Exporter) reportPartialSuccess(err error) {
 	n, _ := strconv.ParseUint(m[1], 10, 64)
 	x.log.Error("the collector rejected records", "count", n, "err", err)
 	if n > 0 {
-		x.metrics.Lost.WithLabelValues(LossRejected).Add(float64(n))
-		x.shipper.EmitLoss(Loss{Reason: LossRejected, Count: n, Detail: err.Error()})
+		x.ledger.Lose(Loss{Reason: trail.LossRejected, Count: n, Detail: err.Error()})
 	}
 }
 
@@ -408,7 +406,7 @@ func (c *providerCache) logger(res []byte) log.Logger {
 	}
 	attrs, err := DecodeAttrs(res, nil)
 	if err != nil {
-		attrs = append(attrs, attribute.String("connaudit.resource.error", err.Error()))
+		attrs = append(attrs, attribute.String(string(trail.KeyResourceError), err.Error()))
 	}
 	p := sdklog.NewLoggerProvider(
 		sdklog.WithResource(resource.NewSchemaless(attrs...)),

@@ -23,6 +23,7 @@ import (
 
 	"github.com/connaudit/connaudit/shipper/otlp"
 	"github.com/connaudit/connaudit/shipper/spool"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // otlpSink is a small OTLP/HTTP and OTLP/gRPC logs server. It refuses for
@@ -61,7 +62,7 @@ func (s *otlpSink) take(req *collogpb.ExportLogsServiceRequest) (refuse bool) {
 				s.seqs = append(s.seqs, kv.Value.GetIntValue())
 			}
 		}
-		if r.EventName == EventLoss {
+		if r.EventName == string(trail.EventLoss) {
 			s.losses = append(s.losses, r)
 		}
 	}
@@ -135,7 +136,7 @@ func grpcExporter(t *testing.T, sink *otlpSink) sdklog.Exporter {
 
 // spoolWithPoison is a spool of n connect records whose record number poison
 // (1-based seq) carries the attribute test.poison.
-func spoolWithPoison(t *testing.T, n, poison int) (*spool.Spool, *Shipper) {
+func spoolWithPoison(t *testing.T, n, poison int) (*spool.Spool, *Ledger) {
 	t.Helper()
 	sp, sh := spooledShipper(t, 0)
 	ev := testEvent()
@@ -153,7 +154,7 @@ func spoolWithPoison(t *testing.T, n, poison int) (*spool.Spool, *Shipper) {
 }
 
 // runExporter runs an Exporter until done says so, for at most 30 seconds.
-func runExporter(t *testing.T, sp *spool.Spool, sh *Shipper, exp sdklog.Exporter, cfg ExportConfig, done func() bool) *Exporter {
+func runExporter(t *testing.T, sp *spool.Spool, sh *Ledger, exp sdklog.Exporter, cfg ExportConfig, done func() bool) *Exporter {
 	t.Helper()
 	cfg.MaxBackoff = max(cfg.MaxBackoff, time.Millisecond)
 	x := NewExporter(cfg, sp, exp, sh, sh.metrics, sh.log)
