@@ -26,6 +26,7 @@ import (
 	"github.com/connaudit/connaudit/process"
 	"github.com/connaudit/connaudit/shipper"
 	"github.com/connaudit/connaudit/shipper/spool"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // BenchmarkHandle is the agent's per-event path after the ring buffer, with
@@ -148,7 +149,7 @@ func BenchmarkHandleEnriched(b *testing.B) {
 	if w, st := enricher.Source(string(src.UID), "", now); st != k8s.SourceResolved || w == nil {
 		b.Fatalf("the source pod did not resolve: %v", st)
 	}
-	if peer := enricher.Peer(ev.Peer.Addr(), now); peer.Kind != k8s.PeerPod {
+	if peer := enricher.Peer(ev.Peer.Addr(), now); peer.Kind != trail.PeerPod {
 		b.Fatalf("the peer is %s, want a pod", peer.Kind)
 	}
 

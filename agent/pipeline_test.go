@@ -79,7 +79,7 @@ func (f *fakeKubernetes) Source(podUID, _ string, _ time.Time) (*k8s.Workload, k
 	return nil, k8s.SourcePending
 }
 func (f *fakeKubernetes) Peer(netip.Addr, time.Time) *k8s.Peer {
-	return &k8s.Peer{Kind: k8s.PeerExternal, Attrs: []attribute.KeyValue{attribute.String("connaudit.peer.kind", "external")}}
+	return &k8s.Peer{Kind: trail.PeerExternal, Attrs: []attribute.KeyValue{attribute.String("connaudit.peer.kind", "external")}}
 }
 
 type noExecutables struct{}

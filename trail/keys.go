@@ -1,6 +1,9 @@
 package trail
 
-import semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+import (
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+)
 
 // Key is an attribute key of a record or of its resource.
 type Key string
@@ -97,3 +100,9 @@ const (
 	// KeyResourceError marks a resource the exporter could not decode.
 	KeyResourceError Key = "connaudit.resource.error"
 )
+
+// String is an attribute of key k.
+func (k Key) String(v string) attribute.KeyValue { return attribute.String(string(k), v) }
+
+// Bool is an attribute of key k.
+func (k Key) Bool(v bool) attribute.KeyValue { return attribute.Bool(string(k), v) }
