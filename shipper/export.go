@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,9 +13,6 @@ import (
 	"go.opentelemetry.io/otel/log"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"go.opentelemetry.io/otel/sdk/resource"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/connaudit/connaudit/shipper/otlp"
 	"github.com/connaudit/connaudit/shipper/spool"
@@ -92,7 +86,7 @@ func (x *Exporter) Drain() { x.drainOnce.Do(func() { close(x.drain) }) }
 // spool and are exported again.
 func (x *Exporter) Run(ctx context.Context) {
 	defer x.providers.shutdown()
-	backoff := 100 * time.Millisecond
+	restart := newBackoff(100*time.Millisecond, x.cfg.MaxBackoff)
 	for {
 		x.running.Store(true)
 		started := time.Now()
@@ -102,16 +96,16 @@ func (x *Exporter) Run(ctx context.Context) {
 			return
 		}
 		if time.Since(started) > x.cfg.MaxBackoff {
-			backoff = 100 * time.Millisecond
+			restart.reset()
 		}
+		wait := restart.next()
 		x.metrics.ExportRestarts.Inc()
-		x.log.Error("export loop failed; restarting it (records wait in the spool)", "err", err, "in", backoff)
+		x.log.Error("export loop failed; restarting it (records wait in the spool)", "err", err, "in", wait)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, x.cfg.MaxBackoff)
 	}
 }
 
@@ -272,13 +266,13 @@ const failedTriesBeforeShrink = 3
 // keeps failing transiently yields errShrink.
 func (x *Exporter) deliver(ctx context.Context, recs []sdklog.Record, seqs []uint64) error {
 	err := x.send(ctx, recs)
-	var refused permanentError
+	var refused *otlp.PermanentError
 	if !errors.As(err, &refused) {
 		return err
 	}
 	if len(recs) == 1 {
 		x.rejected = append(x.rejected, seqs[0])
-		x.rejectedErr = refused.err
+		x.rejectedErr = refused.Err
 		return nil
 	}
 	half := len(recs) / 2
@@ -294,12 +288,13 @@ func (x *Exporter) send(ctx context.Context, recs []sdklog.Record) error {
 		return nil
 	}
 	start := time.Now()
-	backoff := 100 * time.Millisecond
+	retry := newBackoff(100*time.Millisecond, x.cfg.MaxBackoff)
 	for try := 1; ; try++ {
 		err := x.exp.Export(ctx, recs)
-		if err == nil || isPartialSuccess(err) {
-			if err != nil {
-				x.reportPartialSuccess(err)
+		partial, isPartial := otlp.AsPartialSuccess(err)
+		if err == nil || isPartial {
+			if isPartial {
+				x.reportPartialSuccess(partial)
 			}
 			x.metrics.Exported.Add(float64(len(recs)))
 			x.metrics.ExportDuration.Observe(time.Since(start).Seconds())
@@ -311,58 +306,31 @@ func (x *Exporter) send(ctx context.Context, recs []sdklog.Record) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if isPermanent(err) {
+		if otlp.IsPermanent(err) {
 			x.log.Warn("the collector refused a batch for good; isolating the records at fault", "records", len(recs), "err", err)
-			return permanentError{err}
+			return err
 		}
 		x.metrics.ExportRetries.Inc()
 		if x.failingNs.CompareAndSwap(0, time.Now().UnixNano()) {
 			x.log.Warn("export failed; retrying until the collector accepts (records wait in the spool)", "err", err)
 		}
-		wait := max(backoff, min(otlp.RetryAfter(err), maxRetryAfter))
+		wait := max(retry.next(), min(otlp.RetryAfter(err), maxRetryAfter))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, x.cfg.MaxBackoff)
 		if try >= failedTriesBeforeShrink && len(recs) > 1 && !otlp.IsBusy(err) {
 			return errShrink
 		}
 	}
 }
 
-// permanentError is an export failure that retrying the same records cannot cure.
-type permanentError struct{ err error }
-
-func (e permanentError) Error() string { return e.err.Error() }
-
-// isPermanent tells failures caused by the records themselves: they cannot
-// be marshalled, or the collector says they are invalid (HTTP 400, 413 or
-// gRPC InvalidArgument). Anything else (unreachable, throttled, unauthorised,
-// misconfigured) may pass later and is retried.
-func isPermanent(err error) bool {
-	if errors.Is(err, proto.Error) {
-		return true
-	}
-	if s, ok := status.FromError(err); ok {
-		return s.Code() == codes.InvalidArgument ||
-			s.Code() == codes.Internal && strings.Contains(s.Message(), "error while marshaling")
-	}
-	return otlp.IsPermanent(err)
-}
-
-// The SDK exporters report OTLP partial success as an error of an internal type.
-var partialSuccess = regexp.MustCompile(`OTLP partial success: .*\((\d+) logs rejected\)`)
-
-func isPartialSuccess(err error) bool { return partialSuccess.MatchString(err.Error()) }
-
 // reportPartialSuccess reports records the collector accepted the request
 // for but did not keep. OTLP does not say which ones, so the loss record
 // carries their count and no seq range.
-func (x *Exporter) reportPartialSuccess(err error) {
-	m := partialSuccess.FindStringSubmatch(err.Error())
-	n, _ := strconv.ParseUint(m[1], 10, 64)
+func (x *Exporter) reportPartialSuccess(err *otlp.PartialSuccessError) {
+	n := uint64(max(err.Rejected, 0))
 	x.log.Error("the collector rejected records", "count", n, "err", err)
 	if n > 0 {
 		x.ledger.Lose(Loss{Reason: trail.LossRejected, Count: n, Detail: err.Error()})

@@ -249,7 +249,7 @@ func (e *throttlingExporter) Export(ctx context.Context, records []sdklog.Record
 	busy := len(e.calls) <= e.busyCalls
 	e.mu.Unlock()
 	if busy {
-		return &otlp.StatusError{Code: 429, Status: "429 Too Many Requests", RetryAfter: e.wait}
+		return &otlp.ThrottleError{Err: &otlp.StatusError{Code: 429, Status: "429 Too Many Requests", RetryAfter: e.wait}, Delay: e.wait}
 	}
 	return e.sizeLimitedExporter.Export(ctx, records)
 }

@@ -67,7 +67,7 @@ func NewSDKExporter(ctx context.Context, output string, console io.Writer) (sdkl
 		if compression == "" {
 			opts = append(opts, otlploggrpc.WithCompressor("gzip"))
 		}
-		return otlploggrpc.New(ctx, opts...)
+		return otlp.NewGRPC(ctx, opts...)
 	}
 	cfg, err := otlp.ConfigFromEnv()
 	if err != nil {
