@@ -74,7 +74,7 @@ type DNS struct {
 	// Lost is not read: the Trail counts losses in the metrics. It stays
 	// until cmd/connaudit/dns.go, reworked on another branch, stops setting it.
 	Lost *prometheus.CounterVec
-	Log        *slog.Logger
+	Log  *slog.Logger
 	// DedupEntries bounds the answers remembered for deduplication.
 	DedupEntries int
 	// HoldTimeout is how long a dns.answer record may wait for its cgroup to
@@ -336,10 +336,9 @@ func (d *DNS) resource(cgroupID uint64, at time.Time) []byte {
 func (d *DNS) pollLoss(now time.Time) {
 	if d.holdOverflow > 0 {
 		d.Log.Warn("DNS hold queue full: answers written without waiting for their receiver's identity", "count", d.holdOverflow)
-		if d.Trail.TryDegrade(shipper.Degraded{Reason: trail.DegradedHoldQueue, Count: d.holdOverflow, First: d.overflowAt, Last: now,
-			Detail: "dns.answer records written without waiting for their receiver's cgroup or pod to be known"}) {
-			d.holdOverflow = 0
-		}
+		d.Trail.Degrade(shipper.Degraded{Reason: trail.DegradedHoldQueue, Count: d.holdOverflow, First: d.overflowAt, Last: now,
+			Detail: "dns.answer records written without waiting for their receiver's cgroup or pod to be known"})
+		d.holdOverflow = 0
 	}
 	lost, err := d.Packets.Lost()
 	if err != nil {

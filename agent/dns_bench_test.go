@@ -11,6 +11,7 @@ import (
 type discardTrail struct{ n int }
 
 func (d *discardTrail) Emit([]byte)                      { d.n++ }
+func (d *discardTrail) Degrade(shipper.Degraded)         {}
 func (d *discardTrail) TryLose(shipper.Loss) bool        { return true }
 func (d *discardTrail) TryDegrade(shipper.Degraded) bool { return true }
 

@@ -56,12 +56,15 @@ type Names interface {
 	Lookup(netns uint32, ip netip.Addr, atBootNs uint64) (name string, names []string, age time.Duration, ok bool)
 }
 
-// Trail numbers records and keeps them (*shipper.Ledger). The loss counts
-// the agent reports come from kernel counters, which keep them: TryLose and
-// TryDegrade write a report only if the spool takes it now, and say whether
-// it did, so that a count is marked reported only once it is in the trail.
+// Trail numbers records and keeps them (*shipper.Ledger). Counts the agent
+// keeps only in memory are handed over with Degrade: the ledger writes the
+// report whenever the spool takes it. Counts the kernel keeps are offered
+// with TryLose and TryDegrade, which write a report only if the spool takes
+// it now, and say whether it did, so that a kernel count is marked reported
+// only once it is in the trail.
 type Trail interface {
 	Emit(payload []byte)
+	Degrade(shipper.Degraded)
 	TryLose(shipper.Loss) bool
 	TryDegrade(shipper.Degraded) bool
 }
@@ -310,10 +313,9 @@ func (p *Pipeline) poll(now time.Time) {
 	first := p.settledAt
 	if p.holdOverflow > 0 {
 		p.Log.Warn("enrichment hold queue full: records shipped without waiting for their identity", "count", p.holdOverflow)
-		if p.Trail.TryDegrade(shipper.Degraded{Reason: trail.DegradedHoldQueue, Count: p.holdOverflow, First: p.lastPoll, Last: now,
-			Detail: "records shipped without waiting for their pod to reach the cache; they carry connaudit.k8s.enrichment=hold_queue_full"}) {
-			p.holdOverflow = 0
-		}
+		p.Trail.Degrade(shipper.Degraded{Reason: trail.DegradedHoldQueue, Count: p.holdOverflow, First: p.lastPoll, Last: now,
+			Detail: "records shipped without waiting for their pod to reach the cache; they carry connaudit.k8s.enrichment=hold_queue_full"})
+		p.holdOverflow = 0
 	}
 	c, err := p.Events.Counters()
 	if err != nil {

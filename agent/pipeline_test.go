@@ -86,7 +86,7 @@ type noExecutables struct{}
 
 func (noExecutables) Lookup(uint32, uint32, []byte, uint64) string { return "" }
 
-// fakeTrail decodes what it is given; it refuses loss and degraded records while refuse is set.
+// fakeTrail decodes what it is given; TryLose and TryDegrade refuse while refuse is set.
 type fakeTrail struct {
 	records  []map[string]string
 	losses   []shipper.Loss
@@ -113,6 +113,7 @@ func (f *fakeTrail) TryLose(l shipper.Loss) bool {
 	f.losses = append(f.losses, l)
 	return true
 }
+func (f *fakeTrail) Degrade(d shipper.Degraded) { f.degraded = append(f.degraded, d) }
 func (f *fakeTrail) TryDegrade(d shipper.Degraded) bool {
 	if f.refuse {
 		return false
