@@ -7,31 +7,13 @@ package advise
 import (
 	"net/netip"
 	"time"
-)
 
-// Values of Source.Kind, as in the records' connaudit.source.kind.
-const (
-	SourcePod     = "pod"
-	SourceHost    = "host"
-	SourceUnknown = "unknown"
+	"github.com/connaudit/connaudit/trail"
 )
-
-// Values of Destination.Kind, as in the records' connaudit.peer.kind.
-const (
-	PeerPod      = "pod"
-	PeerService  = "service"
-	PeerNode     = "node"
-	PeerLoopback = "loopback"
-	PeerExternal = "external"
-	PeerUnknown  = "unknown"
-)
-
-// OutcomeEstablished is the only outcome that rules are made from.
-const OutcomeEstablished = "established"
 
 // Source is the connecting side of a flow.
 type Source struct {
-	Kind         string // SourcePod, SourceHost or SourceUnknown
+	Kind         trail.SourceKind
 	Namespace    string
 	Pod          string
 	WorkloadKind string // "deployment", "statefulset", "daemonset", "job", "cronjob", "replicaset"; empty for a bare pod
@@ -44,7 +26,7 @@ type Source struct {
 
 // Destination is the accepting side of a flow.
 type Destination struct {
-	Kind         string // PeerPod, PeerService, PeerNode, PeerLoopback, PeerExternal or PeerUnknown
+	Kind         trail.PeerKind
 	Namespace    string // of a pod or Service
 	Name         string // of the pod, Service or node
 	WorkloadKind string // of a pod
@@ -68,7 +50,7 @@ type Flow struct {
 }
 
 // Established reports whether the attempts succeeded.
-func (f Flow) Established() bool { return f.Outcome == OutcomeEstablished }
+func (f Flow) Established() bool { return f.Outcome == string(trail.OutcomeEstablished) }
 
 // Gap is a place where the trail may be incomplete: a loss record or a hole
 // in an agent instance's sequence numbers.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/connaudit/connaudit/trail"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -167,14 +168,14 @@ func (g *generator) workload(k workloadKey) *workload {
 func (g *generator) run(ctx context.Context) (*Advice, error) {
 	// The workloads of the selection, seen as sources or as destination pods.
 	for _, f := range g.history.Flows {
-		if f.Source.Kind == SourcePod && f.Source.Pod != "" {
+		if f.Source.Kind == trail.SourcePod && f.Source.Pod != "" {
 			if k := sourceWorkload(f.Source); g.selected(k, f.Source.Labels) {
 				w := g.workload(k)
 				w.labels.add(f.Source.Labels)
 				w.hostNetwork = w.hostNetwork || f.Source.HostNetwork
 			}
 		}
-		if f.Destination.Kind == PeerPod && f.Destination.Name != "" {
+		if f.Destination.Kind == trail.PeerPod && f.Destination.Name != "" {
 			if k := destinationWorkload(f.Destination); g.selected(k, f.Destination.Labels) {
 				g.workload(k).labels.add(f.Destination.Labels)
 			}
@@ -197,7 +198,7 @@ func (g *generator) run(ctx context.Context) (*Advice, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if f.Source.Kind == SourcePod && f.Source.Pod != "" {
+		if f.Source.Kind == trail.SourcePod && f.Source.Pod != "" {
 			if w := g.workloads[sourceWorkload(f.Source)]; w != nil {
 				if err := g.addEgress(ctx, w, f); err != nil {
 					return nil, err
@@ -247,7 +248,7 @@ func (g *generator) serviceBackends(ctx context.Context) error {
 	done := map[string]bool{}
 	for _, f := range g.history.Flows {
 		d := f.Destination
-		if d.Kind != PeerService || d.Namespace != g.opts.Namespace || done[d.Name] {
+		if d.Kind != trail.PeerService || d.Namespace != g.opts.Namespace || done[d.Name] {
 			continue
 		}
 		done[d.Name] = true
@@ -343,11 +344,11 @@ func (g *generator) addEgress(ctx context.Context, w *workload, f Flow) error {
 	}
 	w.established[netip.AddrPortFrom(d.Address, d.Port)] = true
 	switch d.Kind {
-	case PeerLoopback:
+	case trail.PeerLoopback:
 		w.failed = append(w.failed, fmt.Sprintf("egress: loopback %s established %s: loopback never passes NetworkPolicy, no rule needed",
 			netip.AddrPortFrom(d.Address, d.Port), times(f.Count)))
 		return nil
-	case PeerPod:
+	case trail.PeerPod:
 		if len(StableLabels(d.Labels)) == 0 {
 			g.ipRule(w.egress, d.Address, intPort(d.Port), f, fmt.Sprintf("pod %s/%s has no stable labels: an ipBlock of its address instead", d.Namespace, d.Name))
 			return nil
@@ -358,17 +359,17 @@ func (g *generator) addEgress(ctx context.Context, w *workload, f Flow) error {
 		r.note(fmt.Sprintf("to %s %s in namespace %s", k.kind, k.name, k.namespace))
 		r.add(intPort(d.Port), f)
 		return nil
-	case PeerService:
+	case trail.PeerService:
 		svc, err := g.service(ctx, d.Namespace, d.Name)
 		if err != nil {
 			return err
 		}
 		g.serviceRule(w.egress, w.key.namespace, svc, f)
 		return nil
-	case PeerNode:
+	case trail.PeerNode:
 		g.ipRule(w.egress, d.Address, intPort(d.Port), f, "node "+d.Name)
 		return nil
-	case PeerExternal:
+	case trail.PeerExternal:
 		g.ipRule(w.egress, d.Address, intPort(d.Port), f, "")
 		return nil
 	default:
@@ -447,11 +448,11 @@ func (g *generator) addIngress(ctx context.Context, f Flow) error {
 	port := intPort(d.Port)
 	via := ""
 	switch d.Kind {
-	case PeerPod:
+	case trail.PeerPod:
 		if w := g.workloads[destinationWorkload(d)]; w != nil {
 			targets = append(targets, w)
 		}
-	case PeerService:
+	case trail.PeerService:
 		if d.Namespace != g.opts.Namespace {
 			return nil
 		}
@@ -480,7 +481,7 @@ func (g *generator) addIngress(ctx context.Context, f Flow) error {
 			w.failed = append(w.failed, fmt.Sprintf("ingress: %s %s from %s%s", f.Outcome, times(f.Count), describeSource(s), via))
 			continue
 		}
-		if s.Kind == SourcePod && !s.HostNetwork && s.Pod != "" && len(StableLabels(s.Labels)) > 0 {
+		if s.Kind == trail.SourcePod && !s.HostNetwork && s.Pod != "" && len(StableLabels(s.Labels)) > 0 {
 			k := sourceWorkload(s)
 			r := w.ingress.selectorRule("pod/"+k.namespace+"/"+k.String(), k.namespace != w.key.namespace, k.namespace)
 			r.labels.add(s.Labels)
@@ -504,11 +505,11 @@ func (g *generator) addIngress(ctx context.Context, f Flow) error {
 func (g *generator) sourceAddresses(ctx context.Context, s Source) ([]netip.Addr, string, error) {
 	var what string
 	switch {
-	case s.Kind == SourcePod && s.HostNetwork:
+	case s.Kind == trail.SourcePod && s.HostNetwork:
 		what = fmt.Sprintf("hostNetwork pod %s/%s on node %s", s.Namespace, s.Pod, s.Node)
-	case s.Kind == SourcePod:
+	case s.Kind == trail.SourcePod:
 		what = fmt.Sprintf("pod %s/%s without stable labels", s.Namespace, s.Pod)
-	case s.Kind == SourceHost:
+	case s.Kind == trail.SourceHost:
 		what = "a host process on node " + s.Node
 	default:
 		what = fmt.Sprintf("a source of kind %q on node %s", s.Kind, s.Node)
@@ -689,11 +690,11 @@ func times(n int64) string {
 func describeDestination(d Destination) string {
 	ap := netip.AddrPortFrom(d.Address, d.Port).String()
 	switch d.Kind {
-	case PeerPod:
+	case trail.PeerPod:
 		return fmt.Sprintf("pod %s/%s (%s)", d.Namespace, d.Name, ap)
-	case PeerService:
+	case trail.PeerService:
 		return fmt.Sprintf("Service %s/%s (%s)", d.Namespace, d.Name, ap)
-	case PeerNode:
+	case trail.PeerNode:
 		return fmt.Sprintf("node %s (%s)", d.Name, ap)
 	}
 	return ap
@@ -701,11 +702,11 @@ func describeDestination(d Destination) string {
 
 func describeSource(s Source) string {
 	switch {
-	case s.Kind == SourcePod && s.HostNetwork:
+	case s.Kind == trail.SourcePod && s.HostNetwork:
 		return fmt.Sprintf("hostNetwork pod %s/%s", s.Namespace, s.Pod)
-	case s.Kind == SourcePod:
+	case s.Kind == trail.SourcePod:
 		return fmt.Sprintf("pod %s/%s", s.Namespace, s.Pod)
-	case s.Kind == SourceHost:
+	case s.Kind == trail.SourceHost:
 		return fmt.Sprintf("a host process on node %s (%s)", s.Node, s.Address)
 	}
 	return fmt.Sprintf("%s on node %s (%s)", s.Kind, s.Node, s.Address)

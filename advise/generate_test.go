@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connaudit/connaudit/trail"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -26,10 +27,10 @@ const ns = "shop"
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 // myPod is the walkthrough's bare pod.
-var myPod = Source{Kind: SourcePod, Namespace: "default", Pod: "mypod", Labels: map[string]string{"run": "mypod"},
+var myPod = Source{Kind: trail.SourcePod, Namespace: "default", Pod: "mypod", Labels: map[string]string{"run": "mypod"},
 	Node: "node-a", Address: addr("198.51.100.2")}
 
-var webPod = Source{Kind: SourcePod, Namespace: ns, Pod: "web-5d4f8b7c9-x7k2p", WorkloadKind: "deployment", WorkloadName: "web",
+var webPod = Source{Kind: trail.SourcePod, Namespace: ns, Pod: "web-5d4f8b7c9-x7k2p", WorkloadKind: "deployment", WorkloadName: "web",
 	Labels: map[string]string{"app": "web", "tier": "frontend", "pod-template-hash": "5d4f8b7c9"}, Node: "node-a", Address: addr("198.51.100.2")}
 
 func flow(src Source, dst Destination, outcome string, count int64, first time.Time) Flow {
@@ -37,7 +38,7 @@ func flow(src Source, dst Destination, outcome string, count int64, first time.T
 }
 
 func external(ip string, port uint16) Destination {
-	return Destination{Kind: PeerExternal, Address: addr(ip), Port: port}
+	return Destination{Kind: trail.PeerExternal, Address: addr(ip), Port: port}
 }
 
 func history(flows ...Flow) History {
@@ -66,7 +67,7 @@ func objects(a *Advice) []*networkingv1.NetworkPolicy {
 }
 
 func asEndpoint(s Source) endpoint {
-	if s.Kind == SourcePod && !s.HostNetwork {
+	if s.Kind == trail.SourcePod && !s.HostNetwork {
 		return endpoint{namespace: s.Namespace, labels: s.Labels, ip: s.Address}
 	}
 	return endpoint{ip: s.Address}
@@ -127,15 +128,15 @@ func TestWalkthrough(t *testing.T) {
 }
 
 func TestPodToPod(t *testing.T) {
-	db := Destination{Kind: PeerPod, Namespace: ns, Name: "db-0", WorkloadKind: "statefulset", WorkloadName: "db",
+	db := Destination{Kind: trail.PeerPod, Namespace: ns, Name: "db-0", WorkloadKind: "statefulset", WorkloadName: "db",
 		Labels:  map[string]string{"app": "db", "statefulset.kubernetes.io/pod-name": "db-0", "controller-revision-hash": "db-7f"},
 		Address: addr("203.0.113.50"), Port: 5432}
-	pay := Destination{Kind: PeerPod, Namespace: "payments", Name: "pay-6c-abcde", WorkloadKind: "deployment", WorkloadName: "pay",
+	pay := Destination{Kind: trail.PeerPod, Namespace: "payments", Name: "pay-6c-abcde", WorkloadKind: "deployment", WorkloadName: "pay",
 		Labels: map[string]string{"app": "pay", "pod-template-hash": "6c"}, Address: addr("203.0.113.51"), Port: 8443}
 	h := history(
 		flow(webPod, db, "established", 10, t0),
 		flow(webPod, pay, "established", 2, t0),
-		flow(webPod, Destination{Kind: PeerPod, Namespace: ns, Name: "db-0", WorkloadKind: "statefulset", WorkloadName: "db",
+		flow(webPod, Destination{Kind: trail.PeerPod, Namespace: ns, Name: "db-0", WorkloadKind: "statefulset", WorkloadName: "db",
 			Labels: db.Labels, Address: db.Address, Port: 22}, "refused", 4, t0),
 	)
 	a, text := generate(t, h, Options{Namespace: ns})
@@ -207,7 +208,7 @@ func TestServiceTargetPorts(t *testing.T) {
 			Endpoints: []netip.Addr{addr("203.0.113.90"), addr("2001:db8:2::90")}, EndpointPorts: map[string]int32{"db": 13306}},
 	}}
 	svc := func(name, ip string, port uint16) Destination {
-		return Destination{Kind: PeerService, Namespace: ns, Name: name, Address: addr(ip), Port: port}
+		return Destination{Kind: trail.PeerService, Namespace: ns, Name: name, Address: addr(ip), Port: port}
 	}
 	h := history(
 		flow(webPod, svc("api", "203.0.113.60", 80), "established", 5, t0),
@@ -291,11 +292,11 @@ func TestIPBlockEvidenceNamesTheHost(t *testing.T) {
 
 // Sources outside any pod's network reach a pod from their node's address.
 func TestHostSourcesIngress(t *testing.T) {
-	dbDst := Destination{Kind: PeerPod, Namespace: ns, Name: "db-0", WorkloadKind: "statefulset", WorkloadName: "db",
+	dbDst := Destination{Kind: trail.PeerPod, Namespace: ns, Name: "db-0", WorkloadKind: "statefulset", WorkloadName: "db",
 		Labels: map[string]string{"app": "db"}, Address: addr("203.0.113.50"), Port: 5432}
-	hostNet := Source{Kind: SourcePod, Namespace: "kube-system", Pod: "node-exporter-abcde", WorkloadKind: "daemonset", WorkloadName: "node-exporter",
+	hostNet := Source{Kind: trail.SourcePod, Namespace: "kube-system", Pod: "node-exporter-abcde", WorkloadKind: "daemonset", WorkloadName: "node-exporter",
 		Labels: map[string]string{"app": "node-exporter"}, HostNetwork: true, Node: "node-b", Address: addr("198.51.100.3")}
-	host := Source{Kind: SourceHost, Node: "node-c"} // failed before binding: no local address
+	host := Source{Kind: trail.SourceHost, Node: "node-c"} // failed before binding: no local address
 	cluster := fakeCluster{nodes: map[string][]netip.Addr{"node-c": {addr("198.51.100.4"), addr("2001:db8:1::4")}}}
 	h := history(
 		flow(hostNet, dbDst, "established", 7, t0),
@@ -365,8 +366,8 @@ func TestDeterministic(t *testing.T) {
 	var flows []Flow
 	for i := range 40 {
 		ip := netip.AddrFrom4([4]byte{203, 0, 113, byte(i % 7)})
-		flows = append(flows, flow(webPod, Destination{Kind: PeerExternal, Address: ip, Port: uint16(80 + i%3)}, "established", int64(i), t0.Add(time.Duration(i)*time.Minute)))
-		flows = append(flows, flow(myPod, Destination{Kind: PeerExternal, Address: ip, Port: 443}, "timeout", 1, t0))
+		flows = append(flows, flow(webPod, Destination{Kind: trail.PeerExternal, Address: ip, Port: uint16(80 + i%3)}, "established", int64(i), t0.Add(time.Duration(i)*time.Minute)))
+		flows = append(flows, flow(myPod, Destination{Kind: trail.PeerExternal, Address: ip, Port: 443}, "timeout", 1, t0))
 	}
 	_, want := generate(t, history(flows...), Options{Namespace: ns})
 	for range 5 {
@@ -432,7 +433,7 @@ func TestIngressThroughAService(t *testing.T) {
 		pods: map[string][]Pod{ns: {{Name: "api-7c-aaaaa", WorkloadKind: "deployment", WorkloadName: "api",
 			Labels: map[string]string{"app": "api", "pod-template-hash": "7c"}, IP: addr("198.51.100.30"), Ports: map[string]int32{"http": 8080}}}},
 	}
-	api := Destination{Kind: PeerService, Namespace: ns, Name: "api", Address: addr("203.0.113.60"), Port: 80}
+	api := Destination{Kind: trail.PeerService, Namespace: ns, Name: "api", Address: addr("203.0.113.60"), Port: 80}
 	a, text := generate(t, history(flow(webPod, api, "established", 4, t0)), Options{Namespace: ns, Cluster: cluster})
 	if len(a.Policies) != 2 || a.Policies[0].NetworkPolicy.Name != "api-connaudit" {
 		t.Fatalf("want api-connaudit and web-connaudit:\n%s", text)

@@ -18,6 +18,7 @@ import (
 	"github.com/connaudit/connaudit/dns/capture"
 	"github.com/connaudit/connaudit/k8s"
 	"github.com/connaudit/connaudit/shipper"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // DNSPackets is the kernel side of DNS capture (*capture.Capture).
@@ -70,8 +71,10 @@ type DNS struct {
 	Identities *IdentityEncoder
 	Clock      *bpf.BootClock
 	Metrics    *DNSMetrics
-	Lost       *prometheus.CounterVec // connaudit_records_lost_total
-	Log        *slog.Logger
+	// Lost is not read: the Trail counts losses in the metrics. It stays
+	// until cmd/connaudit/dns.go, reworked on another branch, stops setting it.
+	Lost *prometheus.CounterVec
+	Log  *slog.Logger
 	// DedupEntries bounds the answers remembered for deduplication.
 	DedupEntries int
 	// HoldTimeout is how long a dns.answer record may wait for its cgroup to
@@ -92,6 +95,10 @@ type DNS struct {
 	reported uint64
 	first    time.Time
 	held     []heldAnswer
+	// holdOverflow counts records written without waiting for their
+	// receiver's identity because the hold queue was full, since overflowAt.
+	holdOverflow uint64
+	overflowAt   time.Time
 }
 
 // heldAnswer is a dns.answer record waiting for the identity of its receiver.
@@ -195,13 +202,19 @@ func (d *DNS) handle(p *capture.Packet, observed time.Time) {
 	if d.duplicate(p) {
 		return
 	}
-	if len(d.held) < d.HoldMax && d.identityPending(p.CgroupID, d.Clock.Wall(p.TimeNs)) {
-		h := heldAnswer{pkt: *p, observed: observed, deadline: observed.Add(d.HoldTimeout), answer: d.answer}
-		h.pkt.Payload = nil
-		h.answer.Aliases = slices.Clone(d.answer.Aliases)
-		h.answer.Addrs = slices.Clone(d.answer.Addrs)
-		d.held = append(d.held, h)
-		return
+	if d.identityPending(p.CgroupID, d.Clock.Wall(p.TimeNs)) {
+		if len(d.held) < d.HoldMax {
+			h := heldAnswer{pkt: *p, observed: observed, deadline: observed.Add(d.HoldTimeout), answer: d.answer}
+			h.pkt.Payload = nil
+			h.answer.Aliases = slices.Clone(d.answer.Aliases)
+			h.answer.Addrs = slices.Clone(d.answer.Addrs)
+			d.held = append(d.held, h)
+			return
+		}
+		if d.holdOverflow == 0 {
+			d.overflowAt = observed
+		}
+		d.holdOverflow++
 	}
 	d.emit(p, &d.answer, observed)
 }
@@ -291,36 +304,42 @@ func (d *DNS) resource(cgroupID uint64, at time.Time) []byte {
 	}
 	info, known := d.Cgroups.Cached(cgroupID)
 	if !known {
-		d.attrs.String("connaudit.source.kind", "unknown")
+		d.attrs.String(trail.KeySourceKind, string(trail.SourceUnknown))
 		return d.Identities.Node()
 	}
 	c := info.Container
 	if d.Kubernetes == nil {
 		if c.ContainerID != "" {
-			d.attrs.String("container.id", c.ContainerID)
+			d.attrs.String(trail.KeyContainerID, c.ContainerID)
 		}
 		return d.Identities.Node()
 	}
 	w, status := d.Kubernetes.Source(c.PodUID, c.ContainerID, at)
 	switch status {
 	case k8s.SourceResolved:
-		d.attrs.String("connaudit.source.kind", "pod")
+		d.attrs.String(trail.KeySourceKind, string(trail.SourcePod))
 		return d.Identities.workload(w)
 	case k8s.SourceHost:
-		d.attrs.String("connaudit.source.kind", "host")
+		d.attrs.String(trail.KeySourceKind, string(trail.SourceHost))
 	default:
-		d.attrs.String("connaudit.source.kind", "pod")
-		d.attrs.String("k8s.pod.uid", c.PodUID)
+		d.attrs.String(trail.KeySourceKind, string(trail.SourcePod))
+		d.attrs.String(trail.KeyK8sPodUID, c.PodUID)
 		if c.ContainerID != "" {
-			d.attrs.String("container.id", c.ContainerID)
+			d.attrs.String(trail.KeyContainerID, c.ContainerID)
 		}
 	}
 	return d.Identities.Node()
 }
 
-// pollLoss reports packets the kernel could not put into the ring buffer.
-// The caller holds mu.
+// pollLoss reports packets the kernel could not put into the ring buffer,
+// and records written without waiting for their identity. The caller holds mu.
 func (d *DNS) pollLoss(now time.Time) {
+	if d.holdOverflow > 0 {
+		d.Log.Warn("DNS hold queue full: answers written without waiting for their receiver's identity", "count", d.holdOverflow)
+		d.Trail.Degrade(shipper.Degraded{Reason: trail.DegradedHoldQueue, Count: d.holdOverflow, First: d.overflowAt, Last: now,
+			Detail: "dns.answer records written without waiting for their receiver's cgroup or pod to be known"})
+		d.holdOverflow = 0
+	}
 	lost, err := d.Packets.Lost()
 	if err != nil {
 		d.Log.Error("read DNS loss counter", "err", err)
@@ -328,10 +347,9 @@ func (d *DNS) pollLoss(now time.Time) {
 	}
 	if n := lost - d.reported; n > 0 {
 		d.Log.Error("DNS ring buffer full: answers lost", "count", n)
-		if d.Trail.EmitLoss(shipper.Loss{Reason: shipper.LossDNSRingBuffer, Count: n, First: d.first, Last: now,
+		if d.Trail.TryLose(shipper.Loss{Reason: trail.LossDNSRingBuffer, Count: n, First: d.first, Last: now,
 			Detail: "the kernel found the DNS ring buffer full: these answers are missing, and connects to their addresses carry no name (raise CONNAUDIT_DNS_RING_BUFFER_BYTES)"}) {
 			d.reported = lost
-			d.Lost.WithLabelValues(shipper.LossDNSRingBuffer).Add(float64(n))
 		}
 	}
 	if d.reported == lost {

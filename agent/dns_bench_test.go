@@ -10,9 +10,10 @@ import (
 
 type discardTrail struct{ n int }
 
-func (d *discardTrail) Emit([]byte)                        { d.n++ }
-func (d *discardTrail) EmitLoss(shipper.Loss) bool         { return true }
-func (d *discardTrail) EmitDegraded(shipper.Degraded) bool { return true }
+func (d *discardTrail) Emit([]byte)                      { d.n++ }
+func (d *discardTrail) Degrade(shipper.Degraded)         {}
+func (d *discardTrail) TryLose(shipper.Loss) bool        { return true }
+func (d *discardTrail) TryDegrade(shipper.Degraded) bool { return true }
 
 // BenchmarkDNSAnswer is the agent's work per DNS answer after the ring
 // buffer: parse, cache, deduplicate and, for a new answer, encode its
@@ -25,8 +26,8 @@ func BenchmarkDNSAnswer(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			d, _, _ := testDNS(&testing.T{})
-			trail := &discardTrail{}
-			d.Trail = trail
+			sink := &discardTrail{}
+			d.Trail = sink
 			d.DedupEntries = 65536
 			msgs := make([][]byte, 256)
 			for i := range msgs {

@@ -17,6 +17,7 @@ import (
 	"github.com/connaudit/connaudit/dns/capture"
 	"github.com/connaudit/connaudit/k8s/cgroup"
 	"github.com/connaudit/connaudit/shipper"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // fakePackets hands out queued packets, then deadline errors.
@@ -54,13 +55,13 @@ func dnsAnswer(t *testing.T, name string, ips ...string) []byte {
 }
 
 func testDNS(t *testing.T) (*DNS, *fakePackets, *fakeTrail) {
-	packets, trail := &fakePackets{}, &fakeTrail{}
+	packets, sink := &fakePackets{}, &fakeTrail{}
 	cache := dns.NewCache(dns.CacheConfig{EntriesPerNetns: 16, Netns: 4, Grace: time.Second})
 	reg := prometheus.NewRegistry()
-	d := &DNS{Packets: packets, Cache: cache, Trail: trail, Identities: NewIdentityEncoder(nil), Clock: bpf.NewBootClock(),
+	d := &DNS{Packets: packets, Cache: cache, Trail: sink, Identities: NewIdentityEncoder(nil), Clock: bpf.NewBootClock(),
 		Metrics: NewDNSMetrics(reg, cache), Lost: shipper.NewMetrics(reg).Lost,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), DedupEntries: 2}
-	return d, packets, trail
+	return d, packets, sink
 }
 
 func packet(netns uint32, at uint64, payload []byte) capture.Packet {
@@ -69,7 +70,7 @@ func packet(netns uint32, at uint64, payload []byte) capture.Packet {
 }
 
 func TestLookupReadsAnswersTheKernelAlreadyHas(t *testing.T) {
-	d, packets, trail := testDNS(t)
+	d, packets, sink := testDNS(t)
 	now := bootNs()
 	ip := netip.MustParseAddr("203.0.113.80")
 	packets.queue = append(packets.queue,
@@ -85,9 +86,9 @@ func TestLookupReadsAnswersTheKernelAlreadyHas(t *testing.T) {
 	if name, _, _, _ := d.Lookup(2, ip, now+10); name != "other.example.com" {
 		t.Fatalf("netns 2 named %q", name)
 	}
-	if len(trail.records) != 2 || trail.records[0]["dns.question.name"] != "api.example.com" || trail.records[0]["dns.answers"] != "203.0.113.80" ||
-		trail.records[1]["connaudit.netns"] != "2" {
-		t.Fatalf("dns.answer records %v, want one per netns", trail.records)
+	if len(sink.records) != 2 || sink.records[0]["dns.question.name"] != "api.example.com" || sink.records[0]["dns.answers"] != "203.0.113.80" ||
+		sink.records[1]["connaudit.netns"] != "2" {
+		t.Fatalf("dns.answer records %v, want one per netns", sink.records)
 	}
 	if got := testutil.ToFloat64(d.Metrics.Packets.WithLabelValues(dnsMalformed)); got != 1 {
 		t.Fatalf("malformed count %v, want 1", got)
@@ -141,25 +142,25 @@ func TestLookupWaitsForTheAnswerRunIsHandling(t *testing.T) {
 }
 
 func TestDNSLossIsReportedOnceAndRetried(t *testing.T) {
-	d, packets, trail := testDNS(t)
+	d, packets, sink := testDNS(t)
 	packets.lost = 5
-	trail.refuse = true
+	sink.refuse = true
 	d.pollLoss(time.Now())
-	trail.refuse = false
+	sink.refuse = false
 	d.pollLoss(time.Now())
 	d.pollLoss(time.Now())
-	if len(trail.losses) != 1 || trail.losses[0].Count != 5 || trail.losses[0].Reason != shipper.LossDNSRingBuffer {
-		t.Fatalf("losses %+v, want one of 5", trail.losses)
+	if len(sink.losses) != 1 || sink.losses[0].Count != 5 || sink.losses[0].Reason != trail.LossDNSRingBuffer {
+		t.Fatalf("losses %+v, want one of 5", sink.losses)
 	}
 	packets.lost = 7
 	d.pollLoss(time.Now())
-	if len(trail.losses) != 2 || trail.losses[1].Count != 2 {
-		t.Fatalf("losses %+v, want a second one of 2", trail.losses)
+	if len(sink.losses) != 2 || sink.losses[1].Count != 2 {
+		t.Fatalf("losses %+v, want a second one of 2", sink.losses)
 	}
 }
 
 func TestAnswerWaitsForItsCgroupButNamesAtOnce(t *testing.T) {
-	d, packets, trail := testDNS(t)
+	d, packets, sink := testDNS(t)
 	cgroups := fakeCgroups{}
 	d.Cgroups, d.HoldTimeout, d.HoldMax = cgroups, time.Minute, 10
 	now := bootNs()
@@ -168,12 +169,37 @@ func TestAnswerWaitsForItsCgroupButNamesAtOnce(t *testing.T) {
 		t.Fatalf("named %q while the record waits", name)
 	}
 	d.retryHeld(time.Now(), false)
-	if len(trail.records) != 0 {
-		t.Fatalf("written before its cgroup was known: %v", trail.records)
+	if len(sink.records) != 0 {
+		t.Fatalf("written before its cgroup was known: %v", sink.records)
 	}
 	cgroups[7] = cgroup.Info{Container: cgroup.Container{ContainerID: containerID}}
 	d.retryHeld(time.Now(), false)
-	if len(trail.records) != 1 || trail.records[0]["container.id"] != containerID || trail.records[0]["dns.question.name"] != "new.example.com" {
-		t.Fatalf("records %v, want one naming container %s", trail.records, containerID)
+	if len(sink.records) != 1 || sink.records[0]["container.id"] != containerID || sink.records[0]["dns.question.name"] != "new.example.com" {
+		t.Fatalf("records %v, want one naming container %s", sink.records, containerID)
+	}
+}
+
+// An answer that finds the hold queue full is written at once and counted
+// as degraded, as a connect would be.
+func TestDNSHoldQueueOverflowIsReportedAsDegraded(t *testing.T) {
+	d, packets, sink := testDNS(t)
+	d.Cgroups, d.HoldTimeout, d.HoldMax = fakeCgroups{}, time.Minute, 1
+	now := bootNs()
+	packets.queue = append(packets.queue,
+		packet(1, now, dnsAnswer(t, "one.example.com.", "203.0.113.7")),
+		packet(1, now+1, dnsAnswer(t, "two.example.com.", "203.0.113.8")))
+	d.mu.Lock()
+	d.drain()
+	d.mu.Unlock()
+	if len(d.held) != 1 || len(sink.records) != 1 || sink.records[0]["dns.question.name"] != "two.example.com" {
+		t.Fatalf("held %d, written %v: want one held and the other written at once", len(d.held), sink.records)
+	}
+	d.pollLoss(time.Now())
+	if len(sink.degraded) != 1 || sink.degraded[0].Reason != trail.DegradedHoldQueue || sink.degraded[0].Count != 1 {
+		t.Fatalf("degraded %+v: want one hold_queue report of 1", sink.degraded)
+	}
+	d.pollLoss(time.Now())
+	if len(sink.degraded) != 1 {
+		t.Fatal("the same overflow was reported twice")
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/connaudit/connaudit/k8s"
 	"github.com/connaudit/connaudit/k8s/cgroup"
 	"github.com/connaudit/connaudit/shipper"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // Events is the kernel side of capture (*bpf.Tracer).
@@ -55,12 +56,17 @@ type Names interface {
 	Lookup(netns uint32, ip netip.Addr, atBootNs uint64) (name string, names []string, age time.Duration, ok bool)
 }
 
-// Trail numbers records and keeps them (*shipper.Shipper). EmitLoss and
-// EmitDegraded report whether the spool took the report.
+// Trail numbers records and keeps them (*shipper.Ledger). Counts the agent
+// keeps only in memory are handed over with Degrade: the ledger writes the
+// report whenever the spool takes it. Counts the kernel keeps are offered
+// with TryLose and TryDegrade, which write a report only if the spool takes
+// it now, and say whether it did, so that a kernel count is marked reported
+// only once it is in the trail.
 type Trail interface {
 	Emit(payload []byte)
-	EmitLoss(shipper.Loss) bool
-	EmitDegraded(shipper.Degraded) bool
+	Degrade(shipper.Degraded)
+	TryLose(shipper.Loss) bool
+	TryDegrade(shipper.Degraded) bool
 }
 
 // Pipeline reads kernel events and turns each into a spooled record. It runs
@@ -145,14 +151,6 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	return nil
 }
 
-// Values of connaudit.k8s.enrichment, set when a record lacks the identity
-// Kubernetes would have given it.
-const (
-	enrichmentUnavailable = "unavailable"     // the API server was never reached, or is unreachable now
-	enrichmentTimedOut    = "pending_timeout" // the pod did not reach the cache within the hold timeout
-	enrichmentHoldFull    = "hold_queue_full" // no room to wait for the pod
-)
-
 // handle ships one event, or holds it while its cgroup or pod is about to be
 // known. final ships it with whatever is known.
 func (p *Pipeline) handle(ev *bpf.Event, observed time.Time, final bool) {
@@ -187,9 +185,9 @@ func (p *Pipeline) name(ev *bpf.Event, src *shipper.Source) {
 	}
 	src.ServerName = name
 	if len(names) > 1 {
-		p.extra.StringList("connaudit.dns.names", names)
+		p.extra.StringList(trail.KeyDNSNames, names)
 	}
-	p.extra.Float("connaudit.dns.age", age.Seconds())
+	p.extra.Float(trail.KeyDNSAge, age.Seconds())
 }
 
 // identify fills in who made the attempt. It returns false when it held the
@@ -206,7 +204,7 @@ func (p *Pipeline) identify(ev *bpf.Event, start, observed time.Time, final bool
 				return false
 			}
 			if p.Kubernetes != nil {
-				p.extra.String("connaudit.source.kind", "unknown")
+				p.extra.String(trail.KeySourceKind, string(trail.SourceUnknown))
 			}
 			return true
 		}
@@ -221,21 +219,21 @@ func (p *Pipeline) identify(ev *bpf.Event, start, observed time.Time, final bool
 	case k8s.SourceResolved:
 		src.Resource = p.Identities.workload(w)
 		src.ContainerID = "" // the resource names it
-		p.extra.String("connaudit.source.kind", "pod")
+		p.extra.String(trail.KeySourceKind, string(trail.SourcePod))
 	case k8s.SourceHost:
-		p.extra.String("connaudit.source.kind", "host")
-		p.extra.Bool("connaudit.host_network", ev.NetNS == p.HostNetNS)
+		p.extra.String(trail.KeySourceKind, string(trail.SourceHost))
+		p.extra.Bool(trail.KeyHostNetwork, ev.NetNS == p.HostNetNS)
 	case k8s.SourcePending:
 		switch {
 		case final:
-			p.unresolvedPod(container, enrichmentTimedOut)
+			p.unresolvedPod(container, trail.EnrichmentPendingTimeout)
 		case p.holdEvent(ev, observed):
 			return false
 		default:
-			p.unresolvedPod(container, enrichmentHoldFull)
+			p.unresolvedPod(container, trail.EnrichmentHoldQueueFull)
 		}
 	case k8s.SourceUnavailable:
-		p.unresolvedPod(container, enrichmentUnavailable)
+		p.unresolvedPod(container, trail.EnrichmentUnavailable)
 	}
 	return true
 }
@@ -250,7 +248,6 @@ func (p *Pipeline) holdEvent(ev *bpf.Event, observed time.Time) bool {
 		return true
 	}
 	p.holdOverflow++
-	p.Metrics.Degraded.WithLabelValues(shipper.DegradedHoldQueue).Inc()
 	return false
 }
 
@@ -264,13 +261,13 @@ func (p *Pipeline) times(ev *bpf.Event) (start, end time.Time) {
 	return p.Clock.Wall(ev.StartNs), end
 }
 
-func (p *Pipeline) unresolvedPod(c cgroup.Container, why string) {
-	p.extra.String("connaudit.k8s.enrichment", why)
+func (p *Pipeline) unresolvedPod(c cgroup.Container, why trail.Enrichment) {
+	p.extra.String(trail.KeyEnrichment, string(why))
 	if c.PodUID != "" {
-		p.extra.String("connaudit.source.kind", "pod")
-		p.extra.String("k8s.pod.uid", c.PodUID)
+		p.extra.String(trail.KeySourceKind, string(trail.SourcePod))
+		p.extra.String(trail.KeyK8sPodUID, c.PodUID)
 	} else {
-		p.extra.String("connaudit.source.kind", "unknown")
+		p.extra.String(trail.KeySourceKind, string(trail.SourceUnknown))
 	}
 }
 
@@ -316,10 +313,9 @@ func (p *Pipeline) poll(now time.Time) {
 	first := p.settledAt
 	if p.holdOverflow > 0 {
 		p.Log.Warn("enrichment hold queue full: records shipped without waiting for their identity", "count", p.holdOverflow)
-		if p.Trail.EmitDegraded(shipper.Degraded{Reason: shipper.DegradedHoldQueue, Count: p.holdOverflow, First: p.lastPoll, Last: now,
-			Detail: "records shipped without waiting for their pod to reach the cache; they carry connaudit.k8s.enrichment=hold_queue_full"}) {
-			p.holdOverflow = 0
-		}
+		p.Trail.Degrade(shipper.Degraded{Reason: trail.DegradedHoldQueue, Count: p.holdOverflow, First: p.lastPoll, Last: now,
+			Detail: "records shipped without waiting for their pod to reach the cache; they carry connaudit.k8s.enrichment=hold_queue_full"})
+		p.holdOverflow = 0
 	}
 	c, err := p.Events.Counters()
 	if err != nil {
@@ -329,17 +325,15 @@ func (p *Pipeline) poll(now time.Time) {
 	reported := p.Reported
 	if d := c.RingBufferLost - p.Reported.RingBufferLost; d > 0 {
 		p.Log.Error("ring buffer full: connect attempts lost", "count", d)
-		if p.Trail.EmitLoss(shipper.Loss{Reason: shipper.LossRingBuffer, Count: d, First: first, Last: now,
+		if p.Trail.TryLose(shipper.Loss{Reason: trail.LossRingBuffer, Count: d, First: first, Last: now,
 			Detail: "the kernel found the event ring buffer full (raise CONNAUDIT_RING_BUFFER_BYTES)"}) {
-			p.Metrics.Lost.WithLabelValues(shipper.LossRingBuffer).Add(float64(d))
 			reported.RingBufferLost = c.RingBufferLost
 		}
 	}
 	if d := c.HandshakeLost - p.Reported.HandshakeLost; d > 0 {
 		p.Log.Warn("handshake map evictions: attempts shipped without process identity", "count", d)
-		if p.Trail.EmitDegraded(shipper.Degraded{Reason: shipper.DegradedHandshakeMap, Count: d, First: first, Last: now,
+		if p.Trail.TryDegrade(shipper.Degraded{Reason: trail.DegradedHandshakeMap, Count: d, First: first, Last: now,
 			Detail: "in-flight handshakes evicted; their attempts carry connaudit.identity.lost (raise CONNAUDIT_HANDSHAKE_ENTRIES)"}) {
-			p.Metrics.Degraded.WithLabelValues(shipper.DegradedHandshakeMap).Add(float64(d))
 			reported.HandshakeLost = c.HandshakeLost
 		}
 	}

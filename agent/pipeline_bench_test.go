@@ -26,6 +26,7 @@ import (
 	"github.com/connaudit/connaudit/process"
 	"github.com/connaudit/connaudit/shipper"
 	"github.com/connaudit/connaudit/shipper/spool"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // BenchmarkHandle is the agent's per-event path after the ring buffer, with
@@ -48,7 +49,7 @@ func BenchmarkHandle(b *testing.B) {
 		b.Fatal(err)
 	}
 	enc := NewIdentityEncoder(attrs)
-	p := &Pipeline{Trail: shipper.New(sp, enc.Node(), metrics, logger), Metrics: metrics, Log: logger,
+	p := &Pipeline{Trail: shipper.NewLedger(sp, enc.Node(), metrics, logger), Metrics: metrics, Log: logger,
 		Clock: bpf.NewBootClock(), Executables: process.NewExecutables("/proc", 4096), Cgroups: cgroups, Identities: enc}
 
 	comm, _ := os.ReadFile("/proc/self/comm")
@@ -130,8 +131,8 @@ func BenchmarkHandleEnriched(b *testing.B) {
 		b.Fatal(err)
 	}
 	enc := NewIdentityEncoder(attrs)
-	trail := &countingTrail{Trail: shipper.New(sp, enc.Node(), metrics, logger)}
-	p := &Pipeline{Trail: trail, Metrics: metrics, Log: logger, Clock: bpf.NewBootClock(),
+	sink := &countingTrail{Trail: shipper.NewLedger(sp, enc.Node(), metrics, logger)}
+	p := &Pipeline{Trail: sink, Metrics: metrics, Log: logger, Clock: bpf.NewBootClock(),
 		Executables: process.NewExecutables("/proc", 4096), Cgroups: cgroups, Kubernetes: enricher, Identities: enc,
 		HoldTimeout: 2 * time.Second, HoldMax: 10000}
 
@@ -142,13 +143,13 @@ func BenchmarkHandleEnriched(b *testing.B) {
 	ev.SetComm(string(comm[:len(comm)-1]))
 	now := time.Now()
 	p.handle(&ev, now, false)
-	if trail.emitted != 1 || p.hold.len() != 0 {
-		b.Fatalf("the event was held or dropped: emitted %d, held %d", trail.emitted, p.hold.len())
+	if sink.emitted != 1 || p.hold.len() != 0 {
+		b.Fatalf("the event was held or dropped: emitted %d, held %d", sink.emitted, p.hold.len())
 	}
 	if w, st := enricher.Source(string(src.UID), "", now); st != k8s.SourceResolved || w == nil {
 		b.Fatalf("the source pod did not resolve: %v", st)
 	}
-	if peer := enricher.Peer(ev.Peer.Addr(), now); peer.Kind != k8s.PeerPod {
+	if peer := enricher.Peer(ev.Peer.Addr(), now); peer.Kind != trail.PeerPod {
 		b.Fatalf("the peer is %s, want a pod", peer.Kind)
 	}
 
@@ -167,7 +168,7 @@ func BenchmarkHandleEnriched(b *testing.B) {
 	}
 }
 
-// countingTrail counts records on their way to the real trail.
+// countingTrail counts records on their way to the real sink.
 type countingTrail struct {
 	Trail
 	emitted int

@@ -18,6 +18,7 @@ import (
 	"github.com/connaudit/connaudit/k8s"
 	"github.com/connaudit/connaudit/k8s/cgroup"
 	"github.com/connaudit/connaudit/shipper"
+	"github.com/connaudit/connaudit/trail"
 )
 
 func bootNs() uint64 {
@@ -78,14 +79,14 @@ func (f *fakeKubernetes) Source(podUID, _ string, _ time.Time) (*k8s.Workload, k
 	return nil, k8s.SourcePending
 }
 func (f *fakeKubernetes) Peer(netip.Addr, time.Time) *k8s.Peer {
-	return &k8s.Peer{Kind: k8s.PeerExternal, Attrs: []attribute.KeyValue{attribute.String("connaudit.peer.kind", "external")}}
+	return &k8s.Peer{Kind: trail.PeerExternal, Attrs: []attribute.KeyValue{attribute.String("connaudit.peer.kind", "external")}}
 }
 
 type noExecutables struct{}
 
 func (noExecutables) Lookup(uint32, uint32, []byte, uint64) string { return "" }
 
-// fakeTrail decodes what it is given; it refuses loss and degraded records while refuse is set.
+// fakeTrail decodes what it is given; TryLose and TryDegrade refuse while refuse is set.
 type fakeTrail struct {
 	records  []map[string]string
 	losses   []shipper.Loss
@@ -105,14 +106,15 @@ func (f *fakeTrail) Emit(payload []byte) {
 	}
 	f.records = append(f.records, m)
 }
-func (f *fakeTrail) EmitLoss(l shipper.Loss) bool {
+func (f *fakeTrail) TryLose(l shipper.Loss) bool {
 	if f.refuse {
 		return false
 	}
 	f.losses = append(f.losses, l)
 	return true
 }
-func (f *fakeTrail) EmitDegraded(d shipper.Degraded) bool {
+func (f *fakeTrail) Degrade(d shipper.Degraded) { f.degraded = append(f.degraded, d) }
+func (f *fakeTrail) TryDegrade(d shipper.Degraded) bool {
 	if f.refuse {
 		return false
 	}
@@ -130,15 +132,15 @@ const (
 func testPipeline(t *testing.T) (*Pipeline, *fakeEvents, fakeCgroups, *fakeKubernetes, *fakeTrail) {
 	t.Helper()
 	attrs := map[attribute.Key]attribute.Value{"service.name": attribute.StringValue("connaudit")}
-	events, trail := &fakeEvents{}, &fakeTrail{}
+	events, sink := &fakeEvents{}, &fakeTrail{}
 	cgroups := fakeCgroups{hostCgroup: {ID: hostCgroup, Path: "/"}}
 	kube := &fakeKubernetes{pods: map[string]*k8s.Workload{}}
-	p := &Pipeline{Events: events, Cgroups: cgroups, Kubernetes: kube, Executables: noExecutables{}, Trail: trail,
+	p := &Pipeline{Events: events, Cgroups: cgroups, Kubernetes: kube, Executables: noExecutables{}, Trail: sink,
 		Identities: NewIdentityEncoder(attrs), Clock: bpf.NewBootClock(),
 		Metrics: shipper.NewMetrics(prometheus.NewRegistry()), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		HoldTimeout: time.Second, HoldMax: 2}
 	p.hold.max = p.HoldMax
-	return p, events, cgroups, kube, trail
+	return p, events, cgroups, kube, sink
 }
 
 func event(cgroupID uint64) bpf.Event {
@@ -157,40 +159,40 @@ func podWorkload() *k8s.Workload {
 // An event whose pod the cache does not know yet waits, and ships with the
 // pod's identity once the pod arrives.
 func TestHeldEventShipsWhenItsPodArrives(t *testing.T) {
-	p, _, cgroups, kube, trail := testPipeline(t)
+	p, _, cgroups, kube, sink := testPipeline(t)
 	cgroups[podCgroup] = cgroup.Info{ID: podCgroup, Container: cgroup.Container{PodUID: podUID, ContainerID: containerID}}
 	ev := event(podCgroup)
 	now := time.Now()
 	p.handle(&ev, now, false)
-	if len(trail.records) != 0 || p.hold.len() != 1 {
-		t.Fatalf("%d records shipped, %d held: want the event held", len(trail.records), p.hold.len())
+	if len(sink.records) != 0 || p.hold.len() != 1 {
+		t.Fatalf("%d records shipped, %d held: want the event held", len(sink.records), p.hold.len())
 	}
 	p.retryHeld(now.Add(holdRetryTick), false)
-	if len(trail.records) != 0 {
+	if len(sink.records) != 0 {
 		t.Fatal("shipped while the pod is still unknown")
 	}
 	kube.pods[podUID] = podWorkload()
 	p.retryHeld(now.Add(2*holdRetryTick), false)
-	if len(trail.records) != 1 {
-		t.Fatalf("%d records after the pod arrived, want 1", len(trail.records))
+	if len(sink.records) != 1 {
+		t.Fatalf("%d records after the pod arrived, want 1", len(sink.records))
 	}
-	if r := trail.records[0]; r["k8s.pod.name"] != "web-1" || r["connaudit.source.kind"] != "pod" {
+	if r := sink.records[0]; r["k8s.pod.name"] != "web-1" || r["connaudit.source.kind"] != "pod" {
 		t.Errorf("record %v: want pod web-1", r)
 	}
 }
 
 // A pod that never arrives: the event ships at its deadline, marked.
 func TestHeldEventShipsMarkedAtItsDeadline(t *testing.T) {
-	p, _, cgroups, _, trail := testPipeline(t)
+	p, _, cgroups, _, sink := testPipeline(t)
 	cgroups[podCgroup] = cgroup.Info{ID: podCgroup, Container: cgroup.Container{PodUID: podUID, ContainerID: containerID}}
 	ev := event(podCgroup)
 	now := time.Now()
 	p.handle(&ev, now, false)
 	p.retryHeld(now.Add(p.HoldTimeout), false)
-	if len(trail.records) != 1 {
-		t.Fatalf("%d records at the deadline, want 1", len(trail.records))
+	if len(sink.records) != 1 {
+		t.Fatalf("%d records at the deadline, want 1", len(sink.records))
 	}
-	r := trail.records[0]
+	r := sink.records[0]
 	if r["connaudit.k8s.enrichment"] != "pending_timeout" || r["k8s.pod.uid"] != podUID || r["connaudit.source.kind"] != "pod" {
 		t.Errorf("record %v: want pending_timeout with the pod UID the cgroup told", r)
 	}
@@ -198,26 +200,26 @@ func TestHeldEventShipsMarkedAtItsDeadline(t *testing.T) {
 
 // A full hold queue ships at once, and the poll reports it as degraded, not lost.
 func TestFullHoldQueueShipsAtOnceAndIsReportedAsDegraded(t *testing.T) {
-	p, _, cgroups, _, trail := testPipeline(t)
+	p, _, cgroups, _, sink := testPipeline(t)
 	cgroups[podCgroup] = cgroup.Info{ID: podCgroup, Container: cgroup.Container{PodUID: podUID, ContainerID: containerID}}
 	now := time.Now()
 	for i := 0; i < 3; i++ {
 		ev := event(podCgroup)
 		p.handle(&ev, now, false)
 	}
-	if p.hold.len() != 2 || len(trail.records) != 1 || trail.records[0]["connaudit.k8s.enrichment"] != "hold_queue_full" {
-		t.Fatalf("held %d, shipped %v: want 2 held and 1 shipped marked hold_queue_full", p.hold.len(), trail.records)
+	if p.hold.len() != 2 || len(sink.records) != 1 || sink.records[0]["connaudit.k8s.enrichment"] != "hold_queue_full" {
+		t.Fatalf("held %d, shipped %v: want 2 held and 1 shipped marked hold_queue_full", p.hold.len(), sink.records)
 	}
 	p.poll(now)
-	if len(trail.degraded) != 1 || trail.degraded[0].Reason != shipper.DegradedHoldQueue || trail.degraded[0].Count != 1 || len(trail.losses) != 0 {
-		t.Fatalf("degraded %v, losses %v: want one hold_queue degraded report of 1 and no loss", trail.degraded, trail.losses)
+	if len(sink.degraded) != 1 || sink.degraded[0].Reason != trail.DegradedHoldQueue || sink.degraded[0].Count != 1 || len(sink.losses) != 0 {
+		t.Fatalf("degraded %v, losses %v: want one hold_queue degraded report of 1 and no loss", sink.degraded, sink.losses)
 	}
 }
 
 // A cgroup the resolver has not seen is never taken for the host: the event
 // waits for the walk, and ships as unknown if the cgroup never shows up.
 func TestUnknownCgroupIsNeverHost(t *testing.T) {
-	p, _, cgroups, kube, trail := testPipeline(t)
+	p, _, cgroups, kube, sink := testPipeline(t)
 	now := time.Now()
 	late, never := event(podCgroup), event(999)
 	p.handle(&late, now, false)
@@ -229,55 +231,55 @@ func TestUnknownCgroupIsNeverHost(t *testing.T) {
 	kube.pods[podUID] = podWorkload()
 	p.retryHeld(now.Add(holdRetryTick), false)
 	p.retryHeld(now.Add(p.HoldTimeout), false)
-	if len(trail.records) != 2 {
-		t.Fatalf("%d records, want 2", len(trail.records))
+	if len(sink.records) != 2 {
+		t.Fatalf("%d records, want 2", len(sink.records))
 	}
-	if r := trail.records[0]; r["k8s.pod.name"] != "web-1" {
+	if r := sink.records[0]; r["k8s.pod.name"] != "web-1" {
 		t.Errorf("event whose cgroup showed up late: %v, want pod web-1", r)
 	}
-	if r := trail.records[1]; r["connaudit.source.kind"] != "unknown" || r["connaudit.cgroup.id"] != "999" {
+	if r := sink.records[1]; r["connaudit.source.kind"] != "unknown" || r["connaudit.cgroup.id"] != "999" {
 		t.Errorf("event whose cgroup never showed up: %v, want source.kind unknown with its cgroup id", r)
 	}
 	host := event(hostCgroup)
 	p.handle(&host, now, false)
-	if r := trail.records[2]; r["connaudit.source.kind"] != "host" {
+	if r := sink.records[2]; r["connaudit.source.kind"] != "host" {
 		t.Errorf("host process: %v, want source.kind host", r)
 	}
 }
 
-// A kernel loss is marked reported only once the trail took its record.
+// A kernel loss is marked reported only once the sink took its record.
 func TestKernelLossIsReportedUntilTheTrailTakesIt(t *testing.T) {
-	p, events, _, _, trail := testPipeline(t)
+	p, events, _, _, sink := testPipeline(t)
 	events.counters = bpf.Counters{RingBufferLost: 5, HandshakeLost: 2}
-	trail.refuse = true
+	sink.refuse = true
 	p.poll(time.Now())
 	if len(events.marked) != 0 {
-		t.Fatalf("marked %v reported while the trail refused the report", events.marked)
+		t.Fatalf("marked %v reported while the sink refused the report", events.marked)
 	}
-	trail.refuse = false
+	sink.refuse = false
 	events.counters.RingBufferLost = 7
 	p.poll(time.Now())
-	if len(trail.losses) != 1 || trail.losses[0].Count != 7 || trail.losses[0].Reason != shipper.LossRingBuffer {
-		t.Fatalf("losses %+v: want one ring_buffer loss of 7", trail.losses)
+	if len(sink.losses) != 1 || sink.losses[0].Count != 7 || sink.losses[0].Reason != trail.LossRingBuffer {
+		t.Fatalf("losses %+v: want one ring_buffer loss of 7", sink.losses)
 	}
-	if !trail.losses[0].First.IsZero() {
+	if !sink.losses[0].First.IsZero() {
 		t.Error("the first poll's loss has a start time, yet it may have happened before the agent started")
 	}
-	if len(trail.degraded) != 1 || trail.degraded[0].Count != 2 {
-		t.Fatalf("degraded %+v: want handshake_map of 2", trail.degraded)
+	if len(sink.degraded) != 1 || sink.degraded[0].Count != 2 {
+		t.Fatalf("degraded %+v: want handshake_map of 2", sink.degraded)
 	}
 	if len(events.marked) != 1 || events.marked[0] != (bpf.Counters{RingBufferLost: 7, HandshakeLost: 2}) {
 		t.Fatalf("marked %v, want {7 2}", events.marked)
 	}
 	p.poll(time.Now())
-	if len(trail.losses) != 1 {
+	if len(sink.losses) != 1 {
 		t.Fatal("the same loss was reported twice")
 	}
 }
 
 // At shutdown, what the ring buffer still holds and every held event ship.
 func TestShutdownDrainsRingBufferAndHoldQueue(t *testing.T) {
-	p, events, cgroups, _, trail := testPipeline(t)
+	p, events, cgroups, _, sink := testPipeline(t)
 	cgroups[podCgroup] = cgroup.Info{ID: podCgroup, Container: cgroup.Container{PodUID: podUID, ContainerID: containerID}}
 	p.HoldMax = 10
 	for i := 0; i < 4; i++ {
@@ -291,11 +293,11 @@ func TestShutdownDrainsRingBufferAndHoldQueue(t *testing.T) {
 	if !events.detached {
 		t.Error("capture not detached before the drain")
 	}
-	if len(trail.records) != 8 || p.hold.len() != 0 {
-		t.Fatalf("%d records shipped, %d still held: want all 8 shipped", len(trail.records), p.hold.len())
+	if len(sink.records) != 8 || p.hold.len() != 0 {
+		t.Fatalf("%d records shipped, %d still held: want all 8 shipped", len(sink.records), p.hold.len())
 	}
 	timedOut := 0
-	for _, r := range trail.records {
+	for _, r := range sink.records {
 		if r["connaudit.k8s.enrichment"] == "pending_timeout" {
 			timedOut++
 		}

@@ -22,6 +22,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/connaudit/connaudit/trail"
 	"k8s.io/apimachinery/pkg/labels"
 )
 
@@ -102,15 +103,30 @@ type Workload struct {
 
 func (w Workload) String() string { return w.Kind + "/" + w.Name }
 
-// WorkloadKinds are the owner kinds a record can name, each with the source
-// resource attribute that carries its name.
-var WorkloadKinds = map[string]string{
-	"deployment":  "k8s.deployment.name",
-	"replicaset":  "k8s.replicaset.name",
-	"statefulset": "k8s.statefulset.name",
-	"daemonset":   "k8s.daemonset.name",
-	"job":         "k8s.job.name",
-	"cronjob":     "k8s.cronjob.name",
+// WorkloadKinds are the owner kinds a record can name (trail.OwnerPrecedence),
+// each with the source resource attribute that carries its name.
+var WorkloadKinds = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range trail.OwnerPrecedence {
+		m[string(k)] = string(k.ResourceKey())
+	}
+	return m
+}()
+
+// SourceWorkload is the workload that owns the record's source pod, by
+// trail.OwnerPrecedence; false for a pod without an owner or a host process.
+func (r Record) SourceWorkload() (Workload, bool) {
+	kind, name, ok := trail.SourceWorkload(func(k trail.Key) string { return r.Fields[string(k)] })
+	return Workload{Kind: string(kind), Name: name}, ok
+}
+
+// PeerName is the name of the record's peer pod, Service or node; "" for a
+// peer that only its address names.
+func (r Record) PeerName() string {
+	if k := trail.PeerKind(r.Get(FieldPeerKind)).NameKey(); k != "" {
+		return r.Get(string(k))
+	}
+	return ""
 }
 
 // Records is a stream of records, used like sql.Rows:

@@ -1,64 +1,70 @@
 package backend
 
-// Field names of the record schema (README.md, "Record schema") that
-// filters and aggregates use.
+import "github.com/connaudit/connaudit/trail"
+
+// Field names of the record schema (package trail) that filters and
+// aggregates use, as the text keys a store answers with.
 const (
-	FieldEventName = "event_name"
+	FieldEventName = "event_name" // VictoriaLogs' name for the OTLP EventName
 
-	FieldServiceInstanceID = "service.instance.id"
-	FieldSeq               = "connaudit.seq"
-	FieldNamespace         = "k8s.namespace.name"
-	FieldPod               = "k8s.pod.name"
-	FieldPodUID            = "k8s.pod.uid"
-	FieldContainer         = "k8s.container.name"
-	FieldContainerID       = "container.id"
-	FieldNode              = "k8s.node.name"
-	FieldPodLabelPrefix    = "k8s.pod.label."
-	FieldSourceKind        = "connaudit.source.kind"
-	FieldHostNetwork       = "connaudit.host_network"
+	FieldServiceInstanceID = string(trail.KeyServiceInstanceID)
+	FieldSeq               = string(trail.KeySeq)
+	FieldNamespace         = string(trail.KeyK8sNamespace)
+	FieldPod               = string(trail.KeyK8sPodName)
+	FieldPodUID            = string(trail.KeyK8sPodUID)
+	FieldContainer         = string(trail.KeyK8sContainerName)
+	FieldContainerID       = string(trail.KeyContainerID)
+	FieldNode              = string(trail.KeyK8sNodeName)
+	FieldPodLabelPrefix    = string(trail.KeyK8sPodLabelPrefix)
+	FieldSourceKind        = string(trail.KeySourceKind)
+	FieldHostNetwork       = string(trail.KeyHostNetwork)
 
-	FieldComm     = "process.executable.name"
-	FieldPID      = "process.pid"
-	FieldUID      = "process.user.id"
-	FieldNetType  = "network.type"
-	FieldSrcAddr  = "network.local.address"
-	FieldSrcPort  = "network.local.port"
-	FieldDstAddr  = "network.peer.address"
-	FieldDstPort  = "network.peer.port"
-	FieldDstName  = "server.address"
-	FieldOutcome  = "connaudit.outcome"
-	FieldErrType  = "error.type"
-	FieldDuration = "connaudit.connect.duration"
+	FieldComm     = string(trail.KeyProcessExecName)
+	FieldPID      = string(trail.KeyProcessPID)
+	FieldUID      = string(trail.KeyProcessUserID)
+	FieldNetType  = string(trail.KeyNetworkType)
+	FieldSrcAddr  = string(trail.KeyLocalAddress)
+	FieldSrcPort  = string(trail.KeyLocalPort)
+	FieldDstAddr  = string(trail.KeyPeerAddress)
+	FieldDstPort  = string(trail.KeyPeerPort)
+	FieldDstName  = string(trail.KeyServerAddress)
+	FieldOutcome  = string(trail.KeyOutcome)
+	FieldErrType  = string(trail.KeyErrorType)
+	FieldDuration = string(trail.KeyConnectDuration)
 
-	FieldPeerKind           = "connaudit.peer.kind"
-	FieldPeerNamespace      = "connaudit.peer.k8s.namespace.name"
-	FieldPeerPod            = "connaudit.peer.k8s.pod.name"
-	FieldPeerService        = "connaudit.peer.k8s.service.name"
-	FieldPeerNode           = "connaudit.peer.k8s.node.name"
-	FieldPeerWorkloadKind   = "connaudit.peer.k8s.workload.kind"
-	FieldPeerWorkloadName   = "connaudit.peer.k8s.workload.name"
-	FieldPeerPodLabelPrefix = "connaudit.peer.k8s.pod.label."
+	FieldPeerKind           = string(trail.KeyPeerKind)
+	FieldPeerNamespace      = string(trail.KeyPeerNamespace)
+	FieldPeerPod            = string(trail.KeyPeerPod)
+	FieldPeerService        = string(trail.KeyPeerService)
+	FieldPeerNode           = string(trail.KeyPeerNode)
+	FieldPeerWorkloadKind   = string(trail.KeyPeerWorkloadKind)
+	FieldPeerWorkloadName   = string(trail.KeyPeerWorkloadName)
+	FieldPeerPodLabelPrefix = string(trail.KeyPeerPodLabelPrefix)
 
-	FieldResumed     = "connaudit.capture.resumed"
-	FieldLostCount   = "connaudit.lost.count"
-	FieldLostBytes   = "connaudit.lost.bytes"
-	FieldLostReason  = "connaudit.lost.reason"
-	FieldLostTimeMin = "connaudit.lost.time.first"
-	FieldLostTimeMax = "connaudit.lost.time.last"
-	FieldLostSeqMin  = "connaudit.lost.seq.first"
-	FieldLostSeqMax  = "connaudit.lost.seq.last"
+	FieldResumed     = string(trail.KeyCaptureResumed)
+	FieldLostCount   = string(trail.KeyLostCount)
+	FieldLostBytes   = string(trail.KeyLostBytes)
+	FieldLostReason  = string(trail.KeyLostReason)
+	FieldLostTimeMin = string(trail.KeyLostTimeFirst)
+	FieldLostTimeMax = string(trail.KeyLostTimeLast)
+	FieldLostSeqMin  = string(trail.KeyLostSeqFirst)
+	FieldLostSeqMax  = string(trail.KeyLostSeqLast)
 )
 
 // Event names (the OTLP EventName, VictoriaLogs' event_name).
 const (
-	EventConnect    = "tcp.connect"
-	EventAgentStart = "connaudit.agent.start"
-	EventAgentStop  = "connaudit.agent.stop"
-	EventLoss       = "connaudit.loss"
+	EventConnect    = string(trail.EventConnect)
+	EventAgentStart = string(trail.EventAgentStart)
+	EventAgentStop  = string(trail.EventAgentStop)
+	EventLoss       = string(trail.EventLoss)
 )
 
 // Outcomes of tcp.connect (connaudit.outcome).
-var Outcomes = []string{"established", "refused", "timeout", "unreachable", "reset", "aborted", "error"}
+var Outcomes = trail.Strings(trail.Outcomes)
 
 // PeerKinds are the values of connaudit.peer.kind.
-var PeerKinds = []string{"pod", "service", "node", "loopback", "external", "unknown"}
+var PeerKinds = trail.Strings(trail.PeerKinds)
+
+// SourceOwners are the workload kinds that name a record's source, in
+// trail.OwnerPrecedence.
+var SourceOwners = trail.Strings(trail.OwnerPrecedence)

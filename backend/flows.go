@@ -3,6 +3,8 @@ package backend
 import (
 	"context"
 	"time"
+
+	"github.com/connaudit/connaudit/trail"
 )
 
 // FlowAggregator is a Backend that also aggregates tcp.connect records with
@@ -18,8 +20,8 @@ type FlowAggregator interface {
 // has one value of.
 var FlowFields = []string{
 	FieldNamespace, FieldPod, FieldNode, FieldSourceKind, FieldHostNetwork, FieldSrcAddr,
-	WorkloadKinds["deployment"], WorkloadKinds["statefulset"], WorkloadKinds["daemonset"],
-	WorkloadKinds["cronjob"], WorkloadKinds["job"], WorkloadKinds["replicaset"],
+	string(trail.KeyK8sDeployment), string(trail.KeyK8sStatefulSet), string(trail.KeyK8sDaemonSet),
+	string(trail.KeyK8sCronJob), string(trail.KeyK8sJob), string(trail.KeyK8sReplicaSet),
 	FieldPeerKind, FieldPeerNamespace, FieldPeerPod, FieldPeerService, FieldPeerNode,
 	FieldPeerWorkloadKind, FieldPeerWorkloadName, FieldDstAddr, FieldDstName, FieldDstPort, FieldOutcome,
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"syscall"
+	"unsafe"
 )
 
 // Outcome is how a connect attempt ended.
@@ -37,7 +38,9 @@ func (o Outcome) String() string {
 	return "unknown"
 }
 
-// Kernel-side outcome codes, from connect.c.
+// Kernel-side outcome codes and flags: enum outcome and enum flags of
+// connect.c (bpf2go cannot generate them: the compiled object's BTF has no
+// enum types). TestKernelEnumsMatchConnectC keeps them equal.
 const (
 	kernelEstablished = 1
 	kernelClosed      = 2
@@ -47,7 +50,32 @@ const (
 )
 
 // EventSize is the size of struct event in connect.c.
-const EventSize = 112
+const EventSize = int(unsafe.Sizeof(connectEvent{}))
+
+// Offsets of struct event's fields, from the type bpf2go generated from the
+// compiled object's BTF: C and Go share one layout, and a change to
+// struct event that is regenerated changes these with it.
+const (
+	offStartNs  = unsafe.Offsetof(connectEvent{}.StartNs)
+	offEndNs    = unsafe.Offsetof(connectEvent{}.EndNs)
+	offCgroupID = unsafe.Offsetof(connectEvent{}.CgroupId)
+	offTgid     = unsafe.Offsetof(connectEvent{}.Tgid)
+	offTid      = unsafe.Offsetof(connectEvent{}.Tid)
+	offPtgid    = unsafe.Offsetof(connectEvent{}.Ptgid)
+	offUID      = unsafe.Offsetof(connectEvent{}.Uid)
+	offGID      = unsafe.Offsetof(connectEvent{}.Gid)
+	offMntNS    = unsafe.Offsetof(connectEvent{}.Mntns)
+	offNetNS    = unsafe.Offsetof(connectEvent{}.Netns)
+	offErr      = unsafe.Offsetof(connectEvent{}.Err)
+	offSport    = unsafe.Offsetof(connectEvent{}.Sport)
+	offDport    = unsafe.Offsetof(connectEvent{}.Dport)
+	offFamily   = unsafe.Offsetof(connectEvent{}.Family)
+	offOutcome  = unsafe.Offsetof(connectEvent{}.Outcome)
+	offFlags    = unsafe.Offsetof(connectEvent{}.Flags)
+	offSaddr    = unsafe.Offsetof(connectEvent{}.Saddr)
+	offDaddr    = unsafe.Offsetof(connectEvent{}.Daddr)
+	offComm     = unsafe.Offsetof(connectEvent{}.Comm)
+)
 
 // Event is one connect attempt whose outcome is known.
 type Event struct {
@@ -94,29 +122,29 @@ func Decode(raw []byte, ev *Event) error {
 		return errShortEvent
 	}
 	le := binary.LittleEndian
-	ev.StartNs = le.Uint64(raw[0:])
-	ev.EndNs = le.Uint64(raw[8:])
-	ev.CgroupID = le.Uint64(raw[16:])
-	ev.PID = le.Uint32(raw[24:])
-	ev.TID = le.Uint32(raw[28:])
-	ev.PPID = le.Uint32(raw[32:])
-	ev.UID = le.Uint32(raw[36:])
-	ev.GID = le.Uint32(raw[40:])
-	ev.MntNS = le.Uint32(raw[44:])
-	ev.NetNS = le.Uint32(raw[48:])
-	errno := int32(le.Uint32(raw[52:]))
+	ev.StartNs = le.Uint64(raw[offStartNs:])
+	ev.EndNs = le.Uint64(raw[offEndNs:])
+	ev.CgroupID = le.Uint64(raw[offCgroupID:])
+	ev.PID = le.Uint32(raw[offTgid:])
+	ev.TID = le.Uint32(raw[offTid:])
+	ev.PPID = le.Uint32(raw[offPtgid:])
+	ev.UID = le.Uint32(raw[offUID:])
+	ev.GID = le.Uint32(raw[offGID:])
+	ev.MntNS = le.Uint32(raw[offMntNS:])
+	ev.NetNS = le.Uint32(raw[offNetNS:])
+	errno := int32(le.Uint32(raw[offErr:]))
 	if errno < 0 {
 		errno = -errno
 	}
 	ev.Errno = syscall.Errno(errno)
-	sport := le.Uint16(raw[56:])
-	dport := le.Uint16(raw[58:])
-	family := le.Uint16(raw[60:])
-	ev.Outcome = classify(raw[62], ev.Errno)
-	ev.IdentityLost = raw[63]&flagIdentityLost != 0
-	ev.Local = netip.AddrPortFrom(addr(family, raw[64:80]), sport)
-	ev.Peer = netip.AddrPortFrom(addr(family, raw[80:96]), dport)
-	copy(ev.comm[:], raw[96:112])
+	sport := le.Uint16(raw[offSport:])
+	dport := le.Uint16(raw[offDport:])
+	family := le.Uint16(raw[offFamily:])
+	ev.Outcome = classify(raw[offOutcome], ev.Errno)
+	ev.IdentityLost = raw[offFlags]&flagIdentityLost != 0
+	ev.Local = netip.AddrPortFrom(addr(family, raw[offSaddr:offSaddr+16]), sport)
+	ev.Peer = netip.AddrPortFrom(addr(family, raw[offDaddr:offDaddr+16]), dport)
+	copy(ev.comm[:], raw[offComm:offComm+16])
 	return nil
 }
 

@@ -41,6 +41,7 @@ import (
 
 	"github.com/connaudit/connaudit/internal/teststack"
 	"github.com/connaudit/connaudit/shipper"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // arrivalTimeout bounds the wait for records once every component is up: the
@@ -316,9 +317,9 @@ func TestFaultSpoolDiskFull(t *testing.T) {
 		maxBytes string
 		reason   string
 	}{
-		{"disk_full", "8388608", shipper.LossSpoolError},
-		{"disk_full_default_max", "1073741824", shipper.LossSpoolError},
-		{"max_bytes", "1048576", shipper.LossSpoolFull},
+		{"disk_full", "8388608", string(trail.LossSpoolError)},
+		{"disk_full_default_max", "1073741824", string(trail.LossSpoolError)},
+		{"max_bytes", "1048576", string(trail.LossSpoolFull)},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testSpoolFull(t, tc.maxBytes, tc.reason) })
 	}
@@ -389,7 +390,7 @@ func testSpoolFull(t *testing.T, maxBytes, reason string) {
 
 	var lostSeqs float64
 	for _, l := range losses {
-		if l.reason == shipper.LossSpoolError || l.reason == shipper.LossSpoolFull {
+		if l.reason == string(trail.LossSpoolError) || l.reason == string(trail.LossSpoolFull) {
 			lostSeqs += float64(l.count)
 			t.Logf("loss record seq %d: %d records, seq %d..%d, reason %s", l.seq, l.count, l.first, l.last, l.reason)
 		}
@@ -544,7 +545,7 @@ func TestFaultCorruptSpool(t *testing.T) {
 	losses := checkTrail(t, tr, second, true)
 	var corrupt []lossRecord
 	for _, l := range losses {
-		if l.reason == shipper.LossSpoolCorrupt {
+		if l.reason == string(trail.LossSpoolCorrupt) {
 			corrupt = append(corrupt, l)
 		}
 	}
@@ -612,7 +613,7 @@ type recKey struct {
 
 // trail is every record of the agents in a VictoriaLogs, one per
 // (service.instance.id, connaudit.seq).
-type trail struct {
+type vlTrail struct {
 	recs map[recKey]map[string]string
 	dups int
 	rows int
@@ -633,10 +634,10 @@ var trailFields = []string{
 // while later ones pass), so a record can reach VictoriaLogs after the stop
 // record: the trail is judged once it stops changing or is complete, within
 // arrivalTimeout. A record that is really lost still fails checkTrail then.
-func finalTrail(t *testing.T, vl *teststack.VictoriaLogs, instance string, others ...string) *trail {
+func finalTrail(t *testing.T, vl *teststack.VictoriaLogs, instance string, others ...string) *vlTrail {
 	t.Helper()
 	vl.WaitFor(t, fmt.Sprintf(`event_name:="connaudit.agent.stop" service.instance.id:=%q`, instance), 1, arrivalTimeout)
-	var tr *trail
+	var tr *vlTrail
 	pollUntil(arrivalTimeout, func() bool {
 		tr = fetchTrail(t, vl)
 		for _, id := range append([]string{instance}, others...) {
@@ -650,13 +651,13 @@ func finalTrail(t *testing.T, vl *teststack.VictoriaLogs, instance string, other
 	return tr
 }
 
-func fetchTrail(t *testing.T, vl *teststack.VictoriaLogs) *trail {
+func fetchTrail(t *testing.T, vl *teststack.VictoriaLogs) *vlTrail {
 	t.Helper()
 	rows, err := vl.Query(t.Context(), `service.name:="connaudit" | fields `+strings.Join(trailFields, ", "))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &trail{recs: map[recKey]map[string]string{}, rows: len(rows), pid: strconv.Itoa(os.Getpid())}
+	tr := &vlTrail{recs: map[recKey]map[string]string{}, rows: len(rows), pid: strconv.Itoa(os.Getpid())}
 	for _, r := range rows {
 		seq, err := strconv.Atoi(r["connaudit.seq"])
 		if err != nil || r["service.instance.id"] == "" {
@@ -680,11 +681,11 @@ func fetchTrail(t *testing.T, vl *teststack.VictoriaLogs) *trail {
 
 // connectsOf counts the distinct tcp.connect records of this test process to
 // 127.0.0.1:port; instance "" counts every instance.
-func (tr *trail) connectsOf(instance string, port int) int {
+func (tr *vlTrail) connectsOf(instance string, port int) int {
 	p := strconv.Itoa(port)
 	n := 0
 	for key, r := range tr.recs {
-		if (instance == "" || key.instance == instance) && r["event_name"] == shipper.EventConnect &&
+		if (instance == "" || key.instance == instance) && r["event_name"] == string(trail.EventConnect) &&
 			r["network.peer.port"] == p && r["network.peer.address"] == "127.0.0.1" && r["process.pid"] == tr.pid {
 			n++
 		}
@@ -692,16 +693,16 @@ func (tr *trail) connectsOf(instance string, port int) int {
 	return n
 }
 
-func (tr *trail) wantConnects(t *testing.T, port, want int) {
+func (tr *vlTrail) wantConnects(t *testing.T, port, want int) {
 	t.Helper()
 	if got := tr.connectsOf("", port); got != want {
 		t.Errorf("port %d: %d distinct connect records stored, want exactly %d (one per connect made)", port, got, want)
 	}
 }
 
-func (tr *trail) agentStart(instance string) map[string]string {
+func (tr *vlTrail) agentStart(instance string) map[string]string {
 	for key, r := range tr.recs {
-		if key.instance == instance && r["event_name"] == shipper.EventAgentStart {
+		if key.instance == instance && r["event_name"] == string(trail.EventAgentStart) {
 			return r
 		}
 	}
@@ -731,7 +732,7 @@ type trailAudit struct {
 // 1 to the highest stored, except for ranges a connaudit.loss record of the
 // same instance explains exactly: connaudit.lost.count equals
 // lost.seq.last-lost.seq.first+1 and none of those seqs is stored.
-func auditTrail(tr *trail, instance string) trailAudit {
+func auditTrail(tr *vlTrail, instance string) trailAudit {
 	a := trailAudit{present: map[int]bool{}, explained: map[int]bool{}}
 	for key, r := range tr.recs {
 		if key.instance != instance {
@@ -740,9 +741,9 @@ func auditTrail(tr *trail, instance string) trailAudit {
 		a.present[key.seq] = true
 		a.maxSeq = max(a.maxSeq, key.seq)
 		switch r["event_name"] {
-		case shipper.EventAgentStop:
+		case string(trail.EventAgentStop):
 			a.stopSeq = key.seq
-		case shipper.EventLoss:
+		case string(trail.EventLoss):
 			l := lossRecord{seq: key.seq, reason: r["connaudit.lost.reason"], body: r["_msg"]}
 			l.bytes, _ = strconv.Atoi(r["connaudit.lost.bytes"])
 			var err error
@@ -796,7 +797,7 @@ func auditTrail(tr *trail, instance string) trailAudit {
 // checkTrail asserts what auditTrail checks. With stopped, the instance must
 // have ended with a connaudit.agent.stop record. It returns the instance's
 // loss records.
-func checkTrail(t *testing.T, tr *trail, instance string, stopped bool) []lossRecord {
+func checkTrail(t *testing.T, tr *vlTrail, instance string, stopped bool) []lossRecord {
 	t.Helper()
 	a := auditTrail(tr, instance)
 	if len(a.present) == 0 {
@@ -901,7 +902,7 @@ func metricsOf(t *testing.T, a *teststack.Agent) map[string]float64 {
 
 func wantNoSpoolLoss(t *testing.T, m map[string]float64) {
 	t.Helper()
-	for _, r := range []string{shipper.LossSpoolFull, shipper.LossSpoolError, shipper.LossSpoolCorrupt, shipper.LossRejected, shipper.LossUndecodable, shipper.LossRingBuffer} {
+	for _, r := range []string{string(trail.LossSpoolFull), string(trail.LossSpoolError), string(trail.LossSpoolCorrupt), string(trail.LossRejected), string(trail.LossUndecodable), string(trail.LossRingBuffer)} {
 		if v := m[`connaudit_records_lost_total{reason="`+r+`"}`]; v != 0 {
 			t.Errorf("connaudit_records_lost_total{reason=%q} = %v, want 0", r, v)
 		}
@@ -979,7 +980,7 @@ func readSpool(t *testing.T, dir string) []spoolSegment {
 					f.instance = kv.Value.AsString()
 				}
 			}
-			if rec.EventName == shipper.EventConnect {
+			if rec.EventName == string(trail.EventConnect) {
 				for _, kv := range rec.Attrs {
 					if kv.Key == "network.peer.port" {
 						f.peerPort = int(kv.Value.AsInt64())

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/connaudit/connaudit/shipper"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // TestCoverageRealAgent: the real agent restarts (its successor resumes the
@@ -25,7 +25,7 @@ func TestCoverageRealAgent(t *testing.T) {
 	second := otherInstance(t, s.vl, first)
 
 	s.col.Stop()
-	lostMetric := `connaudit_records_lost_total{reason="` + shipper.LossSpoolFull + `"}`
+	lostMetric := `connaudit_records_lost_total{reason="` + string(trail.LossSpoolFull) + `"}`
 	for batch := 0; batch < 100 && metricsOf(t, s.agent)[lostMetric] == 0; batch++ {
 		target.connect(500)
 	}
@@ -91,7 +91,7 @@ func TestCoverageRealAgent(t *testing.T) {
 	}
 	var lostCount, lostSeqs int64
 	for _, l := range b.Losses {
-		if l.Reason == shipper.LossSpoolFull {
+		if l.Reason == string(trail.LossSpoolFull) {
 			lostCount += l.Count
 			lostSeqs += l.SeqLast - l.SeqFirst + 1
 		}

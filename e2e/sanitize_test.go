@@ -14,6 +14,7 @@ import (
 	"github.com/connaudit/connaudit/internal/teststack"
 	"github.com/connaudit/connaudit/shipper"
 	"github.com/connaudit/connaudit/shipper/spool"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // OTEL_RESOURCE_ATTRIBUTES=team=%FF puts the byte 0xff into every record's
@@ -29,11 +30,11 @@ func TestInvalidUTF8DoesNotStallDelivery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh := shipper.New(sp, nil, shipper.NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	sh := shipper.NewLedger(sp, nil, shipper.NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	var e shipper.Encoder
 	badResource := []byte{4, 't', 'e', 'a', 'm', 1, 1, 0xff} // team="\xff", encoded as an unsanitizing agent did
 	now := time.Now()
-	e.Reset(shipper.EventAgentStop, now, now, log.SeverityInfo, []byte("left over by an older agent"), badResource)
+	e.Reset(trail.EventAgentStop, now, now, log.SeverityInfo, []byte("left over by an older agent"), badResource)
 	sh.Emit(e.Bytes())
 	if err := sp.Close(); err != nil {
 		t.Fatal(err)

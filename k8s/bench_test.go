@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connaudit/connaudit/trail"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -117,19 +118,19 @@ func BenchmarkPeer(b *testing.B) {
 
 	type probe struct {
 		addr netip.Addr
-		kind string
+		kind trail.PeerKind
 	}
 	var probes []probe
 	for i := range benchPods {
-		probes = append(probes, probe{podIP(i), PeerPod})
+		probes = append(probes, probe{podIP(i), trail.PeerPod})
 		if i%10 == 0 {
-			probes = append(probes, probe{serviceIP(i / 10), PeerService})
+			probes = append(probes, probe{serviceIP(i / 10), trail.PeerService})
 		}
 		if i%100 == 0 {
 			probes = append(probes,
-				probe{nodeIP(i / 100), PeerNode},
-				probe{netip.MustParseAddr("127.0.0.1"), PeerLoopback},
-				probe{netip.AddrFrom4([4]byte{198, 51, 100, byte(i / 100)}), PeerExternal})
+				probe{nodeIP(i / 100), trail.PeerNode},
+				probe{netip.MustParseAddr("127.0.0.1"), trail.PeerLoopback},
+				probe{netip.AddrFrom4([4]byte{198, 51, 100, byte(i / 100)}), trail.PeerExternal})
 		}
 	}
 	now := time.Now()

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/connaudit/connaudit/internal/kubetest"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // These tests run the enricher against a real kube-apiserver and etcd. No
@@ -451,7 +452,7 @@ func TestEnricherAgainstAPIServer(t *testing.T) {
 		})
 		waitFor(t, 4*shortGrace, "deleted pod's IP forgotten", func() (bool, string) {
 			p := eShort.Peer(netip.MustParseAddr("198.51.100.30"), beforePurge)
-			return p.Kind == PeerExternal, p.Kind + " " + p.Name
+			return p.Kind == trail.PeerExternal, string(p.Kind) + " " + p.Name
 		})
 	})
 
@@ -461,7 +462,7 @@ func TestEnricherAgainstAPIServer(t *testing.T) {
 		a.deletePod(db)
 		waitFor(t, syncTimeout, "IP released", func() (bool, string) {
 			p := e.Peer(ip, time.Now())
-			return p.Kind == PeerExternal, p.Kind + " " + p.Name
+			return p.Kind == trail.PeerExternal, string(p.Kind) + " " + p.Name
 		})
 		cache := a.pod(&corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: "cache-0", Namespace: "shop", Labels: map[string]string{"app": "cache"},
@@ -470,7 +471,7 @@ func TestEnricherAgainstAPIServer(t *testing.T) {
 		}, corev1.PodStatus{PodIPs: podIPs("198.51.100.20"), PodIP: "198.51.100.20"})
 		waitFor(t, syncTimeout, "IP taken by the new pod", func() (bool, string) {
 			p := e.Peer(ip, time.Now())
-			return p.Name == cache.Name, p.Kind + " " + p.Name
+			return p.Name == cache.Name, string(p.Kind) + " " + p.Name
 		})
 		if p := e.Peer(ip, whileDB); p.Name != "db-0" || p.WorkloadName != "db" {
 			t.Errorf("event while db-0 held the IP: %s %s", p.Kind, p.Name)
@@ -513,7 +514,7 @@ func TestEnricherAPIServerOutages(t *testing.T) {
 	if _, st := e.Source(string(first.UID), hexID(50), time.Now()); st != SourceUnavailable {
 		t.Errorf("API server never reached: Source status %v, want unavailable", st)
 	}
-	if p := e.Peer(firstIP, time.Now()); p.Kind != PeerUnknown {
+	if p := e.Peer(firstIP, time.Now()); p.Kind != trail.PeerUnknown {
 		t.Errorf("API server never reached: peer %s, want unknown", p.Kind)
 	}
 	if e.Synced() {
@@ -529,7 +530,7 @@ func TestEnricherAPIServerOutages(t *testing.T) {
 	waitFor(t, recoverTimeout, "recovery logged", func() (bool, string) {
 		return rec.count(slog.LevelInfo, reachable) == 1, rec.dump()
 	})
-	if p := e.Peer(firstIP, time.Now()); p.Kind != PeerPod || p.Name != "first" {
+	if p := e.Peer(firstIP, time.Now()); p.Kind != trail.PeerPod || p.Name != "first" {
 		t.Errorf("after recovery: peer %s %s", p.Kind, p.Name)
 	}
 
@@ -541,7 +542,7 @@ func TestEnricherAPIServerOutages(t *testing.T) {
 	if w, st := e.Source(string(first.UID), hexID(50), time.Now()); st != SourceResolved || w.PodName != "first" {
 		t.Errorf("during the outage: %v, %v; want the cached pod", w, st)
 	}
-	if p := e.Peer(firstIP, time.Now()); p.Kind != PeerPod {
+	if p := e.Peer(firstIP, time.Now()); p.Kind != trail.PeerPod {
 		t.Errorf("during the outage: peer %s, want the cached pod", p.Kind)
 	}
 	if _, st := e.Source("99999999-9999-4999-8999-999999999999", "", time.Now()); st != SourceUnavailable {

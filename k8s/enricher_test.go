@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connaudit/connaudit/trail"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -296,7 +297,7 @@ func TestDeletedPodGrace(t *testing.T) {
 func TestPeerClassification(t *testing.T) {
 	e := newTestEnricher(t, Config{NodeName: "node-a"})
 	now := time.Now()
-	if p := e.Peer(netip.MustParseAddr("198.51.100.7"), now); p.Kind != PeerUnknown {
+	if p := e.Peer(netip.MustParseAddr("198.51.100.7"), now); p.Kind != trail.PeerUnknown {
 		t.Errorf("before sync: %s, want unknown", p.Kind)
 	}
 	pod := genPod(5, "node-b")
@@ -351,7 +352,7 @@ func TestPeerClassification(t *testing.T) {
 		if d := diffAttrs(attrMap(t, p.Attrs), tc.attrs); d != "" {
 			t.Errorf("Peer(%s):%s", tc.addr, d)
 		}
-		if p.Kind != tc.attrs["connaudit.peer.kind"] {
+		if string(p.Kind) != tc.attrs["connaudit.peer.kind"] {
 			t.Errorf("Peer(%s).Kind = %s", tc.addr, p.Kind)
 		}
 	}
@@ -367,7 +368,7 @@ func TestPeerClassification(t *testing.T) {
 	// still lists it.
 	pod.Status.Phase = corev1.PodSucceeded
 	feedClusterPod(t, e, pod, false)
-	if p := e.Peer(netip.MustParseAddr("198.51.100.5"), time.Now().Add(time.Millisecond)); p.Kind != PeerExternal {
+	if p := e.Peer(netip.MustParseAddr("198.51.100.5"), time.Now().Add(time.Millisecond)); p.Kind != trail.PeerExternal {
 		t.Errorf("finished pod still holds its IP: %s", p.Kind)
 	}
 }
@@ -405,7 +406,7 @@ func TestPeerIPReuse(t *testing.T) {
 		{tB.Add(time.Hour), b.Name},
 	} {
 		got := podAt(tc.at)
-		if tc.want == "" && e.Peer(ip, tc.at).Kind != PeerExternal || tc.want != "" && got != tc.want {
+		if tc.want == "" && e.Peer(ip, tc.at).Kind != trail.PeerExternal || tc.want != "" && got != tc.want {
 			t.Errorf("at t0%+v: %q (%s), want %q", tc.at.Sub(t0), got, e.Peer(ip, tc.at).Kind, tc.want)
 		}
 	}
@@ -424,7 +425,7 @@ func TestPeerIPReuse(t *testing.T) {
 
 	// Released holders are purged after the grace period, and bounded.
 	e.peers.purge(t0.Add(10*time.Second + time.Minute))
-	if got := e.Peer(ip, t0); got.Kind != PeerExternal {
+	if got := e.Peer(ip, t0); got.Kind != trail.PeerExternal {
 		t.Errorf("former holder not purged: %s %s", got.Kind, got.Name)
 	}
 	for i := range maxReleasedHolders + 3 {

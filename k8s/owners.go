@@ -3,6 +3,7 @@ package k8s
 import (
 	"strings"
 
+	"github.com/connaudit/connaudit/trail"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,21 +26,21 @@ func (o owners) resolve(pod *corev1.Pod) Owner {
 	}
 	switch ref.Kind {
 	case "ReplicaSet":
-		w := Owner{Kind: "replicaset", Name: ref.Name, ReplicaSet: ref.Name}
+		w := Owner{Kind: trail.WorkloadReplicaSet, Name: ref.Name, ReplicaSet: ref.Name}
 		if top := controllerOf(o.replicaSets, pod.Namespace, ref.Name); top != nil && top.Kind == "Deployment" {
-			w.Kind, w.Name = "deployment", top.Name
+			w.Kind, w.Name = trail.WorkloadDeployment, top.Name
 		}
 		return w
 	case "Job":
-		w := Owner{Kind: "job", Name: ref.Name, Job: ref.Name}
+		w := Owner{Kind: trail.WorkloadJob, Name: ref.Name, Job: ref.Name}
 		if top := controllerOf(o.jobs, pod.Namespace, ref.Name); top != nil && top.Kind == "CronJob" {
-			w.Kind, w.Name = "cronjob", top.Name
+			w.Kind, w.Name = trail.WorkloadCronJob, top.Name
 		}
 		return w
 	case "Node":
 		return Owner{} // a static pod's mirror pod: no workload
 	default:
-		return Owner{Kind: strings.ToLower(ref.Kind), Name: ref.Name}
+		return Owner{Kind: trail.WorkloadKind(strings.ToLower(ref.Kind)), Name: ref.Name}
 	}
 }
 

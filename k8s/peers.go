@@ -6,42 +6,18 @@ import (
 	"sync"
 	"time"
 
+	"github.com/connaudit/connaudit/trail"
 	"go.opentelemetry.io/otel/attribute"
 	corev1 "k8s.io/api/core/v1"
-)
-
-// Values of Peer.Kind.
-const (
-	PeerPod      = "pod"
-	PeerService  = "service"
-	PeerNode     = "node"
-	PeerLoopback = "loopback"
-	PeerExternal = "external"
-	// PeerUnknown is returned for a non-loopback address while the caches of
-	// pods, Services and nodes have never synced (the API server has been
-	// unreachable since start): calling the address external would be a guess.
-	PeerUnknown = "unknown"
-)
-
-// Record attribute keys of the peer.
-const (
-	attrPeerKind         = "connaudit.peer.kind"
-	attrPeerNamespace    = "connaudit.peer.k8s.namespace.name"
-	attrPeerPod          = "connaudit.peer.k8s.pod.name"
-	attrPeerService      = "connaudit.peer.k8s.service.name"
-	attrPeerNode         = "connaudit.peer.k8s.node.name"
-	attrPeerWorkloadKind = "connaudit.peer.k8s.workload.kind"
-	attrPeerWorkloadName = "connaudit.peer.k8s.workload.name"
-	attrPeerLabelPrefix  = "connaudit.peer.k8s.pod.label."
 )
 
 // Peer is what a destination address belongs to. Like Workload it is an
 // immutable snapshot; nothing in it may be modified.
 type Peer struct {
-	Kind         string // PeerPod, PeerService, PeerNode, PeerLoopback, PeerExternal or PeerUnknown
-	Namespace    string // of a pod or Service
-	Name         string // of the pod, Service or node
-	WorkloadKind string // of a pod: its Owner.Kind, such as "deployment"
+	Kind         trail.PeerKind
+	Namespace    string             // of a pod or Service
+	Name         string             // of the pod, Service or node
+	WorkloadKind trail.WorkloadKind // of a pod: its Owner.Kind
 	WorkloadName string
 	Labels       map[string]string // of a pod
 
@@ -54,29 +30,29 @@ type Peer struct {
 // The peers that carry no name are shared, so classifying them allocates
 // nothing.
 var (
-	loopbackPeer = simplePeer(PeerLoopback)
-	externalPeer = simplePeer(PeerExternal)
-	unknownPeer  = simplePeer(PeerUnknown)
+	loopbackPeer = simplePeer(trail.PeerLoopback)
+	externalPeer = simplePeer(trail.PeerExternal)
+	unknownPeer  = simplePeer(trail.PeerUnknown)
 )
 
-func simplePeer(kind string) *Peer {
-	return &Peer{Kind: kind, Attrs: []attribute.KeyValue{attribute.String(attrPeerKind, kind)}}
+func simplePeer(kind trail.PeerKind) *Peer {
+	return &Peer{Kind: kind, Attrs: []attribute.KeyValue{trail.KeyPeerKind.String(string(kind))}}
 }
 
 func newPodPeer(pod *corev1.Pod, owner Owner, keys *keyInterner) *Peer {
-	p := &Peer{Kind: PeerPod, Namespace: pod.Namespace, Name: pod.Name,
+	p := &Peer{Kind: trail.PeerPod, Namespace: pod.Namespace, Name: pod.Name,
 		WorkloadKind: owner.Kind, WorkloadName: owner.Name, Labels: pod.Labels, rank: 0}
 	a := make([]attribute.KeyValue, 0, 5+len(pod.Labels))
 	a = append(a,
-		attribute.String(attrPeerKind, PeerPod),
-		attribute.String(attrPeerNamespace, pod.Namespace),
-		attribute.String(attrPeerPod, pod.Name),
+		trail.KeyPeerKind.String(string(trail.PeerPod)),
+		trail.KeyPeerNamespace.String(pod.Namespace),
+		trail.KeyPeerPod.String(pod.Name),
 	)
 	if owner.Kind != "" {
-		a = append(a, attribute.String(attrPeerWorkloadKind, owner.Kind), attribute.String(attrPeerWorkloadName, owner.Name))
+		a = append(a, trail.KeyPeerWorkloadKind.String(string(owner.Kind)), trail.KeyPeerWorkloadName.String(owner.Name))
 	}
 	for k, v := range pod.Labels {
-		a = append(a, attribute.String(keys.key(attrPeerLabelPrefix, k), v))
+		a = append(a, attribute.String(keys.key(string(trail.KeyPeerPodLabelPrefix), k), v))
 	}
 	sortAttrs(a)
 	p.Attrs = a
@@ -85,21 +61,21 @@ func newPodPeer(pod *corev1.Pod, owner Owner, keys *keyInterner) *Peer {
 
 func newServicePeer(svc *corev1.Service) *Peer {
 	a := []attribute.KeyValue{
-		attribute.String(attrPeerKind, PeerService),
-		attribute.String(attrPeerNamespace, svc.Namespace),
-		attribute.String(attrPeerService, svc.Name),
+		trail.KeyPeerKind.String(string(trail.PeerService)),
+		trail.KeyPeerNamespace.String(svc.Namespace),
+		trail.KeyPeerService.String(svc.Name),
 	}
 	sortAttrs(a)
-	return &Peer{Kind: PeerService, Namespace: svc.Namespace, Name: svc.Name, Attrs: a, rank: 1}
+	return &Peer{Kind: trail.PeerService, Namespace: svc.Namespace, Name: svc.Name, Attrs: a, rank: 1}
 }
 
 func newNodePeer(node *corev1.Node) *Peer {
 	a := []attribute.KeyValue{
-		attribute.String(attrPeerKind, PeerNode),
-		attribute.String(attrPeerNode, node.Name),
+		trail.KeyPeerKind.String(string(trail.PeerNode)),
+		trail.KeyPeerNode.String(node.Name),
 	}
 	sortAttrs(a)
-	return &Peer{Kind: PeerNode, Name: node.Name, Attrs: a, rank: 2}
+	return &Peer{Kind: trail.PeerNode, Name: node.Name, Attrs: a, rank: 2}
 }
 
 func (p *Peer) equal(o *Peer) bool {

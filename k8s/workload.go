@@ -5,23 +5,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/connaudit/connaudit/trail"
 	"go.opentelemetry.io/otel/attribute"
-)
-
-// Resource attribute keys. The k8s.* and container.* names are OpenTelemetry
-// semantic conventions; the semantic conventions have no service account
-// attribute, hence connaudit's own.
-const (
-	attrNamespace      = "k8s.namespace.name"
-	attrPodName        = "k8s.pod.name"
-	attrPodUID         = "k8s.pod.uid"
-	attrContainerName  = "k8s.container.name"
-	attrContainerID    = "container.id"
-	attrImageName      = "container.image.name"
-	attrImageTags      = "container.image.tags"
-	attrPodLabelPrefix = "k8s.pod.label."
-	attrServiceAccount = "connaudit.k8s.service_account.name"
-	attrHostNetwork    = "connaudit.host_network"
 )
 
 // Owner is the workload that controls a pod, found through its controller
@@ -32,7 +17,7 @@ type Owner struct {
 	// "replicationcontroller", or any other controller kind lower-cased.
 	// Empty for pods that no workload controls, and for static pods (owned
 	// by their Node).
-	Kind string
+	Kind trail.WorkloadKind
 	Name string
 	// ReplicaSet is the pod's ReplicaSet, also when a Deployment owns it.
 	ReplicaSet string
@@ -43,14 +28,14 @@ type Owner struct {
 // attrs appends the semantic-convention workload attributes of o.
 func (o Owner) attrs(dst []attribute.KeyValue) []attribute.KeyValue {
 	if o.ReplicaSet != "" {
-		dst = append(dst, attribute.String("k8s.replicaset.name", o.ReplicaSet))
+		dst = append(dst, trail.KeyK8sReplicaSet.String(o.ReplicaSet))
 	}
 	if o.Job != "" {
-		dst = append(dst, attribute.String("k8s.job.name", o.Job))
+		dst = append(dst, trail.KeyK8sJob.String(o.Job))
 	}
 	switch o.Kind {
-	case "deployment", "statefulset", "daemonset", "cronjob", "replicationcontroller":
-		dst = append(dst, attribute.String("k8s."+o.Kind+".name", o.Name))
+	case trail.WorkloadDeployment, trail.WorkloadStatefulSet, trail.WorkloadDaemonSet, trail.WorkloadCronJob, trail.WorkloadReplicationController:
+		dst = append(dst, o.Kind.ResourceKey().String(o.Name))
 	}
 	return dst
 }
@@ -101,31 +86,31 @@ func newWorkload(p *podMeta, containerName, containerID, image string, keys *key
 	}
 	a := make([]attribute.KeyValue, 0, 10+len(p.labels))
 	a = append(a,
-		attribute.String(attrNamespace, p.namespace),
-		attribute.String(attrPodName, p.name),
-		attribute.String(attrPodUID, p.uid),
+		trail.KeyK8sNamespace.String(p.namespace),
+		trail.KeyK8sPodName.String(p.name),
+		trail.KeyK8sPodUID.String(p.uid),
 	)
 	if containerName != "" {
-		a = append(a, attribute.String(attrContainerName, containerName))
+		a = append(a, trail.KeyK8sContainerName.String(containerName))
 	}
 	if containerID != "" {
-		a = append(a, attribute.String(attrContainerID, containerID))
+		a = append(a, trail.KeyContainerID.String(containerID))
 	}
 	if name, tag := splitImage(image); name != "" {
-		a = append(a, attribute.String(attrImageName, name))
+		a = append(a, trail.KeyContainerImageName.String(name))
 		if tag != "" {
-			a = append(a, attribute.StringSlice(attrImageTags, []string{tag}))
+			a = append(a, attribute.StringSlice(string(trail.KeyContainerImageTags), []string{tag}))
 		}
 	}
 	for k, v := range p.labels {
-		a = append(a, attribute.String(keys.key(attrPodLabelPrefix, k), v))
+		a = append(a, attribute.String(keys.key(string(trail.KeyK8sPodLabelPrefix), k), v))
 	}
 	a = p.owner.attrs(a)
 	if p.serviceAccount != "" {
-		a = append(a, attribute.String(attrServiceAccount, p.serviceAccount))
+		a = append(a, trail.KeyServiceAccount.String(p.serviceAccount))
 	}
 	if p.hostNetwork {
-		a = append(a, attribute.Bool(attrHostNetwork, true))
+		a = append(a, trail.KeyHostNetwork.Bool(true))
 	}
 	sortAttrs(a)
 	w.Attrs = a
@@ -138,7 +123,7 @@ func (w *Workload) withContainerID(id string) *Workload {
 	c := *w
 	c.ContainerID = id
 	c.Attrs = append(make([]attribute.KeyValue, 0, len(w.Attrs)+1), w.Attrs...)
-	c.Attrs = append(c.Attrs, attribute.String(attrContainerID, id))
+	c.Attrs = append(c.Attrs, trail.KeyContainerID.String(id))
 	sortAttrs(c.Attrs)
 	return &c
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // Formats are the values of -o.
@@ -104,14 +105,14 @@ func row(r backend.Record, wide bool, timeLayout string) []string {
 // isHost reports whether r was made by a process in no pod.
 func isHost(r backend.Record) bool {
 	if k := r.Get(backend.FieldSourceKind); k != "" {
-		return k == "host"
+		return k == string(trail.SourceHost)
 	}
 	return r.Get(backend.FieldPod) == "" && r.Get(backend.FieldPodUID) == "" && r.Get(backend.FieldContainerID) == ""
 }
 
 func outcome(r backend.Record) string {
 	o := r.Get(backend.FieldOutcome)
-	if e := r.Get(backend.FieldErrType); e != "" && o != "established" && !strings.EqualFold(e, o) {
+	if e := r.Get(backend.FieldErrType); e != "" && o != string(trail.OutcomeEstablished) && !strings.EqualFold(e, o) {
 		return o + " (" + e + ")"
 	}
 	return dash(o)
@@ -128,10 +129,8 @@ func latency(seconds string) string {
 
 // sourceWorkload names the record's owner the way kubectl does, kind/name.
 func sourceWorkload(r backend.Record) string {
-	for _, kind := range []string{"deployment", "statefulset", "daemonset", "cronjob", "job", "replicaset"} {
-		if name := r.Get(backend.WorkloadKinds[kind]); name != "" {
-			return kind + "/" + name
-		}
+	if w, ok := r.SourceWorkload(); ok {
+		return w.String()
 	}
 	return ""
 }
@@ -139,25 +138,17 @@ func sourceWorkload(r backend.Record) string {
 // peer names the destination: its kind and namespace/name.
 func peer(r backend.Record) string {
 	kind := r.Get(backend.FieldPeerKind)
-	ns := r.Get(backend.FieldPeerNamespace)
-	qualify := func(name string) string {
-		if ns != "" {
-			return kind + " " + ns + "/" + name
-		}
-		return kind + " " + name
+	name := r.PeerName()
+	if name == "" {
+		return kind
 	}
-	switch kind {
-	case "pod":
-		if w := r.Get(backend.FieldPeerWorkloadName); w != "" {
-			return qualify(r.Get(backend.FieldPeerPod)) + " (" + r.Get(backend.FieldPeerWorkloadKind) + "/" + w + ")"
-		}
-		return qualify(r.Get(backend.FieldPeerPod))
-	case "service":
-		return qualify(r.Get(backend.FieldPeerService))
-	case "node":
-		return kind + " " + r.Get(backend.FieldPeerNode)
+	if ns := r.Get(backend.FieldPeerNamespace); ns != "" {
+		name = ns + "/" + name
 	}
-	return kind
+	if w := r.Get(backend.FieldPeerWorkloadName); w != "" && kind == string(trail.PeerPod) {
+		name += " (" + r.Get(backend.FieldPeerWorkloadKind) + "/" + w + ")"
+	}
+	return kind + " " + name
 }
 
 func dash(s string) string {

@@ -9,15 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/connaudit/connaudit/bpf"
-)
-
-// Event names of the records connaudit emits.
-const (
-	EventConnect    = "tcp.connect"
-	EventAgentStart = "connaudit.agent.start"
-	EventAgentStop  = "connaudit.agent.stop"
-	EventLoss       = "connaudit.loss"
-	EventDegraded   = "connaudit.degraded"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // Source is what the stages after the kernel learned about a connect attempt.
@@ -47,51 +39,51 @@ func (b *ConnectBuilder) Build(ev *bpf.Event, start, end, observed time.Time, sr
 	duration := end.Sub(start)
 	b.body = b.appendBody(b.body[:0], ev, duration)
 	e := &b.enc
-	e.Reset(EventConnect, start, observed, sev, b.body, src.Resource)
+	e.Reset(trail.EventConnect, start, observed, sev, b.body, src.Resource)
 
-	e.String("network.transport", "tcp")
+	e.String(trail.KeyNetworkTransport, "tcp")
 	if ev.Peer.Addr().Is4() {
-		e.String("network.type", "ipv4")
+		e.String(trail.KeyNetworkType, "ipv4")
 	} else {
-		e.String("network.type", "ipv6")
+		e.String(trail.KeyNetworkType, "ipv6")
 	}
 	b.addr = ev.Local.Addr().AppendTo(b.addr[:0])
-	e.StringBytes("network.local.address", b.addr)
-	e.Int("network.local.port", int64(ev.Local.Port()))
+	e.StringBytes(trail.KeyLocalAddress, b.addr)
+	e.Int(trail.KeyLocalPort, int64(ev.Local.Port()))
 	b.addr = ev.Peer.Addr().AppendTo(b.addr[:0])
-	e.StringBytes("network.peer.address", b.addr)
-	e.Int("network.peer.port", int64(ev.Peer.Port()))
+	e.StringBytes(trail.KeyPeerAddress, b.addr)
+	e.Int(trail.KeyPeerPort, int64(ev.Peer.Port()))
 	if src.ServerName != "" {
-		e.String("server.address", src.ServerName)
+		e.String(trail.KeyServerAddress, src.ServerName)
 	} else {
-		e.StringBytes("server.address", b.addr)
+		e.StringBytes(trail.KeyServerAddress, b.addr)
 	}
-	e.Int("server.port", int64(ev.Peer.Port()))
-	e.String("connaudit.outcome", ev.Outcome.String())
+	e.Int(trail.KeyServerPort, int64(ev.Peer.Port()))
+	e.String(trail.KeyOutcome, ev.Outcome.String())
 	if ev.Outcome != bpf.Established {
-		e.String("error.type", errorType(ev))
+		e.String(trail.KeyErrorType, errorType(ev))
 	}
-	e.Float("connaudit.connect.duration", duration.Seconds())
+	e.Float(trail.KeyConnectDuration, duration.Seconds())
 	if ev.IdentityLost {
-		e.Bool("connaudit.identity.lost", true)
+		e.Bool(trail.KeyIdentityLost, true)
 	} else {
-		e.Int("process.pid", int64(ev.PID))
-		e.Int("process.parent_pid", int64(ev.PPID))
-		e.Int("thread.id", int64(ev.TID))
+		e.Int(trail.KeyProcessPID, int64(ev.PID))
+		e.Int(trail.KeyProcessParentPID, int64(ev.PPID))
+		e.Int(trail.KeyThreadID, int64(ev.TID))
 		b.comm = appendPrintable(b.comm[:0], ev.Comm())
-		e.StringBytes("process.executable.name", b.comm)
+		e.StringBytes(trail.KeyProcessExecName, b.comm)
 		if src.ExecutablePath != "" {
-			e.String("process.executable.path", src.ExecutablePath)
+			e.String(trail.KeyProcessExecPath, src.ExecutablePath)
 		}
-		e.Int("process.user.id", int64(ev.UID))
-		e.Int("process.group.id", int64(ev.GID))
-		e.Int("connaudit.cgroup.id", int64(ev.CgroupID))
-		e.Int("connaudit.mntns", int64(ev.MntNS))
+		e.Int(trail.KeyProcessUserID, int64(ev.UID))
+		e.Int(trail.KeyProcessGroupID, int64(ev.GID))
+		e.Int(trail.KeyCgroupID, int64(ev.CgroupID))
+		e.Int(trail.KeyMntNS, int64(ev.MntNS))
 	}
 	if src.ContainerID != "" {
-		e.String("container.id", src.ContainerID)
+		e.String(trail.KeyContainerID, src.ContainerID)
 	}
-	e.Int("connaudit.netns", int64(ev.NetNS))
+	e.Int(trail.KeyNetNS, int64(ev.NetNS))
 	e.Raw(src.Attrs)
 	return e.Bytes()
 }

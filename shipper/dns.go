@@ -7,19 +7,13 @@ import (
 	"go.opentelemetry.io/otel/log"
 
 	"github.com/connaudit/connaudit/dns"
+	"github.com/connaudit/connaudit/trail"
 )
-
-// EventDNSAnswer is a DNS answer a process on the node received.
-const EventDNSAnswer = "dns.answer"
-
-// LossDNSRingBuffer: the kernel found the DNS ring buffer full; the answers
-// are missing from the trail and their names from the connects that followed.
-const LossDNSRingBuffer = "dns_ring_buffer"
 
 // StringList encodes vs, valid UTF-8 each, as one string joined by ", ",
 // without allocating. DNS names in their presentation form (package dns)
 // hold no ',' or ' ': those are escaped.
-func (e *AttrList) StringList(key string, vs []string) {
+func (e *AttrList) StringList(key trail.Key, vs []string) {
 	n := 0
 	for i, v := range vs {
 		if i > 0 {
@@ -31,7 +25,7 @@ func (e *AttrList) StringList(key string, vs []string) {
 		e.String(key, joinList(vs)) // rare: let appendText bound it
 		return
 	}
-	e.buf = appendText(e.buf, key)
+	e.buf = appendText(e.buf, string(key))
 	e.buf = append(e.buf, kindString)
 	e.buf = binary.AppendUvarint(e.buf, uint64(n))
 	for i, v := range vs {
@@ -90,28 +84,28 @@ func (b *DNSAnswerBuilder) Build(a *DNSAnswer) []byte {
 		b.body = append(b.body, s...)
 	}
 	e := &b.enc
-	e.Reset(EventDNSAnswer, a.Received, a.Observed, log.SeverityInfo, b.body, a.Resource)
-	e.String("dns.question.name", a.Answer.Question)
-	e.StringList("dns.answers", b.addrs)
+	e.Reset(trail.EventDNSAnswer, a.Received, a.Observed, log.SeverityInfo, b.body, a.Resource)
+	e.String(trail.KeyDNSQuestionName, a.Answer.Question)
+	e.StringList(trail.KeyDNSAnswers, b.addrs)
 	if len(a.Answer.Aliases) > 0 {
-		e.StringList("connaudit.dns.aliases", a.Answer.Aliases)
+		e.StringList(trail.KeyDNSAliases, a.Answer.Aliases)
 	}
 	ttl := ^uint32(0)
 	for _, ad := range a.Answer.Addrs {
 		ttl = min(ttl, ad.TTL)
 	}
-	e.Int("connaudit.dns.ttl", int64(ttl))
+	e.Int(trail.KeyDNSTTL, int64(ttl))
 	if a.Answer.Partial {
-		e.Bool("connaudit.dns.partial", true)
+		e.Bool(trail.KeyDNSPartial, true)
 	}
 	if a.TCP {
-		e.String("network.transport", "tcp")
+		e.String(trail.KeyNetworkTransport, "tcp")
 	} else {
-		e.String("network.transport", "udp")
+		e.String(trail.KeyNetworkTransport, "udp")
 	}
-	e.String("server.address", a.Resolver)
-	e.Int("connaudit.netns", int64(a.NetNS))
-	e.Int("connaudit.cgroup.id", int64(a.CgroupID))
+	e.String(trail.KeyServerAddress, a.Resolver)
+	e.Int(trail.KeyNetNS, int64(a.NetNS))
+	e.Int(trail.KeyCgroupID, int64(a.CgroupID))
 	e.Raw(a.Attrs)
 	return e.Bytes()
 }

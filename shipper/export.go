@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,12 +13,10 @@ import (
 	"go.opentelemetry.io/otel/log"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"go.opentelemetry.io/otel/sdk/resource"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/connaudit/connaudit/shipper/otlp"
 	"github.com/connaudit/connaudit/shipper/spool"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // ExportConfig tunes the export loop.
@@ -42,7 +37,7 @@ type Exporter struct {
 	cfg         ExportConfig
 	spool       *spool.Spool
 	exp         sdklog.Exporter
-	shipper     *Shipper
+	ledger      *Ledger
 	metrics     *Metrics
 	log         *slog.Logger
 	providers   *providerCache
@@ -61,10 +56,10 @@ type Exporter struct {
 	corruptSeen int64
 }
 
-// NewExporter wires the export loop. The shipper receives loss records about
-// what the collector rejected.
-func NewExporter(cfg ExportConfig, sp *spool.Spool, exp sdklog.Exporter, sh *Shipper, m *Metrics, logger *slog.Logger) *Exporter {
-	x := &Exporter{cfg: cfg, spool: sp, exp: exp, shipper: sh, metrics: m, log: logger, drain: make(chan struct{})}
+// NewExporter wires the export loop. The ledger receives the losses the
+// export finds: spool damage, undecodable records, records the collector rejected.
+func NewExporter(cfg ExportConfig, sp *spool.Spool, exp sdklog.Exporter, ledger *Ledger, m *Metrics, logger *slog.Logger) *Exporter {
+	x := &Exporter{cfg: cfg, spool: sp, exp: exp, ledger: ledger, metrics: m, log: logger, drain: make(chan struct{})}
 	x.providers = newProviderCache(1024, cfg.Version, &x.out, &x.attrs)
 	return x
 }
@@ -91,7 +86,7 @@ func (x *Exporter) Drain() { x.drainOnce.Do(func() { close(x.drain) }) }
 // spool and are exported again.
 func (x *Exporter) Run(ctx context.Context) {
 	defer x.providers.shutdown()
-	backoff := 100 * time.Millisecond
+	restart := newBackoff(100*time.Millisecond, x.cfg.MaxBackoff)
 	for {
 		x.running.Store(true)
 		started := time.Now()
@@ -101,16 +96,16 @@ func (x *Exporter) Run(ctx context.Context) {
 			return
 		}
 		if time.Since(started) > x.cfg.MaxBackoff {
-			backoff = 100 * time.Millisecond
+			restart.reset()
 		}
+		wait := restart.next()
 		x.metrics.ExportRestarts.Inc()
-		x.log.Error("export loop failed; restarting it (records wait in the spool)", "err", err, "in", backoff)
+		x.log.Error("export loop failed; restarting it (records wait in the spool)", "err", err, "in", wait)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, x.cfg.MaxBackoff)
 	}
 }
 
@@ -150,8 +145,8 @@ func (x *Exporter) export(ctx context.Context) error {
 			x.log.Warn("acknowledge exported batch: cleanup failed, will retry", "err", err)
 		}
 		// Reported once the batch is done with, not at each retry.
-		x.reportSeqLoss(LossUndecodable, x.undecodable, "spooled by an incompatible version", nil)
-		x.reportSeqLoss(LossRejected, x.rejected, "the collector refused them permanently", x.rejectedErr)
+		x.reportSeqLoss(trail.LossUndecodable, x.undecodable, "spooled by an incompatible version", nil)
+		x.reportSeqLoss(trail.LossRejected, x.rejected, "the collector refused them permanently", x.rejectedErr)
 	}
 }
 
@@ -205,8 +200,7 @@ func (x *Exporter) reportCorruption() {
 	corrupt := x.spool.Stats().CorruptBytes
 	if d := corrupt - x.corruptSeen; d > 0 {
 		x.log.Error("spool data failed its checksum; reported as loss", "bytes", d)
-		x.metrics.Lost.WithLabelValues(LossSpoolCorrupt).Inc()
-		x.shipper.EmitLoss(Loss{Reason: LossSpoolCorrupt, Bytes: d, Detail: "spooled records failed their checksum"})
+		x.ledger.Lose(Loss{Reason: trail.LossSpoolCorrupt, Bytes: d, Detail: "spooled records failed their checksum"})
 	}
 	x.corruptSeen = corrupt
 }
@@ -229,7 +223,7 @@ func (x *Exporter) convert(ctx context.Context, payloads [][]byte) {
 		lr.SetSeverity(r.Severity)
 		lr.SetSeverityText(severityText(r.Severity))
 		lr.SetBody(attribute.StringValue(r.Body))
-		r.Attrs = append(r.Attrs, attribute.Int64("connaudit.seq", int64(r.Seq)))
+		r.Attrs = append(r.Attrs, attribute.Int64(string(trail.KeySeq), int64(r.Seq)))
 		// The processor sets the attributes on the SDK record in one copy:
 		// through lr, the SDK would copy them twice, growing one at a time.
 		x.attrs = r.Attrs
@@ -240,7 +234,7 @@ func (x *Exporter) convert(ctx context.Context, payloads [][]byte) {
 
 // reportSeqLoss writes one loss record per run of consecutive seqs, so that
 // every seq missing from the trail lies in a range a loss record names.
-func (x *Exporter) reportSeqLoss(reason string, seqs []uint64, detail string, cause error) {
+func (x *Exporter) reportSeqLoss(reason trail.LossReason, seqs []uint64, detail string, cause error) {
 	if len(seqs) == 0 {
 		return
 	}
@@ -248,13 +242,12 @@ func (x *Exporter) reportSeqLoss(reason string, seqs []uint64, detail string, ca
 		detail += ": " + cause.Error()
 	}
 	x.log.Error("records lost: "+detail, "reason", reason, "count", len(seqs), "first_seq", seqs[0], "last_seq", seqs[len(seqs)-1])
-	x.metrics.Lost.WithLabelValues(reason).Add(float64(len(seqs)))
 	for i := 0; i < len(seqs); {
 		j := i + 1
 		for j < len(seqs) && seqs[j] == seqs[j-1]+1 {
 			j++
 		}
-		x.shipper.EmitLoss(Loss{Reason: reason, Count: uint64(j - i), FirstSeq: seqs[i], LastSeq: seqs[j-1], Detail: detail})
+		x.ledger.Lose(Loss{Reason: reason, Count: uint64(j - i), FirstSeq: seqs[i], LastSeq: seqs[j-1], Detail: detail})
 		i = j
 	}
 }
@@ -273,13 +266,13 @@ const failedTriesBeforeShrink = 3
 // keeps failing transiently yields errShrink.
 func (x *Exporter) deliver(ctx context.Context, recs []sdklog.Record, seqs []uint64) error {
 	err := x.send(ctx, recs)
-	var refused permanentError
+	var refused *otlp.PermanentError
 	if !errors.As(err, &refused) {
 		return err
 	}
 	if len(recs) == 1 {
 		x.rejected = append(x.rejected, seqs[0])
-		x.rejectedErr = refused.err
+		x.rejectedErr = refused.Err
 		return nil
 	}
 	half := len(recs) / 2
@@ -295,12 +288,13 @@ func (x *Exporter) send(ctx context.Context, recs []sdklog.Record) error {
 		return nil
 	}
 	start := time.Now()
-	backoff := 100 * time.Millisecond
+	retry := newBackoff(100*time.Millisecond, x.cfg.MaxBackoff)
 	for try := 1; ; try++ {
 		err := x.exp.Export(ctx, recs)
-		if err == nil || isPartialSuccess(err) {
-			if err != nil {
-				x.reportPartialSuccess(err)
+		partial, isPartial := otlp.AsPartialSuccess(err)
+		if err == nil || isPartial {
+			if isPartial {
+				x.reportPartialSuccess(partial)
 			}
 			x.metrics.Exported.Add(float64(len(recs)))
 			x.metrics.ExportDuration.Observe(time.Since(start).Seconds())
@@ -312,62 +306,34 @@ func (x *Exporter) send(ctx context.Context, recs []sdklog.Record) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if isPermanent(err) {
+		if otlp.IsPermanent(err) {
 			x.log.Warn("the collector refused a batch for good; isolating the records at fault", "records", len(recs), "err", err)
-			return permanentError{err}
+			return err
 		}
 		x.metrics.ExportRetries.Inc()
 		if x.failingNs.CompareAndSwap(0, time.Now().UnixNano()) {
 			x.log.Warn("export failed; retrying until the collector accepts (records wait in the spool)", "err", err)
 		}
-		wait := max(backoff, min(otlp.RetryAfter(err), maxRetryAfter))
+		wait := max(retry.next(), min(otlp.RetryAfter(err), maxRetryAfter))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, x.cfg.MaxBackoff)
 		if try >= failedTriesBeforeShrink && len(recs) > 1 && !otlp.IsBusy(err) {
 			return errShrink
 		}
 	}
 }
 
-// permanentError is an export failure that retrying the same records cannot cure.
-type permanentError struct{ err error }
-
-func (e permanentError) Error() string { return e.err.Error() }
-
-// isPermanent tells failures caused by the records themselves: they cannot
-// be marshalled, or the collector says they are invalid (HTTP 400, 413 or
-// gRPC InvalidArgument). Anything else (unreachable, throttled, unauthorised,
-// misconfigured) may pass later and is retried.
-func isPermanent(err error) bool {
-	if errors.Is(err, proto.Error) {
-		return true
-	}
-	if s, ok := status.FromError(err); ok {
-		return s.Code() == codes.InvalidArgument ||
-			s.Code() == codes.Internal && strings.Contains(s.Message(), "error while marshaling")
-	}
-	return otlp.IsPermanent(err)
-}
-
-// The SDK exporters report OTLP partial success as an error of an internal type.
-var partialSuccess = regexp.MustCompile(`OTLP partial success: .*\((\d+) logs rejected\)`)
-
-func isPartialSuccess(err error) bool { return partialSuccess.MatchString(err.Error()) }
-
 // reportPartialSuccess reports records the collector accepted the request
 // for but did not keep. OTLP does not say which ones, so the loss record
 // carries their count and no seq range.
-func (x *Exporter) reportPartialSuccess(err error) {
-	m := partialSuccess.FindStringSubmatch(err.Error())
-	n, _ := strconv.ParseUint(m[1], 10, 64)
+func (x *Exporter) reportPartialSuccess(err *otlp.PartialSuccessError) {
+	n := uint64(max(err.Rejected, 0))
 	x.log.Error("the collector rejected records", "count", n, "err", err)
 	if n > 0 {
-		x.metrics.Lost.WithLabelValues(LossRejected).Add(float64(n))
-		x.shipper.EmitLoss(Loss{Reason: LossRejected, Count: n, Detail: err.Error()})
+		x.ledger.Lose(Loss{Reason: trail.LossRejected, Count: n, Detail: err.Error()})
 	}
 }
 
@@ -408,7 +374,7 @@ func (c *providerCache) logger(res []byte) log.Logger {
 	}
 	attrs, err := DecodeAttrs(res, nil)
 	if err != nil {
-		attrs = append(attrs, attribute.String("connaudit.resource.error", err.Error()))
+		attrs = append(attrs, attribute.String(string(trail.KeyResourceError), err.Error()))
 	}
 	p := sdklog.NewLoggerProvider(
 		sdklog.WithResource(resource.NewSchemaless(attrs...)),

@@ -20,6 +20,7 @@ import (
 
 	"github.com/connaudit/connaudit/shipper/otlp"
 	"github.com/connaudit/connaudit/shipper/spool"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // sizeLimitedExporter refuses any request of more than max records, as a
@@ -60,14 +61,14 @@ func (e *sizeLimitedExporter) exported() []int64 {
 }
 
 // spooledShipper is a Shipper on a real spool holding n tcp.connect records.
-func spooledShipper(t *testing.T, n int) (*spool.Spool, *Shipper) {
+func spooledShipper(t *testing.T, n int) (*spool.Spool, *Ledger) {
 	t.Helper()
 	sp, _, err := spool.Open(t.TempDir(), spool.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sp.Close() })
-	sh := New(sp, nil, NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	sh := NewLedger(sp, nil, NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ev := testEvent()
 	var b ConnectBuilder
 	for i := 0; i < n; i++ {
@@ -78,7 +79,7 @@ func spooledShipper(t *testing.T, n int) (*spool.Spool, *Shipper) {
 
 // exportUntil runs an Exporter into exp until it has exported want records,
 // for at most 30 seconds.
-func exportUntil(t *testing.T, sp *spool.Spool, sh *Shipper, exp *sizeLimitedExporter, want int) {
+func exportUntil(t *testing.T, sp *spool.Spool, sh *Ledger, exp *sizeLimitedExporter, want int) {
 	t.Helper()
 	x := NewExporter(ExportConfig{BatchRecords: 64, MaxBackoff: time.Millisecond}, sp, exp, sh, sh.metrics, sh.log)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -124,7 +125,7 @@ func TestUndecodableRecordIsReportedOnce(t *testing.T) {
 	exportUntil(t, sp, sh, exp, 10)     // 9 records and the loss record
 	exp.mu.Lock()
 	defer exp.mu.Unlock()
-	if len(exp.seqs) != 10 || len(exp.losses) != 1 || exp.losses[0] != LossUndecodable {
+	if len(exp.seqs) != 10 || len(exp.losses) != 1 || exp.losses[0] != string(trail.LossUndecodable) {
 		t.Fatalf("exported seqs %v, loss reasons %v: want 10 records and one undecodable loss", exp.seqs, exp.losses)
 	}
 }
@@ -147,7 +148,7 @@ func TestExportGoesOnWhenAcksCannotBePersisted(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sp.Close() })
-	sh := New(sp, nil, NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	sh := NewLedger(sp, nil, NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ev := testEvent()
 	var b ConnectBuilder
 	const n = 300
@@ -199,7 +200,7 @@ func TestExportLoopIsRestartedAfterAReadError(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sp.Close() })
-	sh := New(sp, nil, NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	sh := NewLedger(sp, nil, NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ev := testEvent()
 	var b ConnectBuilder
 	for i := 0; i < 100; i++ {
@@ -248,7 +249,7 @@ func (e *throttlingExporter) Export(ctx context.Context, records []sdklog.Record
 	busy := len(e.calls) <= e.busyCalls
 	e.mu.Unlock()
 	if busy {
-		return &otlp.StatusError{Code: 429, Status: "429 Too Many Requests", RetryAfter: e.wait}
+		return &otlp.ThrottleError{Err: &otlp.StatusError{Code: 429, Status: "429 Too Many Requests", RetryAfter: e.wait}, Delay: e.wait}
 	}
 	return e.sizeLimitedExporter.Export(ctx, records)
 }

@@ -1,24 +1,8 @@
 package shipper
 
-import "github.com/prometheus/client_golang/prometheus"
-
-// Loss reasons, as they appear in connaudit.lost.reason and in metrics.
-const (
-	LossRingBuffer   = "ring_buffer"   // the kernel found the event ring buffer full
-	LossSpoolFull    = "spool_full"    // the spool was at CONNAUDIT_SPOOL_MAX_BYTES
-	LossSpoolError   = "spool_error"   // the spool could not write (disk full, I/O error)
-	LossSpoolCorrupt = "spool_corrupt" // unreadable spool data found at start
-	LossRejected     = "rejected"      // the collector refused records (OTLP partial success, or refused for good)
-	LossUndecodable  = "undecodable"   // a spooled record this version cannot decode
-	// LossCaptureReplaced: pinned capture of an incompatible version was replaced; what it held is lost.
-	LossCaptureReplaced = "capture_replaced"
-)
-
-// Reasons a record was shipped with less identity, as they appear in
-// connaudit.degraded.reason and in metrics. Such records are not missing.
-const (
-	DegradedHandshakeMap = "handshake_map" // a handshake was evicted; its attempt was shipped without process identity
-	DegradedHoldQueue    = "hold_queue"    // the hold queue was full; shipped without waiting for its pod
+import (
+	"github.com/connaudit/connaudit/trail"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Metrics are the agent's Prometheus counters for capture and delivery.
@@ -66,11 +50,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 		}),
 	}
-	for _, r := range []string{LossRingBuffer, LossSpoolFull, LossSpoolError, LossSpoolCorrupt, LossRejected, LossUndecodable, LossCaptureReplaced} {
-		m.Lost.WithLabelValues(r)
+	for _, r := range trail.LossReasons {
+		m.Lost.WithLabelValues(string(r))
 	}
-	for _, r := range []string{DegradedHandshakeMap, DegradedHoldQueue} {
-		m.Degraded.WithLabelValues(r)
+	for _, r := range trail.DegradedReasons {
+		m.Degraded.WithLabelValues(string(r))
 	}
 	reg.MustRegister(m.Captured, m.Spooled, m.Exported, m.Lost, m.Degraded, m.ExportRetries, m.ExportRestarts, m.AckErrors, m.ExportDuration)
 	return m

@@ -79,7 +79,7 @@ func NewSDKExporter(ctx context.Context, output, tokenFile string, console io.Wr
 		if token != nil {
 			opts = append(opts, otlploggrpc.WithDialOption(grpc.WithPerRPCCredentials(bearer{token})))
 		}
-		return otlploggrpc.New(ctx, opts...)
+		return otlp.NewGRPC(ctx, opts...)
 	}
 	cfg, err := otlp.ConfigFromEnv()
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/connaudit/connaudit/trail"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
 )
@@ -56,44 +57,44 @@ type Encoder struct{ AttrList }
 
 // Reset starts a record. The resource is an encoded AttrList; Emit stamps the
 // sequence number.
-func (e *Encoder) Reset(event string, ts, observed time.Time, sev log.Severity, body, resource []byte) {
+func (e *Encoder) Reset(event trail.Event, ts, observed time.Time, sev log.Severity, body, resource []byte) {
 	e.buf = append(e.buf[:0], recordVersion)
 	e.buf = binary.LittleEndian.AppendUint64(e.buf, 0)
 	e.buf = binary.LittleEndian.AppendUint64(e.buf, uint64(ts.UnixNano()))
 	e.buf = binary.LittleEndian.AppendUint64(e.buf, uint64(observed.UnixNano()))
 	e.buf = append(e.buf, byte(sev))
-	e.buf = appendText(e.buf, event)
+	e.buf = appendText(e.buf, string(event))
 	e.buf = appendTextBytes(e.buf, body)
 	e.buf = appendBytes(e.buf, resource)
 }
 
-func (e *AttrList) String(key, v string) {
-	e.buf = appendText(e.buf, key)
+func (e *AttrList) String(key trail.Key, v string) {
+	e.buf = appendText(e.buf, string(key))
 	e.buf = append(e.buf, kindString)
 	e.buf = appendText(e.buf, v)
 }
 
 // StringBytes is String for a value held in a byte slice.
-func (e *AttrList) StringBytes(key string, v []byte) {
-	e.buf = appendText(e.buf, key)
+func (e *AttrList) StringBytes(key trail.Key, v []byte) {
+	e.buf = appendText(e.buf, string(key))
 	e.buf = append(e.buf, kindString)
 	e.buf = appendTextBytes(e.buf, v)
 }
 
-func (e *AttrList) Int(key string, v int64) {
-	e.buf = appendText(e.buf, key)
+func (e *AttrList) Int(key trail.Key, v int64) {
+	e.buf = appendText(e.buf, string(key))
 	e.buf = append(e.buf, kindInt)
 	e.buf = binary.AppendVarint(e.buf, v)
 }
 
-func (e *AttrList) Float(key string, v float64) {
-	e.buf = appendText(e.buf, key)
+func (e *AttrList) Float(key trail.Key, v float64) {
+	e.buf = appendText(e.buf, string(key))
 	e.buf = append(e.buf, kindFloat)
 	e.buf = binary.LittleEndian.AppendUint64(e.buf, math.Float64bits(v))
 }
 
-func (e *AttrList) Bool(key string, v bool) {
-	e.buf = appendText(e.buf, key)
+func (e *AttrList) Bool(key trail.Key, v bool) {
+	e.buf = appendText(e.buf, string(key))
 	e.buf = append(e.buf, kindBool)
 	b := byte(0)
 	if v {

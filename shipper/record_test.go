@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/log"
 
 	"github.com/connaudit/connaudit/bpf"
+	"github.com/connaudit/connaudit/trail"
 )
 
 func testEvent() bpf.Event {
@@ -48,7 +49,7 @@ func TestConnectRecordRoundTrip(t *testing.T) {
 	if err := Decode(payload, &r); err != nil {
 		t.Fatal(err)
 	}
-	if r.Seq != 7 || !r.Timestamp.Equal(start) || !r.Observed.Equal(observed) || r.Severity != log.SeverityInfo || r.EventName != EventConnect {
+	if r.Seq != 7 || !r.Timestamp.Equal(start) || !r.Observed.Equal(observed) || r.Severity != log.SeverityInfo || r.EventName != string(trail.EventConnect) {
 		t.Fatalf("header: %+v", r)
 	}
 	if r.Body != "curl (pid 4242) -> 127.0.0.1:8080 established in 0.21 ms" {

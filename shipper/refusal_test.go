@@ -23,6 +23,7 @@ import (
 
 	"github.com/connaudit/connaudit/shipper/otlp"
 	"github.com/connaudit/connaudit/shipper/spool"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // otlpSink is a small OTLP/HTTP and OTLP/gRPC logs server. It refuses for
@@ -61,7 +62,7 @@ func (s *otlpSink) take(req *collogpb.ExportLogsServiceRequest) (refuse bool) {
 				s.seqs = append(s.seqs, kv.Value.GetIntValue())
 			}
 		}
-		if r.EventName == EventLoss {
+		if r.EventName == string(trail.EventLoss) {
 			s.losses = append(s.losses, r)
 		}
 	}
@@ -100,7 +101,11 @@ func (s *otlpSink) Export(_ context.Context, req *collogpb.ExportLogsServiceRequ
 	if s.take(req) {
 		return nil, status.Error(codes.InvalidArgument, "invalid record")
 	}
-	return &collogpb.ExportLogsServiceResponse{}, nil
+	var resp collogpb.ExportLogsServiceResponse
+	if s.partial {
+		resp.PartialSuccess = &collogpb.ExportLogsPartialSuccess{RejectedLogRecords: 2, ErrorMessage: "two records too old"}
+	}
+	return &resp, nil
 }
 
 func (s *otlpSink) snapshot() (requests int, seqs []int64, losses []*logpb.LogRecord) {
@@ -126,7 +131,7 @@ func grpcExporter(t *testing.T, sink *otlpSink) sdklog.Exporter {
 	collogpb.RegisterLogsServiceServer(srv, sink)
 	go srv.Serve(l)
 	t.Cleanup(srv.Stop)
-	exp, err := otlploggrpc.New(t.Context(), otlploggrpc.WithEndpoint(l.Addr().String()), otlploggrpc.WithInsecure())
+	exp, err := otlp.NewGRPC(t.Context(), otlploggrpc.WithEndpoint(l.Addr().String()), otlploggrpc.WithInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +140,7 @@ func grpcExporter(t *testing.T, sink *otlpSink) sdklog.Exporter {
 
 // spoolWithPoison is a spool of n connect records whose record number poison
 // (1-based seq) carries the attribute test.poison.
-func spoolWithPoison(t *testing.T, n, poison int) (*spool.Spool, *Shipper) {
+func spoolWithPoison(t *testing.T, n, poison int) (*spool.Spool, *Ledger) {
 	t.Helper()
 	sp, sh := spooledShipper(t, 0)
 	ev := testEvent()
@@ -153,7 +158,7 @@ func spoolWithPoison(t *testing.T, n, poison int) (*spool.Spool, *Shipper) {
 }
 
 // runExporter runs an Exporter until done says so, for at most 30 seconds.
-func runExporter(t *testing.T, sp *spool.Spool, sh *Shipper, exp sdklog.Exporter, cfg ExportConfig, done func() bool) *Exporter {
+func runExporter(t *testing.T, sp *spool.Spool, sh *Ledger, exp sdklog.Exporter, cfg ExportConfig, done func() bool) *Exporter {
 	t.Helper()
 	cfg.MaxBackoff = max(cfg.MaxBackoff, time.Millisecond)
 	x := NewExporter(cfg, sp, exp, sh, sh.metrics, sh.log)
@@ -213,26 +218,32 @@ func TestPermanentlyRefusedRecordBecomesALossRecord(t *testing.T) {
 }
 
 // A real OTLP partial_success response is reported as a rejected loss with
-// the count the collector gave.
+// the count the collector gave, over HTTP and gRPC alike.
 func TestPartialSuccessResponseIsReported(t *testing.T) {
-	sp, sh := spooledShipper(t, 5)
-	sink := &otlpSink{partial: true}
-	runExporter(t, sp, sh, httpExporter(t, sink), ExportConfig{BatchRecords: 64}, func() bool {
-		_, _, losses := sink.snapshot()
-		return len(losses) > 0
-	})
-	_, _, losses := sink.snapshot()
-	if len(losses) == 0 {
-		t.Fatal("no loss record for a partial success")
-	}
-	var count int64
-	for _, kv := range losses[0].Attributes {
-		if kv.Key == "connaudit.lost.count" {
-			count = kv.Value.GetIntValue()
-		}
-	}
-	if count != 2 {
-		t.Fatalf("loss record counts %d rejected, want 2 (the collector's figure)", count)
+	for name, newExporter := range map[string]func(*testing.T, *otlpSink) sdklog.Exporter{
+		"http": httpExporter, "grpc": grpcExporter,
+	} {
+		t.Run(name, func(t *testing.T) {
+			sp, sh := spooledShipper(t, 5)
+			sink := &otlpSink{partial: true}
+			runExporter(t, sp, sh, newExporter(t, sink), ExportConfig{BatchRecords: 64}, func() bool {
+				_, _, losses := sink.snapshot()
+				return len(losses) > 0
+			})
+			_, _, losses := sink.snapshot()
+			if len(losses) == 0 {
+				t.Fatal("no loss record for a partial success")
+			}
+			var count int64
+			for _, kv := range losses[0].Attributes {
+				if kv.Key == "connaudit.lost.count" {
+					count = kv.Value.GetIntValue()
+				}
+			}
+			if count != 2 {
+				t.Fatalf("loss record counts %d rejected, want 2 (the collector's figure)", count)
+			}
+		})
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/connaudit/connaudit/trail"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/resource"
 )
@@ -29,17 +30,17 @@ func (r AgentResource) Attributes(ctx context.Context) (map[attribute.Key]attrib
 	for _, kv := range fromEnv.Attributes() {
 		attrs[kv.Key] = kv.Value
 	}
-	set := func(k, v string) {
+	set := func(k trail.Key, v string) {
 		if v != "" {
 			attrs[attribute.Key(k)] = attribute.StringValue(v)
 		}
 	}
-	set("service.name", "connaudit")
-	set("service.version", r.Version)
-	set("service.instance.id", r.InstanceID)
-	set("host.name", r.HostName)
-	set("k8s.node.name", r.NodeName)
-	set("k8s.cluster.name", r.ClusterName)
+	set(trail.KeyServiceName, "connaudit")
+	set(trail.KeyServiceVersion, r.Version)
+	set(trail.KeyServiceInstanceID, r.InstanceID)
+	set(trail.KeyHostName, r.HostName)
+	set(trail.KeyK8sNodeName, r.NodeName)
+	set(trail.KeyK8sClusterName, r.ClusterName)
 	return attrs, nil
 }
 
@@ -47,7 +48,7 @@ func (r AgentResource) Attributes(ctx context.Context) (map[attribute.Key]attrib
 func EncodeKeyValues(kvs []attribute.KeyValue) []byte {
 	var l AttrList
 	for _, kv := range kvs {
-		l.Value(string(kv.Key), kv.Value)
+		l.Value(trail.Key(kv.Key), kv.Value)
 	}
 	return l.Bytes()
 }
@@ -61,13 +62,13 @@ func EncodeAttrs(attrs map[attribute.Key]attribute.Value) []byte {
 	sort.Strings(keys)
 	var l AttrList
 	for _, k := range keys {
-		l.Value(k, attrs[attribute.Key(k)])
+		l.Value(trail.Key(k), attrs[attribute.Key(k)])
 	}
 	return l.Bytes()
 }
 
 // Value appends an attribute of any type; slices are written as their JSON-like text.
-func (e *AttrList) Value(key string, v attribute.Value) {
+func (e *AttrList) Value(key trail.Key, v attribute.Value) {
 	switch v.Type() {
 	case attribute.BOOL:
 		e.Bool(key, v.AsBool())

@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/connaudit/connaudit/trail"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
 )
@@ -19,7 +20,7 @@ func TestRecordTextIsValidAndBounded(t *testing.T) {
 		"container.image.name": attribute.StringValue(long),
 	})
 	var e Encoder
-	e.Reset(EventConnect, time.Now(), time.Now(), log.SeverityInfo, []byte("curl\xc3 -> x"), res)
+	e.Reset(trail.EventConnect, time.Now(), time.Now(), log.SeverityInfo, []byte("curl\xc3 -> x"), res)
 	e.String("process.executable.path", "/bin/\xff\xfe")
 	e.StringBytes("k8s.pod.label.app", []byte("web\x80"))
 
@@ -59,7 +60,7 @@ func TestDecodeSanitizesOldPayloads(t *testing.T) {
 	l.buf = append(l.buf, kindString)
 	l.buf = appendBytes(l.buf, []byte("\xff"))
 	var e Encoder
-	e.Reset(EventConnect, time.Now(), time.Now(), log.SeverityInfo, []byte("body"), l.Bytes())
+	e.Reset(trail.EventConnect, time.Now(), time.Now(), log.SeverityInfo, []byte("body"), l.Bytes())
 	var r Record
 	if err := Decode(e.Bytes(), &r); err != nil {
 		t.Fatal(err)

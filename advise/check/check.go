@@ -17,6 +17,7 @@ import (
 	knp "sigs.k8s.io/kube-network-policies/pkg/networkpolicy"
 
 	"github.com/connaudit/connaudit/advise"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // Denial is a flow that the policies would have denied.
@@ -233,7 +234,7 @@ func ip(a netip.Addr) net.IP {
 func (r *replayer) connections(f advise.Flow) ([]connection, string, error) {
 	s, d := f.Source, f.Destination
 	src := end{ip: ip(s.Address)}
-	if s.Kind == advise.SourcePod && !s.HostNetwork && s.Namespace != "" {
+	if s.Kind == trail.SourcePod && !s.HostNetwork && s.Namespace != "" {
 		src.pod = podInfo(s.Namespace, s.Pod, s.Labels, nil)
 	} else if src.ip == nil && s.Node != "" && r.cluster != nil {
 		addrs, err := r.nodeAddresses(s.Node)
@@ -246,12 +247,12 @@ func (r *replayer) connections(f advise.Flow) ([]connection, string, error) {
 	}
 	direct := []connection{{src: src, dst: end{ip: ip(d.Address)}, port: int(d.Port)}}
 	switch d.Kind {
-	case advise.PeerLoopback:
+	case trail.PeerLoopback:
 		return nil, "", nil // never passes NetworkPolicy
-	case advise.PeerPod:
+	case trail.PeerPod:
 		direct[0].dst.pod = podInfo(d.Namespace, d.Name, d.Labels, nil)
 		return direct, "", nil
-	case advise.PeerService:
+	case trail.PeerService:
 		svc, err := r.service(d.Namespace, d.Name)
 		if err != nil {
 			return nil, "", err

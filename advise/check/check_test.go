@@ -17,11 +17,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/connaudit/connaudit/advise"
+	"github.com/connaudit/connaudit/trail"
 )
 
 var t0 = time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
 
-var myPod = advise.Source{Kind: advise.SourcePod, Namespace: "default", Pod: "mypod", Labels: map[string]string{"run": "mypod"},
+var myPod = advise.Source{Kind: trail.SourcePod, Namespace: "default", Pod: "mypod", Labels: map[string]string{"run": "mypod"},
 	Node: "node-a", Address: netip.MustParseAddr("198.51.100.2")}
 
 func flow(src advise.Source, dst advise.Destination, outcome string) advise.Flow {
@@ -29,7 +30,7 @@ func flow(src advise.Source, dst advise.Destination, outcome string) advise.Flow
 }
 
 func external(ip string, port uint16) advise.Destination {
-	return advise.Destination{Kind: advise.PeerExternal, Address: netip.MustParseAddr(ip), Port: port}
+	return advise.Destination{Kind: trail.PeerExternal, Address: netip.MustParseAddr(ip), Port: port}
 }
 
 func load(t *testing.T, text string) []*networkingv1.NetworkPolicy {
@@ -91,9 +92,9 @@ spec:
 	if p := policies[0].Spec.Ingress[0].Ports[0].Protocol; p == nil || *p != corev1.ProtocolTCP {
 		t.Errorf("defaulted protocol %v, want TCP", p)
 	}
-	web := advise.Source{Kind: advise.SourcePod, Namespace: "shop", Pod: "web-1", Labels: map[string]string{"app": "web"}}
-	batch := advise.Source{Kind: advise.SourcePod, Namespace: "shop", Pod: "batch-1", Labels: map[string]string{"app": "batch"}}
-	db := advise.Destination{Kind: advise.PeerPod, Namespace: "shop", Name: "db-0", Labels: map[string]string{"app": "db"},
+	web := advise.Source{Kind: trail.SourcePod, Namespace: "shop", Pod: "web-1", Labels: map[string]string{"app": "web"}}
+	batch := advise.Source{Kind: trail.SourcePod, Namespace: "shop", Pod: "batch-1", Labels: map[string]string{"app": "batch"}}
+	db := advise.Destination{Kind: trail.PeerPod, Namespace: "shop", Name: "db-0", Labels: map[string]string{"app": "db"},
 		Address: netip.MustParseAddr("203.0.113.50"), Port: 5432}
 	res, err := Check(context.Background(), policies, []advise.Flow{flow(web, db, "established"), flow(batch, db, "established")}, nil)
 	if err != nil {
@@ -127,8 +128,8 @@ func TestServiceReplayedToItsPods(t *testing.T) {
 			Ports: []advise.ServicePort{{Port: 80, TargetPort: intstr.FromString("http")}}}},
 		pods: []advise.Pod{{Labels: map[string]string{"app": "api", "tier": "be"}, IP: netip.MustParseAddr("198.51.100.30"), Ports: map[string]int32{"http": 8080}}},
 	}
-	web := advise.Source{Kind: advise.SourcePod, Namespace: "shop", Pod: "web-1", Labels: map[string]string{"app": "web"}}
-	api := advise.Destination{Kind: advise.PeerService, Namespace: "shop", Name: "api", Address: netip.MustParseAddr("203.0.113.60"), Port: 80}
+	web := advise.Source{Kind: trail.SourcePod, Namespace: "shop", Pod: "web-1", Labels: map[string]string{"app": "web"}}
+	api := advise.Destination{Kind: trail.PeerService, Namespace: "shop", Name: "api", Address: netip.MustParseAddr("203.0.113.60"), Port: 80}
 	for _, tc := range []struct {
 		name, egressPort, ingressPort string
 		denied                        bool

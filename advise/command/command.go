@@ -18,6 +18,7 @@ import (
 	"github.com/connaudit/connaudit/advise/check"
 	"github.com/connaudit/connaudit/advise/history"
 	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // NetworkPolicyRequest is what `advise networkpolicy` was asked.
@@ -143,26 +144,26 @@ func writeDenials(w io.Writer, denied []check.Denial) {
 
 func sourceName(s advise.Source) string {
 	switch {
-	case s.Kind == advise.SourcePod && s.WorkloadKind != "":
+	case s.Kind == trail.SourcePod && s.WorkloadKind != "":
 		return s.Namespace + "/" + s.WorkloadKind + "/" + s.WorkloadName
-	case s.Kind == advise.SourcePod:
+	case s.Kind == trail.SourcePod:
 		return s.Namespace + "/pod/" + s.Pod
-	case s.Kind == advise.SourceHost:
+	case s.Kind == trail.SourceHost:
 		return "host " + s.Node + " " + s.Address.String()
 	}
-	return s.Kind + " " + s.Node + " " + s.Address.String()
+	return string(s.Kind) + " " + s.Node + " " + s.Address.String()
 }
 
 func destinationName(d advise.Destination) string {
 	switch d.Kind {
-	case advise.PeerPod:
+	case trail.PeerPod:
 		if d.WorkloadKind != "" {
 			return d.Namespace + "/" + d.WorkloadKind + "/" + d.WorkloadName
 		}
 		return d.Namespace + "/pod/" + d.Name
-	case advise.PeerService:
+	case trail.PeerService:
 		return d.Namespace + "/service/" + d.Name
-	case advise.PeerNode:
+	case trail.PeerNode:
 		return "node/" + d.Name + " " + d.Address.String()
 	}
 	return d.Address.String()

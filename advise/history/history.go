@@ -16,6 +16,7 @@ import (
 
 	"github.com/connaudit/connaudit/advise"
 	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // Selection is what to read.
@@ -88,14 +89,10 @@ func rowKey(r backend.FlowRow) string {
 	return b.String()
 }
 
-// sourceOwners name a source workload: a Deployment over its ReplicaSet, a
-// CronJob over its Job.
-var sourceOwners = []string{"deployment", "statefulset", "daemonset", "cronjob", "job", "replicaset"}
-
 func toFlow(r backend.FlowRow) (advise.Flow, error) {
 	f := advise.Flow{Outcome: r.Get(backend.FieldOutcome), Count: r.Count, First: r.First, Last: r.Last}
 	s := &f.Source
-	s.Kind = r.Get(backend.FieldSourceKind)
+	s.Kind = trail.SourceKind(r.Get(backend.FieldSourceKind))
 	s.Namespace = r.Get(backend.FieldNamespace)
 	s.Pod = r.Get(backend.FieldPod)
 	s.Node = r.Get(backend.FieldNode)
@@ -103,13 +100,10 @@ func toFlow(r backend.FlowRow) (advise.Flow, error) {
 	if s.Kind == "" {
 		// An agent without Kubernetes enrichment cannot tell a container
 		// from a host process.
-		s.Kind = advise.SourceUnknown
+		s.Kind = trail.SourceUnknown
 	}
-	for _, kind := range sourceOwners {
-		if name := r.Get(backend.WorkloadKinds[kind]); name != "" {
-			s.WorkloadKind, s.WorkloadName = kind, name
-			break
-		}
+	if w, ok := r.SourceWorkload(); ok {
+		s.WorkloadKind, s.WorkloadName = w.Kind, w.Name
 	}
 	s.Labels = r.Labels()
 	var err error
@@ -118,19 +112,12 @@ func toFlow(r backend.FlowRow) (advise.Flow, error) {
 	}
 
 	d := &f.Destination
-	d.Kind = r.Get(backend.FieldPeerKind)
+	d.Kind = trail.PeerKind(r.Get(backend.FieldPeerKind))
 	if d.Kind == "" {
-		d.Kind = advise.PeerUnknown
+		d.Kind = trail.PeerUnknown
 	}
 	d.Namespace = r.Get(backend.FieldPeerNamespace)
-	switch d.Kind {
-	case advise.PeerPod:
-		d.Name = r.Get(backend.FieldPeerPod)
-	case advise.PeerService:
-		d.Name = r.Get(backend.FieldPeerService)
-	case advise.PeerNode:
-		d.Name = r.Get(backend.FieldPeerNode)
-	}
+	d.Name = r.PeerName()
 	d.WorkloadKind = r.Get(backend.FieldPeerWorkloadKind)
 	d.WorkloadName = r.Get(backend.FieldPeerWorkloadName)
 	d.Labels = r.PeerLabels()

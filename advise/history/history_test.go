@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connaudit/connaudit/advise"
 	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // fakeBackend answers Flows by the filter's direction and Coverage with one
@@ -69,7 +69,7 @@ func TestLoad(t *testing.T) {
 		t.Errorf("flow %+v", web)
 	}
 	host := h.Flows[1]
-	if host.Source.Kind != advise.SourceUnknown || host.Source.Address.String() != "198.51.100.3" || host.Destination.Address.String() != "203.0.113.50" {
+	if host.Source.Kind != trail.SourceUnknown || host.Source.Address.String() != "198.51.100.3" || host.Destination.Address.String() != "203.0.113.50" {
 		t.Errorf("an unenriched record's source %+v, destination %+v: want an unknown source with IPv4 addresses", host.Source, host.Destination)
 	}
 	if len(h.Gaps) != 1 || h.Gaps[0].Count != 5 || h.Gaps[0].Reason != "ring_buffer" || h.Gaps[0].Node != "node-a" {

@@ -19,6 +19,7 @@ import (
 	"github.com/connaudit/connaudit/advise"
 	"github.com/connaudit/connaudit/advise/check"
 	"github.com/connaudit/connaudit/internal/kubetest"
+	"github.com/connaudit/connaudit/trail"
 )
 
 var t0 = time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
@@ -130,20 +131,20 @@ func TestClusterAnswersFromTheAPIServer(t *testing.T) {
 func TestAPIServerAcceptsTheAdvice(t *testing.T) {
 	c, cl := world(t)
 	ctx := t.Context()
-	web := advise.Source{Kind: advise.SourcePod, Namespace: "shop", Pod: "web-5d4f8b7c9-x7k2p", WorkloadKind: "deployment", WorkloadName: "web",
+	web := advise.Source{Kind: trail.SourcePod, Namespace: "shop", Pod: "web-5d4f8b7c9-x7k2p", WorkloadKind: "deployment", WorkloadName: "web",
 		Labels: map[string]string{"app": "web", "pod-template-hash": "5d4f8b7c9"}, Node: "node-a", Address: netip.MustParseAddr("198.51.100.2")}
-	hostNet := advise.Source{Kind: advise.SourcePod, Namespace: "kube-system", Pod: "exporter-x", WorkloadKind: "daemonset", WorkloadName: "exporter",
+	hostNet := advise.Source{Kind: trail.SourcePod, Namespace: "kube-system", Pod: "exporter-x", WorkloadKind: "daemonset", WorkloadName: "exporter",
 		Labels: map[string]string{"app": "exporter"}, HostNetwork: true, Node: "node-b", Address: netip.MustParseAddr("198.51.100.3")}
-	host := advise.Source{Kind: advise.SourceHost, Node: "node-c"}
-	db := advise.Destination{Kind: advise.PeerPod, Namespace: "shop", Name: "db-0", WorkloadKind: "statefulset", WorkloadName: "db",
+	host := advise.Source{Kind: trail.SourceHost, Node: "node-c"}
+	db := advise.Destination{Kind: trail.PeerPod, Namespace: "shop", Name: "db-0", WorkloadKind: "statefulset", WorkloadName: "db",
 		Labels: map[string]string{"app": "db", "statefulset.kubernetes.io/pod-name": "db-0"}, Address: netip.MustParseAddr("203.0.113.50"), Port: 5432}
-	pay := advise.Destination{Kind: advise.PeerPod, Namespace: "payments", Name: "pay-1", WorkloadKind: "deployment", WorkloadName: "pay",
+	pay := advise.Destination{Kind: trail.PeerPod, Namespace: "payments", Name: "pay-1", WorkloadKind: "deployment", WorkloadName: "pay",
 		Labels: map[string]string{"app": "pay"}, Address: netip.MustParseAddr("203.0.113.51"), Port: 8443}
 	svc := func(name string, port uint16) advise.Destination {
-		return advise.Destination{Kind: advise.PeerService, Namespace: "shop", Name: name, Address: netip.MustParseAddr("203.0.113.60"), Port: port}
+		return advise.Destination{Kind: trail.PeerService, Namespace: "shop", Name: name, Address: netip.MustParseAddr("203.0.113.60"), Port: port}
 	}
 	ext := func(ip string, port uint16) advise.Destination {
-		return advise.Destination{Kind: advise.PeerExternal, Address: netip.MustParseAddr(ip), Port: port}
+		return advise.Destination{Kind: trail.PeerExternal, Address: netip.MustParseAddr(ip), Port: port}
 	}
 	flow := func(s advise.Source, d advise.Destination, outcome string) advise.Flow {
 		return advise.Flow{Source: s, Destination: d, Outcome: outcome, Count: 3, First: t0, Last: t0.Add(time.Hour)}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // Computed fields of the summary query: the source pod only for a pod
@@ -28,7 +29,7 @@ const (
 
 // sourceOwners are the owner attributes in the order that names a source
 // workload: a Deployment over its ReplicaSet, a CronJob over its Job.
-var sourceOwners = []string{"deployment", "statefulset", "daemonset", "cronjob", "job", "replicaset"}
+var sourceOwners = backend.SourceOwners
 
 func summaryQuery(f backend.Filter) string {
 	var owned []string
@@ -117,17 +118,17 @@ func summaryRow(row map[string]string) (backend.SummaryRow, error) {
 
 	r.Peer.Kind = row[backend.FieldPeerKind]
 	switch r.Peer.Kind {
-	case "pod":
+	case string(trail.PeerPod):
 		r.Peer.Namespace = row[backend.FieldPeerNamespace]
 		if name := row[backend.FieldPeerWorkloadName]; name != "" {
 			r.Peer.Name = row[backend.FieldPeerWorkloadKind] + "/" + name
 		} else {
 			r.Peer.Name = "pod/" + row[sumPeerPod]
 		}
-	case "service":
+	case string(trail.PeerService):
 		r.Peer.Namespace = row[backend.FieldPeerNamespace]
 		r.Peer.Name = "service/" + row[backend.FieldPeerService]
-	case "node":
+	case string(trail.PeerNode):
 		r.Peer.Name = "node/" + row[backend.FieldPeerNode]
 	default:
 		r.Peer.Address = row[sumPeerIP]

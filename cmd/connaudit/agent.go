@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/log"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
@@ -61,15 +60,8 @@ func runAgent(ctx context.Context) error {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "connaudit_spool_records", Help: "Records waiting in the spool."},
 			func() float64 { return float64(sp.Stats().Records) }),
 	)
-	sh := shipper.New(sp, identities.Node(), metrics, logger)
-	if len(recovery.Problems) > 0 {
-		logger.Warn("spool repaired at start", "recovered_records", recovery.Records, "problems", recovery.Problems)
-	}
-	if recovery.CorruptBytes > 0 {
-		logger.Error("spool held unreadable records; reported as loss", "bytes", recovery.CorruptBytes)
-		metrics.Lost.WithLabelValues(shipper.LossSpoolCorrupt).Inc()
-		sh.EmitLoss(shipper.Loss{Reason: shipper.LossSpoolCorrupt, Bytes: recovery.CorruptBytes, Detail: "unreadable records in the spool at start"})
-	}
+	ledger := shipper.NewLedger(sp, identities.Node(), metrics, logger)
+	agent.ReportSpoolDamage(ledger, recovery, logger)
 
 	sdkExporter, err := shipper.NewSDKExporter(ctx, cfg.Output, cfg.ExportTokenFile, os.Stdout)
 	if err != nil {
@@ -77,7 +69,7 @@ func runAgent(ctx context.Context) error {
 	}
 	exporter := shipper.NewExporter(shipper.ExportConfig{
 		BatchRecords: cfg.ExportBatch, BatchBytes: 1 << 20, MaxDelay: cfg.ExportMaxDelay, MaxBackoff: cfg.ExportMaxBackoff, Version: version,
-	}, sp, sdkExporter, sh, metrics, logger)
+	}, sp, sdkExporter, ledger, metrics, logger)
 
 	captureStart := time.Now()
 	tracer, err := bpf.Load(cfg.capture())
@@ -90,7 +82,7 @@ func runAgent(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p := &agent.Pipeline{Events: tracer, Trail: sh, Identities: identities, Metrics: metrics, Log: logger,
+	p := &agent.Pipeline{Events: tracer, Trail: ledger, Identities: identities, Metrics: metrics, Log: logger,
 		Clock: bpf.NewBootClock(), Executables: process.NewExecutables(cfg.HostProc, 4096),
 		HoldTimeout: cfg.HoldTimeout, HoldMax: cfg.HoldQueue, HostNetNS: hostNetNS}
 	cgroups, err := cgroup.NewResolver(cgroup.ResolverOptions{Root: cfg.CgroupRoot})
@@ -115,9 +107,7 @@ func runAgent(ctx context.Context) error {
 		return err
 	}
 
-	exportCtx, stopExport := context.WithCancel(context.Background())
-	exportDone := make(chan struct{})
-	go func() { exporter.Run(exportCtx); close(exportDone) }()
+	delivery := agent.StartDelivery(exporter, sp)
 
 	health := agent.NewHealthServer(cfg.ListenAddr, reg, exporter, cfg.ReadyExportFailure, logger)
 	health.Start()
@@ -126,12 +116,7 @@ func runAgent(ctx context.Context) error {
 	profiles.Start()
 	defer profiles.Stop()
 
-	sh.EmitAgentEvent(shipper.EventAgentStart, "connaudit agent "+version+" started capturing", captureStart, log.SeverityInfo, func(a *shipper.AttrList) {
-		a.String("connaudit.spool.dir", cfg.SpoolDir)
-		a.Bool("connaudit.capture.resumed", tracer.Resumed())
-		a.Int("connaudit.capture.taken_over", int64(len(tracer.Takeovers())))
-	})
-	reportTakeovers(tracer.Takeovers(), sh, metrics, logger)
+	agent.RecordStart(ledger, tracer, version, cfg.SpoolDir, captureStart, logger)
 	logger.Info("capturing TCP connect attempts", "version", version, "instance", instanceID, "output", cfg.Output)
 	health.SetReady(true)
 
@@ -141,26 +126,11 @@ func runAgent(ctx context.Context) error {
 	}
 
 	health.SetReady(false)
-	sh.EmitAgentEvent(shipper.EventAgentStop, "connaudit agent stopped capturing", time.Now(), log.SeverityInfo, nil)
-	sh.Unreported()
-	exporter.Drain()
-	flushed := waitForFlush(sp, cfg.ShutdownGrace)
-	stopExport()
-	<-exportDone
+	flushed := delivery.Finish(ledger, cfg.ShutdownGrace)
 	_ = sdkExporter.Shutdown(context.Background())
 	stats := sp.Stats()
-	logger.Info("stopped", "flushed", flushed, "left_in_spool", stats.Records, "last_seq", sh.LastSeq())
+	logger.Info("stopped", "flushed", flushed, "left_in_spool", stats.Records, "last_seq", ledger.LastSeq())
 	return captureErr
-}
-
-// waitForFlush waits until the exporter has emptied the spool or grace passed.
-func waitForFlush(sp *spool.Spool, grace time.Duration) bool {
-	for deadline := time.Now().Add(grace); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if sp.Stats().Records == 0 {
-			return true
-		}
-	}
-	return sp.Stats().Records == 0
 }
 
 // startEnricher starts Kubernetes enrichment as configured; nil when it is off.
@@ -194,29 +164,4 @@ func newInstanceID() string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
-}
-
-// reportTakeovers puts on record what replacing other builds' pinned capture
-// cost: losses they had not reported, and records of another layout that
-// could not be read.
-func reportTakeovers(takeovers []bpf.Takeover, sh *shipper.Shipper, metrics *shipper.Metrics, logger *slog.Logger) {
-	for _, tk := range takeovers {
-		logger.Info("took over the pinned capture of another build or size", "pinned", tk.Dir, "drained", tk.Drained, "unreadable", tk.Unreadable)
-		if n := tk.Unreported.RingBufferLost; n > 0 {
-			metrics.Lost.WithLabelValues(shipper.LossRingBuffer).Add(float64(n))
-			sh.EmitLoss(shipper.Loss{Reason: shipper.LossRingBuffer, Count: n,
-				Detail: "the replaced capture " + tk.Dir + " found its ring buffer full; its agents had not reported it"})
-		}
-		if n := tk.Unreported.HandshakeLost; n > 0 {
-			metrics.Degraded.WithLabelValues(shipper.DegradedHandshakeMap).Add(float64(n))
-			sh.EmitDegraded(shipper.Degraded{Reason: shipper.DegradedHandshakeMap, Count: n,
-				Detail: "handshakes evicted in the replaced capture " + tk.Dir})
-		}
-		if tk.Unreadable > 0 {
-			logger.Warn("replaced pinned capture of another event layout: its buffered attempts are lost", "pinned", tk.Dir, "count", tk.Unreadable)
-			metrics.Lost.WithLabelValues(shipper.LossCaptureReplaced).Add(float64(tk.Unreadable))
-			sh.EmitLoss(shipper.Loss{Reason: shipper.LossCaptureReplaced, Count: tk.Unreadable,
-				Detail: "the replaced capture " + tk.Dir + " has another event layout; its buffered attempts could not be read"})
-		}
-	}
 }

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/connaudit/connaudit/trail"
 	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
@@ -30,7 +31,7 @@ import (
 
 // KV is one attribute; Value is a string, int, int64, float64 or bool.
 type KV struct {
-	Key   string
+	Key   trail.Key
 	Value any
 }
 
@@ -55,8 +56,8 @@ type Agent struct {
 func NewAgent(node, instance string) *Agent { return &Agent{Node: node, Instance: instance} }
 
 func (a *Agent) resource(extra []KV) []KV {
-	r := Attrs("service.name", "connaudit", "service.version", "test", "service.instance.id", a.Instance,
-		"host.name", a.Node, "k8s.node.name", a.Node, "k8s.cluster.name", "test-cluster")
+	r := Attrs(trail.KeyServiceName, "connaudit", trail.KeyServiceVersion, "test", trail.KeyServiceInstanceID, a.Instance,
+		trail.KeyHostName, a.Node, trail.KeyK8sNodeName, a.Node, trail.KeyK8sClusterName, "test-cluster")
 	return append(r, extra...)
 }
 
@@ -64,14 +65,14 @@ func (a *Agent) next() int64 { a.Seq++; return a.Seq }
 
 // Start is the instance's connaudit.agent.start record.
 func (a *Agent) Start(t time.Time, resumed bool) Record {
-	return Record{Time: t, Event: "connaudit.agent.start", Body: "agent started", Severity: logspb.SeverityNumber_SEVERITY_NUMBER_INFO,
-		Resource: a.resource(nil), Attrs: []KV{{"connaudit.capture.resumed", resumed}, {"connaudit.spool.dir", "/var/lib/connaudit/spool"}, {"connaudit.seq", a.next()}}}
+	return Record{Time: t, Event: string(trail.EventAgentStart), Body: "agent started", Severity: logspb.SeverityNumber_SEVERITY_NUMBER_INFO,
+		Resource: a.resource(nil), Attrs: []KV{{trail.KeyCaptureResumed, resumed}, {trail.KeySpoolDir, "/var/lib/connaudit/spool"}, {trail.KeySeq, a.next()}}}
 }
 
 // Stop is the instance's connaudit.agent.stop record.
 func (a *Agent) Stop(t time.Time) Record {
-	return Record{Time: t, Event: "connaudit.agent.stop", Body: "agent stopped", Severity: logspb.SeverityNumber_SEVERITY_NUMBER_INFO,
-		Resource: a.resource(nil), Attrs: []KV{{"connaudit.seq", a.next()}}}
+	return Record{Time: t, Event: string(trail.EventAgentStop), Body: "agent stopped", Severity: logspb.SeverityNumber_SEVERITY_NUMBER_INFO,
+		Resource: a.resource(nil), Attrs: []KV{{trail.KeySeq, a.next()}}}
 }
 
 // Lose consumes n sequence numbers without a record, as records the spool
@@ -84,13 +85,13 @@ func (a *Agent) Lose(n int64) (first, last int64) {
 
 // Loss is a connaudit.loss record for the seq range first..last (0, 0: none).
 func (a *Agent) Loss(t time.Time, count int64, reason string, first, last int64, lostFrom, lostTo time.Time) Record {
-	attrs := []KV{{"connaudit.lost.count", count}, {"connaudit.lost.reason", reason},
-		{"connaudit.lost.time.first", lostFrom.UTC().Format(time.RFC3339Nano)}, {"connaudit.lost.time.last", lostTo.UTC().Format(time.RFC3339Nano)}}
+	attrs := []KV{{trail.KeyLostCount, count}, {trail.KeyLostReason, reason},
+		{trail.KeyLostTimeFirst, lostFrom.UTC().Format(time.RFC3339Nano)}, {trail.KeyLostTimeLast, lostTo.UTC().Format(time.RFC3339Nano)}}
 	if first > 0 {
-		attrs = append(attrs, KV{"connaudit.lost.seq.first", first}, KV{"connaudit.lost.seq.last", last})
+		attrs = append(attrs, KV{trail.KeyLostSeqFirst, first}, KV{trail.KeyLostSeqLast, last})
 	}
-	attrs = append(attrs, KV{"connaudit.seq", a.next()})
-	return Record{Time: t, Event: "connaudit.loss", Body: fmt.Sprintf("%d records lost: %s", count, reason),
+	attrs = append(attrs, KV{trail.KeySeq, a.next()})
+	return Record{Time: t, Event: string(trail.EventLoss), Body: fmt.Sprintf("%d records lost: %s", count, reason),
 		Severity: logspb.SeverityNumber_SEVERITY_NUMBER_WARN, Resource: a.resource(nil), Attrs: attrs}
 }
 
@@ -98,7 +99,7 @@ func (a *Agent) Loss(t time.Time, count int64, reason string, first, last int64,
 type Pod struct {
 	Namespace, Name, UID, Container string
 	Labels                          map[string]string
-	Owners                          []KV // e.g. {"k8s.deployment.name", "web"}, {"k8s.replicaset.name", "web-5d4f"}
+	Owners                          []KV // e.g. {trail.KeyK8sDeployment, "web"}, {trail.KeyK8sReplicaSet, "web-5d4f"}
 }
 
 // Source is the connecting process: in Pod, or a host process when Pod is nil.
@@ -127,15 +128,15 @@ func (a *Agent) Connect(t time.Time, src Source, c Conn) Record {
 	kind := "host"
 	if p := src.Pod; p != nil {
 		kind = "pod"
-		res = append(res, KV{"k8s.namespace.name", p.Namespace}, KV{"k8s.pod.name", p.Name}, KV{"k8s.pod.uid", p.UID},
-			KV{"k8s.container.name", p.Container}, KV{"container.id", "containerd-" + p.UID})
+		res = append(res, KV{trail.KeyK8sNamespace, p.Namespace}, KV{trail.KeyK8sPodName, p.Name}, KV{trail.KeyK8sPodUID, p.UID},
+			KV{trail.KeyK8sContainerName, p.Container}, KV{trail.KeyContainerID, "containerd-" + p.UID})
 		keys := make([]string, 0, len(p.Labels))
 		for k := range p.Labels {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			res = append(res, KV{"k8s.pod.label." + k, p.Labels[k]})
+			res = append(res, KV{trail.KeyK8sPodLabelPrefix + trail.Key(k), p.Labels[k]})
 		}
 		res = append(res, p.Owners...)
 	}
@@ -143,19 +144,19 @@ func (a *Agent) Connect(t time.Time, src Source, c Conn) Record {
 	if strings.Contains(c.DstAddr, ":") {
 		ipv = "ipv6"
 	}
-	attrs := []KV{{"network.transport", "tcp"}, {"network.type", ipv},
-		{"network.local.address", c.SrcAddr}, {"network.local.port", c.SrcPort},
-		{"network.peer.address", c.DstAddr}, {"network.peer.port", c.DstPort},
-		{"server.address", cmp.Or(c.Name, c.DstAddr)}, {"server.port", c.DstPort},
-		{"connaudit.outcome", c.Outcome}, {"connaudit.connect.duration", c.Duration},
-		{"process.pid", src.PID}, {"process.parent_pid", src.PPID}, {"thread.id", src.PID},
-		{"process.executable.name", src.Comm}, {"process.user.id", src.UID}, {"process.group.id", src.UID},
-		{"connaudit.source.kind", kind}}
+	attrs := []KV{{trail.KeyNetworkTransport, "tcp"}, {trail.KeyNetworkType, ipv},
+		{trail.KeyLocalAddress, c.SrcAddr}, {trail.KeyLocalPort, c.SrcPort},
+		{trail.KeyPeerAddress, c.DstAddr}, {trail.KeyPeerPort, c.DstPort},
+		{trail.KeyServerAddress, cmp.Or(c.Name, c.DstAddr)}, {trail.KeyServerPort, c.DstPort},
+		{trail.KeyOutcome, c.Outcome}, {trail.KeyConnectDuration, c.Duration},
+		{trail.KeyProcessPID, src.PID}, {trail.KeyProcessParentPID, src.PPID}, {trail.KeyThreadID, src.PID},
+		{trail.KeyProcessExecName, src.Comm}, {trail.KeyProcessUserID, src.UID}, {trail.KeyProcessGroupID, src.UID},
+		{trail.KeySourceKind, kind}}
 	if c.ErrType != "" {
-		attrs = append(attrs, KV{"error.type", c.ErrType})
+		attrs = append(attrs, KV{trail.KeyErrorType, c.ErrType})
 	}
 	attrs = append(attrs, c.Peer...)
-	attrs = append(attrs, KV{"connaudit.seq", a.next()})
+	attrs = append(attrs, KV{trail.KeySeq, a.next()})
 	sev := logspb.SeverityNumber_SEVERITY_NUMBER_INFO
 	result := c.Outcome + " in " + strconv.FormatFloat(c.Duration*1000, 'f', 2, 64) + " ms"
 	if c.Outcome != "established" {
@@ -163,7 +164,7 @@ func (a *Agent) Connect(t time.Time, src Source, c Conn) Record {
 		result = c.Outcome + " (" + c.ErrType + ") after " + strconv.FormatFloat(c.Duration*1000, 'f', 2, 64) + " ms"
 	}
 	body := fmt.Sprintf("%s (pid %d) -> %s %s", src.Comm, src.PID, net.JoinHostPort(c.DstAddr, strconv.Itoa(c.DstPort)), result)
-	return Record{Time: t, Event: "tcp.connect", Body: body, Severity: sev, Resource: a.resource(res), Attrs: attrs}
+	return Record{Time: t, Event: string(trail.EventConnect), Body: body, Severity: sev, Resource: a.resource(res), Attrs: attrs}
 }
 
 // Request groups records by resource into one OTLP export request.
@@ -225,7 +226,7 @@ func attributes(kvs []KV) []*commonpb.KeyValue {
 		default:
 			panic(fmt.Sprintf("recordgen: attribute %s has unsupported type %T", kv.Key, kv.Value))
 		}
-		out = append(out, &commonpb.KeyValue{Key: kv.Key, Value: v})
+		out = append(out, &commonpb.KeyValue{Key: string(kv.Key), Value: v})
 	}
 	return out
 }
@@ -263,7 +264,16 @@ func Attrs(kv ...any) []KV {
 	}
 	out := make([]KV, 0, len(kv)/2)
 	for i := 0; i < len(kv); i += 2 {
-		out = append(out, KV{Key: kv[i].(string), Value: kv[i+1]})
+		var key trail.Key
+		switch k := kv[i].(type) {
+		case trail.Key:
+			key = k
+		case string:
+			key = trail.Key(k)
+		default:
+			panic(fmt.Sprintf("recordgen.Attrs: key %v is a %T", k, k))
+		}
+		out = append(out, KV{Key: key, Value: kv[i+1]})
 	}
 	return out
 }

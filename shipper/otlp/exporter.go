@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -188,24 +187,6 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("failed to send logs to %s: %s (body: %s)", e.URL, e.Status, e.Body)
 }
 
-// Permanent tells whether sending the same records again is bound to fail:
-// the collector found them malformed (400) or too large (413).
-func (e *StatusError) Permanent() bool {
-	return e.Code == http.StatusBadRequest || e.Code == http.StatusRequestEntityTooLarge
-}
-
-// PartialSuccessError is a request the collector accepted while dropping
-// some of its records.
-type PartialSuccessError struct {
-	Rejected int64
-	Message  string
-}
-
-// The SDK's exporters word it the same way.
-func (e *PartialSuccessError) Error() string {
-	return fmt.Sprintf("OTLP partial success: %s (%d logs rejected)", e.Message, e.Rejected)
-}
-
 // maxResponseBytes bounds what is read of a response body.
 const maxResponseBytes = 64 << 10
 
@@ -265,8 +246,8 @@ func (x *Exporter) Export(ctx context.Context, recs []sdklog.Record) error {
 		if text == "" {
 			text = "(empty)"
 		}
-		return &StatusError{URL: x.cfg.URL, Status: resp.Status, Code: resp.StatusCode, Body: text,
-			RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
+		return classifyStatus(&StatusError{URL: x.cfg.URL, Status: resp.Status, Code: resp.StatusCode, Body: text,
+			RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())})
 	}
 	if len(body) == 0 || resp.Header.Get("Content-Type") != "application/x-protobuf" {
 		return nil
@@ -304,33 +285,4 @@ func retryAfter(v string, now time.Time) time.Duration {
 		return t.Sub(now)
 	}
 	return 0
-}
-
-// RetryAfter is how long the collector asked the sender of err to wait, 0 if it did not.
-func RetryAfter(err error) time.Duration {
-	var s *StatusError
-	if errors.As(err, &s) {
-		return s.RetryAfter
-	}
-	return 0
-}
-
-// IsBusy tells whether err says the collector is overloaded or unavailable
-// (429, 502, 503, 504): a smaller request would fare no better.
-func IsBusy(err error) bool {
-	var s *StatusError
-	if !errors.As(err, &s) {
-		return false
-	}
-	switch s.Code {
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return true
-	}
-	return false
-}
-
-// IsPermanent tells whether err is a response that retrying cannot change.
-func IsPermanent(err error) bool {
-	var s *StatusError
-	return errors.As(err, &s) && s.Permanent()
 }
