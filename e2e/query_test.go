@@ -609,3 +609,45 @@ func testQueryFollow(t *testing.T, f *qFixture) {
 	t.Logf("--follow printed %d records", len(lines))
 	_ = fmt.Sprint()
 }
+
+// Values in the trail are written by the workloads they describe: a pod
+// name or DNS name with terminal escapes must print as text in table and
+// wide output (and stay exact in JSON), never move the cursor or rewrite
+// rows above it.
+func TestTableOutputEscapesControlCharacters(t *testing.T) {
+	vl := teststack.StartVictoriaLogs(t)
+	col := teststack.StartCollector(t, vl.URL())
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	ag := recordgen.NewAgent("node-\x1b]0;pwned\x07", "inst-esc")
+	pod := &recordgen.Pod{Namespace: "default", Name: "web\x1b[1A\x1b[2K\rFAKE ROW", UID: "uid-esc", Container: "app"}
+	recs := []recordgen.Record{ag.Start(t0, false), ag.Connect(t0.Add(time.Second), recordgen.Source{Pod: pod, Comm: "curl", PID: 7},
+		recordgen.Conn{SrcAddr: "10.0.0.7", SrcPort: 43000, DstAddr: "198.51.100.7", DstPort: 443, Outcome: "established", Duration: 0.001,
+			Peer: recordgen.Attrs("connaudit.peer.kind", "external")})}
+	if err := recordgen.Post(t.Context(), col.HTTPEndpoint()+"/v1/logs", recs); err != nil {
+		t.Fatal(err)
+	}
+	window := []string{"--since", t0.Add(-time.Minute).Format(time.RFC3339), "--until", time.Now().Add(time.Minute).Format(time.RFC3339)}
+	var res runResult
+	if !pollUntil(30*time.Second, func() bool {
+		res = runConnaudit(t, nil, append([]string{"query", "-A", "-o", "wide", "--server", vl.URL()}, window...)...)
+		return strings.Contains(res.stdout, "FAKE ROW")
+	}) {
+		t.Fatalf("the record did not come back: %+v", res)
+	}
+	for _, out := range []struct{ name, text string }{{"query -o wide", res.stdout + res.stderr}} {
+		if strings.ContainsAny(out.text, "\x1b\x07\r") {
+			t.Errorf("%s printed raw control characters: %q", out.name, out.text)
+		}
+		if !strings.Contains(out.text, `web\x1b[1A\x1b[2K\rFAKE ROW`) || !strings.Contains(out.text, `node-\x1b]0;pwned\a`) {
+			t.Errorf("%s does not show the escaped names: %q", out.name, out.text)
+		}
+	}
+	res = runConnaudit(t, nil, append([]string{"coverage", "--server", vl.URL()}, window...)...)
+	if strings.ContainsAny(res.stdout+res.stderr, "\x1b\x07") || !strings.Contains(res.stdout, `node-\x1b]0;pwned\a`) {
+		t.Errorf("coverage printed raw control characters or no escaped node: %q %q", res.stdout, res.stderr)
+	}
+	res = runConnaudit(t, nil, append([]string{"query", "-A", "-o", "json", "--server", vl.URL()}, window...)...)
+	if !strings.Contains(res.stdout, `"k8s.pod.name":"web\u001b[1A\u001b[2K\rFAKE ROW"`) {
+		t.Errorf("JSON does not keep the exact name: %q", res.stdout)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/internal/termsafe"
 )
 
 // CoverageRequest is one `connaudit coverage`.
@@ -58,7 +59,7 @@ func writeCoverageTable(w io.Writer, c *backend.Coverage, gaps []backend.Gap) {
 	for _, node := range c.Nodes {
 		ins := backend.NodeInstances(c, node)
 		if len(ins) == 0 {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t0\t-\t0\t0\t0\n", node)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t0\t-\t0\t0\t0\n", termsafe.String(node))
 			continue
 		}
 		for _, in := range ins {
@@ -80,7 +81,7 @@ func writeCoverageTable(w io.Writer, c *backend.Coverage, gaps []backend.Gap) {
 			if in.Resumed {
 				started += " (resumed)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\n", node, in.ID, started, formatTime(in.Stopped),
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\n", termsafe.String(node), termsafe.String(in.ID), started, formatTime(in.Stopped),
 				formatTime(in.LastSeen), in.Records, seq, len(in.Losses), lost, holes)
 		}
 	}
@@ -92,7 +93,8 @@ func writeCoverageTable(w io.Writer, c *backend.Coverage, gaps []backend.Gap) {
 		tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, "NODE\tKIND\tFROM\tTO\tCOUNT\tINSTANCE\tREASON")
 		for _, g := range gaps {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", g.Node, g.Kind, formatTime(g.From), formatTime(g.To), g.Count, dash(g.Instance), g.Reason)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", termsafe.String(g.Node), g.Kind, formatTime(g.From), formatTime(g.To), g.Count,
+				termsafe.String(dash(g.Instance)), termsafe.String(g.Reason))
 		}
 		tw.Flush()
 	}

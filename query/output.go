@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/internal/termsafe"
 	"github.com/connaudit/connaudit/trail"
 )
 
@@ -73,8 +74,17 @@ func (t *tableWriter) write(r backend.Record) error {
 		}
 		fmt.Fprintln(t.tw, strings.Join(cols, "\t"))
 	}
-	_, err := fmt.Fprintln(t.tw, strings.Join(row(r, t.wide, tableTime), "\t"))
+	_, err := fmt.Fprintln(t.tw, tableLine(row(r, t.wide, tableTime)))
 	return err
+}
+
+// tableLine joins a table's cells, escaped for the terminal: the trail's
+// values are written by the workloads they describe.
+func tableLine(cells []string) string {
+	for i, c := range cells {
+		cells[i] = termsafe.String(c)
+	}
+	return strings.Join(cells, "\t")
 }
 
 func (t *tableWriter) flush() error { return t.tw.Flush() }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/internal/termsafe"
 )
 
 // Request is one `connaudit query`.
@@ -144,9 +145,9 @@ func ReportGaps(w io.Writer, gaps []backend.Gap) {
 			count = "no agent"
 		}
 		fmt.Fprintf(w, "connaudit: the trail has a gap here: node %s, %s to %s, %s (%s: %s",
-			dash(g.Node), formatTime(g.From), formatTime(g.To), count, g.Kind, g.Reason)
+			termsafe.String(dash(g.Node)), formatTime(g.From), formatTime(g.To), count, g.Kind, termsafe.String(g.Reason))
 		if g.Instance != "" {
-			fmt.Fprintf(w, ", agent instance %s", g.Instance)
+			fmt.Fprintf(w, ", agent instance %s", termsafe.String(g.Instance))
 		}
 		fmt.Fprintln(w, ")")
 	}

@@ -54,7 +54,7 @@ func summary(ctx context.Context, b backend.Backend, r Request, stdout, stderr i
 		tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, strings.Join(summaryColumns, "\t"))
 		for _, row := range rows {
-			fmt.Fprintln(tw, strings.Join(summaryRow(row, tableTime), "\t"))
+			fmt.Fprintln(tw, tableLine(summaryRow(row, tableTime)))
 		}
 		if err := tw.Flush(); err != nil {
 			return fmt.Errorf("write output: %w", err)

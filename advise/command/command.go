@@ -18,6 +18,7 @@ import (
 	"github.com/connaudit/connaudit/advise/check"
 	"github.com/connaudit/connaudit/advise/history"
 	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/internal/termsafe"
 	"github.com/connaudit/connaudit/trail"
 )
 
@@ -136,8 +137,8 @@ func writeDenials(w io.Writer, denied []check.Denial) {
 		if d.Via != "" {
 			by += " (" + d.Via + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", sourceName(f.Source), destinationName(f.Destination),
-			f.Destination.Port, f.Outcome, f.Count, formatTime(f.First), formatTime(f.Last), by)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", termsafe.String(sourceName(f.Source)), termsafe.String(destinationName(f.Destination)),
+			f.Destination.Port, termsafe.String(f.Outcome), f.Count, formatTime(f.First), formatTime(f.Last), termsafe.String(by))
 	}
 	tw.Flush()
 }
