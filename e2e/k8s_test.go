@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -308,6 +309,25 @@ func TestKubernetesIdentityOnBothEnds(t *testing.T) {
 	}
 	waitForRecord(t, s.vl, fmt.Sprintf(`event_name:="tcp.connect" k8s.pod.name:=%q k8s.pod.label.tier:="backend"`, pod),
 		func() { w.connectFromPod(t, db) })
+
+	// A pod with 2,000 more labels: its connects still reach the trail (a
+	// record of more than 1,000 fields would be dropped by VictoriaLogs with
+	// a 200), with the first 64 labels in key order and the others counted.
+	many := map[string]string{}
+	for i := range 2000 {
+		many[fmt.Sprintf("x%04d", i)] = "y"
+	}
+	manyPatch, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": many}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.client.CoreV1().Pods(ns).Patch(ctx, pod, types.StrategicMergePatchType, manyPatch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	labelled := waitForRecord(t, s.vl, fmt.Sprintf(`event_name:="tcp.connect" k8s.pod.name:=%q connaudit.k8s.pod.labels.dropped:=1939`, pod),
+		func() { w.connectFromPod(t, db) })
+	assertFields(t, "pod with 2,003 labels", labelled, map[string]string{"k8s.pod.label.app": "web", "k8s.pod.label.x0060": "y",
+		"k8s.pod.label.x0061": "", "connaudit.peer.k8s.pod.name": "db-0"})
 
 	// A deleted pod still resolves within the grace period, and no longer
 	// after it. Grace 0 removes it from the API server at once: with no

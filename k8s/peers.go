@@ -42,7 +42,7 @@ func simplePeer(kind trail.PeerKind) *Peer {
 func newPodPeer(pod *corev1.Pod, owner Owner, keys *keyInterner) *Peer {
 	p := &Peer{Kind: trail.PeerPod, Namespace: pod.Namespace, Name: pod.Name,
 		WorkloadKind: owner.Kind, WorkloadName: owner.Name, Labels: pod.Labels, rank: 0}
-	a := make([]attribute.KeyValue, 0, 5+len(pod.Labels))
+	a := make([]attribute.KeyValue, 0, 6+min(len(pod.Labels), MaxLabels))
 	a = append(a,
 		trail.KeyPeerKind.String(string(trail.PeerPod)),
 		trail.KeyPeerNamespace.String(pod.Namespace),
@@ -51,9 +51,7 @@ func newPodPeer(pod *corev1.Pod, owner Owner, keys *keyInterner) *Peer {
 	if owner.Kind != "" {
 		a = append(a, trail.KeyPeerWorkloadKind.String(string(owner.Kind)), trail.KeyPeerWorkloadName.String(owner.Name))
 	}
-	for k, v := range pod.Labels {
-		a = append(a, attribute.String(keys.key(string(trail.KeyPeerPodLabelPrefix), k), v))
-	}
+	a = appendLabels(a, trail.KeyPeerPodLabelPrefix, trail.KeyPeerPodLabelsDropped, pod.Labels, keys)
 	sortAttrs(a)
 	p.Attrs = a
 	return p

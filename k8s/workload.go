@@ -84,7 +84,7 @@ func newWorkload(p *podMeta, containerName, containerID, image string, keys *key
 		Labels:         p.labels,
 		Owner:          p.owner,
 	}
-	a := make([]attribute.KeyValue, 0, 10+len(p.labels))
+	a := make([]attribute.KeyValue, 0, 11+min(len(p.labels), MaxLabels))
 	a = append(a,
 		trail.KeyK8sNamespace.String(p.namespace),
 		trail.KeyK8sPodName.String(p.name),
@@ -102,9 +102,7 @@ func newWorkload(p *podMeta, containerName, containerID, image string, keys *key
 			a = append(a, attribute.StringSlice(string(trail.KeyContainerImageTags), []string{tag}))
 		}
 	}
-	for k, v := range p.labels {
-		a = append(a, attribute.String(keys.key(string(trail.KeyK8sPodLabelPrefix), k), v))
-	}
+	a = appendLabels(a, trail.KeyK8sPodLabelPrefix, trail.KeyPodLabelsDropped, p.labels, keys)
 	a = p.owner.attrs(a)
 	if p.serviceAccount != "" {
 		a = append(a, trail.KeyServiceAccount.String(p.serviceAccount))
@@ -148,6 +146,26 @@ func splitImage(ref string) (name, tag string) {
 		return ref[:i], ref[i+1:]
 	}
 	return ref, ""
+}
+
+// MaxLabels bounds the labels of one pod that a record carries (the
+// connecting pod's, and a peer pod's): VictoriaLogs drops a line of more than
+// 1,000 fields while answering 200, and a pod may carry thousands of labels.
+const MaxLabels = 64
+
+// appendLabels adds labels under prefix: all of them, or the first MaxLabels
+// in key order and the count of the others under dropped.
+func appendLabels(a []attribute.KeyValue, prefix, dropped trail.Key, labels map[string]string, keys *keyInterner) []attribute.KeyValue {
+	if len(labels) <= MaxLabels {
+		for k, v := range labels {
+			a = append(a, attribute.String(keys.key(string(prefix), k), v))
+		}
+		return a
+	}
+	for _, k := range slices.Sorted(maps.Keys(labels))[:MaxLabels] {
+		a = append(a, attribute.String(keys.key(string(prefix), k), labels[k]))
+	}
+	return append(a, dropped.Int(len(labels)-MaxLabels))
 }
 
 func sortAttrs(a []attribute.KeyValue) {

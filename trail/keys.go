@@ -64,6 +64,9 @@ const (
 	KeyHostNetwork     Key = "connaudit.host_network"
 	KeyEnrichment      Key = "connaudit.k8s.enrichment"
 	KeyServiceAccount  Key = "connaudit.k8s.service_account.name"
+	// KeyPodLabelsDropped counts the pod's labels left out of its resource
+	// (beyond MaxLabels); KeyPeerPodLabelsDropped those of a peer pod.
+	KeyPodLabelsDropped Key = "connaudit.k8s.pod.labels.dropped"
 
 	KeyDNSNames   Key = "connaudit.dns.names"
 	KeyDNSAge     Key = "connaudit.dns.age"
@@ -71,14 +74,15 @@ const (
 	KeyDNSTTL     Key = "connaudit.dns.ttl"
 	KeyDNSPartial Key = "connaudit.dns.partial"
 
-	KeyPeerKind           Key = "connaudit.peer.kind"
-	KeyPeerNamespace      Key = "connaudit.peer.k8s.namespace.name"
-	KeyPeerPod            Key = "connaudit.peer.k8s.pod.name"
-	KeyPeerService        Key = "connaudit.peer.k8s.service.name"
-	KeyPeerNode           Key = "connaudit.peer.k8s.node.name"
-	KeyPeerWorkloadKind   Key = "connaudit.peer.k8s.workload.kind"
-	KeyPeerWorkloadName   Key = "connaudit.peer.k8s.workload.name"
-	KeyPeerPodLabelPrefix Key = "connaudit.peer.k8s.pod.label."
+	KeyPeerKind             Key = "connaudit.peer.kind"
+	KeyPeerNamespace        Key = "connaudit.peer.k8s.namespace.name"
+	KeyPeerPod              Key = "connaudit.peer.k8s.pod.name"
+	KeyPeerService          Key = "connaudit.peer.k8s.service.name"
+	KeyPeerNode             Key = "connaudit.peer.k8s.node.name"
+	KeyPeerWorkloadKind     Key = "connaudit.peer.k8s.workload.kind"
+	KeyPeerWorkloadName     Key = "connaudit.peer.k8s.workload.name"
+	KeyPeerPodLabelPrefix   Key = "connaudit.peer.k8s.pod.label."
+	KeyPeerPodLabelsDropped Key = "connaudit.peer.k8s.pod.labels.dropped"
 
 	KeyCaptureResumed   Key = "connaudit.capture.resumed"
 	KeyCaptureTakenOver Key = "connaudit.capture.taken_over"
@@ -106,3 +110,6 @@ func (k Key) String(v string) attribute.KeyValue { return attribute.String(strin
 
 // Bool is an attribute of key k.
 func (k Key) Bool(v bool) attribute.KeyValue { return attribute.Bool(string(k), v) }
+
+// Int is an attribute of key k.
+func (k Key) Int(v int) attribute.KeyValue { return attribute.Int(string(k), v) }

@@ -57,6 +57,7 @@ var ConnectAttributes = []Attribute{
 	{Key: KeyPeerWorkloadKind, Type: TypeString},
 	{Key: KeyPeerWorkloadName, Type: TypeString},
 	{Key: KeyPeerPodLabelPrefix, Type: TypeString, Prefix: true},
+	{Key: KeyPeerPodLabelsDropped, Type: TypeInt},
 	{Key: KeySeq, Type: TypeInt},
 }
 
