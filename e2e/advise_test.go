@@ -228,7 +228,7 @@ func TestAdviseWalkthrough(t *testing.T) {
 	strict := strings.Replace(advice, "- port: 443\n", "- port: 8443\n", 1)
 	out, _, err = connaudit(t, strict, append(append([]string{"advise", "check", "-f", "-"}, server...), window(from)...)...)
 	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(out, "established") || !strings.Contains(out, "1 of them had been established") {
+	if !errors.As(err, &exit) || exit.ExitCode() != 4 || !strings.Contains(out, "established") || !strings.Contains(out, "1 of them had been established") {
 		t.Errorf("check of a policy without 443: err %v\n%s", err, out)
 	}
 }

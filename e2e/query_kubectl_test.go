@@ -234,7 +234,7 @@ func TestKubectlPlugin(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer follow.Process.Kill()
-	for i := 0; !strings.Contains(out.String(), `"network.local.port":"42100"`); i++ {
+	for i := 0; !strings.Contains(out.String(), `"network.local.port":42100`); i++ {
 		if i == 90 {
 			t.Fatalf("kubectl connaudit query -f printed nothing new in 90 s: %q, stderr %q", out.String(), followErr.String())
 		}

@@ -8,6 +8,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -200,11 +201,17 @@ func (f *qFixture) query(t *testing.T, window []string, args ...string) ([]strin
 	var names []string
 	sc := bufio.NewScanner(strings.NewReader(res.stdout))
 	for sc.Scan() {
-		var obj map[string]string
-		if err := json.Unmarshal(sc.Bytes(), &obj); err != nil {
-			t.Fatalf("connaudit %q: line %q is not a JSON object of strings: %v", full, sc.Text(), err)
+		var obj map[string]any
+		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
+		dec.UseNumber()
+		if err := dec.Decode(&obj); err != nil {
+			t.Fatalf("connaudit %q: line %q is not a JSON object: %v", full, sc.Text(), err)
 		}
-		name, ok := f.names[obj["network.local.port"]]
+		port, ok := obj["network.local.port"].(json.Number)
+		if !ok {
+			t.Fatalf("connaudit %q: network.local.port is not a JSON number: %q", full, sc.Text())
+		}
+		name, ok := f.names[port.String()]
 		if !ok {
 			t.Fatalf("connaudit %q: record not from the fixture: %v", full, obj)
 		}
@@ -414,6 +421,9 @@ func testQueryGolden(t *testing.T, f *qFixture) {
 		{"summary-json", []string{"--summary", "-o", "json"}},
 		{"summary-csv", []string{"--summary", "-o", "csv"}},
 		{"summary-shop", []string{"--summary", "-n", "shop", "-o", "wide"}},
+		{"no-headers", []string{"-n", "shop", "--no-headers"}},
+		{"custom-columns", []string{"-n", "shop", "-o", `custom-columns=POD:.k8s\.pod\.name,PEER:.network\.peer\.address,PORT:.network\.peer\.port,MISSING:.nope`}},
+		{"jsonpath", []string{"-n", "shop", "-o", `jsonpath={.k8s\.pod\.name} {.network\.peer\.port}{"\n"}`}},
 	} {
 		args := append(append([]string{"query", "--server", f.vl.URL()}, qMainWindow...), tc.args...)
 		res := runConnaudit(t, nil, args...)
@@ -568,7 +578,7 @@ func testQueryFollow(t *testing.T, f *qFixture) {
 	other := &recordgen.Pod{Namespace: "follow", Name: "not-me", UID: "uid-other", Container: "app"}
 	deadline := time.Now().Add(90 * time.Second)
 	sent := 0
-	for !strings.Contains(out.String(), `"network.local.port":"41002"`) {
+	for !strings.Contains(out.String(), `"network.local.port":41002`) {
 		if time.Now().After(deadline) {
 			t.Fatalf("--follow printed no new record within 90s; stdout %q, stderr %q", out.String(), stderr.String())
 		}
@@ -582,7 +592,7 @@ func testQueryFollow(t *testing.T, f *qFixture) {
 		}
 		time.Sleep(time.Second)
 	}
-	if strings.Contains(out.String(), `"network.local.port":"41001"`) {
+	if strings.Contains(out.String(), `"network.local.port":41001`) {
 		t.Errorf("--follow --pod tail-me printed another pod's record: %s", out.String())
 	}
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
@@ -595,11 +605,11 @@ func testQueryFollow(t *testing.T, f *qFixture) {
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	seen := map[string]bool{}
 	for _, l := range lines {
-		var obj map[string]string
+		var obj map[string]any
 		if err := json.Unmarshal([]byte(l), &obj); err != nil {
 			t.Fatalf("--follow line %q: %v", l, err)
 		}
-		key := obj["service.instance.id"] + "/" + obj["connaudit.seq"]
+		key := fmt.Sprint(obj["service.instance.id"], "/", obj["connaudit.seq"])
 		if seen[key] {
 			t.Errorf("--follow printed %s twice", key)
 		}

@@ -12,20 +12,116 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/cli-runtime/pkg/printers"
+	"k8s.io/client-go/util/jsonpath"
+
 	"github.com/connaudit/connaudit/backend"
 	"github.com/connaudit/connaudit/internal/termsafe"
 	"github.com/connaudit/connaudit/trail"
 )
 
-// Formats are the values of -o.
+// Formats are the values of -o, besides kubectl's jsonpath=TEMPLATE and
+// custom-columns=SPEC.
 var Formats = []string{"table", "wide", "json", "csv"}
 
-// CheckFormat returns an error naming -o for an unknown format.
+// Prefixes of the -o values that take kubectl's printers.
+const (
+	jsonPathPrefix      = "jsonpath="
+	customColumnsPrefix = "custom-columns="
+)
+
+// CheckFormat returns an error naming -o for an unknown format or a
+// template that does not parse.
 func CheckFormat(format string) error {
-	if !slices.Contains(Formats, format) {
-		return fmt.Errorf("-o %q: unknown output format; want one of %s", format, strings.Join(Formats, ", "))
+	if slices.Contains(Formats, format) {
+		return nil
 	}
-	return nil
+	if isPrinterFormat(format) {
+		_, err := newPrinter(format, false)
+		return err
+	}
+	return fmt.Errorf("-o %q: unknown output format; want one of %s, jsonpath=TEMPLATE or custom-columns=SPEC",
+		format, strings.Join(Formats, ", "))
+}
+
+func isPrinterFormat(format string) bool {
+	return strings.HasPrefix(format, jsonPathPrefix) || strings.HasPrefix(format, customColumnsPrefix)
+}
+
+// newPrinter makes a printer for -o jsonpath=... (cli-runtime's) or
+// custom-columns=... (kubectl's format: HEADER:.path,... with missing values
+// shown as <none>).
+func newPrinter(format string, noHeaders bool) (printers.ResourcePrinter, error) {
+	if tmpl, ok := strings.CutPrefix(format, jsonPathPrefix); ok {
+		p, err := printers.NewJSONPathPrinter(tmpl)
+		if err != nil {
+			return nil, fmt.Errorf("-o jsonpath: %w", err)
+		}
+		p.AllowMissingKeys(true)
+		return p, nil
+	}
+	spec, _ := strings.CutPrefix(format, customColumnsPrefix)
+	return newColumnsPrinter(spec, noHeaders)
+}
+
+// columnsPrinter prints one row per record, its cells found by jsonpath.
+type columnsPrinter struct {
+	headers   []string
+	paths     []*jsonpath.JSONPath
+	noHeaders bool
+	tw        *tabwriter.Writer
+}
+
+func newColumnsPrinter(spec string, noHeaders bool) (*columnsPrinter, error) {
+	p := &columnsPrinter{noHeaders: noHeaders}
+	for _, col := range strings.Split(spec, ",") {
+		header, path, ok := strings.Cut(col, ":")
+		if !ok || header == "" || path == "" {
+			return nil, fmt.Errorf("-o custom-columns: %q is not HEADER:.path (e.g. POD:.k8s\\.pod\\.name,PORT:.network\\.peer\\.port)", col)
+		}
+		jp := jsonpath.New(header).AllowMissingKeys(true)
+		if !strings.HasPrefix(path, "{") {
+			path = "{" + path + "}"
+		}
+		if err := jp.Parse(path); err != nil {
+			return nil, fmt.Errorf("-o custom-columns: column %s: %w", header, err)
+		}
+		p.headers, p.paths = append(p.headers, header), append(p.paths, jp)
+	}
+	return p, nil
+}
+
+func (p *columnsPrinter) PrintObj(obj runtime.Object, w io.Writer) error {
+	if p.tw == nil {
+		p.tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+		if !p.noHeaders {
+			fmt.Fprintln(p.tw, strings.Join(p.headers, "\t"))
+		}
+	}
+	data := obj.(*unstructured.Unstructured).Object
+	cells := make([]string, len(p.paths))
+	for i, jp := range p.paths {
+		var b strings.Builder
+		if err := jp.Execute(&b, data); err != nil {
+			return fmt.Errorf("-o custom-columns: column %s: %w", p.headers[i], err)
+		}
+		cells[i] = b.String()
+		if cells[i] == "" {
+			cells[i] = "<none>"
+		}
+	}
+	_, err := fmt.Fprintln(p.tw, tableLine(cells))
+	return err
+}
+
+// flush writes the rows so far, aligned among themselves.
+func (p *columnsPrinter) flush() error {
+	if p.tw == nil {
+		return nil
+	}
+	return p.tw.Flush()
 }
 
 // Timestamps: RFC 3339 in UTC with a fixed number of fractional digits, so
@@ -45,14 +141,17 @@ type recordWriter interface {
 	flush() error
 }
 
-func newRecordWriter(format string, w io.Writer) recordWriter {
-	switch format {
-	case "json":
+func newRecordWriter(format string, noHeaders bool, w io.Writer) recordWriter {
+	switch {
+	case format == "json":
 		return &jsonWriter{w: bufio.NewWriter(w)}
-	case "csv":
-		return &csvWriter{w: csv.NewWriter(w)}
+	case format == "csv":
+		return &csvWriter{w: csv.NewWriter(w), header: noHeaders}
+	case isPrinterFormat(format):
+		p, _ := newPrinter(format, noHeaders) // CheckFormat has parsed it
+		return &printerWriter{p: p, w: bufio.NewWriter(w)}
 	default:
-		return &tableWriter{tw: tabwriter.NewWriter(w, 0, 8, 2, ' ', 0), wide: format == "wide"}
+		return &tableWriter{tw: tabwriter.NewWriter(w, 0, 8, 2, ' ', 0), wide: format == "wide", header: noHeaders}
 	}
 }
 
@@ -62,7 +161,7 @@ var wideColumns = append(slices.Clone(tableColumns), "NODE", "CONTAINER", "WORKL
 type tableWriter struct {
 	tw     *tabwriter.Writer
 	wide   bool
-	header bool
+	header bool // written, or not wanted
 }
 
 func (t *tableWriter) write(r backend.Record) error {
@@ -168,7 +267,8 @@ func dash(s string) string {
 	return s
 }
 
-// jsonWriter writes one object per line: time, body and every field.
+// jsonWriter writes one object per line: time, body and every field, the
+// schema's numbers and booleans as JSON numbers and booleans.
 type jsonWriter struct{ w *bufio.Writer }
 
 func (j *jsonWriter) write(r backend.Record) error {
@@ -185,10 +285,74 @@ func (j *jsonWriter) write(r backend.Record) error {
 		j.w.WriteByte(',')
 		writeJSONString(j.w, k)
 		j.w.WriteByte(':')
-		writeJSONString(j.w, r.Fields[k])
+		if v := r.Fields[k]; isJSONLiteral(k, v) {
+			j.w.WriteString(v)
+		} else {
+			writeJSONString(j.w, v)
+		}
 	}
 	_, err := j.w.WriteString("}\n")
 	return err
+}
+
+// fieldTypes are the schema's types of the fields that are not strings.
+var fieldTypes = func() map[string]trail.Type {
+	m := map[string]trail.Type{"severity_number": trail.TypeInt}
+	for _, a := range trail.ConnectAttributes {
+		if !a.Prefix && a.Type != trail.TypeString {
+			m[string(a.Key)] = a.Type
+		}
+	}
+	return m
+}()
+
+// isJSONLiteral tells whether field k's text v can be written as it is: a
+// number of a numeric field, true or false of a boolean one. VictoriaLogs
+// gives every value back as text.
+func isJSONLiteral(k, v string) bool {
+	switch fieldTypes[k] {
+	case trail.TypeInt, trail.TypeDouble:
+		_, err := strconv.ParseFloat(v, 64)
+		return err == nil && json.Valid([]byte(v))
+	case trail.TypeBool:
+		return v == "true" || v == "false"
+	}
+	return false
+}
+
+// typed returns r as kubectl's printers take it: time, body and every field,
+// with the schema's types.
+func typed(r backend.Record) *unstructured.Unstructured {
+	obj := make(map[string]any, len(r.Fields)+2)
+	for k, v := range r.Fields {
+		obj[k] = v
+		if isJSONLiteral(k, v) {
+			var lit any
+			if json.Unmarshal([]byte(v), &lit) == nil {
+				obj[k] = lit
+			}
+		}
+	}
+	obj["time"] = r.Time.UTC().Format(fullTime)
+	obj["body"] = r.Body
+	return &unstructured.Unstructured{Object: obj}
+}
+
+// printerWriter writes records with kubectl's jsonpath or custom-columns
+// printer.
+type printerWriter struct {
+	p printers.ResourcePrinter
+	w *bufio.Writer
+}
+
+func (pw *printerWriter) write(r backend.Record) error { return pw.p.PrintObj(typed(r), pw.w) }
+func (pw *printerWriter) flush() error {
+	if cp, ok := pw.p.(*columnsPrinter); ok {
+		if err := cp.flush(); err != nil {
+			return err
+		}
+	}
+	return pw.w.Flush()
 }
 
 func (j *jsonWriter) flush() error { return j.w.Flush() }
@@ -200,7 +364,7 @@ func writeJSONString(w *bufio.Writer, s string) {
 
 type csvWriter struct {
 	w      *csv.Writer
-	header bool
+	header bool // written, or not wanted
 }
 
 func (c *csvWriter) write(r backend.Record) error {

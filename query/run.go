@@ -21,6 +21,9 @@ type Request struct {
 	Summary bool // aggregate instead of listing
 	Follow  bool // stream new records until ctx ends
 	Strict  bool // a gap in the window is an error
+	// NoHeaders leaves out the header row of table, wide, csv and
+	// custom-columns output.
+	NoHeaders bool
 	// ExtraNodes are nodes the cluster has (from its API server), checked
 	// for coverage even when the trail never names them.
 	ExtraNodes []string
@@ -34,6 +37,9 @@ var ErrGaps = errors.New("the trail has gaps")
 func Run(ctx context.Context, b backend.Backend, r Request, stdout, stderr io.Writer) error {
 	if err := CheckFormat(r.Format); err != nil {
 		return err
+	}
+	if r.Summary && isPrinterFormat(r.Format) {
+		return fmt.Errorf("-o %s: --summary writes table, wide, json or csv", strings.SplitN(r.Format, "=", 2)[0])
 	}
 	if r.Follow {
 		if r.Summary {
@@ -86,7 +92,7 @@ func list(ctx context.Context, b backend.Backend, r Request, stdout, stderr io.W
 		return err
 	}
 	defer rs.Close()
-	w := newRecordWriter(r.Format, stdout)
+	w := newRecordWriter(r.Format, r.NoHeaders, stdout)
 	n := 0
 	for rs.Next() {
 		if err := w.write(rs.Record()); err != nil {
@@ -118,7 +124,7 @@ func follow(ctx context.Context, b backend.Backend, r Request, stdout io.Writer)
 		return err
 	}
 	defer rs.Close()
-	w := newRecordWriter(r.Format, stdout)
+	w := newRecordWriter(r.Format, r.NoHeaders, stdout)
 	for rs.Next() {
 		if err := w.write(rs.Record()); err != nil {
 			return fmt.Errorf("write output: %w", err)

@@ -38,7 +38,9 @@ func summary(ctx context.Context, b backend.Backend, r Request, stdout, stderr i
 		for i, c := range summaryColumns {
 			h[i] = strings.ToLower(c)
 		}
-		w.Write(h)
+		if !r.NoHeaders {
+			w.Write(h)
+		}
 		for _, row := range rows {
 			w.Write(summaryRow(row, fullTime))
 		}
@@ -52,7 +54,9 @@ func summary(ctx context.Context, b backend.Backend, r Request, stdout, stderr i
 			return nil
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, strings.Join(summaryColumns, "\t"))
+		if !r.NoHeaders {
+			fmt.Fprintln(tw, strings.Join(summaryColumns, "\t"))
+		}
 		for _, row := range rows {
 			fmt.Fprintln(tw, tableLine(summaryRow(row, tableTime)))
 		}
