@@ -72,8 +72,15 @@ var qHostile = []string{
 
 func startQueryFixture(t *testing.T) *qFixture {
 	t.Helper()
+	return startQueryFixtureVia(t, func(vlURL string) *teststack.Collector { return teststack.StartCollector(t, vlURL) })
+}
+
+// startQueryFixtureVia ingests the fixture through the collector that
+// startCollector starts in front of the fixture's VictoriaLogs.
+func startQueryFixtureVia(t *testing.T, startCollector func(vlURL string) *teststack.Collector) *qFixture {
+	t.Helper()
 	vl := teststack.StartVictoriaLogs(t)
-	f := &qFixture{vl: vl, col: teststack.StartCollector(t, vl.URL()), names: map[string]string{}}
+	f := &qFixture{vl: vl, col: startCollector(vl.URL()), names: map[string]string{}}
 	a := recordgen.NewAgent("node-a", "inst-a1")
 	b := recordgen.NewAgent("node-b", "inst-b1")
 	c := recordgen.NewAgent("node-c", "inst-c1")
