@@ -463,7 +463,7 @@ func writeArchive(img v1.Image, tag, out string) error {
 		return err
 	}
 	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{
-		"io.containerd.image.name":         full,
+		"io.containerd.image.name":          full,
 		"org.opencontainers.image.ref.name": tag[strings.LastIndex(tag, ":")+1:],
 	})); err != nil {
 		return err
