@@ -1,9 +1,16 @@
 # syntax=docker/dockerfile:1
-# connaudit images, one target each, built by `make image`:
+# connaudit images, one target each:
 #
 #   agent         ghcr.io/connaudit/connaudit           the node agent (k8s/deploy DaemonSet)
 #   collector     ghcr.io/connaudit/otelcol-connaudit   the collector gateway (StatefulSet)
-#   victorialogs  ghcr.io/connaudit/victoria-logs       VictoriaLogs at the version the tests run
+#   victorialogs  victoriametrics/victoria-logs         the upstream image's equivalent (same
+#                                                       name, tag, entrypoint), for a node that
+#                                                       cannot pull it; k8s/deploy runs upstream's
+#
+# `make image` (and `make image-victorialogs`) build them from this file
+# without a container engine (hack/ociimage: the image stages only COPY onto
+# scratch, and the files they copy are what `make build` made);
+# `make image-docker` builds them with `docker build`.
 #
 # Each binary is built by the same Makefile target CI runs, statically
 # (CGO_ENABLED=0; the eBPF objects are committed, so no clang is needed), and
@@ -60,12 +67,13 @@ EXPOSE 4317 4318 13133 8888
 ENTRYPOINT ["/usr/local/bin/otelcol-connaudit"]
 CMD ["--config=/etc/otelcol-connaudit/config.yaml"]
 
+# Laid out as victoriametrics/victoria-logs is: the binary at
+# /victoria-logs-prod, its entrypoint; no USER (the manifests set 10001).
 FROM base AS victorialogs
 LABEL org.opencontainers.image.title="victoria-logs" \
-      org.opencontainers.image.description="VictoriaLogs v1.52.1, built from source as connaudit's tests run it" \
-      org.opencontainers.image.source="https://github.com/connaudit/connaudit" \
+      org.opencontainers.image.description="VictoriaLogs v1.52.1 built from source, equivalent to victoriametrics/victoria-logs:v1.52.1" \
+      org.opencontainers.image.source="https://github.com/VictoriaMetrics/VictoriaLogs" \
       org.opencontainers.image.version="v1.52.1"
-COPY --from=build-victorialogs /src/bin/victoria-logs /usr/local/bin/victoria-logs
-USER 10001:10001
+COPY --from=build-victorialogs /src/bin/victoria-logs /victoria-logs-prod
 EXPOSE 9428
-ENTRYPOINT ["/usr/local/bin/victoria-logs"]
+ENTRYPOINT ["/victoria-logs-prod"]

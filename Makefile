@@ -6,20 +6,21 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 VICTORIALOGS_VERSION := v1.52.1
 PREFIX ?= /usr/local
 
-.PHONY: all build generate run test fuzz bench bench-smoke bench-micro bench-query bench-advise install k8s-bins image clean
+.PHONY: all build generate run test fuzz bench bench-smoke bench-micro bench-query bench-advise install k8s-bins image image-victorialogs image-docker clean
 
 all: build
 
 build: $(BIN)/connaudit $(BIN)/otelcol-connaudit $(BIN)/victoria-logs
 
+# Static (CGO_ENABLED=0), as the Dockerfile builds them: the images have no libc.
 $(BIN)/connaudit: FORCE
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $@ ./cmd/connaudit
+	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION)" -o $@ ./cmd/connaudit
 
 $(BIN)/otelcol-connaudit: FORCE
-	cd otel-collector && $(GO) build -o ../$@ .
+	cd otel-collector && CGO_ENABLED=0 $(GO) build -o ../$@ .
 
 $(BIN)/victoria-logs:
-	GOBIN=$(CURDIR)/$(BIN) $(GO) install github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$(VICTORIALOGS_VERSION)
+	CGO_ENABLED=0 GOBIN=$(CURDIR)/$(BIN) $(GO) install github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$(VICTORIALOGS_VERSION)
 
 # kube-apiserver, etcd and kubectl, built from Go module source and cached (a cold build takes ~13 minutes).
 k8s-bins: $(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd $(BIN)/k8s/kubectl
@@ -27,14 +28,34 @@ k8s-bins: $(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd $(BIN)/k8s/kubectl
 $(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd $(BIN)/k8s/kubectl &:
 	hack/build-k8s-bins.sh $(CURDIR)/$(BIN)/k8s
 
-# The images of k8s/deploy, one Dockerfile target each. Needs a Docker engine.
+# The images of k8s/deploy, one Dockerfile target each, as OCI archives under
+# bin/images/ (for ctr -n k8s.io images import, docker load, kind load
+# image-archive, minikube image load, skopeo or crane; see README.md). No
+# container engine is needed: hack/ociimage assembles each image from the
+# Dockerfile's instructions and the binaries `make build` made.
 # k8s/deploy/base/kustomization.yaml names the same images; tag a release with
 # `make image VERSION=v0.1.0` and point the kustomization at your registry.
 IMAGE_REGISTRY ?= ghcr.io/connaudit
-image:
+# The upstream image k8s/deploy runs; image-victorialogs builds its equivalent
+# from bin/victoria-logs, for a node that cannot pull it.
+VICTORIALOGS_IMAGE := victoriametrics/victoria-logs:$(VICTORIALOGS_VERSION)
+OCIIMAGE = $(BIN)/ociimage -f Dockerfile -context $(CURDIR)
+
+image: $(BIN)/connaudit $(BIN)/otelcol-connaudit $(BIN)/ociimage
+	$(OCIIMAGE) -target agent --build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/connaudit:$(VERSION) -o $(BIN)/images/connaudit.tar
+	$(OCIIMAGE) -target collector --build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/otelcol-connaudit:$(VERSION) -o $(BIN)/images/otelcol-connaudit.tar
+
+image-victorialogs: $(BIN)/victoria-logs $(BIN)/ociimage
+	$(OCIIMAGE) -target victorialogs -t $(VICTORIALOGS_IMAGE) -o $(BIN)/images/victoria-logs.tar
+
+# The same images with a Docker engine.
+image-docker:
 	docker build --target agent --build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/connaudit:$(VERSION) .
 	docker build --target collector --build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/otelcol-connaudit:$(VERSION) .
-	docker build --target victorialogs -t $(IMAGE_REGISTRY)/victoria-logs:$(VICTORIALOGS_VERSION) .
+	docker build --target victorialogs -t $(VICTORIALOGS_IMAGE) .
+
+$(BIN)/ociimage: FORCE
+	$(GO) -C hack/ociimage build -o $(CURDIR)/$@ .
 
 # Regenerates the committed eBPF objects and Go bindings. Needs clang, llvm, libbpf-dev and bpftool.
 generate:
@@ -50,6 +71,7 @@ test: build k8s-bins
 	$(GO) vet ./...
 	$(GO) test -p 1 -count=1 -timeout 40m ./...
 	cd otel-collector && $(GO) vet ./... && $(GO) test -count=1 ./...
+	$(GO) -C hack/ociimage vet ./... && $(GO) -C hack/ociimage test -count=1 ./...
 	$(MAKE) fuzz
 
 # A short run of each fuzz target beyond its committed seed corpus.

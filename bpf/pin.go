@@ -45,6 +45,12 @@ func preparePins(cfg Config, spec *ebpf.CollectionSpec) (*pinState, error) {
 	if err := ensureBPFFS(cfg.PinDir); err != nil {
 		return nil, err
 	}
+	// Before creating anything: on a host without bpffs at /sys/fs/bpf, a
+	// hostPath of it is an empty directory of sysfs, where mkdir fails with
+	// an error that says nothing of bpffs.
+	if err := checkBPFFS(nearestExisting(cfg.PinDir)); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.PinDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create pin directory %s: %w", cfg.PinDir, err)
 	}
@@ -75,12 +81,31 @@ func preparePins(cfg Config, spec *ebpf.CollectionSpec) (*pinState, error) {
 	return p, nil
 }
 
+// checkBPFFS fails unless dir is on a bpffs, saying what to do.
 func checkBPFFS(dir string) error {
 	var fs unix.Statfs_t
-	if err := unix.Statfs(dir, &fs); err != nil || fs.Type != unix.BPF_FS_MAGIC {
-		return fmt.Errorf("pin directory %s is not on a bpffs: mount one (mount -t bpf bpf /sys/fs/bpf) or leave CONNAUDIT_BPF_PIN_DIR empty", dir)
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return fmt.Errorf("CONNAUDIT_BPF_PIN_DIR: statfs %s: %w", dir, err)
+	}
+	if fs.Type != unix.BPF_FS_MAGIC {
+		return fmt.Errorf("CONNAUDIT_BPF_PIN_DIR: %s is not on a bpffs (filesystem magic %#x, not BPF_FS_MAGIC %#x): "+
+			"mount bpffs on the host (mount -t bpf bpf /sys/fs/bpf; systemd does on most distributions) and, in a pod, "+
+			"mount the host's /sys/fs/bpf (hostPath) and point CONNAUDIT_BPF_PIN_DIR below it; "+
+			"or set CONNAUDIT_BPF_PIN_DIR empty to run without pinning (capture then stops while the agent restarts)",
+			dir, uint64(fs.Type), uint64(unix.BPF_FS_MAGIC))
 	}
 	return nil
+}
+
+// nearestExisting returns dir, or its closest ancestor that exists.
+func nearestExisting(dir string) string {
+	dir = filepath.Clean(dir)
+	for {
+		if _, err := os.Stat(dir); err == nil || dir == filepath.Dir(dir) {
+			return dir
+		}
+		dir = filepath.Dir(dir)
+	}
 }
 
 // ownPins lists connaudit's pin directories in dir.

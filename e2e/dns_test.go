@@ -17,6 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/connaudit/connaudit/internal/netnstest"
+	"github.com/connaudit/connaudit/internal/teststack"
+	"github.com/connaudit/connaudit/k8s/cgroup"
 )
 
 // zone is what a test resolver answers: a name's CNAME target, or its addresses.
@@ -349,5 +351,76 @@ func TestDNSBurstLossIsCountedExactly(t *testing.T) {
 	}
 	if lost == 0 || lost+answers != sent {
 		t.Fatalf("%d dns.answer records and %d counted lost, want %d in all with some lost", answers, lost, sent)
+	}
+}
+
+// DNS capture attaches to CONNAUDIT_CGROUP_ROOT, as the DaemonSet's agent
+// needs: it runs in a cgroup namespace of its own (as a container runtime
+// starts it), where the cgroup2 mount of /proc/self/mountinfo is its own
+// cgroup only, with the host's cgroup filesystem bind-mounted elsewhere and
+// configured. A pod's process in another cgroup gets its connect named.
+func TestDNSAttachesAtTheConfiguredCgroupRoot(t *testing.T) {
+	v2, err := cgroup.FindV2Mount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cgroupFS := v2
+	if filepath.Base(v2) == "unified" {
+		cgroupFS = filepath.Dir(v2) // a hybrid host: the whole filesystem, as the DaemonSet's hostPath
+	}
+	agentCgroup := filepath.Join(v2, "connaudit-agent-"+randomHex(8))
+	if err := os.Mkdir(agentCgroup, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(agentCgroup) }) // after the agent's cleanup has stopped it
+	dir := t.TempDir()
+	hostCgroup := filepath.Join(dir, "host-cgroup")
+	if err := os.Mkdir(hostCgroup, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wrapper := filepath.Join(dir, "agent-in-cgroupns")
+	script := fmt.Sprintf(`#!/bin/sh
+set -e
+echo $$ > %[1]s/cgroup.procs
+exec unshare --cgroup --mount --propagation private -- /bin/sh -c '
+set -e
+mount --rbind %[2]s %[3]s
+umount -l %[4]s
+mount -t cgroup2 cgroup2 %[4]s
+exec %[5]s "$@"' connaudit "$@"
+`, agentCgroup, cgroupFS, hostCgroup, v2, teststack.Binary(t, "connaudit"))
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vl := teststack.StartVictoriaLogs(t)
+	col := teststack.StartCollector(t, vl.URL())
+	agent := teststack.StartAgentBinary(t, col, wrapper, "CONNAUDIT_CGROUP_ROOT="+hostCgroup)
+
+	// The agent's own view is its cgroup only: the bug this test guards against.
+	own, err := os.ReadFile(fmt.Sprintf("/proc/%d/root%s/cgroup.procs", agent.PID(), v2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pids := strings.Fields(string(own)); len(pids) != 1 || pids[0] != strconv.Itoa(agent.PID()) {
+		t.Fatalf("the agent's %s lists %v: not its own cgroup alone", v2, pids)
+	}
+
+	pod := netnstest.New(t)
+	startResolver(t, pod, zone{"pod.example.com": {"203.0.113.83"}})
+	pod.AddHost(t, netip.MustParseAddr("203.0.113.83"))
+	pod.Server.Listen(t, "tcp", "203.0.113.83:8080")
+	podDir := podCgroup(t, "0d7c2f4e-1b2a-4c3d-8e9f-0123456789ab", randomHex(64))
+	curlIn(t, podDir, pod.Client, "http://pod.example.com:8080/", "-4")
+	r := vl.WaitFor(t, fmt.Sprintf(`event_name:="tcp.connect" connaudit.netns:=%d network.peer.address:="203.0.113.83"`, netnsOf(t, pod.Client)), 1, time.Minute)[0]
+	if r["server.address"] != "pod.example.com" {
+		t.Errorf("the pod's connect: server.address %q, want pod.example.com (DNS capture not attached at CONNAUDIT_CGROUP_ROOT)\nagent log: %s",
+			r["server.address"], agent.LogTail(4096))
+	}
+	attached := hostCgroup
+	if cgroupFS != v2 {
+		attached = filepath.Join(hostCgroup, "unified")
+	}
+	if want := `"cgroup":"` + attached + `"`; !strings.Contains(agent.LogTail(1<<20), want) {
+		t.Errorf("the agent's log does not say it captures DNS at %s:\n%s", want, agent.LogTail(4096))
 	}
 }

@@ -38,6 +38,9 @@ type qFixture struct {
 	vl    *teststack.VictoriaLogs
 	col   *teststack.Collector
 	names map[string]string // network.local.port -> record name
+	// token, when set, is the bearer token of the agent of a node, which
+	// the shipped gateway asks for.
+	token func(node string) string
 }
 
 var (
@@ -73,8 +76,15 @@ var qHostile = []string{
 
 func startQueryFixture(t *testing.T) *qFixture {
 	t.Helper()
+	return startQueryFixtureVia(t, func(vlURL string) *teststack.Collector { return teststack.StartCollector(t, vlURL) }, nil)
+}
+
+// startQueryFixtureVia ingests the fixture through the collector that
+// startCollector starts in front of the fixture's VictoriaLogs.
+func startQueryFixtureVia(t *testing.T, startCollector func(vlURL string) *teststack.Collector, token func(node string) string) *qFixture {
+	t.Helper()
 	vl := teststack.StartVictoriaLogs(t)
-	f := &qFixture{vl: vl, col: teststack.StartCollector(t, vl.URL()), names: map[string]string{}}
+	f := &qFixture{vl: vl, col: startCollector(vl.URL()), names: map[string]string{}, token: token}
 	a := recordgen.NewAgent("node-a", "inst-a1")
 	b := recordgen.NewAgent("node-b", "inst-b1")
 	c := recordgen.NewAgent("node-c", "inst-c1")
@@ -150,10 +160,28 @@ func startQueryFixture(t *testing.T) *qFixture {
 	return f
 }
 
+// post sends recs through the collector, each node's records as its agent.
 func (f *qFixture) post(t *testing.T, recs []recordgen.Record) {
 	t.Helper()
-	if err := recordgen.Post(t.Context(), f.col.HTTPEndpoint()+"/v1/logs", recs); err != nil {
-		t.Fatal(err)
+	if f.token == nil {
+		if err := recordgen.Post(t.Context(), f.col.HTTPEndpoint()+"/v1/logs", recs); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	byNode := map[string][]recordgen.Record{}
+	var nodes []string
+	for _, r := range recs {
+		n := recordgen.Node(r)
+		if byNode[n] == nil {
+			nodes = append(nodes, n)
+		}
+		byNode[n] = append(byNode[n], r)
+	}
+	for _, n := range nodes {
+		if err := recordgen.PostAs(t.Context(), f.col.HTTPEndpoint()+"/v1/logs", f.token(n), byNode[n]); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -28,18 +28,16 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 		}
 		return in
 	}
-	nodeStream := func() string {
+	nodeFilter := ""
+	if len(nodes) > 0 {
 		q := &query{}
-		q.streamIn(backend.FieldNode, nodes)
-		if len(q.stream) == 0 {
-			return ""
-		}
-		return q.String() + " "
-	}()
+		q.in(backend.FieldNode, nodes)
+		nodeFilter = q.String() + " "
+	}
 
 	// Starts and stops of every agent up to the window's end: an instance that
 	// started long ago may still be watching.
-	lifecycle := nodeStream + "{" + quote(backend.FieldEventName) + " in (" + quoteAll([]string{backend.EventAgentStart, backend.EventAgentStop}) + ")} " +
+	lifecycle := nodeFilter + quote(backend.FieldEventName) + ":in(" + quoteAll([]string{backend.EventAgentStart, backend.EventAgentStop}) + ") " +
 		timeRange(time.Unix(0, 0), to) + " | fields _time, " + quoteAll([]string{backend.FieldEventName, backend.FieldNode, backend.FieldServiceInstanceID, backend.FieldResumed})
 	err := b.rows(ctx, lifecycle, func(row map[string]string) error {
 		t, err := time.Parse(time.RFC3339Nano, row["_time"])
@@ -63,7 +61,7 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 		return nil, fmt.Errorf("read agent starts and stops: %w", err)
 	}
 
-	window := nodeStream + timeRange(from, to) + " " + quote(backend.FieldSeq) + ":*"
+	window := nodeFilter + timeRange(from, to) + " " + quote(backend.FieldSeq) + ":*"
 	stats := window + " | stats by (" + quoteAll([]string{backend.FieldNode, backend.FieldServiceInstanceID}) + ") count_uniq(" + quote(backend.FieldSeq) +
 		") as records, min(" + quote(backend.FieldSeq) + ") as minseq, max(" + quote(backend.FieldSeq) + ") as maxseq, min(_time) as first, max(_time) as last"
 	err = b.rows(ctx, stats, func(row map[string]string) error {
@@ -85,7 +83,7 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 		return nil, fmt.Errorf("count the agents' records: %w", err)
 	}
 
-	losses := nodeStream + "{" + quote(backend.FieldEventName) + "=" + quote(backend.EventLoss) + "} " + timeRange(from, to)
+	losses := nodeFilter + quote(backend.FieldEventName) + ":=" + quote(backend.EventLoss) + " " + timeRange(from, to)
 	seenLoss := map[instanceKey]map[int64]bool{}
 	err = b.rows(ctx, losses, func(row map[string]string) error {
 		l, err := lossOf(row)
@@ -229,7 +227,7 @@ func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *backe
 // that match filter.
 func instanceQuery(in *backend.Instance, filter string) string {
 	q := &query{}
-	q.streamIn(backend.FieldNode, []string{in.Node})
+	q.in(backend.FieldNode, []string{in.Node})
 	q.add(quote(backend.FieldServiceInstanceID) + ":=" + quote(in.ID))
 	q.add(filter)
 	return q.String() + " | fields _time, " + quote(backend.FieldSeq)

@@ -47,15 +47,14 @@ func timeRange(from, to time.Time) string {
 }
 
 // query accumulates the filters of one LogsQL query, combined with AND.
+//
+// Every filter is a field filter, never a stream filter ({...}): a stream
+// filter matches stream fields only, and which resource attributes are
+// stream fields is the ingesting collector's choice (VL-Stream-Fields; the
+// gateway of k8s/deploy names six, the default makes every resource
+// attribute one). A field filter matches stream and ordinary fields alike.
 type query struct {
-	stream []string // stream filter terms, inside one {...}
-	terms  []string
-}
-
-func (q *query) streamIn(field string, values []string) {
-	if len(values) > 0 {
-		q.stream = append(q.stream, quote(field)+" in ("+quoteAll(values)+")")
-	}
+	terms []string
 }
 
 func (q *query) in(field string, values []string) {
@@ -67,26 +66,21 @@ func (q *query) in(field string, values []string) {
 func (q *query) add(term string) { q.terms = append(q.terms, term) }
 
 func (q *query) String() string {
-	var parts []string
-	if len(q.stream) > 0 {
-		parts = append(parts, "{"+strings.Join(q.stream, ", ")+"}")
-	}
-	parts = append(parts, q.terms...)
-	if len(parts) == 0 {
+	if len(q.terms) == 0 {
 		return "*"
 	}
-	return strings.Join(parts, " ")
+	return strings.Join(q.terms, " ")
 }
 
 // connectQuery returns the LogsQL filter of f's tcp.connect records, without
 // a time range.
 func connectQuery(f backend.Filter) string {
 	q := &query{}
-	q.streamIn(backend.FieldEventName, []string{backend.EventConnect})
-	q.streamIn(backend.FieldNamespace, f.Namespaces)
-	q.streamIn(backend.FieldPod, f.Pods)
-	q.streamIn(backend.FieldContainer, f.Containers)
-	q.streamIn(backend.FieldNode, f.Nodes)
+	q.in(backend.FieldEventName, []string{backend.EventConnect})
+	q.in(backend.FieldNamespace, f.Namespaces)
+	q.in(backend.FieldPod, f.Pods)
+	q.in(backend.FieldContainer, f.Containers)
+	q.in(backend.FieldNode, f.Nodes)
 	workloadFilter(q, f.Workloads, true)
 	if f.HostOnly {
 		// A host process: the enriching agent says so; an agent without
@@ -112,8 +106,8 @@ func connectQuery(f backend.Filter) string {
 }
 
 // workloadFilter adds "any of these workloads". A source workload is a
-// resource attribute per kind (a stream field); a peer's is a kind and name
-// pair of record attributes.
+// resource attribute per kind; a peer's is a kind and name pair of record
+// attributes.
 func workloadFilter(q *query, ws []backend.Workload, source bool) {
 	if len(ws) == 0 {
 		return
@@ -122,10 +116,10 @@ func workloadFilter(q *query, ws []backend.Workload, source bool) {
 	for _, w := range ws {
 		if source {
 			if w.Kind == "pod" {
-				alts = append(alts, "{"+quote(backend.FieldPod)+"="+quote(w.Name)+"}")
+				alts = append(alts, quote(backend.FieldPod)+":="+quote(w.Name))
 				continue
 			}
-			alts = append(alts, "{"+quote(backend.WorkloadKinds[w.Kind])+"="+quote(w.Name)+"}")
+			alts = append(alts, quote(backend.WorkloadKinds[w.Kind])+":="+quote(w.Name))
 			continue
 		}
 		if w.Kind == "pod" {
@@ -138,10 +132,9 @@ func workloadFilter(q *query, ws []backend.Workload, source bool) {
 	q.add("(" + strings.Join(alts, " or ") + ")")
 }
 
-// selectorFilter pushes a label selector's requirements down. Equality and
-// set membership of a source label are stream filters; their negations and
-// existence are field filters, since a missing field reads as empty (which
-// gives `key!=v` Kubernetes' meaning: a pod without the label matches).
+// selectorFilter pushes a label selector's requirements down. A missing
+// field reads as empty, which gives `key!=v` Kubernetes' meaning: a pod
+// without the label matches.
 // Greater-than and less-than stay client-side (see Filter.Selector, applied
 // again to every record).
 func selectorFilter(q *query, sel labels.Selector) {
@@ -158,7 +151,7 @@ func selectorFilter(q *query, sel labels.Selector) {
 		slices.Sort(values)
 		switch r.Operator() {
 		case selection.Equals, selection.DoubleEquals, selection.In:
-			q.streamIn(field, values)
+			q.in(field, values)
 		case selection.NotEquals, selection.NotIn:
 			q.add("-" + quote(field) + ":in(" + quoteAll(values) + ")")
 		case selection.Exists:

@@ -43,8 +43,9 @@ func TestConnectQuery(t *testing.T) {
 	}
 	got := connectQuery(f)
 	for _, want := range []string{
-		`{"event_name" in ("tcp.connect"), "k8s.namespace.name" in ("shop"), "k8s.pod.name" in ("p\"x"), "k8s.pod.label.app" in ("db", "web")}`,
-		`({"k8s.deployment.name"="web"})`,
+		`"event_name":in("tcp.connect") "k8s.namespace.name":in("shop") "k8s.pod.name":in("p\"x")`,
+		`"k8s.pod.label.app":in("db", "web")`,
+		`("k8s.deployment.name":="web")`,
 		`-"k8s.pod.label.tier":in("frontend")`,
 		`"k8s.pod.label.team":*`,
 		`-"k8s.pod.label.canary":*`,
@@ -55,6 +56,10 @@ func TestConnectQuery(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("query lacks %s:\n%s", want, got)
 		}
+	}
+	// Which fields are stream fields is the collector's choice: no stream filter.
+	if strings.Contains(got, "{") {
+		t.Errorf("query has a stream filter, which finds nothing when the field is no stream field: %s", got)
 	}
 	if strings.Contains(got, "version") {
 		t.Errorf("version>2 cannot be said in LogsQL and must stay client-side: %s", got)

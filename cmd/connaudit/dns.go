@@ -26,7 +26,9 @@ func startDNS(ctx context.Context, cfg agentConfig, p *agent.Pipeline, identitie
 	err := caps.Require([]caps.Need{caps.DNS})
 	var root string
 	if err == nil {
-		root, err = cgroup.FindV2Mount()
+		// The host's hierarchy, as for the cgroup resolver: the agent's own
+		// cgroup namespace would show only its own cgroup.
+		root, err = cgroup.V2Root(cfg.CgroupRoot)
 	}
 	if err == nil {
 		var c *capture.Capture

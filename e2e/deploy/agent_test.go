@@ -34,9 +34,11 @@ import (
 // effective; inheritable and ambient empty, as containerd sets them), no new
 // privileges, in a private mount namespace where the host's /proc is a
 // read-only bind mount at <dir>/host/proc, the cgroup filesystem a read-only
-// one at <dir>/host/sys/fs/cgroup, tracefs read-only, /sys/fs/bpf no bpffs
-// but for connaudit's own directory, and the ServiceAccount token where a
-// pod has it (in-cluster configuration).
+// one at <dir>/host/sys/fs/cgroup, the host's bpffs at <dir>/host/sys/fs/bpf
+// (each where the DaemonSet mounts it, under dir), a sysfs of its own,
+// read-only, at /sys (so /sys/fs/bpf is no bpffs) with tracefs read-only on
+// it, and the ServiceAccount token where a pod has it (in-cluster
+// configuration).
 type podAgent struct {
 	cmd    *exec.Cmd
 	stderr *bytes.Buffer
@@ -51,7 +53,7 @@ type podAgentOptions struct {
 	apiServer    string   // host:port; with token and ca, the in-cluster configuration
 	token, ca    string
 	nodeName     string
-	pinDir       string // on the host's bpffs; mounted at the DaemonSet's CONNAUDIT_BPF_PIN_DIR
+	hostBPF      string // the host's /sys/fs/bpf: a directory of the bpffs (or not, to test that error)
 }
 
 func startPodAgent(t *testing.T, opts podAgentOptions) *podAgent {
@@ -71,8 +73,8 @@ func startPodAgent(t *testing.T, opts podAgentOptions) *podAgent {
 		// the dev one, which does not review it (auth_test.go does).
 		"/var/run/secrets/connaudit/token": dir + "/gateway-token/token",
 	}
+	bpfMount := hostPathMount(t, ds.Spec.Template.Spec, "/sys/fs/bpf")
 	env := []string{"PATH=/usr/bin:/bin"}
-	var pinDir string
 	for _, e := range ctr.Env {
 		v := e.Value
 		switch {
@@ -82,8 +84,8 @@ func startPodAgent(t *testing.T, opts podAgentOptions) *podAgent {
 			v = strconv.FormatInt(ctr.Resources.Limits.Memory().Value(), 10)
 		case e.Name == "CONNAUDIT_LISTEN_ADDR":
 			v = a.addr // the pod's 0.0.0.0 would be the host's here
-		case e.Name == "CONNAUDIT_BPF_PIN_DIR":
-			pinDir = v
+		case strings.HasPrefix(v, bpfMount+"/"):
+			v = dir + v
 		case mounted[v] != "":
 			v = mounted[v]
 		case e.ValueFrom != nil:
@@ -93,7 +95,7 @@ func startPodAgent(t *testing.T, opts podAgentOptions) *podAgent {
 	}
 	env = append(env, "KUBERNETES_SERVICE_HOST="+strings.Split(opts.apiServer, ":")[0], "KUBERNETES_SERVICE_PORT="+strings.Split(opts.apiServer, ":")[1])
 	env = append(env, opts.env...)
-	for _, p := range []string{"host/proc", "host/sys/fs/cgroup", "pins", "sa", "gateway-token"} {
+	for _, p := range []string{"host/proc", "host/sys/fs/cgroup", bpfMount, "sa", "gateway-token"} {
 		must(t, os.MkdirAll(filepath.Join(dir, p), 0o755), "mkdir")
 	}
 	// As a kubelet's hostPath DirectoryOrCreate makes it.
@@ -120,13 +122,16 @@ func startPodAgent(t *testing.T, opts podAgentOptions) *podAgent {
 		// hostPath /sys/fs/cgroup, read-only all the way down.
 		fmt.Sprintf("mount --rbind %s %s/host/sys/fs/cgroup", cgroupFS, dir),
 		fmt.Sprintf("findmnt -R -l -n -o TARGET %s/host/sys/fs/cgroup | while read m; do mount -o remount,bind,ro \"$m\"; done", dir),
-		// hostPath /sys/kernel/tracing, read-only.
-		"mount --bind -o ro /sys/kernel/tracing /sys/kernel/tracing",
-		// Only connaudit's directory of the host's bpffs, over a /sys/fs/bpf that is no bpffs.
-		fmt.Sprintf("mount --bind %s %s/pins", opts.pinDir, dir),
-		"mount -t tmpfs -o mode=0755 tmpfs /sys/fs/bpf",
-		"mkdir -p " + pinDir,
-		fmt.Sprintf("mount --bind %s/pins %s", dir, pinDir),
+		// hostPath /sys/fs/bpf, where the DaemonSet mounts it.
+		fmt.Sprintf("mount --bind %s %s%s", opts.hostBPF, dir, bpfMount),
+		// The container's own sysfs, read-only: its /sys/fs/bpf is no bpffs.
+		// (A container has a sysfs of its network namespace; here, in the
+		// host's, the same sysfs mounted again on a tmpfs has none of the
+		// host's mounts on it.)
+		"mount -t tmpfs tmpfs /sys",
+		"mount -t sysfs -o ro sysfs /sys",
+		// hostPath /sys/kernel/tracing, read-only, on a directory sysfs has.
+		"mount -t tracefs -o ro tracefs /sys/kernel/tracing",
 		// The ServiceAccount volume of a pod.
 		"mount -t tmpfs -o mode=0755 tmpfs /run",
 		"mkdir -p /run/secrets/kubernetes.io/serviceaccount",
@@ -147,6 +152,23 @@ func startPodAgent(t *testing.T, opts podAgentOptions) *podAgent {
 		}
 	})
 	return a
+}
+
+// hostPathMount returns where spec mounts the hostPath volume of hostPath.
+func hostPathMount(t *testing.T, spec corev1.PodSpec, hostPath string) string {
+	t.Helper()
+	for _, v := range spec.Volumes {
+		if v.HostPath == nil || v.HostPath.Path != hostPath {
+			continue
+		}
+		for _, m := range spec.Containers[0].VolumeMounts {
+			if m.Name == v.Name {
+				return m.MountPath
+			}
+		}
+	}
+	t.Fatalf("the DaemonSet mounts no hostPath %s", hostPath)
+	return ""
 }
 
 func (a *podAgent) stop() {
@@ -306,13 +328,13 @@ func TestAgentAsDaemonSet(t *testing.T) {
 	w := newAgentCluster(t)
 	vl := teststack.StartVictoriaLogs(t)
 	col := teststack.StartCollector(t, vl.URL())
-	pinDir := fmt.Sprintf("/sys/fs/bpf/connaudit-deploytest-%d", os.Getpid())
-	t.Cleanup(func() { os.RemoveAll(pinDir) })
-	must(t, os.Mkdir(pinDir, 0o755), "make the pin directory")
+	hostBPF := fmt.Sprintf("/sys/fs/bpf/connaudit-deploytest-%d", os.Getpid())
+	t.Cleanup(func() { os.RemoveAll(hostBPF) })
+	must(t, os.Mkdir(hostBPF, 0o700), "make the test's part of the host's bpffs")
 
 	capNames := daemonSetCaps(t)
 	a := startPodAgent(t, podAgentOptions{
-		capabilities: capNames, apiServer: w.apiServer(), token: w.token, ca: w.ca, nodeName: w.nodeName, pinDir: pinDir,
+		capabilities: capNames, apiServer: w.apiServer(), token: w.token, ca: w.ca, nodeName: w.nodeName, hostBPF: hostBPF,
 		env: []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + col.HTTPEndpoint(), "CONNAUDIT_EXPORT_MAX_BACKOFF=500ms", "CONNAUDIT_SPOOL_FSYNC_INTERVAL=10ms"},
 	})
 	a.waitReady(t)
@@ -378,6 +400,13 @@ func TestAgentAsDaemonSet(t *testing.T) {
 	if strings.Contains(strings.ToLower(log), "forbidden") {
 		t.Errorf("the agent's log has a forbidden error:\n%s", log)
 	}
+	// The capture is pinned in the agent's own directory of the host's bpffs.
+	pins, err := filepath.Glob(filepath.Join(hostBPF, "connaudit", "v*-*", "link_*"))
+	must(t, err, "list the pins")
+	if len(pins) == 0 {
+		entries, _ := filepath.Glob(filepath.Join(hostBPF, "*", "*"))
+		t.Errorf("no pinned links under %s/connaudit: %v", hostBPF, entries)
+	}
 	// The spool, made 0755 by "the kubelet", is the agent's only.
 	info, err := os.Stat(filepath.Join(a.dir, "spool"))
 	must(t, err, "stat the spool")
@@ -395,9 +424,9 @@ func TestAgentNamesAMissingCapability(t *testing.T) {
 	all := daemonSetCaps(t)
 	for _, missing := range all {
 		t.Run(missing, func(t *testing.T) {
-			pinDir := fmt.Sprintf("/sys/fs/bpf/connaudit-deploytest-%d-%s", os.Getpid(), missing)
-			t.Cleanup(func() { os.RemoveAll(pinDir) })
-			must(t, os.Mkdir(pinDir, 0o755), "make the pin directory")
+			hostBPF := fmt.Sprintf("/sys/fs/bpf/connaudit-deploytest-%d-%s", os.Getpid(), missing)
+			t.Cleanup(func() { os.RemoveAll(hostBPF) })
+			must(t, os.Mkdir(hostBPF, 0o700), "make the test's part of the host's bpffs")
 			var fewer []string
 			for _, c := range all {
 				if c != missing {
@@ -405,7 +434,7 @@ func TestAgentNamesAMissingCapability(t *testing.T) {
 				}
 			}
 			a := startPodAgent(t, podAgentOptions{
-				capabilities: fewer, apiServer: w.apiServer(), token: w.token, ca: w.ca, nodeName: w.nodeName, pinDir: pinDir,
+				capabilities: fewer, apiServer: w.apiServer(), token: w.token, ca: w.ca, nodeName: w.nodeName, hostBPF: hostBPF,
 				env: []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + col.HTTPEndpoint()},
 			})
 			if "CAP_"+missing == caps.DNS.Name {
@@ -433,6 +462,32 @@ func TestAgentNamesAMissingCapability(t *testing.T) {
 	// The capabilities the agent checks are the ones the DaemonSet adds.
 	if len(caps.Agent)+1 != len(all) {
 		t.Errorf("the agent checks %d capabilities and CAP_NET_ADMIN for DNS, the DaemonSet adds %d", len(caps.Agent), len(all))
+	}
+}
+
+// On a host without bpffs at /sys/fs/bpf, the kubelet's hostPath (type
+// Directory) is sysfs's empty directory: the agent stops at start and says
+// what is wrong and what to do, naming CONNAUDIT_BPF_PIN_DIR.
+func TestAgentWithoutHostBPFFS(t *testing.T) {
+	w := newAgentCluster(t)
+	col := teststack.StartCollector(t, "http://127.0.0.1:1") // never reached
+	a := startPodAgent(t, podAgentOptions{
+		capabilities: daemonSetCaps(t), apiServer: w.apiServer(), token: w.token, ca: w.ca, nodeName: w.nodeName,
+		hostBPF: t.TempDir(), // no bpffs
+		env:     []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + col.HTTPEndpoint()},
+	})
+	select {
+	case <-a.done:
+	case <-time.After(time.Minute):
+		t.Fatal("the agent is still running after a minute without bpffs")
+	}
+	if a.cmd.ProcessState.Success() {
+		t.Fatal("the agent exited 0 without bpffs")
+	}
+	for _, want := range []string{"CONNAUDIT_BPF_PIN_DIR", "/host/sys/fs/bpf is not on a bpffs", "BPF_FS_MAGIC 0xcafe4a11", "mount -t bpf bpf /sys/fs/bpf"} {
+		if !strings.Contains(a.stderr.String(), want) {
+			t.Errorf("the agent's error lacks %q:\n%s", want, a.stderr.String())
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
@@ -104,6 +105,62 @@ func TestApplyToAPIServer(t *testing.T) {
 	_, err = client.CoreV1().Pods("baseline").Create(ctx, podFromTemplate("baseline"), dryRun)
 	if err == nil || !strings.Contains(err.Error(), "violates PodSecurity") {
 		t.Errorf("the agent's pod in a baseline namespace: err = %v; want Pod Security admission to refuse it", err)
+	}
+}
+
+// On an API server that admits the system priority classes only where a
+// ResourceQuota covers them (GKE's admission configuration), the agent's
+// pod (priorityClassName system-node-critical) is admitted in namespace
+// connaudit, through the base's ResourceQuota, and refused in a namespace
+// without one.
+func TestSystemNodeCriticalAdmitted(t *testing.T) {
+	admission := writeFile(t, t.TempDir(), "admission.yaml", `apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+  - name: ResourceQuota
+    configuration:
+      apiVersion: apiserver.config.k8s.io/v1
+      kind: ResourceQuotaConfiguration
+      limitedResources:
+        - resource: pods
+          matchScopes:
+            - scopeName: PriorityClass
+              operator: In
+              values: [system-node-critical, system-cluster-critical]
+`)
+	c := kubetest.Start(t, kubetest.Options{APIServerArgs: []string{"--admission-control-config-file=" + admission}})
+	applyAll(t, c)
+	ctx := t.Context()
+	client := c.Client()
+	// What the quota controller (not running here) would write.
+	quotas, err := client.CoreV1().ResourceQuotas(namespace).List(ctx, metav1.ListOptions{})
+	must(t, err, "list the ResourceQuotas")
+	if len(quotas.Items) != 1 {
+		t.Fatalf("%d ResourceQuotas in namespace %s; want the base's one", len(quotas.Items), namespace)
+	}
+	q := quotas.Items[0]
+	q.Status = corev1.ResourceQuotaStatus{Hard: q.Spec.Hard, Used: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("0")}}
+	_, err = client.CoreV1().ResourceQuotas(namespace).UpdateStatus(ctx, &q, metav1.UpdateOptions{})
+	must(t, err, "write the quota's status")
+
+	ds, err := client.AppsV1().DaemonSets(namespace).Get(ctx, "connaudit-agent", metav1.GetOptions{})
+	must(t, err, "get the agent DaemonSet")
+	if ds.Spec.Template.Spec.PriorityClassName != "system-node-critical" {
+		t.Fatalf("the agent's priorityClassName is %q", ds.Spec.Template.Spec.PriorityClassName)
+	}
+	pod := func(ns string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "connaudit-agent-probe", Namespace: ns, Labels: ds.Spec.Template.Labels},
+			Spec: *ds.Spec.Template.Spec.DeepCopy()}
+	}
+	dryRun := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+	if _, err := client.CoreV1().Pods(namespace).Create(ctx, pod(namespace), dryRun); err != nil {
+		t.Errorf("the agent's pod is refused in namespace %s: %v", namespace, err)
+	}
+	_, err = client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: "no-quota", Labels: map[string]string{"pod-security.kubernetes.io/enforce": "privileged"}}}, metav1.CreateOptions{})
+	must(t, err, "create a namespace without a quota")
+	if _, err := client.CoreV1().Pods("no-quota").Create(ctx, pod("no-quota"), dryRun); err == nil || !strings.Contains(err.Error(), "insufficient quota to match these scopes") {
+		t.Errorf("the agent's pod in a namespace without the quota: err = %v; want refused for want of a quota", err)
 	}
 }
 

@@ -151,20 +151,21 @@ func TestDockerfile(t *testing.T) {
 		}
 	}
 
-	// `make image`: which target becomes which image.
-	out, err := exec.Command("make", "-s", "-n", "-C", root, "image", "VERSION=v0.0.0-test").Output()
-	must(t, err, "make -n image")
+	// `make image-docker`: which target becomes which image (`make image`
+	// builds the same without Docker: TestImages).
+	out, err := exec.Command("make", "-s", "-n", "-C", root, "image-docker", "VERSION=v0.0.0-test").Output()
+	must(t, err, "make -n image-docker")
 	images := map[string]string{} // image name without tag -> Dockerfile target
 	tags := map[string]string{}   // image name -> tag `make image` gives it
 	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
 		target := regexp.MustCompile(`--target (\S+)`).FindStringSubmatch(line)
 		tag := regexp.MustCompile(` -t (\S+):(\S+) `).FindStringSubmatch(line)
 		if !strings.HasPrefix(line, "docker build ") || target == nil || tag == nil {
-			t.Fatalf("make image runs %q; want docker build --target T -t NAME:TAG", line)
+			t.Fatalf("make image-docker runs %q; want docker build --target T -t NAME:TAG", line)
 		}
 		st := byName[target[1]]
 		if st == nil {
-			t.Fatalf("make image builds --target %s: no such stage", target[1])
+			t.Fatalf("make image-docker builds --target %s: no such stage", target[1])
 		}
 		if len(st.entrypoint) == 0 || !slices.ContainsFunc(st.copies, func(c dockerCopy) bool { return c.dest == st.entrypoint[0] }) {
 			t.Errorf("target %s: ENTRYPOINT %v is not a file the stage copies in", st.name, st.entrypoint)
@@ -179,14 +180,14 @@ func TestDockerfile(t *testing.T) {
 	}
 
 	// The manifests run those images, and each workload the binary it expects.
-	wantBinary := map[string]string{"agent": "connaudit", "collector": "otelcol-connaudit", "victorialogs": "victoria-logs"}
+	wantBinary := map[string]string{"agent": "connaudit", "collector": "otelcol-connaudit", "victorialogs": "victoria-logs-prod"}
 	for _, dir := range overlays {
 		for name, spec := range render(t, dir).podSpecs() {
 			for _, c := range spec.Containers {
 				ref, tag, _ := strings.Cut(c.Image, ":")
 				target, ok := images[ref]
 				if !ok {
-					t.Errorf("%s: %s runs %s, which `make image` does not build (%v)", dir, name, c.Image, images)
+					t.Errorf("%s: %s runs %s, which `make image-docker` does not build (%v)", dir, name, c.Image, images)
 					continue
 				}
 				// The release tag is chosen at release; VictoriaLogs' is its version.
@@ -200,7 +201,7 @@ func TestDockerfile(t *testing.T) {
 		}
 	}
 	if len(images) != len(wantBinary) {
-		t.Errorf("make image builds %v; want the agent, collector and victorialogs targets", images)
+		t.Errorf("make image-docker builds %v; want the agent, collector and victorialogs targets", images)
 	}
 }
 

@@ -3,6 +3,7 @@ package deploy
 import (
 	"fmt"
 	"net"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -126,7 +127,7 @@ func TestAgentDaemonSet(t *testing.T) {
 		{"/proc", "CONNAUDIT_HOST_PROC", false, corev1.HostPathDirectory},
 		{"/sys/fs/cgroup", "CONNAUDIT_CGROUP_ROOT", false, corev1.HostPathDirectory},
 		{"/sys/kernel/tracing", "", false, corev1.HostPathDirectory},
-		{"/sys/fs/bpf/connaudit", "CONNAUDIT_BPF_PIN_DIR", true, corev1.HostPathDirectoryOrCreate},
+		{"/sys/fs/bpf", "CONNAUDIT_BPF_PIN_DIR", true, corev1.HostPathDirectory},
 		{"/var/lib/connaudit/spool", "CONNAUDIT_SPOOL_DIR", true, corev1.HostPathDirectoryOrCreate},
 	} {
 		mount, hp := hostMount(m.hostPath)
@@ -142,8 +143,24 @@ func TestAgentDaemonSet(t *testing.T) {
 			}
 			continue
 		}
-		if v, _ := envOf(c, m.env); v != mount.MountPath {
+		v, _ := envOf(c, m.env)
+		if m.env == "CONNAUDIT_BPF_PIN_DIR" {
+			// The agent's own directory of the host's bpffs.
+			if filepath.Dir(v) != mount.MountPath {
+				t.Errorf("%s=%q is not a directory of hostPath %s, mounted at %s", m.env, v, m.hostPath, mount.MountPath)
+			}
+			continue
+		}
+		if v != mount.MountPath {
 			t.Errorf("%s=%q but hostPath %s is mounted at %s", m.env, v, m.hostPath, mount.MountPath)
+		}
+	}
+	// The container's /sys is a read-only sysfs of its own: a runtime can
+	// mount only on directories sysfs itself has there (tracefs's), never
+	// create a mount point.
+	for _, m := range c.VolumeMounts {
+		if strings.HasPrefix(m.MountPath+"/", "/sys/") && m.MountPath != "/sys/kernel/tracing" {
+			t.Errorf("volume %s is mounted at %s, inside the container's read-only sysfs", m.Name, m.MountPath)
 		}
 	}
 	if tmp, ok := volumes[mountAt(c, "/tmp")]; !ok || tmp.EmptyDir == nil {

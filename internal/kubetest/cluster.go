@@ -40,6 +40,9 @@ type Options struct {
 	// ServiceCIDR is the API server's --service-cluster-ip-range.
 	// Default DefaultServiceCIDR.
 	ServiceCIDR string
+	// APIServerArgs are added to kube-apiserver's flags, e.g. an
+	// --admission-control-config-file.
+	APIServerArgs []string
 }
 
 // Cluster is a running etcd and kube-apiserver on free 127.0.0.1 ports. The
@@ -130,6 +133,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 			"--disable-admission-plugins=ServiceAccount",
 		},
 	}
+	c.apiserver.args = append(c.apiserver.args, opts.APIServerArgs...)
 
 	c.config = &rest.Config{
 		Host:            "https://127.0.0.1:" + strconv.Itoa(apiPort),

@@ -236,6 +236,12 @@ var client = &http.Client{Timeout: 60 * time.Second}
 // Post sends the records as one OTLP/HTTP protobuf request to url: a
 // collector's …/v1/logs, or VictoriaLogs' /insert/opentelemetry/v1/logs.
 func Post(ctx context.Context, url string, recs []Record) error {
+	return PostAs(ctx, url, "", recs)
+}
+
+// PostAs is Post with a bearer token, as an agent presents its own to the
+// shipped gateway; no token when it is empty.
+func PostAs(ctx context.Context, url, token string, recs []Record) error {
 	body, err := proto.Marshal(Request(recs))
 	if err != nil {
 		return fmt.Errorf("encode %d records: %w", len(recs), err)
@@ -245,6 +251,9 @@ func Post(ctx context.Context, url string, recs []Record) error {
 		return fmt.Errorf("post records: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-protobuf")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("post %d records to %s: %w", len(recs), url, err)
@@ -255,6 +264,16 @@ func Post(ctx context.Context, url string, recs []Record) error {
 		return fmt.Errorf("post %d records to %s: %s: %s", len(recs), url, resp.Status, msg)
 	}
 	return nil
+}
+
+// Node is the k8s.node.name of r's resource.
+func Node(r Record) string {
+	for _, kv := range r.Resource {
+		if kv.Key == trail.KeyK8sNodeName {
+			return fmt.Sprint(kv.Value)
+		}
+	}
+	return ""
 }
 
 // Attrs makes attributes from key, value pairs.

@@ -27,6 +27,13 @@ var agentSeq atomic.Int32
 // or overrides variables, e.g. "CONNAUDIT_SPOOL_MAX_BYTES=1048576".
 func StartAgent(t testing.TB, col *Collector, env ...string) *Agent {
 	t.Helper()
+	return StartAgentBinary(t, col, Binary(t, "connaudit"), env...)
+}
+
+// StartAgentBinary is StartAgent running path (another build, or a wrapper
+// that execs bin/connaudit with its arguments) instead of bin/connaudit.
+func StartAgentBinary(t testing.TB, col *Collector, path string, env ...string) *Agent {
+	t.Helper()
 	a := &Agent{
 		t:        t,
 		addr:     fmt.Sprintf("127.0.0.1:%d", freePort(t)),
@@ -46,7 +53,7 @@ func StartAgent(t testing.TB, col *Collector, env ...string) *Agent {
 		"OTEL_EXPORTER_OTLP_ENDPOINT="+col.HTTPEndpoint(),
 	)
 	full = append(full, env...)
-	a.proc = newProcess(t, "connaudit", Binary(t, "connaudit"), []string{"agent"}, full)
+	a.proc = newProcess(t, "connaudit", path, []string{"agent"}, full)
 	t.Cleanup(a.proc.cleanup)
 	a.Start()
 	return a

@@ -85,6 +85,18 @@ func unescapeOctal(s string) string {
 
 func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
+// V2Root returns the cgroup v2 hierarchy to watch: configured (the host's
+// cgroup v2 mount, or its whole cgroup filesystem on a hybrid host, whose
+// "unified" directory is used), else the mount in /proc/self/mountinfo. In a
+// container with its own cgroup namespace, that mount is the container's own
+// cgroup only; the host's must be configured.
+func V2Root(configured string) (string, error) {
+	if configured == "" {
+		return FindV2Mount()
+	}
+	return unifiedUnder(configured), nil
+}
+
 // unifiedUnder returns root's "unified" subdirectory when root is not a
 // cgroup v2 mount and that subdirectory is: the v2 hierarchy of a hybrid
 // host. Otherwise it returns root.

@@ -77,15 +77,11 @@ func newResolver(opts ResolverOptions, now func() time.Time) (*Resolver, error) 
 		now:         now,
 		missed:      make(chan struct{}, 1),
 	}
-	if r.root == "" {
-		root, err := FindV2Mount()
-		if err != nil {
-			return nil, err
-		}
-		r.root = root
-	} else {
-		r.root = unifiedUnder(r.root)
+	root, err := V2Root(r.root)
+	if err != nil {
+		return nil, err
 	}
+	r.root = root
 	if r.minInterval <= 0 {
 		r.minInterval = 250 * time.Millisecond
 	}
