@@ -98,7 +98,7 @@ func (f *fakeTrail) Emit(payload []byte) {
 	if err := shipper.Decode(payload, &r); err != nil {
 		panic(err)
 	}
-	m := map[string]string{}
+	m := map[string]string{"event_name": r.EventName}
 	res, _ := shipper.DecodeAttrs(r.Resource, nil)
 	for _, kv := range append(res, r.Attrs...) {
 		m[string(kv.Key)] = kv.Value.Emit()

@@ -2,6 +2,7 @@ package shipper
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"time"
 
 	"go.opentelemetry.io/otel/log"
@@ -12,9 +13,24 @@ import (
 // EventDNSAnswer is a DNS answer a process on the node received.
 const EventDNSAnswer = "dns.answer"
 
+// EventDNSRejected is a DNS answer a process received that answered no query
+// its socket had sent: it named nothing. Forged answers show up here.
+const EventDNSRejected = "dns.rejected"
+
 // LossDNSRingBuffer: the kernel found the DNS ring buffer full; the answers
 // are missing from the trail and their names from the connects that followed.
 const LossDNSRingBuffer = "dns_ring_buffer"
+
+// LossDNSRateLimited: a network namespace received answers faster than its
+// budget; the excess was not read, so it is missing from the trail and names
+// nothing.
+const LossDNSRateLimited = "dns_rate_limited"
+
+// Addr encodes an address as a string attribute without allocating.
+func (e *AttrList) Addr(key string, a netip.Addr) {
+	var b [64]byte
+	e.StringBytes(key, a.AppendTo(b[:0]))
+}
 
 // StringList encodes vs, valid UTF-8 each, as one string joined by ", ",
 // without allocating. DNS names in their presentation form (package dns)
@@ -62,6 +78,8 @@ type DNSAnswer struct {
 	CgroupID uint64
 	TCP      bool
 	Resolver string // the server's address
+	// Rejected, when set, says why the answer named nothing (a dns.rejected record).
+	Rejected string
 	Resource []byte // encoded resource: the receiving process's pod, or the node
 	Attrs    []byte // further encoded attributes
 }
@@ -90,7 +108,11 @@ func (b *DNSAnswerBuilder) Build(a *DNSAnswer) []byte {
 		b.body = append(b.body, s...)
 	}
 	e := &b.enc
-	e.Reset(EventDNSAnswer, a.Received, a.Observed, log.SeverityInfo, b.body, a.Resource)
+	event, sev := EventDNSAnswer, log.SeverityInfo
+	if a.Rejected != "" {
+		event, sev = EventDNSRejected, log.SeverityWarn
+	}
+	e.Reset(event, a.Received, a.Observed, sev, b.body, a.Resource)
 	e.String("dns.question.name", a.Answer.Question)
 	e.StringList("dns.answers", b.addrs)
 	if len(a.Answer.Aliases) > 0 {
@@ -110,6 +132,9 @@ func (b *DNSAnswerBuilder) Build(a *DNSAnswer) []byte {
 		e.String("network.transport", "udp")
 	}
 	e.String("server.address", a.Resolver)
+	if a.Rejected != "" {
+		e.String("connaudit.dns.rejected", a.Rejected)
+	}
 	e.Int("connaudit.netns", int64(a.NetNS))
 	e.Int("connaudit.cgroup.id", int64(a.CgroupID))
 	e.Raw(a.Attrs)

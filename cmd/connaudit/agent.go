@@ -120,6 +120,9 @@ func runAgent(ctx context.Context) error {
 	go func() { exporter.Run(exportCtx); close(exportDone) }()
 
 	health := agent.NewHealthServer(cfg.ListenAddr, reg, exporter, cfg.ReadyExportFailure, logger)
+	if dnsNames != nil {
+		health.AddCheck(dnsNames.Stalled)
+	}
 	health.Start()
 	defer health.Stop()
 	profiles := agent.NewProfileServer(cfg.PprofAddr, logger)
