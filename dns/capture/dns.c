@@ -113,14 +113,12 @@ int dns_sendmsg4(struct bpf_sock_addr *ctx) { return mark(ctx); }
 SEC("cgroup/sendmsg6")
 int dns_sendmsg6(struct bpf_sock_addr *ctx) { return mark(ctx); }
 
-// marked is the whole cost for every other packet: a socket without any
-// local storage is one pointer test in the helper.
+// marked is the whole cost for every other packet: one helper call, which
+// returns at its first test for a socket without any local storage. The
+// helper itself returns NULL for request and time-wait sockets.
 static __always_inline bool marked(struct __sk_buff *skb)
 {
 	struct bpf_sock *sk = skb->sk;
-	if (!sk)
-		return false;
-	sk = bpf_sk_fullsock(sk); // not a request or time-wait socket
 	if (!sk)
 		return false;
 	return bpf_sk_storage_get(&dns_sockets, sk, 0, 0) != NULL;
