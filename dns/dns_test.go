@@ -287,9 +287,8 @@ func TestCacheEvictsTheLeastRecentlyAnswered(t *testing.T) {
 func BenchmarkCacheAddToFullNetns(b *testing.B) {
 	c := dns.NewCache(dns.CacheConfig{EntriesPerNetns: 4096, Netns: 16, Grace: time.Minute})
 	a := &dns.Answer{Question: "flood.example.com"}
-	for i := range 60 {
+	for range 60 {
 		a.Addrs = append(a.Addrs, dns.Addr{TTL: 300})
-		_ = i
 	}
 	n := uint32(0)
 	fill := func(at uint64) {
