@@ -3,12 +3,14 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"net/netip"
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +18,8 @@ import (
 	"github.com/connaudit/connaudit/bpf"
 	"github.com/connaudit/connaudit/dns"
 	"github.com/connaudit/connaudit/dns/capture"
+	"github.com/connaudit/connaudit/dns/limit"
+	"github.com/connaudit/connaudit/dns/match"
 	"github.com/connaudit/connaudit/k8s"
 	"github.com/connaudit/connaudit/shipper"
 	"github.com/connaudit/connaudit/trail"
@@ -25,55 +29,70 @@ import (
 type DNSPackets interface {
 	SetDeadline(time.Time)
 	Read(*capture.Packet) error
+	// Wait blocks until a packet is buffered or timeout has passed.
+	Wait(timeout time.Duration) error
 	Buffered() int
 	Lost() (uint64, error)
 }
 
 // DNSMetrics count what DNS capture saw.
 type DNSMetrics struct {
-	Packets *prometheus.CounterVec // by result
-	Evicted prometheus.CounterFunc
+	Packets        *prometheus.CounterVec // by result
+	Evicted        prometheus.CounterFunc
+	LookupTimeouts prometheus.Counter
 }
 
 // Results of connaudit_dns_packets_total.
 const (
-	dnsAnswered  = "answer"    // an answer with addresses, cached
-	dnsPartial   = "partial"   // cut off after some answers; those were cached
-	dnsNoAddress = "no_answer" // a well-formed response without addresses (NXDOMAIN, a TCP continuation, ...)
-	dnsMalformed = "malformed" // not a DNS response: counted and skipped
+	dnsQuery       = "query"        // a query, remembered for its answer
+	dnsAnswered    = "answer"       // an answer with addresses, cached
+	dnsPartial     = "partial"      // cut off after some answers; those were cached
+	dnsNoAddress   = "no_answer"    // a well-formed response without addresses (NXDOMAIN, a TCP continuation, ...)
+	dnsMalformed   = "malformed"    // not a DNS message: counted and skipped
+	dnsRateLimited = "rate_limited" // over its network namespace's budget: not read
+	// An answer to no query of its socket ("unsolicited", "question_mismatch")
+	// is counted under its match.Result.
 )
 
 // NewDNSMetrics registers the DNS metrics with reg.
 func NewDNSMetrics(reg prometheus.Registerer, cache *dns.Cache) *DNSMetrics {
 	m := &DNSMetrics{
 		Packets: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "connaudit_dns_packets_total", Help: "DNS responses read from the kernel, by result.",
+			Name: "connaudit_dns_packets_total", Help: "DNS queries and responses read from the kernel, by result.",
 		}, []string{"result"}),
 		Evicted: prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "connaudit_dns_cache_evictions_total", Help: "Addresses forgotten for lack of room before their TTL and grace ran out.",
 		}, func() float64 { return float64(cache.Evicted()) }),
+		LookupTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "connaudit_dns_lookup_timeouts_total", Help: "Connects shipped without waiting longer for DNS answers still being read (CONNAUDIT_DNS_MAX_WAIT).",
+		}),
 	}
-	reg.MustRegister(m.Packets, m.Evicted)
+	reg.MustRegister(m.Packets, m.Evicted, m.LookupTimeouts)
 	return m
 }
 
-// DNS reads the DNS answers the kernel caught, keeps their names per network
-// namespace for the connects that follow, and writes each distinct answer to
-// the trail once per TTL. Lookup first reads what the kernel already holds:
-// an answer always reaches the ring buffer before the application that got
-// it can connect, so a connect is never named later than its answer.
+// DNS reads the DNS queries and answers the kernel caught, on its own
+// goroutine (Run). An answer names addresses only when it answers a query
+// its socket sent (package match); its names are kept per network namespace
+// for the connects that follow, and each distinct answer is written to the
+// trail once per TTL. An answer that answered nothing is written as a
+// dns.rejected record instead.
+//
+// A connect's Lookup never reads the ring buffer: an answer always reaches
+// it before the application that got it can connect, so Lookup waits, at
+// most MaxWait, only while the reader has not yet handled everything that
+// was there at the connect's time.
 type DNS struct {
 	Packets    DNSPackets
 	Cache      *dns.Cache
+	Queries    *match.Table
+	Limit      *limit.PerNetns // answers read per network namespace
 	Trail      Trail
 	Cgroups    Cgroups    // may be nil
 	Kubernetes Kubernetes // may be nil
 	Identities *IdentityEncoder
 	Clock      *bpf.BootClock
 	Metrics    *DNSMetrics
-	// Lost is not read: the Trail counts losses in the metrics. It stays
-	// until cmd/connaudit/dns.go, reworked on another branch, stops setting it.
-	Lost *prometheus.CounterVec
 	Log  *slog.Logger
 	// DedupEntries bounds the answers remembered for deduplication.
 	DedupEntries int
@@ -82,19 +101,31 @@ type DNS struct {
 	// Names are cached at once, whatever waits.
 	HoldTimeout time.Duration
 	HoldMax     int
+	// MaxWait bounds how long a connect waits for answers being read.
+	MaxWait time.Duration
+	// StallAfter: packets waiting this long with no progress make Stalled report.
+	StallAfter time.Duration
 
-	mu       sync.Mutex // one reader of Packets at a time
-	pkt      capture.Packet
-	parser   dns.Parser
-	answer   dns.Answer
-	builder  shipper.DNSAnswerBuilder
-	attrs    shipper.AttrList
-	seed     maphash.Seed
-	seen     map[dedupKey]uint64 // → CLOCK_BOOTTIME until which the same answer is not written again
-	addrs    []netip.Addr
-	reported uint64
-	first    time.Time
-	held     []heldAnswer
+	mu          sync.Mutex    // one reader of Packets at a time
+	busy        atomic.Bool   // the reader may hold a packet it has not handled
+	handledNs   atomic.Uint64 // CLOCK_BOOTTIME of the newest packet handled
+	lastBatch   atomic.Int64  // wall time (UnixNano) the reader last finished a batch
+	progressMu  sync.Mutex
+	progress    chan struct{} // closed when the reader finishes a batch
+	pkt         capture.Packet
+	parser      dns.Parser
+	answer      dns.Answer
+	query       dns.Query
+	builder     shipper.DNSAnswerBuilder
+	attrs       shipper.AttrList
+	seed        maphash.Seed
+	seen        map[dedupKey]uint64 // → CLOCK_BOOTTIME until which the same answer is not written again
+	addrs       []netip.Addr
+	reported    uint64
+	first       time.Time
+	held        []heldAnswer
+	limited     uint64 // answers over budget, not yet reported
+	limitedFrom time.Time
 	// holdOverflow counts records written without waiting for their
 	// receiver's identity because the hold queue was full, since overflowAt.
 	holdOverflow uint64
@@ -107,6 +138,7 @@ type heldAnswer struct {
 	pkt      capture.Packet
 	observed time.Time
 	deadline time.Time
+	rejected string
 }
 
 type dedupKey struct {
@@ -114,62 +146,136 @@ type dedupKey struct {
 	hash  uint64
 }
 
-const dnsDrainInterval = 50 * time.Millisecond
+const (
+	dnsWaitInterval = 50 * time.Millisecond
+	// dnsBatch bounds the packets read between two looks at held records and
+	// losses, and between two wake-ups of waiting connects.
+	dnsBatch = 256
+	// maxDedupTTL bounds how long an answer suppresses its duplicates.
+	maxDedupTTL = 3600
+)
 
-// Run reads answers until ctx is done, and reports kernel losses each second.
+// Run reads packets until ctx is done, and reports kernel losses each second.
 func (d *DNS) Run(ctx context.Context) {
-	drain := time.NewTicker(dnsDrainInterval)
-	defer drain.Stop()
-	poll := time.NewTicker(time.Second)
-	defer poll.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			d.mu.Lock()
-			d.drain()
-			d.retryHeld(time.Now(), true)
-			d.pollLoss(time.Now())
-			d.mu.Unlock()
-			return
-		case now := <-drain.C:
-			d.mu.Lock()
-			d.drain()
-			d.retryHeld(now, false)
-			d.mu.Unlock()
-		case now := <-poll.C:
+	lastPoll := time.Now()
+	d.lastBatch.Store(lastPoll.UnixNano())
+	for ctx.Err() == nil {
+		more := d.drain(dnsBatch)
+		now := time.Now()
+		d.mu.Lock()
+		d.retryHeld(now, false)
+		if now.Sub(lastPoll) >= time.Second {
+			lastPoll = now
 			d.Clock.Sync()
-			d.mu.Lock()
 			d.pollLoss(now)
 			d.Cache.Expire(d.bootNow(now))
-			d.mu.Unlock()
+		}
+		d.mu.Unlock()
+		if !more {
+			if err := d.Packets.Wait(dnsWaitInterval); err != nil {
+				d.Log.Error("wait for DNS packets", "err", err)
+				time.Sleep(dnsWaitInterval)
+			}
 		}
 	}
+	d.drain(-1)
+	d.mu.Lock()
+	d.retryHeld(time.Now(), true)
+	d.pollLoss(time.Now())
+	d.mu.Unlock()
 }
 
 // Lookup names ip as netns saw it at atBootNs; see dns.Cache.Lookup.
-// It takes mu even when the ring buffer looks empty: Run may have read the
-// connect's answer from it and not yet cached it.
-func (d *DNS) Lookup(netns uint32, ip netip.Addr, atBootNs uint64) (string, []string, time.Duration, bool) {
-	d.mu.Lock()
-	if d.Packets.Buffered() > 0 {
-		d.drain()
+func (d *DNS) Lookup(netns uint32, ip netip.Addr, atBootNs uint64) (string, []string, time.Duration, netip.Addr, bool) {
+	var deadline time.Time
+	for {
+		// Whether anything the connect may need is unread or unhandled, looked
+		// at before the cache: what the reader handled by then is in it.
+		settled := d.settled(atBootNs)
+		name, names, age, resolver, ok := d.Cache.Lookup(netns, ip, atBootNs)
+		if ok || settled {
+			return name, names, age, resolver, ok
+		}
+		now := time.Now()
+		if deadline.IsZero() {
+			deadline = now.Add(d.MaxWait)
+		}
+		if !now.Before(deadline) {
+			d.Metrics.LookupTimeouts.Inc()
+			return name, names, age, resolver, ok
+		}
+		progress := d.nextProgress()
+		if d.settled(atBootNs) {
+			continue // a batch ended before the channel was taken
+		}
+		t := time.NewTimer(deadline.Sub(now))
+		select {
+		case <-progress:
+		case <-t.C:
+		}
+		t.Stop()
 	}
-	d.mu.Unlock()
-	return d.Cache.Lookup(netns, ip, atBootNs)
 }
 
-// drain handles every packet the ring buffer holds. The caller holds mu.
-func (d *DNS) drain() {
+// settled reports whether the reader has handled every packet the kernel
+// had queued by the connect at atBootNs.
+func (d *DNS) settled(atBootNs uint64) bool {
+	return d.handledNs.Load() > atBootNs || (d.Packets.Buffered() == 0 && !d.busy.Load())
+}
+
+// nextProgress returns a channel that is closed when the reader next finishes a batch.
+func (d *DNS) nextProgress() chan struct{} {
+	d.progressMu.Lock()
+	defer d.progressMu.Unlock()
+	if d.progress == nil {
+		d.progress = make(chan struct{})
+	}
+	return d.progress
+}
+
+func (d *DNS) publishProgress() {
+	d.progressMu.Lock()
+	if d.progress != nil {
+		close(d.progress)
+		d.progress = nil
+	}
+	d.progressMu.Unlock()
+	d.lastBatch.Store(time.Now().UnixNano())
+}
+
+// Stalled reports an error when packets have waited in the ring buffer for
+// longer than StallAfter without the reader finishing a batch.
+func (d *DNS) Stalled() error {
+	last := d.lastBatch.Load()
+	if last == 0 || d.Packets.Buffered() == 0 {
+		return nil
+	}
+	if since := time.Since(time.Unix(0, last)); since > d.StallAfter {
+		return fmt.Errorf("DNS pipeline stalled: %d bytes waiting in its ring buffer, no progress for %s", d.Packets.Buffered(), since.Round(time.Millisecond))
+	}
+	return nil
+}
+
+// drain handles up to n packets (all, when n < 0) that the ring buffer
+// holds, and reports whether it stopped with more waiting.
+func (d *DNS) drain(n int) (more bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.seen == nil {
 		d.seed = maphash.MakeSeed()
 		d.seen = make(map[dedupKey]uint64)
 		d.first = time.Now()
 	}
+	d.busy.Store(true)
+	defer func() {
+		d.busy.Store(false)
+		d.publishProgress()
+	}()
 	d.Packets.SetDeadline(time.Now().Add(-time.Second))
-	for {
+	for i := 0; n < 0 || i < n; i++ {
 		err := d.Packets.Read(&d.pkt)
 		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, os.ErrClosed) {
-			return
+			return false
 		}
 		if err != nil {
 			d.Metrics.Packets.WithLabelValues(dnsMalformed).Inc()
@@ -177,11 +283,38 @@ func (d *DNS) drain() {
 			continue
 		}
 		d.handle(&d.pkt, time.Now())
+		if d.pkt.TimeNs > d.handledNs.Load() {
+			d.handledNs.Store(d.pkt.TimeNs)
+		}
 	}
+	return true
 }
 
+func (d *DNS) key(p *capture.Packet, id uint16) match.Key {
+	return match.Key{NetNS: p.NetNS, Transport: p.Transport, ID: id, Client: p.Client, Server: p.Server}
+}
+
+// handle takes one packet. The caller holds mu.
 func (d *DNS) handle(p *capture.Packet, observed time.Time) {
-	err := d.parser.Parse(p.Payload, p.Transport == capture.TCP, &d.answer)
+	tcp := p.Transport == capture.TCP
+	if p.Query {
+		if err := d.parser.ParseQuery(p.Payload, tcp, &d.query); err != nil {
+			d.Metrics.Packets.WithLabelValues(dnsMalformed).Inc()
+			return
+		}
+		d.Metrics.Packets.WithLabelValues(dnsQuery).Inc()
+		d.Queries.Query(d.key(p, d.query.ID), d.query.Type, d.query.Question, p.TimeNs)
+		return
+	}
+	if !d.Limit.Allow(p.NetNS, p.TimeNs) {
+		d.Metrics.Packets.WithLabelValues(dnsRateLimited).Inc()
+		if d.limited == 0 {
+			d.limitedFrom = observed
+		}
+		d.limited++
+		return
+	}
+	err := d.parser.Parse(p.Payload, tcp, &d.answer)
 	if p.Truncated() && err == nil {
 		d.answer.Partial = true
 	}
@@ -193,13 +326,20 @@ func (d *DNS) handle(p *capture.Packet, observed time.Time) {
 		d.Metrics.Packets.WithLabelValues(dnsMalformed).Inc()
 		d.Log.Debug("malformed DNS response skipped", "netns", p.NetNS, "server", p.Server, "err", err)
 		return
-	case d.answer.Partial:
+	}
+	rejected := ""
+	if r := d.Queries.Answer(d.key(p, d.answer.ID), d.answer.Type, d.answer.Question, p.TimeNs); r != match.Matched {
+		rejected = r.String()
+		d.Metrics.Packets.WithLabelValues(rejected).Inc()
+	} else if d.answer.Partial {
 		d.Metrics.Packets.WithLabelValues(dnsPartial).Inc()
-	default:
+	} else {
 		d.Metrics.Packets.WithLabelValues(dnsAnswered).Inc()
 	}
-	d.Cache.Add(p.NetNS, &d.answer, p.TimeNs)
-	if d.duplicate(p) {
+	if rejected == "" {
+		d.Cache.Add(p.NetNS, &d.answer, p.TimeNs, p.Server)
+	}
+	if d.duplicate(p, rejected != "") {
 		return
 	}
 	if d.identityPending(p.CgroupID, d.Clock.Wall(p.TimeNs)) {
@@ -208,6 +348,7 @@ func (d *DNS) handle(p *capture.Packet, observed time.Time) {
 			h.pkt.Payload = nil
 			h.answer.Aliases = slices.Clone(d.answer.Aliases)
 			h.answer.Addrs = slices.Clone(d.answer.Addrs)
+			h.rejected = rejected
 			d.held = append(d.held, h)
 			return
 		}
@@ -216,7 +357,7 @@ func (d *DNS) handle(p *capture.Packet, observed time.Time) {
 		}
 		d.holdOverflow++
 	}
-	d.emit(p, &d.answer, observed)
+	d.emit(p, &d.answer, observed, rejected)
 }
 
 // identityPending reports whether the receiver's cgroup or pod is about to be known.
@@ -245,23 +386,24 @@ func (d *DNS) retryHeld(now time.Time, all bool) {
 			kept = append(kept, *h)
 			continue
 		}
-		d.emit(&h.pkt, &h.answer, h.observed)
+		d.emit(&h.pkt, &h.answer, h.observed, h.rejected)
 	}
 	clear(d.held[len(kept):])
 	d.held = kept
 }
 
-func (d *DNS) emit(p *capture.Packet, a *dns.Answer, observed time.Time) {
+func (d *DNS) emit(p *capture.Packet, a *dns.Answer, observed time.Time, rejected string) {
 	d.Trail.Emit(d.builder.Build(&shipper.DNSAnswer{
-		Answer: a, Received: d.Clock.Wall(p.TimeNs), Observed: observed,
+		Answer: a, Received: d.Clock.Wall(p.TimeNs), Observed: observed, Rejected: rejected,
 		NetNS: p.NetNS, CgroupID: p.CgroupID, TCP: p.Transport == capture.TCP, Resolver: p.Server.String(),
 		Resource: d.resource(p.CgroupID, d.Clock.Wall(p.TimeNs)), Attrs: d.attrs.Bytes(),
 	}))
 }
 
-// duplicate reports whether netns got the same question and addresses within
-// the answer's TTL; otherwise it remembers this one until its TTL runs out.
-func (d *DNS) duplicate(p *capture.Packet) bool {
+// duplicate reports whether netns got the same question and addresses, with
+// the same verdict, within the answer's TTL (at most maxDedupTTL); otherwise
+// it remembers this one until then.
+func (d *DNS) duplicate(p *capture.Packet, rejected bool) bool {
 	d.addrs = d.addrs[:0]
 	ttl := ^uint32(0)
 	for _, a := range d.answer.Addrs {
@@ -269,8 +411,12 @@ func (d *DNS) duplicate(p *capture.Packet) bool {
 		ttl = min(ttl, a.TTL)
 	}
 	slices.SortFunc(d.addrs, netip.Addr.Compare)
+	ttl = min(ttl, maxDedupTTL)
 	var h maphash.Hash
 	h.SetSeed(d.seed)
+	if rejected {
+		h.WriteByte(1)
+	}
 	h.WriteString(d.answer.Question)
 	for _, a := range d.addrs {
 		b := a.As16()
@@ -354,6 +500,11 @@ func (d *DNS) pollLoss(now time.Time) {
 	}
 	if d.reported == lost {
 		d.first = now
+	}
+	if d.limited > 0 {
+		d.Trail.Lose(shipper.Loss{Reason: trail.LossDNSRateLimited, Count: d.limited, First: d.limitedFrom, Last: now,
+			Detail: "network namespaces received DNS answers faster than their budget: these answers were not read, and name nothing (CONNAUDIT_DNS_ANSWERS_PER_SECOND)"})
+		d.limited = 0
 	}
 }
 

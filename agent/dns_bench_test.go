@@ -5,12 +5,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connaudit/connaudit/dns/limit"
 	"github.com/connaudit/connaudit/shipper"
 )
 
 type discardTrail struct{ n int }
 
 func (d *discardTrail) Emit([]byte)                      { d.n++ }
+func (d *discardTrail) Lose(shipper.Loss)                {}
 func (d *discardTrail) Degrade(shipper.Degraded)         {}
 func (d *discardTrail) TryLose(shipper.Loss) bool        { return true }
 func (d *discardTrail) TryDegrade(shipper.Degraded) bool { return true }
@@ -34,7 +36,9 @@ func BenchmarkDNSAnswer(b *testing.B) {
 				msgs[i] = dnsAnswer(&testing.T{}, "api.example.com.", netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}).String())
 			}
 			now := bootNs()
-			d.drain() // initialises deduplication
+			d.Limit = limit.New(limit.Config{PerSecond: 1e9, Burst: 1e9, Netns: 4096})
+			q := query(b, 0, now, "api.example.com.")
+			d.drain(-1) // initialises deduplication
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -43,6 +47,8 @@ func BenchmarkDNSAnswer(b *testing.B) {
 					msg = msgs[i%len(msgs)]
 				}
 				p := packet(uint32(1+i/len(msgs)%1000), now+uint64(i), msg)
+				q.NetNS = p.NetNS
+				d.handle(&q, time.Now()) // the query it answers
 				d.handle(&p, time.Now())
 			}
 		})
@@ -54,9 +60,10 @@ func BenchmarkNamesLookup(b *testing.B) {
 	d, packets, _ := testDNS(&testing.T{})
 	d.Trail = &discardTrail{}
 	now := bootNs()
-	packets.queue = append(packets.queue, packet(1, now, dnsAnswer(&testing.T{}, "api.example.com.", "203.0.113.80")))
+	packets.push(query(b, 1, now-1, "api.example.com."), packet(1, now, dnsAnswer(&testing.T{}, "api.example.com.", "203.0.113.80")))
+	d.drain(-1)
 	ip := netip.MustParseAddr("203.0.113.80")
-	if _, _, _, ok := d.Lookup(1, ip, now+1); !ok {
+	if _, _, _, _, ok := d.Lookup(1, ip, now+1); !ok {
 		b.Fatal("not named")
 	}
 	b.ReportAllocs()

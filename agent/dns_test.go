@@ -1,10 +1,13 @@
 package agent
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,27 +18,47 @@ import (
 	"github.com/connaudit/connaudit/bpf"
 	"github.com/connaudit/connaudit/dns"
 	"github.com/connaudit/connaudit/dns/capture"
+	"github.com/connaudit/connaudit/dns/limit"
+	"github.com/connaudit/connaudit/dns/match"
 	"github.com/connaudit/connaudit/k8s/cgroup"
-	"github.com/connaudit/connaudit/shipper"
 	"github.com/connaudit/connaudit/trail"
 )
 
 // fakePackets hands out queued packets, then deadline errors.
 type fakePackets struct {
+	mu    sync.Mutex
 	queue []capture.Packet
 	lost  uint64
 }
 
 func (f *fakePackets) SetDeadline(time.Time) {}
 func (f *fakePackets) Read(p *capture.Packet) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if len(f.queue) == 0 {
 		return os.ErrDeadlineExceeded
 	}
 	*p, f.queue = f.queue[0], f.queue[1:]
 	return nil
 }
-func (f *fakePackets) Buffered() int         { return len(f.queue) }
+func (f *fakePackets) Wait(timeout time.Duration) error {
+	if f.Buffered() == 0 {
+		time.Sleep(min(timeout, time.Millisecond))
+	}
+	return nil
+}
+func (f *fakePackets) Buffered() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.queue)
+}
 func (f *fakePackets) Lost() (uint64, error) { return f.lost, nil }
+
+func (f *fakePackets) push(p ...capture.Packet) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.queue = append(f.queue, p...)
+}
 
 func dnsAnswer(t *testing.T, name string, ips ...string) []byte {
 	t.Helper()
@@ -54,38 +77,78 @@ func dnsAnswer(t *testing.T, name string, ips ...string) []byte {
 	return msg
 }
 
+// queryMsg is the query dnsAnswer answers.
+func queryMsg(t testing.TB, name string) []byte {
+	t.Helper()
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{RecursionDesired: true})
+	_ = b.StartQuestions()
+	_ = b.Question(dnsmessage.Question{Name: dnsmessage.MustNewName(name), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET})
+	msg, err := b.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msg
+}
+
 func testDNS(t *testing.T) (*DNS, *fakePackets, *fakeTrail) {
 	packets, sink := &fakePackets{}, &fakeTrail{}
 	cache := dns.NewCache(dns.CacheConfig{EntriesPerNetns: 16, Netns: 4, Grace: time.Second})
 	reg := prometheus.NewRegistry()
 	d := &DNS{Packets: packets, Cache: cache, Trail: sink, Identities: NewIdentityEncoder(nil), Clock: bpf.NewBootClock(),
-		Metrics: NewDNSMetrics(reg, cache), Lost: shipper.NewMetrics(reg).Lost,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), DedupEntries: 2}
+		Queries: match.New(match.Config{Lifetime: 5 * time.Second, PerNetns: 16, Max: 64}),
+		Limit:   limit.New(limit.Config{PerSecond: 1000, Burst: 1000, Netns: 16}),
+		Metrics: NewDNSMetrics(reg, cache),
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), DedupEntries: 2, MaxWait: 2 * time.Millisecond, StallAfter: time.Minute}
 	return d, packets, sink
 }
 
+var testResolver = netip.MustParseAddr("198.51.100.1")
+
 func packet(netns uint32, at uint64, payload []byte) capture.Packet {
 	return capture.Packet{TimeNs: at, NetNS: netns, CgroupID: 7, Len: len(payload), Transport: capture.UDP,
-		Server: netip.MustParseAddr("198.51.100.1"), Payload: payload}
+		Server: testResolver, Client: netip.MustParseAddrPort("198.51.100.2:40000"), Payload: payload}
+}
+
+// query is the packet of the query that packet(netns, ...) answers.
+func query(t testing.TB, netns uint32, at uint64, name string) capture.Packet {
+	p := packet(netns, at, queryMsg(t, name))
+	p.Query = true
+	return p
+}
+
+// run runs d.Run until the test ends.
+func run(t *testing.T, d *DNS) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return stop
 }
 
 func TestLookupReadsAnswersTheKernelAlreadyHas(t *testing.T) {
 	d, packets, sink := testDNS(t)
+	d.MaxWait = 10 * time.Second // what is asserted is that Lookup waits for the reader, not for how long
 	now := bootNs()
 	ip := netip.MustParseAddr("203.0.113.80")
-	packets.queue = append(packets.queue,
+	packets.push(
+		query(t, 1, now-2, "api.example.com."),
 		packet(1, now, dnsAnswer(t, "api.example.com.", "203.0.113.80")),
+		query(t, 1, now, "api.example.com."),
 		packet(1, now+1, dnsAnswer(t, "api.example.com.", "203.0.113.80")), // the same answer: not written again
 		packet(1, now+2, []byte("not dns")),
+		query(t, 2, now, "other.example.com."),
 		packet(2, now+3, dnsAnswer(t, "other.example.com.", "203.0.113.80")),
 	)
-	name, _, _, ok := d.Lookup(1, ip, now+10)
-	if !ok || name != "api.example.com" {
-		t.Fatalf("Lookup = %q %v, want api.example.com: the queued answer must be read first", name, ok)
+	stop := run(t, d)
+	name, _, _, resolver, ok := d.Lookup(1, ip, now+10)
+	if !ok || name != "api.example.com" || resolver != testResolver {
+		t.Fatalf("Lookup = %q from %s, %v, want api.example.com from %s: the queued answer must be read first", name, resolver, ok, testResolver)
 	}
-	if name, _, _, _ := d.Lookup(2, ip, now+10); name != "other.example.com" {
+	if name, _, _, _, _ := d.Lookup(2, ip, now+10); name != "other.example.com" {
 		t.Fatalf("netns 2 named %q", name)
 	}
+	stop()
 	if len(sink.records) != 2 || sink.records[0]["dns.question.name"] != "api.example.com" || sink.records[0]["dns.answers"] != "203.0.113.80" ||
 		sink.records[1]["connaudit.netns"] != "2" {
 		t.Fatalf("dns.answer records %v, want one per netns", sink.records)
@@ -106,8 +169,8 @@ type handingOver struct {
 }
 
 func (h *handingOver) Read(p *capture.Packet) error {
-	if len(h.queue) > 0 && h.taken != nil {
-		*p, h.queue = h.queue[0], h.queue[1:]
+	if h.taken != nil && h.Buffered() > 0 {
+		_ = h.fakePackets.Read(p)
 		close(h.taken)
 		h.taken = nil
 		<-h.release
@@ -118,26 +181,122 @@ func (h *handingOver) Read(p *capture.Packet) error {
 
 func TestLookupWaitsForTheAnswerRunIsHandling(t *testing.T) {
 	d, packets, _ := testDNS(t)
+	d.MaxWait = 10 * time.Second
 	now := bootNs()
-	packets.queue = append(packets.queue, packet(1, now, dnsAnswer(t, "api.example.com.", "203.0.113.80")))
+	d.handle(ptr(query(t, 1, now-1, "api.example.com.")), time.Now())
+	packets.push(packet(1, now, dnsAnswer(t, "api.example.com.", "203.0.113.80")))
 	h := &handingOver{fakePackets: packets, taken: make(chan struct{}), release: make(chan struct{})}
 	d.Packets = h
 	taken := h.taken
-	go func() {
-		d.mu.Lock()
-		d.drain()
-		d.mu.Unlock()
-	}()
+	go d.drain(-1)
 	<-taken // the ring buffer is empty now, the answer not yet cached
 	named := make(chan string, 1)
 	go func() {
-		name, _, _, _ := d.Lookup(1, netip.MustParseAddr("203.0.113.80"), now+10)
+		name, _, _, _, _ := d.Lookup(1, netip.MustParseAddr("203.0.113.80"), now+10)
 		named <- name
 	}()
 	time.Sleep(50 * time.Millisecond) // give a Lookup that does not wait the time to miss
 	close(h.release)
 	if name := <-named; name != "api.example.com" {
 		t.Fatalf("Lookup during Run's drain = %q, want api.example.com", name)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// A reader that is stuck never holds a connect up for longer than MaxWait,
+// and shows in Stalled.
+func TestLookupWaitsAtMostMaxWait(t *testing.T) {
+	d, packets, _ := testDNS(t)
+	d.MaxWait, d.StallAfter = 20*time.Millisecond, 100*time.Millisecond
+	now := bootNs()
+	packets.push(packet(1, now, dnsAnswer(t, "api.example.com.", "203.0.113.80")), packet(1, now+1, []byte("more")))
+	h := &handingOver{fakePackets: packets, taken: make(chan struct{}), release: make(chan struct{})}
+	d.Packets = h
+	taken := h.taken
+	d.lastBatch.Store(time.Now().UnixNano())
+	go d.drain(-1)
+	defer close(h.release)
+	<-taken
+	start := time.Now()
+	if _, _, _, _, ok := d.Lookup(1, netip.MustParseAddr("203.0.113.80"), now+10); ok {
+		t.Fatal("named by an answer that was never handled")
+	}
+	if took := time.Since(start); took < d.MaxWait || took > d.MaxWait+50*time.Millisecond {
+		t.Fatalf("Lookup took %s, want about MaxWait (%s)", took, d.MaxWait)
+	}
+	if got := testutil.ToFloat64(d.Metrics.LookupTimeouts); got != 1 {
+		t.Fatalf("timeouts %v, want 1", got)
+	}
+	if err := d.Stalled(); err != nil {
+		t.Fatalf("stalled too early: %v", err)
+	}
+	time.Sleep(d.StallAfter + 10*time.Millisecond)
+	if err := d.Stalled(); err == nil {
+		t.Fatal("a reader stuck with packets waiting is not reported")
+	}
+}
+
+// An answer names nothing unless its socket sent the query it answers: to
+// that server, with that id and question. Those that do not are counted
+// and written as dns.rejected records.
+func TestAnswersToNoQueryNameNothing(t *testing.T) {
+	d, packets, sink := testDNS(t)
+	now := bootNs()
+	ip := netip.MustParseAddr("203.0.113.80")
+	forgedServer := packet(1, now+2, dnsAnswer(t, "api.example.com.", "203.0.113.80"))
+	forgedServer.Server = netip.MustParseAddr("127.0.0.1")
+	packets.push(
+		packet(1, now, dnsAnswer(t, "api.github.com.", "203.0.113.80")), // no query at all
+		query(t, 1, now+1, "api.example.com."),
+		forgedServer,                                                      // from another server than the one asked
+		packet(1, now+3, dnsAnswer(t, "www.google.com.", "203.0.113.80")), // another question
+	)
+	d.drain(-1)
+	if name, _, _, _, ok := d.Lookup(1, ip, now+10); ok {
+		t.Fatalf("named %q by an answer to no query", name)
+	}
+	if u, m := testutil.ToFloat64(d.Metrics.Packets.WithLabelValues("unsolicited")), testutil.ToFloat64(d.Metrics.Packets.WithLabelValues("question_mismatch")); u != 2 || m != 1 {
+		t.Fatalf("unsolicited %v, mismatched %v; want 2 and 1", u, m)
+	}
+	if len(sink.records) != 3 {
+		t.Fatalf("records %v, want 3 dns.rejected", sink.records)
+	}
+	for _, r := range sink.records {
+		if r["event_name"] != string(trail.EventDNSRejected) || r["connaudit.dns.rejected"] == "" || r["dns.answers"] != "203.0.113.80" {
+			t.Errorf("record %v, want a dns.rejected record with its reason and addresses", r)
+		}
+	}
+	// The real answer, still awaited, names the address.
+	packets.push(packet(1, now+4, dnsAnswer(t, "api.example.com.", "203.0.113.80")))
+	d.drain(-1)
+	if name, _, _, _, _ := d.Lookup(1, ip, now+10); name != "api.example.com" {
+		t.Fatalf("the matching answer named %q", name)
+	}
+}
+
+// Over its budget, a network namespace loses answers, counted as loss;
+// another namespace keeps its names.
+func TestRateLimitLosesAnswersOfOneNetns(t *testing.T) {
+	d, packets, sink := testDNS(t)
+	d.Limit = limit.New(limit.Config{PerSecond: 1, Burst: 2, Netns: 16})
+	d.DedupEntries = 100
+	now := bootNs()
+	for i := range 5 {
+		name := fmt.Sprintf("n%d.example.com.", i)
+		packets.push(query(t, 1, now, name), packet(1, now+uint64(i), dnsAnswer(t, name, fmt.Sprintf("203.0.113.%d", i))))
+	}
+	packets.push(query(t, 2, now, "b.example.com."), packet(2, now+9, dnsAnswer(t, "b.example.com.", "203.0.113.9")))
+	d.drain(-1)
+	if name, _, _, _, _ := d.Lookup(2, netip.MustParseAddr("203.0.113.9"), now+10); name != "b.example.com" {
+		t.Fatalf("netns 2 named %q", name)
+	}
+	if _, _, _, _, ok := d.Lookup(1, netip.MustParseAddr("203.0.113.4"), now+10); ok {
+		t.Fatal("an answer over budget named its address")
+	}
+	d.pollLoss(time.Now())
+	if len(sink.losses) != 1 || sink.losses[0].Reason != trail.LossDNSRateLimited || sink.losses[0].Count != 3 {
+		t.Fatalf("losses %+v, want 3 rate-limited answers", sink.losses)
 	}
 }
 
@@ -164,8 +323,9 @@ func TestAnswerWaitsForItsCgroupButNamesAtOnce(t *testing.T) {
 	cgroups := fakeCgroups{}
 	d.Cgroups, d.HoldTimeout, d.HoldMax = cgroups, time.Minute, 10
 	now := bootNs()
-	packets.queue = append(packets.queue, packet(1, now, dnsAnswer(t, "new.example.com.", "203.0.113.7")))
-	if name, _, _, _ := d.Lookup(1, netip.MustParseAddr("203.0.113.7"), now+1); name != "new.example.com" {
+	packets.push(query(t, 1, now-1, "new.example.com."), packet(1, now, dnsAnswer(t, "new.example.com.", "203.0.113.7")))
+	d.drain(-1)
+	if name, _, _, _, _ := d.Lookup(1, netip.MustParseAddr("203.0.113.7"), now+1); name != "new.example.com" {
 		t.Fatalf("named %q while the record waits", name)
 	}
 	d.retryHeld(time.Now(), false)
@@ -188,9 +348,7 @@ func TestDNSHoldQueueOverflowIsReportedAsDegraded(t *testing.T) {
 	packets.queue = append(packets.queue,
 		packet(1, now, dnsAnswer(t, "one.example.com.", "203.0.113.7")),
 		packet(1, now+1, dnsAnswer(t, "two.example.com.", "203.0.113.8")))
-	d.mu.Lock()
-	d.drain()
-	d.mu.Unlock()
+	d.drain(-1)
 	if len(d.held) != 1 || len(sink.records) != 1 || sink.records[0]["dns.question.name"] != "two.example.com" {
 		t.Fatalf("held %d, written %v: want one held and the other written at once", len(d.held), sink.records)
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,8 +21,8 @@ type ExportStatus interface {
 }
 
 // HealthServer serves /metrics, /healthz (the process is alive) and /readyz
-// (capturing, the export loop runs, and exports have not been failing for
-// longer than maxFailure).
+// (capturing, the export loop runs, exports have not been failing for
+// longer than maxFailure, and every added check passes).
 type HealthServer struct {
 	addr       string
 	srv        *http.Server
@@ -29,6 +30,8 @@ type HealthServer struct {
 	exporter   ExportStatus
 	maxFailure time.Duration
 	log        *slog.Logger
+	checksMu   sync.Mutex
+	checks     []func() error
 }
 
 // NewHealthServer serves on addr once started; an empty addr serves nothing.
@@ -55,7 +58,23 @@ func (h *HealthServer) readyz(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "exports failing since "+since.UTC().Format(time.RFC3339)+"\n", http.StatusServiceUnavailable)
 		return
 	}
+	h.checksMu.Lock()
+	checks := h.checks
+	h.checksMu.Unlock()
+	for _, check := range checks {
+		if err := check(); err != nil {
+			http.Error(w, err.Error()+"\n", http.StatusServiceUnavailable)
+			return
+		}
+	}
 	w.Write([]byte("ok\n"))
+}
+
+// AddCheck makes /readyz fail while check returns an error (its text).
+func (h *HealthServer) AddCheck(check func() error) {
+	h.checksMu.Lock()
+	defer h.checksMu.Unlock()
+	h.checks = append(h.checks, check)
 }
 
 // SetReady tells whether capture runs.

@@ -50,10 +50,10 @@ type Executables interface {
 }
 
 // Names tells which name a connect's peer address was resolved from in its
-// network namespace, at the connect's time (*DNS). names lists every name
-// the address had then, valid until the next call.
+// network namespace, at the connect's time, and by which resolver (*DNS).
+// names lists every name the address had then, valid until the next call.
 type Names interface {
-	Lookup(netns uint32, ip netip.Addr, atBootNs uint64) (name string, names []string, age time.Duration, ok bool)
+	Lookup(netns uint32, ip netip.Addr, atBootNs uint64) (name string, names []string, age time.Duration, resolver netip.Addr, ok bool)
 }
 
 // Trail numbers records and keeps them (*shipper.Ledger). Counts the agent
@@ -64,6 +64,7 @@ type Names interface {
 // only once it is in the trail.
 type Trail interface {
 	Emit(payload []byte)
+	Lose(shipper.Loss)
 	Degrade(shipper.Degraded)
 	TryLose(shipper.Loss) bool
 	TryDegrade(shipper.Degraded) bool
@@ -179,7 +180,7 @@ func (p *Pipeline) name(ev *bpf.Event, src *shipper.Source) {
 	if at == 0 {
 		at = ev.EndNs
 	}
-	name, names, age, ok := p.Names.Lookup(ev.NetNS, ev.Peer.Addr(), at)
+	name, names, age, resolver, ok := p.Names.Lookup(ev.NetNS, ev.Peer.Addr(), at)
 	if !ok {
 		return
 	}
@@ -188,6 +189,7 @@ func (p *Pipeline) name(ev *bpf.Event, src *shipper.Source) {
 		p.extra.StringList(trail.KeyDNSNames, names)
 	}
 	p.extra.Float(trail.KeyDNSAge, age.Seconds())
+	p.extra.Addr(trail.KeyDNSResolver, resolver)
 }
 
 // identify fills in who made the attempt. It returns false when it held the

@@ -99,7 +99,7 @@ func (f *fakeTrail) Emit(payload []byte) {
 	if err := shipper.Decode(payload, &r); err != nil {
 		panic(err)
 	}
-	m := map[string]string{}
+	m := map[string]string{"event_name": r.EventName}
 	res, _ := shipper.DecodeAttrs(r.Resource, nil)
 	for _, kv := range append(res, r.Attrs...) {
 		m[string(kv.Key)] = kv.Value.Emit()
@@ -113,6 +113,7 @@ func (f *fakeTrail) TryLose(l shipper.Loss) bool {
 	f.losses = append(f.losses, l)
 	return true
 }
+func (f *fakeTrail) Lose(l shipper.Loss)        { f.losses = append(f.losses, l) }
 func (f *fakeTrail) Degrade(d shipper.Degraded) { f.degraded = append(f.degraded, d) }
 func (f *fakeTrail) TryDegrade(d shipper.Degraded) bool {
 	if f.refuse {

@@ -19,31 +19,45 @@ type CacheConfig struct {
 	// Grace keeps a name usable this long after its TTL ran out: applications
 	// and connection pools go on using an address after its answer expired.
 	Grace time.Duration
+	// MaxTTL caps the TTL an answer gives its addresses (0: no cap), so that
+	// no answer names an address for days.
+	MaxTTL time.Duration
 }
 
 // Cache remembers, per network namespace, which names each address was
-// answered for and when. It is safe for concurrent use.
+// answered for, by which resolver and when. It is safe for concurrent use.
+// Every operation but Expire is O(1): addresses and namespaces are kept in
+// lists from the least to the most recently answered, and room is made by
+// forgetting the least recently answered.
 type Cache struct {
-	cfg     CacheConfig
-	mu      sync.Mutex
-	netns   map[uint32]*nsCache
-	evicted uint64
-	names   []string // Lookup's result, reused
+	cfg      CacheConfig
+	mu       sync.Mutex
+	netns    map[uint32]*nsCache
+	nsOldest *nsCache
+	nsNewest *nsCache
+	evicted  uint64
+	names    []string // Lookup's result, reused
 }
 
 type nsCache struct {
-	addrs  map[netip.Addr]*entry
-	lastNs uint64 // newest answer
+	id             uint32
+	addrs          map[netip.Addr]*entry
+	lastNs         uint64 // newest answer
+	oldest, newest *entry
+	older, newer   *nsCache
 }
 
 // entry holds an address's names, the newest answer first.
 type entry struct {
-	names [maxNamesPerAddr]binding
-	n     int
+	ip           netip.Addr
+	names        [maxNamesPerAddr]binding
+	n            int
+	older, newer *entry
 }
 
 type binding struct {
 	name       string
+	resolver   netip.Addr
 	answeredNs uint64 // CLOCK_BOOTTIME
 	expiresNs  uint64 // answeredNs + TTL
 }
@@ -53,8 +67,8 @@ func NewCache(cfg CacheConfig) *Cache {
 	return &Cache{cfg: cfg, netns: make(map[uint32]*nsCache)}
 }
 
-// Add remembers what answer, received at atNs in netns, said.
-func (c *Cache) Add(netns uint32, a *Answer, atNs uint64) {
+// Add remembers what answer, received at atNs in netns from resolver, said.
+func (c *Cache) Add(netns uint32, a *Answer, atNs uint64, resolver netip.Addr) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ns := c.netns[netns]
@@ -62,20 +76,32 @@ func (c *Cache) Add(netns uint32, a *Answer, atNs uint64) {
 		if len(c.netns) >= c.cfg.Netns {
 			c.evictNetns()
 		}
-		ns = &nsCache{addrs: make(map[netip.Addr]*entry)}
+		ns = &nsCache{id: netns, addrs: make(map[netip.Addr]*entry)}
 		c.netns[netns] = ns
+	} else {
+		c.unlinkNetns(ns)
 	}
+	c.pushNetns(ns)
 	ns.lastNs = max(ns.lastNs, atNs)
 	for _, ad := range a.Addrs {
 		e := ns.addrs[ad.IP]
 		if e == nil {
 			if len(ns.addrs) >= c.cfg.EntriesPerNetns {
-				c.evictAddr(ns, atNs)
+				e = c.evictAddr(ns, atNs)
+			} else {
+				e = &entry{}
 			}
-			e = &entry{}
+			e.ip = ad.IP
 			ns.addrs[ad.IP] = e
+		} else {
+			ns.unlink(e)
 		}
-		e.add(binding{name: a.Question, answeredNs: atNs, expiresNs: atNs + uint64(ad.TTL)*uint64(time.Second)})
+		ns.push(e)
+		ttl := time.Duration(ad.TTL) * time.Second
+		if c.cfg.MaxTTL > 0 {
+			ttl = min(ttl, c.cfg.MaxTTL)
+		}
+		e.add(binding{name: a.Question, resolver: resolver, answeredNs: atNs, expiresNs: atNs + uint64(ttl)})
 	}
 }
 
@@ -103,54 +129,89 @@ func (c *Cache) usableUntil(e *entry) uint64 {
 	return t + uint64(c.cfg.Grace)
 }
 
-// evictAddr makes room in ns: expired entries go first, else the one that
-// expires soonest.
-func (c *Cache) evictAddr(ns *nsCache, nowNs uint64) {
-	var victim netip.Addr
-	soonest := ^uint64(0)
-	for ip, e := range ns.addrs {
-		u := c.usableUntil(e)
-		if u < nowNs {
-			delete(ns.addrs, ip)
-			continue
-		}
-		if u < soonest {
-			soonest, victim = u, ip
-		}
-	}
-	if len(ns.addrs) >= c.cfg.EntriesPerNetns && victim.IsValid() {
-		delete(ns.addrs, victim)
+// evictAddr forgets ns's least recently answered address and returns its
+// entry, emptied, for reuse.
+func (c *Cache) evictAddr(ns *nsCache, nowNs uint64) *entry {
+	e := ns.oldest
+	ns.unlink(e)
+	delete(ns.addrs, e.ip)
+	if c.usableUntil(e) >= nowNs {
 		c.evicted++
 	}
+	*e = entry{}
+	return e
 }
 
 // evictNetns forgets the namespace whose newest answer is the oldest.
 func (c *Cache) evictNetns() {
-	var victim uint32
-	oldest := ^uint64(0)
-	for id, ns := range c.netns {
-		if ns.lastNs < oldest {
-			oldest, victim = ns.lastNs, id
-		}
+	ns := c.nsOldest
+	c.unlinkNetns(ns)
+	c.evicted += uint64(len(ns.addrs))
+	delete(c.netns, ns.id)
+}
+
+func (ns *nsCache) push(e *entry) {
+	e.older, e.newer = ns.newest, nil
+	if ns.newest != nil {
+		ns.newest.newer = e
+	} else {
+		ns.oldest = e
 	}
-	c.evicted += uint64(len(c.netns[victim].addrs))
-	delete(c.netns, victim)
+	ns.newest = e
+}
+
+func (ns *nsCache) unlink(e *entry) {
+	if e.older != nil {
+		e.older.newer = e.newer
+	} else {
+		ns.oldest = e.newer
+	}
+	if e.newer != nil {
+		e.newer.older = e.older
+	} else {
+		ns.newest = e.older
+	}
+	e.older, e.newer = nil, nil
+}
+
+func (c *Cache) pushNetns(ns *nsCache) {
+	ns.older, ns.newer = c.nsNewest, nil
+	if c.nsNewest != nil {
+		c.nsNewest.newer = ns
+	} else {
+		c.nsOldest = ns
+	}
+	c.nsNewest = ns
+}
+
+func (c *Cache) unlinkNetns(ns *nsCache) {
+	if ns.older != nil {
+		ns.older.newer = ns.newer
+	} else {
+		c.nsOldest = ns.newer
+	}
+	if ns.newer != nil {
+		ns.newer.older = ns.older
+	} else {
+		c.nsNewest = ns.older
+	}
+	ns.older, ns.newer = nil, nil
 }
 
 // Lookup tells which name ip had in netns at atNs: the newest answer
-// received before atNs whose TTL plus grace had not run out. names lists
-// every name usable then, newest first; it is valid until the next Lookup,
-// and Lookup does not allocate.
-func (c *Cache) Lookup(netns uint32, ip netip.Addr, atNs uint64) (name string, names []string, age time.Duration, ok bool) {
+// received before atNs whose TTL plus grace had not run out, and the
+// resolver that gave it. names lists every name usable then, newest first;
+// it is valid until the next Lookup, and Lookup does not allocate.
+func (c *Cache) Lookup(netns uint32, ip netip.Addr, atNs uint64) (name string, names []string, age time.Duration, resolver netip.Addr, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ns := c.netns[netns]
 	if ns == nil {
-		return "", nil, 0, false
+		return "", nil, 0, netip.Addr{}, false
 	}
 	e := ns.addrs[ip.Unmap()]
 	if e == nil {
-		return "", nil, 0, false
+		return "", nil, 0, netip.Addr{}, false
 	}
 	c.names = c.names[:0]
 	grace := uint64(c.cfg.Grace)
@@ -159,26 +220,31 @@ func (c *Cache) Lookup(netns uint32, ip netip.Addr, atNs uint64) (name string, n
 			continue
 		}
 		if len(c.names) == 0 {
-			name, age = b.name, time.Duration(atNs-b.answeredNs)
+			name, age, resolver = b.name, time.Duration(atNs-b.answeredNs), b.resolver
 		}
 		c.names = append(c.names, b.name)
 	}
-	return name, c.names, age, len(c.names) > 0
+	return name, c.names, age, resolver, len(c.names) > 0
 }
 
-// Expire forgets what no connect at or after nowNs can use any more.
+// Expire forgets what no connect at or after nowNs can use any more, from
+// each namespace's least recently answered address on, and namespaces left
+// empty. An expired address behind a live one stays until it is pushed out;
+// Lookup never uses it.
 func (c *Cache) Expire(nowNs uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for id, ns := range c.netns {
-		for ip, e := range ns.addrs {
-			if c.usableUntil(e) < nowNs {
-				delete(ns.addrs, ip)
-			}
+	for ns := c.nsOldest; ns != nil; {
+		next := ns.newer
+		for e := ns.oldest; e != nil && c.usableUntil(e) < nowNs; e = ns.oldest {
+			ns.unlink(e)
+			delete(ns.addrs, e.ip)
 		}
 		if len(ns.addrs) == 0 {
-			delete(c.netns, id)
+			c.unlinkNetns(ns)
+			delete(c.netns, ns.id)
 		}
+		ns = next
 	}
 }
 

@@ -25,8 +25,10 @@ type Addr struct {
 
 // Answer is what one response said about the name the application asked for.
 type Answer struct {
-	Question string   // the asked name: lower case, without the final dot, bytes outside [a-z0-9-_*] escaped as \DDD
-	Aliases  []string // the CNAME chain from the question, in order
+	ID       uint16          // the transaction id, copied from the query
+	Type     dnsmessage.Type // the question's type
+	Question string          // the asked name: lower case, without the final dot, bytes outside [a-z0-9-_*] escaped as \DDD
+	Aliases  []string        // the CNAME chain from the question, in order
 	Addrs    []Addr
 	// Partial is set when the packet was cut off (by the capture's bound or
 	// by the sender) after some answers: the ones before the cut are kept.
@@ -55,23 +57,62 @@ type Parser struct {
 	text    []byte
 }
 
-// Parse reads a DNS message (for TCP, starting with its 2-byte length) into a.
-func (ps *Parser) Parse(msg []byte, tcp bool, a *Answer) error {
-	*a = Answer{Aliases: a.Aliases[:0], Addrs: a.Addrs[:0]}
-	if tcp {
-		if len(msg) < 2 {
-			return fmt.Errorf("%w: TCP segment of %d bytes has no length", ErrMalformed, len(msg))
-		}
-		n := int(msg[0])<<8 | int(msg[1])
-		msg = msg[2:]
-		if n < len(msg) {
-			msg = msg[:n]
-		}
+// Query is the part of a query an answer must repeat.
+type Query struct {
+	ID       uint16
+	Type     dnsmessage.Type
+	Question string // as Answer.Question
+}
+
+// ParseQuery reads a query (for TCP, starting with its 2-byte length).
+func (ps *Parser) ParseQuery(msg []byte, tcp bool, q *Query) error {
+	msg, err := unframe(msg, tcp)
+	if err != nil {
+		return err
 	}
 	h, err := ps.p.Start(msg)
 	if err != nil {
 		return fmt.Errorf("%w: header: %w", ErrMalformed, err)
 	}
+	if h.Response {
+		return fmt.Errorf("%w: a response where a query was sent", ErrMalformed)
+	}
+	dq, err := ps.p.Question()
+	if err != nil {
+		return fmt.Errorf("%w: question: %w", ErrMalformed, err)
+	}
+	*q = Query{ID: h.ID, Type: dq.Type, Question: ps.name(dq.Name)}
+	return nil
+}
+
+// unframe strips a TCP message's 2-byte length.
+func unframe(msg []byte, tcp bool) ([]byte, error) {
+	if !tcp {
+		return msg, nil
+	}
+	if len(msg) < 2 {
+		return nil, fmt.Errorf("%w: TCP segment of %d bytes has no length", ErrMalformed, len(msg))
+	}
+	n := int(msg[0])<<8 | int(msg[1])
+	msg = msg[2:]
+	if n < len(msg) {
+		msg = msg[:n]
+	}
+	return msg, nil
+}
+
+// Parse reads a DNS message (for TCP, starting with its 2-byte length) into a.
+func (ps *Parser) Parse(msg []byte, tcp bool, a *Answer) error {
+	*a = Answer{Aliases: a.Aliases[:0], Addrs: a.Addrs[:0]}
+	msg, err := unframe(msg, tcp)
+	if err != nil {
+		return err
+	}
+	h, err := ps.p.Start(msg)
+	if err != nil {
+		return fmt.Errorf("%w: header: %w", ErrMalformed, err)
+	}
+	a.ID = h.ID
 	if !h.Response {
 		return fmt.Errorf("%w: a query", ErrNotAnswer)
 	}
@@ -89,6 +130,7 @@ func (ps *Parser) Parse(msg []byte, tcp bool, a *Answer) error {
 		return fmt.Errorf("%w: questions: %w", ErrMalformed, err)
 	}
 	a.Question = ps.name(q.Name)
+	a.Type = q.Type
 	ps.records = ps.records[:0]
 	for len(ps.records) < 4*maxAddrs {
 		rh, err := ps.p.AnswerHeader()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -268,8 +269,10 @@ func execCombined(name string, args ...string) (string, error) {
 	return string(out), err
 }
 
-// A burst of answers overflows a one-page DNS ring buffer: every answer is
-// either a dns.answer record or counted by a dns_ring_buffer loss record.
+// A burst of queries and answers overflows a one-page DNS ring buffer: every
+// answer is either a dns.answer record or counted by a dns_ring_buffer loss
+// record, or, when its query was the one lost, a dns.rejected record; every
+// query is either counted as read or counted lost.
 func TestDNSBurstLossIsCountedExactly(t *testing.T) {
 	s := startStack(t, "CONNAUDIT_DNS_RING_BUFFER_BYTES=4096", "CONNAUDIT_K8S_HOLD_TIMEOUT=0s")
 	instance := s.instance(t)
@@ -313,6 +316,9 @@ func TestDNSBurstLossIsCountedExactly(t *testing.T) {
 		_ = q.StartQuestions()
 		_ = q.Question(dnsmessage.Question{Name: dnsmessage.MustNewName(fmt.Sprintf("q%d.burst.example.com.", i)), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET})
 		query, _ := q.Finish()
+		if _, err := cli.WriteToUDPAddrPort(query, srv.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := srv.WriteToUDPAddrPort(answerQuery(query, z), to); err != nil {
 			t.Fatal(err)
 		}
@@ -324,7 +330,7 @@ func TestDNSBurstLossIsCountedExactly(t *testing.T) {
 		t.Fatalf("the client received %d of %d answers", got, sent)
 	}
 
-	var lost, answers int
+	var lost, answers, rejected, queries int
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		rows, err := s.vl.Query(t.Context(), fmt.Sprintf(`service.instance.id:=%q event_name:="connaudit.loss" connaudit.lost.reason:="dns_ring_buffer"`, instance))
@@ -344,13 +350,27 @@ func TestDNSBurstLossIsCountedExactly(t *testing.T) {
 			t.Fatal(err)
 		}
 		answers = len(recs)
-		if lost > 0 && lost+answers >= sent {
+		recs, err = s.vl.Query(t.Context(), fmt.Sprintf(`event_name:="dns.rejected" connaudit.netns:=%d`, client))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rejected = len(recs)
+		metrics, err := s.agent.Metrics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		queries = 0
+		if m := regexp.MustCompile(`connaudit_dns_packets_total\{result="query"\} (\d+)`).FindStringSubmatch(metrics); m != nil {
+			queries, _ = strconv.Atoi(m[1])
+		}
+		if lost > 0 && lost+answers+rejected+queries >= 2*sent {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if lost == 0 || lost+answers != sent {
-		t.Fatalf("%d dns.answer records and %d counted lost, want %d in all with some lost", answers, lost, sent)
+	if lost == 0 || lost+answers+rejected+queries != 2*sent {
+		t.Fatalf("%d dns.answer and %d dns.rejected records, %d queries read and %d counted lost, want %d in all with some lost",
+			answers, rejected, queries, lost, 2*sent)
 	}
 }
 

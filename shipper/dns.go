@@ -2,6 +2,7 @@ package shipper
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"time"
 
 	"go.opentelemetry.io/otel/log"
@@ -9,6 +10,12 @@ import (
 	"github.com/connaudit/connaudit/dns"
 	"github.com/connaudit/connaudit/trail"
 )
+
+// Addr encodes an address as a string attribute without allocating.
+func (e *AttrList) Addr(key trail.Key, a netip.Addr) {
+	var b [64]byte
+	e.StringBytes(key, a.AppendTo(b[:0]))
+}
 
 // StringList encodes vs, valid UTF-8 each, as one string joined by ", ",
 // without allocating. DNS names in their presentation form (package dns)
@@ -56,6 +63,8 @@ type DNSAnswer struct {
 	CgroupID uint64
 	TCP      bool
 	Resolver string // the server's address
+	// Rejected, when set, says why the answer named nothing (a dns.rejected record).
+	Rejected string
 	Resource []byte // encoded resource: the receiving process's pod, or the node
 	Attrs    []byte // further encoded attributes
 }
@@ -84,7 +93,11 @@ func (b *DNSAnswerBuilder) Build(a *DNSAnswer) []byte {
 		b.body = append(b.body, s...)
 	}
 	e := &b.enc
-	e.Reset(trail.EventDNSAnswer, a.Received, a.Observed, log.SeverityInfo, b.body, a.Resource)
+	event, sev := trail.EventDNSAnswer, log.SeverityInfo
+	if a.Rejected != "" {
+		event, sev = trail.EventDNSRejected, log.SeverityWarn
+	}
+	e.Reset(event, a.Received, a.Observed, sev, b.body, a.Resource)
 	e.String(trail.KeyDNSQuestionName, a.Answer.Question)
 	e.StringList(trail.KeyDNSAnswers, b.addrs)
 	if len(a.Answer.Aliases) > 0 {
@@ -104,6 +117,9 @@ func (b *DNSAnswerBuilder) Build(a *DNSAnswer) []byte {
 		e.String(trail.KeyNetworkTransport, "udp")
 	}
 	e.String(trail.KeyServerAddress, a.Resolver)
+	if a.Rejected != "" {
+		e.String(trail.KeyDNSRejected, a.Rejected)
+	}
 	e.Int(trail.KeyNetNS, int64(a.NetNS))
 	e.Int(trail.KeyCgroupID, int64(a.CgroupID))
 	e.Raw(a.Attrs)

@@ -73,6 +73,7 @@ type LossReason string
 const (
 	LossRingBuffer      LossReason = "ring_buffer"      // the kernel found the event ring buffer full
 	LossDNSRingBuffer   LossReason = "dns_ring_buffer"  // the kernel found the DNS ring buffer full
+	LossDNSRateLimited  LossReason = "dns_rate_limited" // a network namespace sent answers over its budget; they were not read
 	LossSpoolFull       LossReason = "spool_full"       // the spool was at CONNAUDIT_SPOOL_MAX_BYTES
 	LossSpoolError      LossReason = "spool_error"      // the spool could not write (disk full, I/O error)
 	LossSpoolCorrupt    LossReason = "spool_corrupt"    // unreadable spool data
@@ -82,7 +83,7 @@ const (
 )
 
 // LossReasons lists every loss reason, in README's order.
-var LossReasons = []LossReason{LossRingBuffer, LossDNSRingBuffer, LossSpoolFull, LossSpoolError, LossSpoolCorrupt, LossRejected, LossUndecodable, LossCaptureReplaced}
+var LossReasons = []LossReason{LossRingBuffer, LossDNSRingBuffer, LossDNSRateLimited, LossSpoolFull, LossSpoolError, LossSpoolCorrupt, LossRejected, LossUndecodable, LossCaptureReplaced}
 
 // DegradedReason tells why records were shipped with less identity than they
 // should have (connaudit.degraded.reason). Such records are not missing.

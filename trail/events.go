@@ -4,13 +4,16 @@ package trail
 type Event string
 
 const (
-	EventConnect    Event = "tcp.connect"
-	EventDNSAnswer  Event = "dns.answer"
-	EventAgentStart Event = "connaudit.agent.start"
-	EventAgentStop  Event = "connaudit.agent.stop"
-	EventLoss       Event = "connaudit.loss"
-	EventDegraded   Event = "connaudit.degraded"
+	EventConnect   Event = "tcp.connect"
+	EventDNSAnswer Event = "dns.answer"
+	// EventDNSRejected is a DNS answer a process received that answered no
+	// query its socket had sent: it named nothing. Forged answers show here.
+	EventDNSRejected Event = "dns.rejected"
+	EventAgentStart  Event = "connaudit.agent.start"
+	EventAgentStop   Event = "connaudit.agent.stop"
+	EventLoss        Event = "connaudit.loss"
+	EventDegraded    Event = "connaudit.degraded"
 )
 
 // Events lists every event name, in README's order.
-var Events = []Event{EventConnect, EventAgentStart, EventAgentStop, EventDNSAnswer, EventLoss, EventDegraded}
+var Events = []Event{EventConnect, EventAgentStart, EventAgentStop, EventDNSAnswer, EventDNSRejected, EventLoss, EventDegraded}

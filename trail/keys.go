@@ -73,6 +73,11 @@ const (
 	KeyDNSAliases Key = "connaudit.dns.aliases"
 	KeyDNSTTL     Key = "connaudit.dns.ttl"
 	KeyDNSPartial Key = "connaudit.dns.partial"
+	// KeyDNSResolver is the address of the resolver whose answer named a
+	// connect's server.address.
+	KeyDNSResolver Key = "connaudit.dns.resolver"
+	// KeyDNSRejected says why a dns.rejected answer matched no query.
+	KeyDNSRejected Key = "connaudit.dns.rejected"
 
 	KeyPeerKind             Key = "connaudit.peer.kind"
 	KeyPeerNamespace        Key = "connaudit.peer.k8s.namespace.name"

@@ -31,6 +31,7 @@ var ConnectAttributes = []Attribute{
 	{Key: KeyServerPort, Type: TypeInt},
 	{Key: KeyDNSNames, Type: TypeString},
 	{Key: KeyDNSAge, Type: TypeDouble},
+	{Key: KeyDNSResolver, Type: TypeString},
 	{Key: KeyOutcome, Type: TypeString},
 	{Key: KeyErrorType, Type: TypeString},
 	{Key: KeyConnectDuration, Type: TypeDouble},
@@ -68,6 +69,8 @@ var NoticeAttributes = map[Event][]Key{
 	EventAgentStop:  nil,
 	EventDNSAnswer: {KeyDNSQuestionName, KeyDNSAnswers, KeyDNSAliases, KeyDNSTTL, KeyDNSPartial,
 		KeyNetworkTransport, KeyServerAddress, KeyNetNS, KeyCgroupID},
+	EventDNSRejected: {KeyDNSQuestionName, KeyDNSAnswers, KeyDNSAliases, KeyDNSTTL, KeyDNSPartial,
+		KeyNetworkTransport, KeyServerAddress, KeyNetNS, KeyCgroupID, KeyDNSRejected},
 	EventLoss:     {KeyLostCount, KeyLostBytes, KeyLostReason, KeyLostTimeFirst, KeyLostTimeLast, KeyLostSeqFirst, KeyLostSeqLast},
 	EventDegraded: {KeyDegradedCount, KeyDegradedReason, KeyDegradedTimeFirst, KeyDegradedTimeLast},
 }

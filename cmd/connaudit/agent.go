@@ -98,7 +98,7 @@ func runAgent(ctx context.Context) error {
 	if enricher != nil {
 		p.Kubernetes = enricher
 	}
-	dnsNames, stopDNS := startDNS(ctx, cfg, p, agent.NewIdentityEncoder(resourceAttrs), reg, metrics.Lost, logger)
+	dnsNames, stopDNS := startDNS(ctx, cfg, p, agent.NewIdentityEncoder(resourceAttrs), reg, logger)
 	defer stopDNS()
 	if dnsNames != nil {
 		p.Names = dnsNames
@@ -110,6 +110,9 @@ func runAgent(ctx context.Context) error {
 	delivery := agent.StartDelivery(exporter, sp)
 
 	health := agent.NewHealthServer(cfg.ListenAddr, reg, exporter, cfg.ReadyExportFailure, logger)
+	if dnsNames != nil {
+		health.AddCheck(dnsNames.Stalled)
+	}
 	health.Start()
 	defer health.Stop()
 	profiles := agent.NewProfileServer(cfg.PprofAddr, logger)

@@ -3,21 +3,34 @@ package capture_test
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/connaudit/connaudit/dns/capture"
 	"github.com/connaudit/connaudit/internal/netnstest"
+	"github.com/connaudit/connaudit/k8s/cgroup"
 )
 
-// BenchmarkKernelPerPacket reports the program's own run time (bpf_stats)
-// per packet: for DNS answers it copies into the ring buffer; for any other
-// packet a socket receives (the connect path's SYN-ACKs included) it returns
-// after reading the headers.
+// BenchmarkKernelPerPacket reports the programs' own run time (bpf_stats)
+// per packet received, the sender's egress and the receiver's ingress
+// together, beside empty programs on the same hooks: bpf_stats' own clock
+// reads make even those cost about 55 ns here. "dns": a socket that
+// addressed port 53 receives answers, which are copied to the ring buffer.
+// "other-udp": any other socket, for which both programs return once they
+// find no mark on it. Measured on the dev VM (3 runs each, medians), against
+// the program before queries were matched (one ingress program that read
+// every packet's headers), benchmarked the same way in the same session:
+//
+//	other-udp ingress 123 -> 71 ns (68 -> 13 ns above the empty program);
+//	          egress (new) 87 ns (30 above); both 123 -> 158 ns raw, 68 -> 43 above
+//	dns       ingress 435 -> 490 ns, egress (new) 86 ns
 func BenchmarkKernelPerPacket(b *testing.B) {
 	for _, sport := range []int{53, 5353} {
 		name := "dns"
@@ -31,6 +44,8 @@ func BenchmarkKernelPerPacket(b *testing.B) {
 			}
 			defer stats.Close()
 			c := load(b, 1<<24)
+			floor := emptyProgram(b, ebpf.AttachCGroupInetIngress)
+			egressFloor := emptyProgram(b, ebpf.AttachCGroupInetEgress)
 			h := netnstest.New(b)
 			var srv, cli *net.UDPConn
 			if err := h.Server.Do(func() (err error) {
@@ -47,6 +62,10 @@ func BenchmarkKernelPerPacket(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer cli.Close()
+			// A query marks the socket, as a resolver library's first query does.
+			if _, err := cli.WriteToUDPAddrPort([]byte("query"), netip.AddrPortFrom(netnstest.ServerV4, uint16(sport))); err != nil {
+				b.Fatal(err)
+			}
 			to := cli.LocalAddr().(*net.UDPAddr).AddrPort()
 			answer := make([]byte, 120) // a typical A answer
 			done := make(chan int)
@@ -62,9 +81,12 @@ func BenchmarkKernelPerPacket(b *testing.B) {
 				}
 				done <- got
 			}()
-			before, err := c.Program().Stats()
-			if err != nil {
-				b.Fatal(err)
+			progs := []*ebpf.Program{c.Programs()["ingress"], c.Programs()["egress"], floor, egressFloor}
+			before := make([]*ebpf.ProgramStats, len(progs))
+			for i, p := range progs {
+				if before[i], err = p.Stats(); err != nil {
+					b.Fatal(err)
+				}
 			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -77,15 +99,25 @@ func BenchmarkKernelPerPacket(b *testing.B) {
 			}
 			got := <-done
 			b.StopTimer()
-			after, err := c.Program().Stats()
-			if err != nil {
-				b.Fatal(err)
+			var total time.Duration
+			for i, p := range progs {
+				name := []string{"ingress", "egress", "empty-ingress", "empty-egress"}[i]
+				after, err := p.Stats()
+				if err != nil {
+					b.Fatal(err)
+				}
+				runs := after.RunCount - before[i].RunCount
+				if runs < uint64(got) && p != floor && p != egressFloor {
+					b.Fatalf("the %s program ran %d times for %d packets received", name, runs, got)
+				}
+				// Other traffic on the machine runs the programs too: take the mean.
+				mean := (after.Runtime - before[i].Runtime) / time.Duration(runs)
+				b.ReportMetric(float64(mean), name+"-ns/packet")
+				if p != floor && p != egressFloor {
+					total += mean
+				}
 			}
-			runs := after.RunCount - before.RunCount
-			if runs < uint64(got) {
-				b.Fatalf("the program ran %d times for %d packets received", runs, got)
-			}
-			b.ReportMetric(float64(after.Runtime-before.Runtime)/float64(runs), "kernel-ns/packet")
+			b.ReportMetric(float64(total), "kernel-ns/packet")
 			// Drain, so that the next run starts empty.
 			var pkt capture.Packet
 			c.SetDeadline(time.Now())
@@ -99,4 +131,27 @@ func BenchmarkKernelPerPacket(b *testing.B) {
 			}
 		})
 	}
+}
+
+// emptyProgram attaches a program that only returns 1 beside the others: what
+// bpf_stats reports for it is the floor of any cgroup_skb program here (the
+// stats' own clock reads included).
+func emptyProgram(b *testing.B, attach ebpf.AttachType) *ebpf.Program {
+	b.Helper()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.CGroupSKB, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { prog.Close() })
+	root, err := cgroup.FindV2Mount()
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := link.AttachCgroup(link.CgroupOptions{Path: root, Attach: attach, Program: prog})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	return prog
 }

@@ -1,6 +1,6 @@
-// Package capture observes the DNS responses every socket on the node
-// receives, with an eBPF cgroup_skb ingress program on the cgroup v2 root,
-// and hands their payloads to userspace through a ring buffer.
+// Package capture observes the DNS queries and answers of the sockets on the
+// node that talk to port 53, with eBPF programs on the cgroup v2 root, and
+// hands their payloads to userspace through a ring buffer.
 package capture
 
 import (
@@ -29,15 +29,17 @@ const (
 	TCP = unix.IPPROTO_TCP
 )
 
-// Packet is one DNS response segment as a socket received it.
+// Packet is one DNS segment as a socket sent (a query) or received (an
+// answer) it.
 type Packet struct {
-	TimeNs    uint64 // CLOCK_BOOTTIME when it reached the socket
-	CgroupID  uint64 // cgroup v2 id of the receiving socket's owner
-	NetNS     uint32 // network namespace of the receiving socket
-	Len       int    // DNS payload bytes in the packet (for TCP: in this segment)
-	Transport uint8  // UDP or TCP
-	Server    netip.Addr
-	Client    netip.AddrPort
+	TimeNs    uint64         // CLOCK_BOOTTIME when the socket sent or received it
+	CgroupID  uint64         // cgroup v2 id of the socket's owner
+	NetNS     uint32         // network namespace of the socket
+	Len       int            // DNS payload bytes in the packet (for TCP: in this segment)
+	Transport uint8          // UDP or TCP
+	Query     bool           // sent to port 53; else received from port 53
+	Server    netip.Addr     // the port 53 end
+	Client    netip.AddrPort // the socket's end
 	// Payload is the copied prefix of the DNS payload, at most PayloadMax
 	// bytes; it aliases the reader's buffer and is valid until the next Read.
 	Payload []byte
@@ -54,10 +56,10 @@ type Config struct {
 	CgroupRoot string
 }
 
-// Capture owns the program, its cgroup link and the ring buffer reader.
+// Capture owns the programs, their cgroup links and the ring buffer reader.
 type Capture struct {
 	objs   dnsObjects
-	link   link.Link
+	links  []link.Link
 	reader *ringbuf.Reader
 	record ringbuf.Record
 }
@@ -88,13 +90,28 @@ func Load(cfg Config) (*Capture, error) {
 		}
 		return nil, fmt.Errorf("load DNS eBPF program: %w", err)
 	}
-	c.link, err = link.AttachCgroup(link.CgroupOptions{Path: cfg.CgroupRoot, Attach: ebpf.AttachCGroupInetIngress, Program: c.objs.DnsIngress})
-	if err != nil {
-		c.Close()
-		if errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("attach DNS program to cgroup %s: %w: %w", cfg.CgroupRoot, ErrPrivilege, err)
+	for _, a := range []struct {
+		prog   *ebpf.Program
+		attach ebpf.AttachType
+	}{
+		// The marking hooks first: a packet's program must never find a
+		// socket unmarked because its hook was not there yet.
+		{c.objs.DnsConnect4, ebpf.AttachCGroupInet4Connect},
+		{c.objs.DnsConnect6, ebpf.AttachCGroupInet6Connect},
+		{c.objs.DnsSendmsg4, ebpf.AttachCGroupUDP4Sendmsg},
+		{c.objs.DnsSendmsg6, ebpf.AttachCGroupUDP6Sendmsg},
+		{c.objs.DnsEgress, ebpf.AttachCGroupInetEgress},
+		{c.objs.DnsIngress, ebpf.AttachCGroupInetIngress},
+	} {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: cfg.CgroupRoot, Attach: a.attach, Program: a.prog})
+		if err != nil {
+			c.Close()
+			if errors.Is(err, unix.EPERM) {
+				return nil, fmt.Errorf("attach DNS program %s to cgroup %s: %w: %w", a.attach, cfg.CgroupRoot, ErrPrivilege, err)
+			}
+			return nil, fmt.Errorf("attach DNS program %s to cgroup %s: %w", a.attach, cfg.CgroupRoot, err)
 		}
-		return nil, fmt.Errorf("attach DNS program to cgroup %s: %w", cfg.CgroupRoot, err)
+		c.links = append(c.links, l)
 	}
 	c.reader, err = ringbuf.NewReader(c.objs.Packets)
 	if err != nil {
@@ -102,6 +119,17 @@ func Load(cfg Config) (*Capture, error) {
 		return nil, fmt.Errorf("open DNS ring buffer: %w", err)
 	}
 	return c, nil
+}
+
+// Wait blocks until the ring buffer holds a packet or timeout has passed,
+// without reading anything.
+func (c *Capture) Wait(timeout time.Duration) error {
+	fds := []unix.PollFd{{Fd: int32(c.objs.Packets.FD()), Events: unix.POLLIN}}
+	_, err := unix.Poll(fds, int(timeout.Milliseconds()))
+	if err != nil && !errors.Is(err, unix.EINTR) {
+		return fmt.Errorf("poll DNS ring buffer: %w", err)
+	}
+	return nil
 }
 
 // Read decodes the next packet into p. It returns os.ErrDeadlineExceeded once
@@ -128,14 +156,20 @@ func (c *Capture) Lost() (uint64, error) {
 	return n, nil
 }
 
-// Program is the loaded program, for its run-time statistics.
-func (c *Capture) Program() *ebpf.Program { return c.objs.DnsIngress }
+// Programs are the loaded programs by name, for their run-time statistics.
+func (c *Capture) Programs() map[string]*ebpf.Program {
+	return map[string]*ebpf.Program{
+		"ingress": c.objs.DnsIngress, "egress": c.objs.DnsEgress,
+		"connect4": c.objs.DnsConnect4, "connect6": c.objs.DnsConnect6,
+		"sendmsg4": c.objs.DnsSendmsg4, "sendmsg6": c.objs.DnsSendmsg6,
+	}
+}
 
 // Close detaches the program and releases the kernel objects.
 func (c *Capture) Close() error {
 	var errs []error
-	if c.link != nil {
-		errs = append(errs, c.link.Close())
+	for _, l := range c.links {
+		errs = append(errs, l.Close())
 	}
 	if c.reader != nil {
 		errs = append(errs, c.reader.Close())
@@ -161,6 +195,7 @@ func Decode(raw []byte, p *Packet) error {
 	family, transport := raw[26], raw[27]
 	p.Transport = transport
 	port := le.Uint16(raw[60:])
+	p.Query = raw[62] == 1
 	switch family {
 	case 4:
 		p.Server = netip.AddrFrom4([4]byte(raw[28:32]))

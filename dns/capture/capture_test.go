@@ -66,8 +66,8 @@ func udpServer(t *testing.T, ns netnstest.NS, addr netip.Addr, reply []byte) {
 	}()
 }
 
-// next reads packets until one for netns arrives.
-func next(t *testing.T, c *capture.Capture, netns uint32, p *capture.Packet) {
+// next reads packets until an answer (query false) or a query for netns arrives.
+func next(t *testing.T, c *capture.Capture, netns uint32, query bool, p *capture.Packet) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -75,7 +75,7 @@ func next(t *testing.T, c *capture.Capture, netns uint32, p *capture.Packet) {
 		if err := c.Read(p); err != nil {
 			t.Fatalf("no DNS packet for netns %d: %v", netns, err)
 		}
-		if p.NetNS == netns {
+		if p.NetNS == netns && p.Query == query {
 			return
 		}
 	}
@@ -101,9 +101,13 @@ func TestUDPAndTCPResponsesCarryTheReceiversNetns(t *testing.T) {
 		if _, err := conn.Write([]byte("query")); err != nil {
 			t.Fatal(err)
 		}
-		var p capture.Packet
-		next(t, c, client, &p)
+		var q, p capture.Packet
+		next(t, c, client, true, &q)
 		local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+		if q.Transport != capture.UDP || q.Server != server || q.Client != local || string(q.Payload) != "query" {
+			t.Fatalf("query %+v: want UDP from %s to %s", q, local, server)
+		}
+		next(t, c, client, false, &p)
 		conn.Close()
 		if p.Transport != capture.UDP || p.Server != server || p.Client != local {
 			t.Fatalf("packet %+v: want UDP from %s to %s", p, server, local)
@@ -141,7 +145,7 @@ func TestUDPAndTCPResponsesCarryTheReceiversNetns(t *testing.T) {
 	}
 	defer conn.Close()
 	var p capture.Packet
-	next(t, c, client, &p)
+	next(t, c, client, false, &p)
 	if p.Transport != capture.TCP || !bytes.Equal(p.Payload, []byte{0, 3, 'a', 'b', 'c'}) {
 		t.Fatalf("TCP packet %+v, want the 5 payload bytes", p)
 	}
@@ -173,6 +177,12 @@ func TestOverflowIsCountedExactly(t *testing.T) {
 	}
 	defer cli.Close()
 	to := cli.LocalAddr().(*net.UDPAddr).AddrPort()
+	// The client's query marks its socket; it takes one of the ring's places.
+	if _, err := cli.WriteToUDPAddrPort([]byte("query"), netip.MustParseAddrPort("198.51.100.1:53")); err != nil {
+		t.Fatal(err)
+	}
+	var q capture.Packet
+	next(t, c, client, true, &q)
 
 	const sent = 200
 	got := 0
@@ -227,5 +237,64 @@ func TestOverflowIsCountedExactly(t *testing.T) {
 	}
 	if others == 0 && uint64(buffered)+lost != sent {
 		t.Fatalf("%d buffered and %d lost, want exactly %d in all", buffered, lost, sent)
+	}
+}
+
+// Only sockets that addressed port 53 are watched: answers from port 53 to
+// any other socket, queries and answers of such sockets in the other
+// direction, and other ports never reach the ring buffer.
+func TestOnlySocketsThatAskedAreWatched(t *testing.T) {
+	c := load(t, 1<<20)
+	h := netnstest.New(t)
+	client := netnsInode(t, h.Client)
+	var srv, quiet, asker *net.UDPConn
+	if err := h.Server.Do(func() (err error) {
+		srv, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("198.51.100.1"), Port: 53})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if err := h.Client.Do(func() (err error) {
+		if quiet, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("198.51.100.2")}); err != nil {
+			return err
+		}
+		asker, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("198.51.100.2")})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer quiet.Close()
+	defer asker.Close()
+	// An answer to a socket that never addressed port 53: not seen.
+	if _, err := srv.WriteToUDPAddrPort([]byte("forged"), quiet.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	_ = quiet.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := quiet.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	// The asking socket's query and the answer to it: both seen.
+	if _, err := asker.WriteToUDPAddrPort([]byte("query"), netip.MustParseAddrPort("198.51.100.1:53")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.WriteToUDPAddrPort([]byte("answer"), asker.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+		t.Fatal(err)
+	}
+	_ = asker.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := asker.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	var p capture.Packet
+	c.SetDeadline(time.Now())
+	for c.Read(&p) == nil {
+		if p.NetNS == client {
+			seen = append(seen, string(p.Payload))
+		}
+	}
+	if len(seen) != 2 || seen[0] != "query" || seen[1] != "answer" {
+		t.Fatalf("saw %q, want the asking socket's query and answer only", seen)
 	}
 }

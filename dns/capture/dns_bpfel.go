@@ -14,19 +14,20 @@ import (
 )
 
 type dnsDnsPacket struct {
-	_         structs.HostLayout
-	TimeNs    uint64
-	CgroupId  uint64
-	Netns     uint32
-	Len       uint32
-	Caplen    uint16
-	Family    uint8
-	Transport uint8
-	Saddr     [16]uint8
-	Daddr     [16]uint8
-	Dport     uint16
-	Pad       [2]uint8
-	Payload   [1024]uint8
+	_          structs.HostLayout
+	TimeNs     uint64
+	CgroupId   uint64
+	Netns      uint32
+	Len        uint32
+	Caplen     uint16
+	Family     uint8
+	Transport  uint8
+	Server     [16]uint8
+	Client     [16]uint8
+	ClientPort uint16
+	Direction  uint8
+	Pad        uint8
+	Payload    [1024]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -34,8 +35,14 @@ type dnsDnsPacket struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	dnsMapCounters        = "counters"
+	dnsMapDnsSockets      = "dns_sockets"
 	dnsMapPackets         = "packets"
+	dnsProgDnsConnect4    = "dns_connect4"
+	dnsProgDnsConnect6    = "dns_connect6"
+	dnsProgDnsEgress      = "dns_egress"
 	dnsProgDnsIngress     = "dns_ingress"
+	dnsProgDnsSendmsg4    = "dns_sendmsg4"
+	dnsProgDnsSendmsg6    = "dns_sendmsg6"
 	dnsVarUnusedDnsPacket = "unused_dns_packet"
 )
 
@@ -81,15 +88,21 @@ type dnsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type dnsProgramSpecs struct {
-	DnsIngress *ebpf.ProgramSpec `ebpf:"dns_ingress"`
+	DnsConnect4 *ebpf.ProgramSpec `ebpf:"dns_connect4"`
+	DnsConnect6 *ebpf.ProgramSpec `ebpf:"dns_connect6"`
+	DnsEgress   *ebpf.ProgramSpec `ebpf:"dns_egress"`
+	DnsIngress  *ebpf.ProgramSpec `ebpf:"dns_ingress"`
+	DnsSendmsg4 *ebpf.ProgramSpec `ebpf:"dns_sendmsg4"`
+	DnsSendmsg6 *ebpf.ProgramSpec `ebpf:"dns_sendmsg6"`
 }
 
 // dnsMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type dnsMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Packets  *ebpf.MapSpec `ebpf:"packets"`
+	Counters   *ebpf.MapSpec `ebpf:"counters"`
+	DnsSockets *ebpf.MapSpec `ebpf:"dns_sockets"`
+	Packets    *ebpf.MapSpec `ebpf:"packets"`
 }
 
 // dnsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -119,13 +132,15 @@ func (o *dnsObjects) Close() error {
 //
 // It can be passed to loadDnsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dnsMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	Packets  *ebpf.Map `ebpf:"packets"`
+	Counters   *ebpf.Map `ebpf:"counters"`
+	DnsSockets *ebpf.Map `ebpf:"dns_sockets"`
+	Packets    *ebpf.Map `ebpf:"packets"`
 }
 
 func (m *dnsMaps) Close() error {
 	return _DnsClose(
 		m.Counters,
+		m.DnsSockets,
 		m.Packets,
 	)
 }
@@ -141,12 +156,22 @@ type dnsVariables struct {
 //
 // It can be passed to loadDnsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dnsPrograms struct {
-	DnsIngress *ebpf.Program `ebpf:"dns_ingress"`
+	DnsConnect4 *ebpf.Program `ebpf:"dns_connect4"`
+	DnsConnect6 *ebpf.Program `ebpf:"dns_connect6"`
+	DnsEgress   *ebpf.Program `ebpf:"dns_egress"`
+	DnsIngress  *ebpf.Program `ebpf:"dns_ingress"`
+	DnsSendmsg4 *ebpf.Program `ebpf:"dns_sendmsg4"`
+	DnsSendmsg6 *ebpf.Program `ebpf:"dns_sendmsg6"`
 }
 
 func (p *dnsPrograms) Close() error {
 	return _DnsClose(
+		p.DnsConnect4,
+		p.DnsConnect6,
+		p.DnsEgress,
 		p.DnsIngress,
+		p.DnsSendmsg4,
+		p.DnsSendmsg6,
 	)
 }
 
