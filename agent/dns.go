@@ -93,7 +93,7 @@ type DNS struct {
 	Identities *IdentityEncoder
 	Clock      *bpf.BootClock
 	Metrics    *DNSMetrics
-	Log  *slog.Logger
+	Log        *slog.Logger
 	// DedupEntries bounds the answers remembered for deduplication.
 	DedupEntries int
 	// HoldTimeout is how long a dns.answer record may wait for its cgroup to

@@ -98,7 +98,7 @@ func testDNS(t *testing.T) (*DNS, *fakePackets, *fakeTrail) {
 		Queries: match.New(match.Config{Lifetime: 5 * time.Second, PerNetns: 16, Max: 64}),
 		Limit:   limit.New(limit.Config{PerSecond: 1000, Burst: 1000, Netns: 16}),
 		Metrics: NewDNSMetrics(reg, cache),
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), DedupEntries: 2, MaxWait: 2 * time.Millisecond, StallAfter: time.Minute}
+		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)), DedupEntries: 2, MaxWait: 2 * time.Millisecond, StallAfter: time.Minute}
 	return d, packets, sink
 }
 
