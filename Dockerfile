@@ -16,7 +16,7 @@
 # (CGO_ENABLED=0; the eBPF objects are committed, so no clang is needed), and
 # copied onto an empty base with only CA certificates: no shell, no package
 # manager, nothing to pin but the build image.
-# e2e/deploy_test.go checks that every path and target named here exists.
+# e2e/deploy/images_test.go checks that every path and target named here exists.
 
 FROM golang:1.26.8-bookworm AS build
 WORKDIR /src

@@ -83,8 +83,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./k8s/cgroup/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./dns/
 
-# The performance report against the budget (see bench/report.md): about 20
-# minutes on the real stack, bounded; BENCH_FIGURES=overhead,rates,capacity
+# The performance report against the budget (see bench/report.md; its last
+# full run took 5m55s, as its header says), bounded; BENCH_FIGURES=overhead,rates,capacity
 # runs only some groups. Then the microbenchmarks, five times each, for benchstat.
 BENCH_FIGURES ?=
 bench: build k8s-bins

@@ -1,6 +1,10 @@
 package advise
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/connaudit/connaudit/trail"
+)
 
 // unstableLabels change with every rollout, revision, pod or job run, so a
 // selector on them would stop matching the workload's next pods.
@@ -64,24 +68,10 @@ func subsetOf(selector, labels map[string]string) bool {
 }
 
 // normalizeKind maps kubectl's names and short names of workload kinds to the
-// records' lower-case kind.
+// records' lower-case kind; another kind is only lower-cased.
 func normalizeKind(kind string) string {
-	k := strings.ToLower(kind)
-	switch k {
-	case "deploy", "deployments", "deployment.apps":
-		return "deployment"
-	case "sts", "statefulsets", "statefulset.apps":
-		return "statefulset"
-	case "ds", "daemonsets", "daemonset.apps":
-		return "daemonset"
-	case "rs", "replicasets", "replicaset.apps":
-		return "replicaset"
-	case "jobs", "job.batch":
-		return "job"
-	case "cj", "cronjobs", "cronjob.batch":
-		return "cronjob"
-	case "po", "pods":
-		return "pod"
+	if k, ok := trail.ParseWorkloadKind(kind); ok {
+		return string(k)
 	}
-	return k
+	return strings.ToLower(kind)
 }

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // Flags are the command line's filters, as typed. Parse turns them into a
@@ -124,17 +125,6 @@ func (fl Flags) Parse(now time.Time) (backend.Filter, error) {
 	return f, nil
 }
 
-// workloadAliases maps kubectl's names and short names to workload kinds.
-var workloadAliases = map[string]string{
-	"deployment": "deployment", "deployments": "deployment", "deploy": "deployment",
-	"statefulset": "statefulset", "statefulsets": "statefulset", "sts": "statefulset",
-	"daemonset": "daemonset", "daemonsets": "daemonset", "ds": "daemonset",
-	"replicaset": "replicaset", "replicasets": "replicaset", "rs": "replicaset",
-	"job": "job", "jobs": "job",
-	"cronjob": "cronjob", "cronjobs": "cronjob", "cj": "cronjob",
-	"pod": "pod", "pods": "pod", "po": "pod",
-}
-
 // ParseWorkload parses KIND/NAME, with kubectl's kind names (deployment,
 // deploy, sts, ds, rs, job, cronjob, cj, pod).
 func ParseWorkload(s string) (backend.Workload, error) {
@@ -142,11 +132,11 @@ func ParseWorkload(s string) (backend.Workload, error) {
 	if !ok || name == "" || strings.Contains(name, "/") {
 		return backend.Workload{}, fmt.Errorf("%q: want KIND/NAME, e.g. deployment/web", s)
 	}
-	k, ok := workloadAliases[strings.ToLower(kind)]
+	k, ok := trail.ParseWorkloadKind(kind)
 	if !ok {
 		return backend.Workload{}, fmt.Errorf("%q: unknown kind %q; want deployment, statefulset, daemonset, replicaset, job, cronjob or pod", s, kind)
 	}
-	return backend.Workload{Kind: k, Name: name}, nil
+	return backend.Workload{Kind: string(k), Name: name}, nil
 }
 
 // ParseDstName checks a DNS name, or "*." and a name for any name below it,

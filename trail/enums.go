@@ -1,5 +1,7 @@
 package trail
 
+import "strings"
+
 // Outcome is how a connect attempt ended (connaudit.outcome).
 type Outcome string
 
@@ -111,6 +113,37 @@ const (
 	WorkloadCronJob               WorkloadKind = "cronjob"
 	WorkloadReplicationController WorkloadKind = "replicationcontroller"
 )
+
+// WorkloadPod is "pod" where a KIND/NAME names a pod itself (pod/mypod).
+const WorkloadPod WorkloadKind = "pod"
+
+// kubectlKinds maps kubectl's names and short names of workload kinds
+// (deploy, sts, deployments, deployment.apps, ...) to the records' kind.
+var kubectlKinds = func() map[string]WorkloadKind {
+	m := map[string]WorkloadKind{}
+	for _, k := range []struct {
+		kind         WorkloadKind
+		short, group string
+	}{
+		{WorkloadDeployment, "deploy", "apps"}, {WorkloadStatefulSet, "sts", "apps"}, {WorkloadDaemonSet, "ds", "apps"},
+		{WorkloadReplicaSet, "rs", "apps"}, {WorkloadJob, "", "batch"}, {WorkloadCronJob, "cj", "batch"}, {WorkloadPod, "po", ""},
+	} {
+		m[string(k.kind)], m[string(k.kind)+"s"] = k.kind, k.kind
+		if k.short != "" {
+			m[k.short] = k.kind
+		}
+		if k.group != "" {
+			m[string(k.kind)+"."+k.group] = k.kind
+		}
+	}
+	return m
+}()
+
+// ParseWorkloadKind reads a workload kind as kubectl takes it, in any case.
+func ParseWorkloadKind(s string) (WorkloadKind, bool) {
+	k, ok := kubectlKinds[strings.ToLower(s)]
+	return k, ok
+}
 
 // OwnerPrecedence are the workload kinds a source record names, in the order
 // that names its workload: a Deployment over its ReplicaSet, a CronJob over

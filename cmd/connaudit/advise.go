@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/connaudit/connaudit/advise"
 	"github.com/connaudit/connaudit/advise/command"
@@ -61,12 +60,9 @@ func adviseNamespace(cmd *cobra.Command, kube *genericclioptions.ConfigFlags) st
 // and target ports and nodes' addresses; nil, with a warning, when there is
 // no kubeconfig.
 func adviseCluster(kubeFlags *genericclioptions.ConfigFlags) advise.Cluster {
-	cfg, err := kubeFlags.ToRESTConfig()
+	c, err := clientset(kubeFlags)
 	if err == nil {
-		var c kubernetes.Interface
-		if c, err = kubernetes.NewForConfig(cfg); err == nil {
-			return kube.Cluster{Client: c}
-		}
+		return kube.Cluster{Client: c}
 	}
 	slog.Warn("no Kubernetes API server: Services cannot be resolved to their pods and target ports", "error", err)
 	return nil
@@ -147,6 +143,7 @@ With no connection of the selection in the window it fails, unless
 	fl.Window.AddFlags(fs, "7d")
 	backend.addFlags(fs)
 	kubeFlags.AddFlags(fs)
+	completeFromCluster(cmd, kubeFlags)
 	return cmd
 }
 
@@ -214,5 +211,6 @@ established would have been denied.`,
 	fl.Window.AddFlags(cmd.Flags(), "7d")
 	backend.addFlags(cmd.Flags())
 	kubeFlags.AddFlags(cmd.Flags())
+	completeFromCluster(cmd, kubeFlags)
 	return cmd
 }

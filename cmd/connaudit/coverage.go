@@ -7,9 +7,7 @@ import (
 	"text/template"
 
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/connaudit/connaudit/query"
 )
@@ -55,6 +53,7 @@ never ran an agent shows up.`,
 	fs.BoolVar(&req.Strict, "strict", false, "exit with status 3 when the trail has a gap in the window")
 	backend.addFlags(fs)
 	kube.AddFlags(fs)
+	completeFromCluster(cmd, kube)
 	completeValues(cmd, "output", []string{"table", "json"})
 	return cmd
 }
@@ -65,19 +64,11 @@ func clusterNodes(ctx context.Context, b *backendFlags, cmd *cobra.Command) []st
 	if _, ok, err := b.kubeContext(); err != nil || !ok {
 		return nil
 	}
-	cfg, err := b.kube.ToRESTConfig()
+	client, err := clientset(b.kube)
 	if err == nil {
-		var client kubernetes.Interface
-		if client, err = kubernetes.NewForConfig(cfg); err == nil {
-			nodes, lerr := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-			if lerr == nil {
-				names := make([]string, 0, len(nodes.Items))
-				for _, n := range nodes.Items {
-					names = append(names, n.Name)
-				}
-				return names
-			}
-			err = lerr
+		var nodes []string
+		if nodes, err = listNodes(ctx, client, ""); err == nil {
+			return nodes
 		}
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "connaudit: cannot list the cluster's nodes (%v); coverage covers the nodes the trail names\n", err)
