@@ -90,6 +90,8 @@ func runAgent(ctx context.Context) error {
 	case err == nil:
 		p.Cgroups = cgroups
 		go cgroups.RunRescans(ctx)
+	case cfg.CgroupRoot != "":
+		return fmt.Errorf("CONNAUDIT_CGROUP_ROOT=%s: %w (point it at the host's cgroup v2 mount, or its whole cgroup filesystem on a hybrid host, or leave it empty to find it in /proc/self/mountinfo)", cfg.CgroupRoot, err)
 	case enricher != nil:
 		return fmt.Errorf("Kubernetes enrichment needs cgroup v2 to tell pods apart (mount it, or set CONNAUDIT_KUBERNETES=off): %w", err)
 	default:

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestBadConfigurationNamesTheVariable(t *testing.T) {
@@ -106,4 +108,32 @@ func TestAgentWithoutPrivilegesSaysWhatItNeeds(t *testing.T) {
 		t.Fatalf("message %q does not say what is needed", out)
 	}
 	t.Logf("%s", out)
+}
+
+// A CONNAUDIT_CGROUP_ROOT that is no cgroup hierarchy stops the agent, naming
+// the variable, even with Kubernetes enrichment off.
+func TestAgentRefusesABadCgroupRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root, to get as far as the cgroup resolver")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "connaudit")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v: %s", err, out)
+	}
+	missing := filepath.Join(dir, "no-cgroup-here")
+	// An agent that ignored the variable would run on: stop it.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "agent")
+	cmd.Env = append(os.Environ(), "CONNAUDIT_KUBERNETES=off", "CONNAUDIT_DNS=off", "CONNAUDIT_OUTPUT=console",
+		"CONNAUDIT_SPOOL_DIR="+filepath.Join(dir, "spool"), "CONNAUDIT_BPF_PIN_DIR=", "CONNAUDIT_LISTEN_ADDR=",
+		"CONNAUDIT_CGROUP_ROOT="+missing)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatal("the agent started with a CONNAUDIT_CGROUP_ROOT that does not exist")
+	}
+	if !strings.Contains(string(out), "CONNAUDIT_CGROUP_ROOT="+missing) {
+		t.Fatalf("message %q does not name the variable", out)
+	}
 }

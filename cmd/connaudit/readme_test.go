@@ -1,10 +1,21 @@
 package main
 
 import (
+	"context"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
+	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"sigs.k8s.io/yaml"
+
+	"github.com/connaudit/connaudit/caps"
 )
 
 // README's configuration table lists every CONNAUDIT_* variable with the
@@ -46,6 +57,113 @@ func collectEnv(t reflect.Type, out map[string]string) {
 		}
 		if name := f.Tag.Get("envconfig"); name != "" {
 			out["CONNAUDIT_"+name] = f.Tag.Get("default")
+		}
+	}
+}
+
+// README, the DaemonSet and the agent's own start check name the same
+// capabilities, and README and the DaemonSet's header count them right.
+func TestREADMECapabilitiesMatchTheDaemonSetAndTheCode(t *testing.T) {
+	readme := readFile(t, "../../README.md")
+	manifest := readFile(t, "../../k8s/deploy/base/agent-daemonset.yaml")
+	namespace := readFile(t, "../../k8s/deploy/base/namespace.yaml")
+	var ds appsv1.DaemonSet
+	if err := yaml.Unmarshal([]byte(manifest), &ds); err != nil {
+		t.Fatal(err)
+	}
+	var added []string
+	for _, c := range ds.Spec.Template.Spec.Containers[0].SecurityContext.Capabilities.Add {
+		added = append(added, string(c))
+	}
+	var checked []string
+	for _, n := range append(slices.Clone(caps.Agent), caps.DNS) {
+		checked = append(checked, strings.TrimPrefix(n.Name, "CAP_"))
+	}
+	// README's table, but for rows of capabilities only some hosts need.
+	start := strings.Index(readme, "| capability | why | without it |")
+	if start < 0 {
+		t.Fatal("README has no capability table")
+	}
+	table := readme[start:]
+	table = table[:strings.Index(table, "\n\n")]
+	var documented []string
+	row := regexp.MustCompile("(?m)^\\| `([A-Z_]+)` \\| .* \\| (.*) \\|$")
+	for _, m := range row.FindAllStringSubmatch(table, -1) {
+		if m[2] != "add it there" {
+			documented = append(documented, m[1])
+		}
+	}
+	slices.Sort(added)
+	slices.Sort(checked)
+	slices.Sort(documented)
+	if !slices.Equal(added, checked) || !slices.Equal(added, documented) {
+		t.Errorf("capabilities: the DaemonSet adds %q, the agent checks %q, README's table lists %q", added, checked, documented)
+	}
+	for _, c := range added {
+		if !strings.Contains(namespace, c) {
+			t.Errorf("namespace.yaml's Pod Security comment does not name %s", c)
+		}
+	}
+	numbers := []string{"zero", "one", "two", "three", "four", "five", "six", "seven"}
+	count := regexp.MustCompile(`\b(zero|one|two|three|four|five|six|seven) (capabilities|added|this design needs)\b`)
+	for name, text := range map[string]string{"README.md": readme, "agent-daemonset.yaml": manifest} {
+		for _, m := range count.FindAllStringSubmatch(text, -1) {
+			if m[1] != numbers[len(added)] {
+				t.Errorf("%s says %q; the DaemonSet adds %d", name, m[0], len(added))
+			}
+		}
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// Every flag of every command is in README (kubectl's kubeconfig flags as a
+// group), and every flag README's query table names exists.
+func TestREADMEDocumentsEveryFlag(t *testing.T) {
+	readme := readFile(t, "../../README.md")
+	kubeFlags := pflag.NewFlagSet("kube", pflag.ContinueOnError)
+	genericclioptions.NewConfigFlags(true).AddFlags(kubeFlags)
+	if !strings.Contains(readme, "kubectl's kubeconfig flags") {
+		t.Error("README does not say that the read commands take kubectl's kubeconfig flags")
+	}
+	root := newRootCommand(context.Background(), "connaudit")
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
+			if kubeFlags.Lookup(f.Name) != nil && f.Name != "namespace" || f.Name == "help" {
+				return
+			}
+			if !strings.Contains(readme, "`--"+f.Name) && !strings.Contains(readme, "/--"+f.Name) &&
+				(f.Shorthand == "" || !strings.Contains(readme, "`-"+f.Shorthand)) {
+				t.Errorf("%s: flag --%s is not in README", c.CommandPath(), f.Name)
+			}
+		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+
+	query, _, err := root.Find([]string{"query"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := strings.Index(readme, "| flag | selects |")
+	if start < 0 {
+		t.Fatal("README has no query flag table")
+	}
+	table := readme[start:]
+	table = table[:strings.Index(table, "\n\n")]
+	for _, m := range regexp.MustCompile("`(?:-[a-zA-Z]/)?--([a-z-]+)").FindAllStringSubmatch(table, -1) {
+		if query.Flags().Lookup(m[1]) == nil {
+			t.Errorf("README's query table names --%s, which query does not take", m[1])
 		}
 	}
 }
