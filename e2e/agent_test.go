@@ -113,7 +113,9 @@ func TestRecordSchemaInVictoriaLogs(t *testing.T) {
 		t.Fatalf("child: %v: %s", err, out)
 	}
 
-	est := s.vl.WaitFor(t, fmt.Sprintf(`event_name:="tcp.connect" network.local.port:=%d`, local.Port), 1, time.Minute)[0]
+	// The peer port too: the test's own connects (readiness probes) may reuse
+	// the local port.
+	est := s.vl.WaitFor(t, fmt.Sprintf(`event_name:="tcp.connect" network.local.port:=%d network.peer.port:=%d`, local.Port, v4.Port), 1, time.Minute)[0]
 	t.Logf("record: %v", est)
 	want := map[string]string{
 		"_msg":                    fmt.Sprintf("e2e.test (pid %d) -> 127.0.0.1:%d established in ", os.Getpid(), v4.Port),

@@ -460,6 +460,25 @@ func testQueryGolden(t *testing.T, f *qFixture) {
 		}
 		golden(t, filepath.Join("testdata", "query", tc.name+".golden"), res.stdout)
 	}
+
+	// --local-time: tables in TZ's zone, with its offset; JSON stays UTC.
+	kolkata := []string{"TZ=Asia/Kolkata"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"query", "-n", "shop", "--local-time"}, "\n2026-11-24T19:30:01.000000+05:30  shop"},
+		{[]string{"query", "-n", "shop", "--summary", "--local-time"}, "2026-11-24T19:30:01.000000+05:30"},
+		{[]string{"coverage", "--local-time"}, "Complete: every node was watched from 2026-11-24T19:30:00.000000+05:30"},
+		{[]string{"query", "-n", "shop", "--local-time", "-o", "json"}, `"time":"2026-11-24T14:00:01.000000000Z"`},
+		{[]string{"query", "-n", "shop"}, "\n2026-11-24T14:00:01.000000Z  shop"},
+	} {
+		args := append(append([]string{tc.args[0], "--server", f.vl.URL()}, qMainWindow...), tc.args[1:]...)
+		res := runConnaudit(t, kolkata, args...)
+		if res.code != 0 || !strings.Contains("\n"+res.stdout, tc.want) {
+			t.Errorf("TZ=Asia/Kolkata %q: exit %d, want %q in\n%s%s", tc.args, res.code, tc.want, res.stdout, res.stderr)
+		}
+	}
 }
 
 func golden(t *testing.T, path, got string) {

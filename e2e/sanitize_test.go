@@ -49,7 +49,7 @@ func TestInvalidUTF8DoesNotStallDelivery(t *testing.T) {
 	local := conn.LocalAddr().(*net.TCPAddr).Port
 	conn.Close()
 
-	rec := vl.WaitFor(t, fmt.Sprintf(`event_name:="tcp.connect" network.local.port:=%d`, local), 1, time.Minute)[0]
+	rec := vl.WaitFor(t, fmt.Sprintf(`event_name:="tcp.connect" network.local.port:=%d network.peer.port:=%d`, local, target.Port), 1, time.Minute)[0]
 	if rec["team"] != "\uFFFD" {
 		t.Errorf("new record: team = %q, want U+FFFD", rec["team"])
 	}

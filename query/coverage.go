@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/connaudit/connaudit/backend"
 	"github.com/connaudit/connaudit/internal/termsafe"
@@ -21,6 +22,9 @@ type CoverageRequest struct {
 	// ExtraNodes are nodes the cluster has (from its API server), reported
 	// even when the trail never names them.
 	ExtraNodes []string
+	// Zone is where the table and the reports on stderr show times; nil is
+	// UTC. JSON is always UTC.
+	Zone *time.Location
 }
 
 var coverageColumns = []string{"NODE", "INSTANCE", "STARTED", "STOPPED", "LAST SEEN", "RECORDS", "SEQ", "LOSSES", "LOST", "HOLES"}
@@ -44,16 +48,16 @@ func Coverage(ctx context.Context, b backend.Backend, r CoverageRequest, stdout,
 			return fmt.Errorf("write output: %w", err)
 		}
 	} else {
-		writeCoverageTable(stdout, c, gaps)
+		writeCoverageTable(stdout, c, gaps, zoneOrUTC(r.Zone))
 	}
-	ReportGaps(stderr, gaps)
+	ReportGaps(stderr, gaps, zoneOrUTC(r.Zone))
 	if len(gaps) > 0 && r.Strict {
 		return fmt.Errorf("%w: %d in the window (--strict)", ErrGaps, len(gaps))
 	}
 	return nil
 }
 
-func writeCoverageTable(w io.Writer, c *backend.Coverage, gaps []backend.Gap) {
+func writeCoverageTable(w io.Writer, c *backend.Coverage, gaps []backend.Gap, zone *time.Location) {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(coverageColumns, "\t"))
 	for _, node := range c.Nodes {
@@ -77,23 +81,23 @@ func writeCoverageTable(w io.Writer, c *backend.Coverage, gaps []backend.Gap) {
 			if in.Records > 0 {
 				seq = strconv.FormatInt(in.MinSeq, 10) + ".." + strconv.FormatInt(in.MaxSeq, 10)
 			}
-			started := formatTime(in.Started)
+			started := formatTime(in.Started, zone)
 			if in.Resumed {
 				started += " (resumed)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\n", termsafe.String(node), termsafe.String(in.ID), started, formatTime(in.Stopped),
-				formatTime(in.LastSeen), in.Records, seq, len(in.Losses), lost, holes)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\n", termsafe.String(node), termsafe.String(in.ID), started, formatTime(in.Stopped, zone),
+				formatTime(in.LastSeen, zone), in.Records, seq, len(in.Losses), lost, holes)
 		}
 	}
 	tw.Flush()
 	if len(gaps) == 0 {
-		fmt.Fprintf(w, "\nComplete: every node was watched from %s to %s, and every record is accounted for.\n", formatTime(c.From), formatTime(c.To))
+		fmt.Fprintf(w, "\nComplete: every node was watched from %s to %s, and every record is accounted for.\n", formatTime(c.From, zone), formatTime(c.To, zone))
 	} else {
-		fmt.Fprintf(w, "\n%d gap(s) from %s to %s:\n", len(gaps), formatTime(c.From), formatTime(c.To))
+		fmt.Fprintf(w, "\n%d gap(s) from %s to %s:\n", len(gaps), formatTime(c.From, zone), formatTime(c.To, zone))
 		tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, "NODE\tKIND\tFROM\tTO\tCOUNT\tINSTANCE\tREASON")
 		for _, g := range gaps {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", termsafe.String(g.Node), g.Kind, formatTime(g.From), formatTime(g.To), g.Count,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", termsafe.String(g.Node), g.Kind, formatTime(g.From, zone), formatTime(g.To, zone), g.Count,
 				termsafe.String(dash(g.Instance)), termsafe.String(g.Reason))
 		}
 		tw.Flush()

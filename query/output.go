@@ -141,7 +141,7 @@ type recordWriter interface {
 	flush() error
 }
 
-func newRecordWriter(format string, noHeaders bool, w io.Writer) recordWriter {
+func newRecordWriter(format string, noHeaders bool, zone *time.Location, w io.Writer) recordWriter {
 	switch {
 	case format == "json":
 		return &jsonWriter{w: bufio.NewWriter(w)}
@@ -151,7 +151,7 @@ func newRecordWriter(format string, noHeaders bool, w io.Writer) recordWriter {
 		p, _ := newPrinter(format, noHeaders) // CheckFormat has parsed it
 		return &printerWriter{p: p, w: bufio.NewWriter(w)}
 	default:
-		return &tableWriter{tw: tabwriter.NewWriter(w, 0, 8, 2, ' ', 0), wide: format == "wide", header: noHeaders}
+		return &tableWriter{tw: tabwriter.NewWriter(w, 0, 8, 2, ' ', 0), wide: format == "wide", header: noHeaders, zone: zone}
 	}
 }
 
@@ -162,6 +162,7 @@ type tableWriter struct {
 	tw     *tabwriter.Writer
 	wide   bool
 	header bool // written, or not wanted
+	zone   *time.Location
 }
 
 func (t *tableWriter) write(r backend.Record) error {
@@ -173,7 +174,7 @@ func (t *tableWriter) write(r backend.Record) error {
 		}
 		fmt.Fprintln(t.tw, strings.Join(cols, "\t"))
 	}
-	_, err := fmt.Fprintln(t.tw, tableLine(row(r, t.wide, tableTime)))
+	_, err := fmt.Fprintln(t.tw, tableLine(row(r, t.wide, tableTime, t.zone)))
 	return err
 }
 
@@ -188,8 +189,9 @@ func tableLine(cells []string) string {
 
 func (t *tableWriter) flush() error { return t.tw.Flush() }
 
-// row returns the table columns of r (the wide ones with wide).
-func row(r backend.Record, wide bool, timeLayout string) []string {
+// row returns the table columns of r (the wide ones with wide), its time in
+// zone.
+func row(r backend.Record, wide bool, timeLayout string, zone *time.Location) []string {
 	ns, pod := r.Get(backend.FieldNamespace), r.Get(backend.FieldPod)
 	if isHost(r) {
 		ns, pod = host, "-"
@@ -199,7 +201,7 @@ func row(r backend.Record, wide bool, timeLayout string) []string {
 		ipv = "6"
 	}
 	out := []string{
-		r.Time.UTC().Format(timeLayout),
+		r.Time.In(zone).Format(timeLayout),
 		dash(ns), dash(pod),
 		dash(r.Get(backend.FieldPID)), dash(r.Get(backend.FieldComm)),
 		ipv, dash(r.Get(backend.FieldSrcAddr)), dash(r.Get(backend.FieldDstAddr)), dash(r.Get(backend.FieldDstPort)),
@@ -374,7 +376,7 @@ func (c *csvWriter) write(r backend.Record) error {
 			return err
 		}
 	}
-	return c.w.Write(row(r, true, fullTime))
+	return c.w.Write(row(r, true, fullTime, time.UTC))
 }
 
 func (c *csvWriter) flush() error {
@@ -394,10 +396,10 @@ func csvHeader() []string {
 	return h
 }
 
-// formatTime is how summaries and reports show a time.
-func formatTime(t time.Time) string {
+// formatTime is how tables and reports show a time: in zone.
+func formatTime(t time.Time, zone *time.Location) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return t.UTC().Format(tableTime)
+	return t.In(zone).Format(tableTime)
 }

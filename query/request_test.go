@@ -148,7 +148,7 @@ func TestTableRowOfHostProcess(t *testing.T) {
 		backend.FieldDstAddr: "::1", backend.FieldDstPort: "10248", backend.FieldOutcome: "refused", backend.FieldErrType: "ECONNREFUSED",
 		backend.FieldDuration: "0.00021", backend.FieldPeerKind: "loopback", backend.FieldNode: "n1",
 	}}
-	got := strings.Join(row(r, true, tableTime), " ")
+	got := strings.Join(row(r, true, tableTime, time.UTC), " ")
 	want := "2026-12-01T12:00:00.000000Z <host> - 1 kubelet 6 - ::1 10248 refused (ECONNREFUSED) 0.21ms n1 - - loopback"
 	if got != want {
 		t.Errorf("row:\n got %q\nwant %q", got, want)
@@ -165,7 +165,7 @@ func TestNoneFoundSaysWhere(t *testing.T) {
 		{[]string{"a", "b"}, "No connects found in namespaces a, b from 2026-12-01T11:00:00.000000Z to 2026-12-01T12:00:00.000000Z.\n"},
 	} {
 		var b strings.Builder
-		noneFound(&b, backend.Filter{Namespaces: tc.ns, From: now.Add(-time.Hour), To: now})
+		noneFound(&b, backend.Filter{Namespaces: tc.ns, From: now.Add(-time.Hour), To: now}, time.UTC)
 		if b.String() != tc.want {
 			t.Errorf("%v: %q, want %q", tc.ns, b.String(), tc.want)
 		}

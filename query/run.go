@@ -27,6 +27,17 @@ type Request struct {
 	// ExtraNodes are nodes the cluster has (from its API server), checked
 	// for coverage even when the trail never names them.
 	ExtraNodes []string
+	// Zone is where table, wide and --summary tables and the reports on
+	// stderr show times; nil is UTC. JSON and CSV are always UTC.
+	Zone *time.Location
+}
+
+// zoneOrUTC is zone, or UTC when it is nil.
+func zoneOrUTC(zone *time.Location) *time.Location {
+	if zone == nil {
+		return time.UTC
+	}
+	return zone
 }
 
 // ErrGaps is returned (wrapped) by Run with Request.Strict when the trail
@@ -79,7 +90,7 @@ func Run(ctx context.Context, b backend.Backend, r Request, stdout, stderr io.Wr
 	if g.err != nil {
 		return fmt.Errorf("check the trail for gaps: %w", g.err)
 	}
-	ReportGaps(stderr, g.gaps)
+	ReportGaps(stderr, g.gaps, zoneOrUTC(r.Zone))
 	if len(g.gaps) > 0 && r.Strict {
 		return fmt.Errorf("%w: %d in the window (--strict)", ErrGaps, len(g.gaps))
 	}
@@ -92,7 +103,7 @@ func list(ctx context.Context, b backend.Backend, r Request, stdout, stderr io.W
 		return err
 	}
 	defer rs.Close()
-	w := newRecordWriter(r.Format, r.NoHeaders, stdout)
+	w := newRecordWriter(r.Format, r.NoHeaders, zoneOrUTC(r.Zone), stdout)
 	n := 0
 	for rs.Next() {
 		if err := w.write(rs.Record()); err != nil {
@@ -107,7 +118,7 @@ func list(ctx context.Context, b backend.Backend, r Request, stdout, stderr io.W
 		return fmt.Errorf("write output: %w", err)
 	}
 	if n == 0 && (r.Format == "table" || r.Format == "wide") {
-		noneFound(stderr, r.Filter)
+		noneFound(stderr, r.Filter, zoneOrUTC(r.Zone))
 	}
 	if rs.Truncated() {
 		fmt.Fprintf(stderr, "connaudit: --limit %d kept the newest connects: older ones match too; raise --limit (0: no limit) or narrow the window\n", r.Limit)
@@ -124,7 +135,7 @@ func follow(ctx context.Context, b backend.Backend, r Request, stdout io.Writer)
 		return err
 	}
 	defer rs.Close()
-	w := newRecordWriter(r.Format, r.NoHeaders, stdout)
+	w := newRecordWriter(r.Format, r.NoHeaders, zoneOrUTC(r.Zone), stdout)
 	for rs.Next() {
 		if err := w.write(rs.Record()); err != nil {
 			return fmt.Errorf("write output: %w", err)
@@ -141,7 +152,7 @@ func follow(ctx context.Context, b backend.Backend, r Request, stdout io.Writer)
 
 // ReportGaps writes one line per gap: where and when the trail may be
 // incomplete.
-func ReportGaps(w io.Writer, gaps []backend.Gap) {
+func ReportGaps(w io.Writer, gaps []backend.Gap, zone *time.Location) {
 	for _, g := range gaps {
 		count := "count unknown"
 		if g.Count > 0 {
@@ -151,7 +162,7 @@ func ReportGaps(w io.Writer, gaps []backend.Gap) {
 			count = "no agent"
 		}
 		fmt.Fprintf(w, "connaudit: the trail has a gap here: node %s, %s to %s, %s (%s: %s",
-			termsafe.String(dash(g.Node)), formatTime(g.From), formatTime(g.To), count, g.Kind, termsafe.String(g.Reason))
+			termsafe.String(dash(g.Node)), formatTime(g.From, zone), formatTime(g.To, zone), count, g.Kind, termsafe.String(g.Reason))
 		if g.Instance != "" {
 			fmt.Fprintf(w, ", agent instance %s", termsafe.String(g.Instance))
 		}
@@ -177,7 +188,7 @@ func addNodes(c *backend.Coverage, asked, extra []string) {
 }
 
 // noneFound says, as kubectl does, where an empty answer looked.
-func noneFound(w io.Writer, f backend.Filter) {
+func noneFound(w io.Writer, f backend.Filter, zone *time.Location) {
 	where := ""
 	switch len(f.Namespaces) {
 	case 0:
@@ -186,5 +197,5 @@ func noneFound(w io.Writer, f backend.Filter) {
 	default:
 		where = " in namespaces " + strings.Join(f.Namespaces, ", ")
 	}
-	fmt.Fprintf(w, "No connects found%s from %s to %s.\n", where, formatTime(f.From), formatTime(f.To))
+	fmt.Fprintf(w, "No connects found%s from %s to %s.\n", where, formatTime(f.From, zone), formatTime(f.To, zone))
 }

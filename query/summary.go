@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/connaudit/connaudit/backend"
 )
@@ -42,7 +43,7 @@ func summary(ctx context.Context, b backend.Backend, r Request, stdout, stderr i
 			w.Write(h)
 		}
 		for _, row := range rows {
-			w.Write(summaryRow(row, fullTime))
+			w.Write(summaryRow(row, fullTime, time.UTC))
 		}
 		w.Flush()
 		if err := w.Error(); err != nil {
@@ -50,7 +51,7 @@ func summary(ctx context.Context, b backend.Backend, r Request, stdout, stderr i
 		}
 	default:
 		if len(rows) == 0 {
-			noneFound(stderr, r.Filter)
+			noneFound(stderr, r.Filter, zoneOrUTC(r.Zone))
 			return nil
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
@@ -58,7 +59,7 @@ func summary(ctx context.Context, b backend.Backend, r Request, stdout, stderr i
 			fmt.Fprintln(tw, strings.Join(summaryColumns, "\t"))
 		}
 		for _, row := range rows {
-			fmt.Fprintln(tw, tableLine(summaryRow(row, tableTime)))
+			fmt.Fprintln(tw, tableLine(summaryRow(row, tableTime, zoneOrUTC(r.Zone))))
 		}
 		if err := tw.Flush(); err != nil {
 			return fmt.Errorf("write output: %w", err)
@@ -88,10 +89,10 @@ func PeerName(p backend.Peer) string {
 	}
 }
 
-func summaryRow(r backend.SummaryRow, layout string) []string {
+func summaryRow(r backend.SummaryRow, layout string, zone *time.Location) []string {
 	return []string{
 		strconv.FormatInt(r.Count, 10), SourceName(r.Source), PeerName(r.Peer), strconv.Itoa(r.Port), dash(r.Outcome),
-		r.First.UTC().Format(layout), r.Last.UTC().Format(layout),
+		r.First.In(zone).Format(layout), r.Last.In(zone).Format(layout),
 	}
 }
 

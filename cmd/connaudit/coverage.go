@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
 	"github.com/connaudit/connaudit/query"
@@ -51,11 +54,25 @@ never ran an agent shows up.`,
 	fl.Window.AddFlags(fs, "1h")
 	fs.StringVarP(&req.Format, "output", "o", "table", "output format: table or json")
 	fs.BoolVar(&req.Strict, "strict", false, "exit with status 3 when the trail has a gap in the window")
+	addLocalTimeFlag(fs, &req.Zone)
 	backend.addFlags(fs)
 	kube.AddFlags(fs)
 	completeFromCluster(cmd, kube)
 	completeValues(cmd, "output", []string{"table", "json"})
 	return cmd
+}
+
+// addLocalTimeFlag adds --local-time: tables and reports show times in the
+// local time zone (TZ) instead of UTC.
+func addLocalTimeFlag(fs *pflag.FlagSet, zone **time.Location) {
+	fs.Func("local-time", "show the times of tables and reports in the local time zone (TZ), with its offset, instead of UTC; JSON and CSV stay UTC", func(s string) error {
+		on, err := strconv.ParseBool(s)
+		if on {
+			*zone = time.Local
+		}
+		return err
+	})
+	fs.Lookup("local-time").NoOptDefVal = "true"
 }
 
 // clusterNodes lists the nodes of the kubeconfig context's cluster, or

@@ -102,6 +102,7 @@ stderr; --strict makes such a gap exit with status 3.`,
 	fs.BoolVar(&req.Summary, "summary", false, "group by source workload, destination, port and outcome, with count, first and last seen")
 	fs.BoolVarP(&req.Follow, "follow", "f", false, "stream new connects as they arrive (Ctrl-C ends)")
 	fs.BoolVar(&req.Strict, "strict", false, "exit with status 3 when the trail has a gap in the window")
+	addLocalTimeFlag(fs, &req.Zone)
 	backend.addFlags(fs)
 	kube.AddFlags(fs)
 	completeFromCluster(cmd, kube)
