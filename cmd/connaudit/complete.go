@@ -11,8 +11,10 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 
 	"github.com/connaudit/connaudit/trail"
 )
@@ -26,98 +28,32 @@ func clientset(kube *genericclioptions.ConfigFlags) (kubernetes.Interface, error
 	return kubernetes.NewForConfig(cfg)
 }
 
-// lister lists the names of one kind of object: in namespace ns, when the
-// kind is namespaced.
-type lister func(ctx context.Context, c kubernetes.Interface, ns string) ([]string, error)
-
-func names[T any](items []T, name func(*T) string) []string {
-	out := make([]string, len(items))
-	for i := range items {
-		out[i] = name(&items[i])
-	}
-	return out
+// resource is one kind of object completion lists the names of.
+type resource struct {
+	gvr        schema.GroupVersionResource
+	namespaced bool
 }
 
 var (
-	listNamespaces lister = func(ctx context.Context, c kubernetes.Interface, _ string) ([]string, error) {
-		l, err := c.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return nil, err
-		}
-		return names(l.Items, func(o *corev1.Namespace) string { return o.Name }), nil
-	}
-	listNodes lister = func(ctx context.Context, c kubernetes.Interface, _ string) ([]string, error) {
-		l, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return nil, err
-		}
-		return names(l.Items, func(o *corev1.Node) string { return o.Name }), nil
-	}
-	listPods lister = func(ctx context.Context, c kubernetes.Interface, ns string) ([]string, error) {
-		l, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return nil, err
-		}
-		return names(l.Items, func(o *corev1.Pod) string { return o.Name }), nil
-	}
-	listServices lister = func(ctx context.Context, c kubernetes.Interface, ns string) ([]string, error) {
-		l, err := c.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return nil, err
-		}
-		return names(l.Items, func(o *corev1.Service) string { return o.Name }), nil
-	}
+	namespaces = resource{corev1.SchemeGroupVersion.WithResource("namespaces"), false}
+	nodes      = resource{corev1.SchemeGroupVersion.WithResource("nodes"), false}
+	pods       = resource{corev1.SchemeGroupVersion.WithResource("pods"), true}
+	services   = resource{corev1.SchemeGroupVersion.WithResource("services"), true}
 )
 
-// workloadKinds are the KIND/ prefixes --workload completes, and how to list
-// each kind's names.
+// workloadKinds are the KIND/ prefixes --workload completes, and the
+// resource of each.
 var workloadKinds = []struct {
 	kind trail.WorkloadKind
-	list lister
+	resource
 }{
-	{trail.WorkloadDeployment, func(ctx context.Context, c kubernetes.Interface, ns string) ([]string, error) {
-		l, err := c.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return nil, err
-		}
-		return names(l.Items, func(o *appsv1.Deployment) string { return o.Name }), nil
-	}},
-	{trail.WorkloadStatefulSet, func(ctx context.Context, c kubernetes.Interface, ns string) ([]string, error) {
-		l, err := c.AppsV1().StatefulSets(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return nil, err
-		}
-		return names(l.Items, func(o *appsv1.StatefulSet) string { return o.Name }), nil
-	}},
-	{trail.WorkloadDaemonSet, func(ctx context.Context, c kubernetes.Interface, ns string) ([]string, error) {
-		l, err := c.AppsV1().DaemonSets(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return nil, err
-		}
-		return names(l.Items, func(o *appsv1.DaemonSet) string { return o.Name }), nil
-	}},
-	{trail.WorkloadReplicaSet, func(ctx context.Context, c kubernetes.Interface, ns string) ([]string, error) {
-		l, err := c.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return nil, err
-		}
-		return names(l.Items, func(o *appsv1.ReplicaSet) string { return o.Name }), nil
-	}},
-	{trail.WorkloadJob, func(ctx context.Context, c kubernetes.Interface, ns string) ([]string, error) {
-		l, err := c.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return nil, err
-		}
-		return names(l.Items, func(o *batchv1.Job) string { return o.Name }), nil
-	}},
-	{trail.WorkloadCronJob, func(ctx context.Context, c kubernetes.Interface, ns string) ([]string, error) {
-		l, err := c.BatchV1().CronJobs(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return nil, err
-		}
-		return names(l.Items, func(o *batchv1.CronJob) string { return o.Name }), nil
-	}},
-	{trail.WorkloadPod, listPods},
+	{trail.WorkloadDeployment, resource{appsv1.SchemeGroupVersion.WithResource("deployments"), true}},
+	{trail.WorkloadStatefulSet, resource{appsv1.SchemeGroupVersion.WithResource("statefulsets"), true}},
+	{trail.WorkloadDaemonSet, resource{appsv1.SchemeGroupVersion.WithResource("daemonsets"), true}},
+	{trail.WorkloadReplicaSet, resource{appsv1.SchemeGroupVersion.WithResource("replicasets"), true}},
+	{trail.WorkloadJob, resource{batchv1.SchemeGroupVersion.WithResource("jobs"), true}},
+	{trail.WorkloadCronJob, resource{batchv1.SchemeGroupVersion.WithResource("cronjobs"), true}},
+	{trail.WorkloadPod, pods},
 }
 
 // completionTimeout bounds a completion's wait for the API server, so that a
@@ -142,31 +78,41 @@ func (c completer) namespace(cmd *cobra.Command) string {
 	return ns
 }
 
-func (c completer) names(cmd *cobra.Command, list lister, prefix, toComplete string) []string {
-	client, err := clientset(c.kube)
+// names lists the names of r's objects (only their metadata), each after
+// prefix, that start with toComplete.
+func (c completer) names(cmd *cobra.Command, r resource, prefix, toComplete string) []string {
+	cfg, err := c.kube.ToRESTConfig()
+	if err != nil {
+		return nil
+	}
+	client, err := metadata.NewForConfig(cfg)
 	if err != nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
 	defer cancel()
-	all, err := list(ctx, client, c.namespace(cmd))
+	var list metadata.ResourceInterface = client.Resource(r.gvr)
+	if r.namespaced {
+		list = client.Resource(r.gvr).Namespace(c.namespace(cmd))
+	}
+	objects, err := list.List(ctx, metav1.ListOptions{})
 	if err != nil {
 		cobra.CompDebugln("connaudit: "+err.Error(), true)
 		return nil
 	}
 	var out []string
-	for _, n := range all {
-		if strings.HasPrefix(prefix+n, toComplete) {
-			out = append(out, prefix+n)
+	for _, o := range objects.Items {
+		if name := prefix + o.Name; strings.HasPrefix(name, toComplete) {
+			out = append(out, name)
 		}
 	}
 	return out
 }
 
-// of completes the names list gives.
-func (c completer) of(list lister) cobra.CompletionFunc {
+// of completes the names of r's objects.
+func (c completer) of(r resource) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
-		return c.names(cmd, list, "", toComplete), cobra.ShellCompDirectiveNoFileComp
+		return c.names(cmd, r, "", toComplete), cobra.ShellCompDirectiveNoFileComp
 	}
 }
 
@@ -185,7 +131,7 @@ func (c completer) workload(cmd *cobra.Command, _ []string, toComplete string) (
 	parsed, _ := trail.ParseWorkloadKind(kind)
 	for _, k := range workloadKinds {
 		if k.kind == parsed {
-			return c.names(cmd, k.list, kind+"/", toComplete), cobra.ShellCompDirectiveNoFileComp
+			return c.names(cmd, k.resource, kind+"/", toComplete), cobra.ShellCompDirectiveNoFileComp
 		}
 	}
 	return nil, cobra.ShellCompDirectiveNoFileComp
@@ -197,7 +143,7 @@ func (c completer) source(cmd *cobra.Command, args []string, toComplete string) 
 	if strings.Contains(toComplete, "/") {
 		return c.workload(cmd, args, toComplete)
 	}
-	out := c.names(cmd, listPods, "", toComplete)
+	out := c.names(cmd, pods, "", toComplete)
 	kinds, _ := c.workload(cmd, args, toComplete)
 	return append(out, kinds...), cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
 }
@@ -224,12 +170,12 @@ func completeFromCluster(cmd *cobra.Command, kube *genericclioptions.ConfigFlags
 	c := completer{kube: kube}
 	for flag, fn := range map[string]cobra.CompletionFunc{
 		"context":        c.context,
-		"namespace":      c.of(listNamespaces),
-		"peer-namespace": c.of(listNamespaces),
-		"pod":            c.of(listPods),
-		"peer-pod":       c.of(listPods),
-		"peer-service":   c.of(listServices),
-		"node":           c.of(listNodes),
+		"namespace":      c.of(namespaces),
+		"peer-namespace": c.of(namespaces),
+		"pod":            c.of(pods),
+		"peer-pod":       c.of(pods),
+		"peer-service":   c.of(services),
+		"node":           c.of(nodes),
 		"workload":       c.workload,
 		"peer-workload":  c.workload,
 	} {

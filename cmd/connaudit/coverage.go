@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
 	"github.com/connaudit/connaudit/query"
@@ -83,9 +85,13 @@ func clusterNodes(ctx context.Context, b *backendFlags, cmd *cobra.Command) []st
 	}
 	client, err := clientset(b.kube)
 	if err == nil {
-		var nodes []string
-		if nodes, err = listNodes(ctx, client, ""); err == nil {
-			return nodes
+		var nodes *corev1.NodeList
+		if nodes, err = client.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err == nil {
+			names := make([]string, len(nodes.Items))
+			for i, n := range nodes.Items {
+				names[i] = n.Name
+			}
+			return names
 		}
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "connaudit: cannot list the cluster's nodes (%v); coverage covers the nodes the trail names\n", err)

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
@@ -368,4 +371,90 @@ func flagValue(args []string, flag string) string {
 		}
 	}
 	return ""
+}
+
+// The NetworkPolicies select the agent's and the gateway's pods by their
+// templates' labels, name ports their containers have, open OTLP to the
+// agents only and metrics to the namespaces labelled connaudit.io/scrape,
+// and leave the health ports to the kubelet (a pod's own node is always
+// allowed), in the base and in every overlay.
+func TestNetworkPolicies(t *testing.T) {
+	scrape := map[string]string{"connaudit.io/scrape": "true"}
+	for _, dir := range overlays {
+		r := render(t, dir)
+		policies := map[string]*networkingv1.NetworkPolicy{}
+		for _, o := range r.objects {
+			if p, ok := o.(*networkingv1.NetworkPolicy); ok {
+				policies[p.Name] = p
+			}
+		}
+		// workload → who may reach which port: "pods:<workload>" or "scrape".
+		want := map[string]map[string]string{
+			"DaemonSet/connaudit-agent":       {"metrics": "scrape"},
+			"StatefulSet/connaudit-collector": {"otlp-grpc": "pods:DaemonSet/connaudit-agent", "otlp-http": "pods:DaemonSet/connaudit-agent", "metrics": "scrape"},
+		}
+		for workload, ports := range want {
+			podLabels := r.templateLabels(workload)
+			c := podSpecOf(r, workload).Containers[0]
+			var p *networkingv1.NetworkPolicy
+			for _, cand := range policies {
+				if sel, err := metav1.LabelSelectorAsSelector(&cand.Spec.PodSelector); err == nil && sel.Matches(labels.Set(podLabels)) {
+					p = cand
+				}
+			}
+			if p == nil {
+				t.Errorf("%s: no NetworkPolicy selects %s's pods", dir, workload)
+				continue
+			}
+			if !slices.Equal(p.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}) {
+				t.Errorf("%s: %s: policy types %v, want Ingress", dir, p.Name, p.Spec.PolicyTypes)
+			}
+			got := map[string]string{}
+			for _, rule := range p.Spec.Ingress {
+				for _, port := range rule.Ports {
+					name := port.Port.String()
+					if containerPort(c, name) == 0 {
+						t.Errorf("%s: %s opens port %s, which %s's container does not have", dir, p.Name, name, workload)
+					}
+					for _, from := range rule.From {
+						switch {
+						case from.NamespaceSelector != nil && from.PodSelector == nil && maps.Equal(from.NamespaceSelector.MatchLabels, scrape):
+							got[name] = "scrape"
+						case from.PodSelector != nil && from.NamespaceSelector == nil:
+							for w := range want {
+								if sel, err := metav1.LabelSelectorAsSelector(from.PodSelector); err == nil && sel.Matches(labels.Set(r.templateLabels(w))) {
+									got[name] = "pods:" + w
+								}
+							}
+						default:
+							t.Errorf("%s: %s admits %+v to port %s", dir, p.Name, from, name)
+						}
+					}
+					if len(rule.From) == 0 {
+						t.Errorf("%s: %s opens port %s to every source", dir, p.Name, name)
+					}
+				}
+			}
+			if !maps.Equal(got, ports) {
+				t.Errorf("%s: %s admits %v, want %v", dir, p.Name, got, ports)
+			}
+		}
+	}
+}
+
+func podSpecOf(r rendered, workload string) *corev1.PodSpec {
+	kind, name, _ := strings.Cut(workload, "/")
+	for _, o := range r.objects {
+		switch w := o.(type) {
+		case *appsv1.DaemonSet:
+			if kind == "DaemonSet" && w.Name == name {
+				return &w.Spec.Template.Spec
+			}
+		case *appsv1.StatefulSet:
+			if kind == "StatefulSet" && w.Name == name {
+				return &w.Spec.Template.Spec
+			}
+		}
+	}
+	return &corev1.PodSpec{Containers: []corev1.Container{{}}}
 }
