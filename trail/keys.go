@@ -97,6 +97,16 @@ const (
 	KeyDegradedTimeFirst Key = "connaudit.degraded.time.first"
 	KeyDegradedTimeLast  Key = "connaudit.degraded.time.last"
 
+	// The chain and checkpoints (package trail/chain and trail/checkpoint).
+	KeyChain               Key = "connaudit.chain"
+	KeyAgentKey            Key = "connaudit.agent.key"
+	KeySeqFinal            Key = "connaudit.seq.final"
+	KeyCheckpointSeqFirst  Key = "connaudit.checkpoint.seq.first"
+	KeyCheckpointSeqLast   Key = "connaudit.checkpoint.seq.last"
+	KeyCheckpointCount     Key = "connaudit.checkpoint.count"
+	KeyCheckpointHead      Key = "connaudit.checkpoint.head"
+	KeyCheckpointSignature Key = "connaudit.checkpoint.signature"
+
 	// KeyResourceError marks a resource the exporter could not decode.
 	KeyResourceError Key = "connaudit.resource.error"
 )

@@ -58,15 +58,18 @@ var ConnectAttributes = []Attribute{
 	{Key: KeyPeerWorkloadName, Type: TypeString},
 	{Key: KeyPeerPodLabelPrefix, Type: TypeString, Prefix: true},
 	{Key: KeySeq, Type: TypeInt},
+	{Key: KeyChain, Type: TypeString},
 }
 
 // NoticeAttributes are the attributes of the records connaudit writes about
 // itself and about what it lost, by event.
 var NoticeAttributes = map[Event][]Key{
-	EventAgentStart: {KeyCaptureResumed, KeyCaptureTakenOver, KeySpoolDir},
-	EventAgentStop:  nil,
+	EventAgentStart: {KeyCaptureResumed, KeyCaptureTakenOver, KeySpoolDir, KeyAgentKey},
+	EventAgentStop:  {KeySeqFinal},
 	EventDNSAnswer: {KeyDNSQuestionName, KeyDNSAnswers, KeyDNSAliases, KeyDNSTTL, KeyDNSPartial,
 		KeyNetworkTransport, KeyServerAddress, KeyNetNS, KeyCgroupID},
 	EventLoss:     {KeyLostCount, KeyLostBytes, KeyLostReason, KeyLostTimeFirst, KeyLostTimeLast, KeyLostSeqFirst, KeyLostSeqLast},
 	EventDegraded: {KeyDegradedCount, KeyDegradedReason, KeyDegradedTimeFirst, KeyDegradedTimeLast},
+	EventCheckpoint: {KeyCheckpointSeqFirst, KeyCheckpointSeqLast, KeyCheckpointCount, KeyCheckpointHead,
+		KeyCheckpointSignature},
 }

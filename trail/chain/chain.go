@@ -77,7 +77,7 @@ type span struct{ start, key, end int }
 
 // Reset starts a record. An empty body is treated as absent, as VictoriaLogs
 // stores it.
-func (c *Canon) Reset(event string, unixNano int64, severity int64, body []byte) {
+func (c *Canon) Reset(event []byte, unixNano int64, severity int64, body []byte) {
 	c.head = appendItem(c.head[:0], event)
 	c.head = appendItem(c.head, strconv.AppendInt(c.num[:0], unixNano, 10))
 	c.head = appendItem(c.head, strconv.AppendInt(c.num[:0], severity, 10))

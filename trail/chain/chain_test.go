@@ -8,7 +8,7 @@ import (
 // agentSide builds a record as the agent does, from typed values.
 func agentSide(body string, dur float64, pid int64) Link {
 	var c Canon
-	c.Reset("tcp.connect", 1765090800123456789, 9, []byte(body))
+	c.Reset([]byte("tcp.connect"), 1765090800123456789, 9, []byte(body))
 	c.Bytes([]byte("service.instance.id"), []byte("i-1"))
 	c.Float([]byte("connaudit.connect.duration"), dur)
 	c.Int([]byte("process.pid"), pid)
@@ -22,7 +22,7 @@ func agentSide(body string, dur float64, pid int64) Link {
 // them back from VictoriaLogs.
 func backendSide(body string, fields map[string]string) Link {
 	var c Canon
-	c.Reset("tcp.connect", 1765090800123456789, 9, []byte(body))
+	c.Reset([]byte("tcp.connect"), 1765090800123456789, 9, []byte(body))
 	for k, v := range fields {
 		c.String(k, v)
 	}
@@ -88,7 +88,7 @@ func TestEveryPartIsBound(t *testing.T) {
 		t.Error("body changed: leaf unchanged")
 	}
 	var c Canon
-	c.Reset("tcp.connect", 1765090800123456788, 9, []byte("b"))
+	c.Reset([]byte("tcp.connect"), 1765090800123456788, 9, []byte("b"))
 	for k, v := range base {
 		c.String(k, v)
 	}
@@ -102,7 +102,7 @@ func TestEveryPartIsBound(t *testing.T) {
 func TestNoAmbiguousSplits(t *testing.T) {
 	leaf := func(kv ...string) Link {
 		var c Canon
-		c.Reset("e", 1, 9, []byte("b"))
+		c.Reset([]byte("e"), 1, 9, []byte("b"))
 		for i := 0; i < len(kv); i += 2 {
 			c.String(kv[i], kv[i+1])
 		}
@@ -161,7 +161,7 @@ func BenchmarkLeafAndLink(b *testing.B) {
 	var head Link
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		c.Reset("tcp.connect", int64(i), 9, body)
+		c.Reset([]byte("tcp.connect"), int64(i), 9, body)
 		for j, k := range keys {
 			if j%3 == 0 {
 				c.Int(k, int64(i))
