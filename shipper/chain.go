@@ -22,8 +22,9 @@ var seqKey = []byte(trail.KeySeq)
 // spool, in seq order. A record the spool refuses does not advance it: its
 // seq is named by a loss record instead.
 type chainer struct {
-	canon chain.Canon
-	head  chain.Link
+	canon   chain.Canon
+	head    chain.Link
+	headSeq uint64 // the seq whose chain value head is; 0 before the first
 }
 
 // link is the chain value of payload (seq already stamped) after the head.
@@ -78,6 +79,14 @@ func appendChain(payload []byte, l chain.Link) []byte {
 	payload = append(payload, kindString)
 	payload = binary.AppendUvarint(payload, 2*chain.Size)
 	return l.AppendText(payload)
+}
+
+// Head is the seq and chain value of the last record that reached the
+// spool; seq 0 before the first.
+func (l *Ledger) Head() (uint64, chain.Link) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.chain.headSeq, l.chain.head
 }
 
 // CheckpointConfig makes a Ledger sign checkpoints.

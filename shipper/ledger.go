@@ -221,7 +221,7 @@ func (l *Ledger) append(payload []byte) bool {
 	if err == nil {
 		l.metrics.Spooled.Inc()
 		if link != (chain.Link{}) {
-			l.chain.head = link
+			l.chain.head, l.chain.headSeq = link, l.seq
 		}
 		l.counted()
 		return true

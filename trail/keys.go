@@ -107,6 +107,13 @@ const (
 	KeyCheckpointHead      Key = "connaudit.checkpoint.head"
 	KeyCheckpointSignature Key = "connaudit.checkpoint.signature"
 
+	// The start record's link to the instance before it on the node, and the
+	// heartbeat it promises (package shipper/handoff, verify).
+	KeyPreviousInstance Key = "connaudit.previous.instance.id"
+	KeyPreviousSeq      Key = "connaudit.previous.seq"
+	KeyPreviousChain    Key = "connaudit.previous.chain"
+	KeyHeartbeat        Key = "connaudit.heartbeat.interval"
+
 	// KeyResourceError marks a resource the exporter could not decode.
 	KeyResourceError Key = "connaudit.resource.error"
 )

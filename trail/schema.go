@@ -64,8 +64,9 @@ var ConnectAttributes = []Attribute{
 // NoticeAttributes are the attributes of the records connaudit writes about
 // itself and about what it lost, by event.
 var NoticeAttributes = map[Event][]Key{
-	EventAgentStart: {KeyCaptureResumed, KeyCaptureTakenOver, KeySpoolDir, KeyAgentKey},
-	EventAgentStop:  {KeySeqFinal},
+	EventAgentStart: {KeyCaptureResumed, KeyCaptureTakenOver, KeySpoolDir, KeyAgentKey,
+		KeyPreviousInstance, KeyPreviousSeq, KeyPreviousChain, KeyHeartbeat},
+	EventAgentStop: {KeySeqFinal},
 	EventDNSAnswer: {KeyDNSQuestionName, KeyDNSAnswers, KeyDNSAliases, KeyDNSTTL, KeyDNSPartial,
 		KeyNetworkTransport, KeyServerAddress, KeyNetNS, KeyCgroupID},
 	EventLoss:     {KeyLostCount, KeyLostBytes, KeyLostReason, KeyLostTimeFirst, KeyLostTimeLast, KeyLostSeqFirst, KeyLostSeqLast},

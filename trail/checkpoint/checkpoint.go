@@ -7,10 +7,14 @@ package checkpoint
 
 import (
 	"crypto/ed25519"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 
 	"github.com/connaudit/connaudit/trail/chain"
 )
@@ -74,4 +78,48 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 		return nil, fmt.Errorf("instance key %.100q is not a base64 Ed25519 public key", s)
 	}
 	return ed25519.PublicKey(k), nil
+}
+
+// LoadPrivateKey reads an Ed25519 private key from a PEM file in PKCS #8
+// form, as `openssl genpkey -algorithm ed25519` writes it.
+func LoadPrivateKey(path string) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%s: no PEM block", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	ek, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: a %T, not an Ed25519 key", path, k)
+	}
+	return ek, nil
+}
+
+// LoadPublicKey reads an Ed25519 public key from a file: PEM in PKIX form
+// (`openssl pkey -pubout`), or the base64 form start records carry.
+func LoadPublicKey(path string) (ed25519.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return ParsePublicKey(strings.TrimSpace(string(b)))
+	}
+	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	ek, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: a %T, not an Ed25519 key", path, k)
+	}
+	return ek, nil
 }

@@ -3,7 +3,11 @@ package checkpoint
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/connaudit/connaudit/trail/chain"
@@ -57,5 +61,32 @@ func TestMessageIsUnambiguous(t *testing.T) {
 	b := Checkpoint{Instance: "i", First: 1}
 	if string(a.Message()) == string(b.Message()) {
 		t.Error("two checkpoints share a message")
+	}
+}
+
+func TestLoadKeysFromOpenSSLFiles(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	dir := t.TempDir()
+	p8, _ := x509.MarshalPKCS8PrivateKey(priv)
+	pk, _ := x509.MarshalPKIXPublicKey(pub)
+	write := func(name, typ string, der []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	k, err := LoadPrivateKey(write("key.pem", "PRIVATE KEY", p8))
+	if err != nil || !k.Equal(priv) {
+		t.Fatalf("private key: %v", err)
+	}
+	p, err := LoadPublicKey(write("pub.pem", "PUBLIC KEY", pk))
+	if err != nil || !p.Equal(pub) {
+		t.Fatalf("public key: %v", err)
+	}
+	raw := filepath.Join(dir, "pub.b64")
+	os.WriteFile(raw, []byte(EncodePublicKey(pub)+"\n"), 0o600)
+	if p, err := LoadPublicKey(raw); err != nil || !p.Equal(pub) {
+		t.Fatalf("base64 public key: %v", err)
 	}
 }
