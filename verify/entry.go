@@ -39,11 +39,13 @@ type entry struct {
 	chained bool // carries a well-formed connaudit.chain
 
 	// Of the records that matter to the proof.
-	key          string       // start: the instance's public key
-	final        uint64       // stop: the final seq
-	cp           *checkpointR // checkpoint
-	lossReason   string       // loss
-	lossF, lossL uint64       // loss: seqs named, when any
+	key          string        // start: the instance's public key
+	prev         *prevLink     // start: the instance before it on the node
+	heartbeat    time.Duration // start: the promised heartbeat
+	final        uint64        // stop: the final seq
+	cp           *checkpointR  // checkpoint
+	lossReason   string        // loss
+	lossF, lossL uint64        // loss: seqs named, when any
 }
 
 type checkpointR struct {
@@ -91,6 +93,10 @@ func (c *canonicalizer) entry(row map[string]string) (entry, error) {
 	switch trail.Event(e.event) {
 	case trail.EventAgentStart:
 		e.key = row[string(trail.KeyAgentKey)]
+		e.prev = parsePrev(row)
+		if f, err := strconv.ParseFloat(row[string(trail.KeyHeartbeat)], 64); err == nil && f > 0 {
+			e.heartbeat = time.Duration(f * float64(time.Second))
+		}
 	case trail.EventAgentStop:
 		e.final = u(trail.KeySeqFinal)
 	case trail.EventCheckpoint:
@@ -105,4 +111,25 @@ func (c *canonicalizer) entry(row map[string]string) (entry, error) {
 		e.lossF, e.lossL = u(trail.KeyLostSeqFirst), u(trail.KeyLostSeqLast)
 	}
 	return e, nil
+}
+
+// prevLink is what a start record says of the instance before it.
+type prevLink struct {
+	instance string
+	seq      uint64
+	chain    chain.Link
+	chainOK  bool
+}
+
+func parsePrev(row map[string]string) *prevLink {
+	id := row[string(trail.KeyPreviousInstance)]
+	if id == "" {
+		return nil
+	}
+	p := &prevLink{instance: id}
+	p.seq, _ = strconv.ParseUint(row[string(trail.KeyPreviousSeq)], 10, 64)
+	if l, err := chain.Parse(row[string(trail.KeyPreviousChain)]); err == nil {
+		p.chain, p.chainOK = l, true
+	}
+	return p
 }

@@ -188,6 +188,15 @@ func (j *judge) walk() {
 			if e.key != "" && !slices.Contains(j.in.keys, e.key) {
 				j.in.keys = append(j.in.keys, e.key)
 			}
+			if t := j.opt.TrustedKey; t != "" && e.key != t {
+				j.find(s, s, Unsigned, "the start record's key %.60q is not the trusted key", e.key)
+			}
+			if e.heartbeat > 0 {
+				j.in.heartbeat = e.heartbeat
+			}
+			if e.prev != nil {
+				j.proof.Previous = e.prev.instance
+			}
 		case trail.EventAgentStop:
 			j.proof.Stopped = true
 		}
@@ -371,6 +380,8 @@ func (j *judge) checkCheckpoints(broken func(first, last uint64) bool) {
 		switch {
 		case !cp.headOK:
 			err = fmt.Errorf("no valid %s", trail.KeyCheckpointHead)
+		case j.opt.TrustedKey != "":
+			err = checkpoint.Verify(j.opt.TrustedKey, cp.sig, c)
 		case len(j.in.keys) == 0:
 			err = fmt.Errorf("no start record with the instance's key (%s) in the trail", trail.KeyAgentKey)
 		default:

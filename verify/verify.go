@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/connaudit/connaudit/trail"
+	"github.com/connaudit/connaudit/trail/chain"
 )
 
 // Kind is what is wrong with a range of records.
@@ -36,6 +37,9 @@ const (
 	// verify it with), or records that no checkpoint sealed though the
 	// agent would have written one since.
 	Unsigned Kind = "unsigned"
+	// Truncated: an instance went silent before the window's end, with no
+	// stop record and no later instance naming it.
+	Truncated Kind = "truncated"
 )
 
 // Finding is one thing wrong, over seqs First..Last of one instance.
@@ -71,10 +75,14 @@ type Proof struct {
 	FromStart     bool      `json:"from_start"`     // the window holds the instance's first record
 	Stopped       bool      `json:"stopped"`        // its stop record is in the window
 	Newest        time.Time `json:"newest"`
+	Previous      string    `json:"previous,omitempty"` // the instance its start record names as the one before it on the node
 }
 
 // Report is the verdict on a window.
 type Report struct {
+	From      time.Time `json:"from"`
+	To        time.Time `json:"to"`
+	Verified  bool      `json:"verified"`
 	Instances []Proof   `json:"instances"`
 	Findings  []Finding `json:"findings"`
 }
@@ -89,17 +97,28 @@ type Options struct {
 	MaxUnsealed time.Duration
 	// MaxUnsealedRecords is how many seqs may follow an unsealed record.
 	MaxUnsealedRecords uint64
+	// Until is the window's end. An instance that neither stopped nor was
+	// named by a later one must have written a record within its heartbeat
+	// (times SilenceFactor, plus SilenceSlack) before it; zero: not checked.
+	Until         time.Time
+	SilenceFactor int
+	SilenceSlack  time.Duration
+	// TrustedKey (base64, as start records carry it), when set, is the only
+	// key checkpoints may be signed with.
+	TrustedKey string
 }
 
 // DefaultOptions fit the agent's defaults (a checkpoint every 10 s and every
 // 1,000 records) with room for delay.
-var DefaultOptions = Options{MaxUnsealed: 30 * time.Second, MaxUnsealedRecords: 2000}
+var DefaultOptions = Options{MaxUnsealed: 30 * time.Second, MaxUnsealedRecords: 2000, SilenceFactor: 3, SilenceSlack: 30 * time.Second}
 
 type instanceKey struct{ node, id string }
 
 type instance struct {
-	bySeq map[uint64][]entry
-	keys  []string // public keys of start records outside the window
+	bySeq     map[uint64][]entry
+	keys      []string      // public keys of start records
+	heartbeat time.Duration // promised by its start record
+	proof     *Proof
 }
 
 // Verifier collects records and then judges them.
@@ -107,11 +126,17 @@ type Verifier struct {
 	opt       Options
 	instances map[instanceKey]*instance
 	canon     canonicalizer
+	outside   map[outsideKey][]chain.Link // chain values of records before the window, by instance and seq
+}
+
+type outsideKey struct {
+	instance string
+	seq      uint64
 }
 
 // New returns an empty Verifier.
 func New(opt Options) *Verifier {
-	return &Verifier{opt: opt, instances: map[instanceKey]*instance{}}
+	return &Verifier{opt: opt, instances: map[instanceKey]*instance{}, outside: map[outsideKey][]chain.Link{}}
 }
 
 func (v *Verifier) instance(row map[string]string) (*instance, error) {
@@ -156,6 +181,23 @@ func (v *Verifier) AddStart(row map[string]string) error {
 	if k := row[string(trail.KeyAgentKey)]; k != "" && !slices.Contains(in.keys, k) {
 		in.keys = append(in.keys, k)
 	}
+	if e, err := v.canon.entry(row); err == nil && e.heartbeat > 0 {
+		in.heartbeat = e.heartbeat
+	}
+	return nil
+}
+
+// AddOutside takes a record from outside the window that a start record in
+// it names as the last of the instance before.
+func (v *Verifier) AddOutside(row map[string]string) error {
+	e, err := v.canon.entry(row)
+	if err != nil {
+		return err
+	}
+	k := outsideKey{row[string(trail.KeyServiceInstanceID)], e.seq}
+	if e.chained {
+		v.outside[k] = append(v.outside[k], e.claimed)
+	}
 	return nil
 }
 
@@ -179,5 +221,7 @@ func (v *Verifier) Report() *Report {
 		r.Instances = append(r.Instances, j.proof)
 		r.Findings = append(r.Findings, j.findings...)
 	}
+	r.Findings = append(r.Findings, v.lineage(r)...)
+	r.Verified = r.OK()
 	return r
 }

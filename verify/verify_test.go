@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/log"
 
 	"github.com/connaudit/connaudit/shipper"
+	"github.com/connaudit/connaudit/shipper/handoff"
 	"github.com/connaudit/connaudit/shipper/spool"
 	"github.com/connaudit/connaudit/trail"
 	"github.com/connaudit/connaudit/trail/chain"
@@ -29,6 +30,14 @@ const instanceID = "instance-1"
 // and returns them as VictoriaLogs gives them back, in seq order.
 func writeTrail(t *testing.T, n int, between func(l *shipper.Ledger, i int)) []map[string]string {
 	t.Helper()
+	rows, _ := writeInstance(t, instanceID, nil, time.Date(2026, 12, 7, 7, 0, 0, 0, time.UTC), n, between)
+	return rows
+}
+
+// writeInstance is writeTrail for one instance of a node's lineage: its
+// start record names prev, and it returns the head the agent saves at stop.
+func writeInstance(t *testing.T, instanceID string, prev *handoff.State, t0 time.Time, n int, between func(l *shipper.Ledger, i int)) ([]map[string]string, handoff.State) {
+	t.Helper()
 	sp, _, err := spool.Open(t.TempDir(), spool.Options{MaxBytes: 64 << 20})
 	if err != nil {
 		t.Fatal(err)
@@ -41,8 +50,14 @@ func writeTrail(t *testing.T, n int, between func(l *shipper.Ledger, i int)) []m
 	l := shipper.NewLedger(sp, res.Bytes(), shipper.NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	l.EnableCheckpoints(shipper.CheckpointConfig{Instance: instanceID, Key: key, Records: 100})
-	t0 := time.Date(2026, 12, 7, 7, 0, 0, 0, time.UTC)
-	l.EmitAgentEvent(trail.EventAgentStart, "started", t0, log.SeverityInfo, nil)
+	l.EmitAgentEvent(trail.EventAgentStart, "started", t0, log.SeverityInfo, func(a *shipper.AttrList) {
+		if prev != nil {
+			a.String(trail.KeyPreviousInstance, prev.Instance)
+			a.Int(trail.KeyPreviousSeq, int64(prev.Seq))
+			a.String(trail.KeyPreviousChain, prev.Chain)
+		}
+		a.Float(trail.KeyHeartbeat, 10)
+	})
 	var enc shipper.Encoder
 	for i := range n {
 		ts := t0.Add(time.Duration(i) * time.Millisecond)
@@ -58,6 +73,8 @@ func writeTrail(t *testing.T, n int, between func(l *shipper.Ledger, i int)) []m
 		}
 	}
 	l.EmitAgentEvent(trail.EventAgentStop, "stopped", t0.Add(time.Hour), log.SeverityInfo, nil)
+	seq, head := l.Head()
+	state := handoff.State{Instance: instanceID, Seq: seq, Chain: head.String()}
 	var rows []map[string]string
 	for sp.Stats().Records > 0 {
 		b, err := sp.Next(context.Background(), 1000, 0)
@@ -75,7 +92,7 @@ func writeTrail(t *testing.T, n int, between func(l *shipper.Ledger, i int)) []m
 			t.Fatal(err)
 		}
 	}
-	return rows
+	return rows, state
 }
 
 func run(t *testing.T, rows []map[string]string) *verify.Report {
@@ -302,4 +319,99 @@ func TestSpoolRefusalsKeepTheChain(t *testing.T) {
 	// without the agent's key, a forger cannot add it (it changes the chain).
 	r := run(t, out)
 	expect(t, r, map[verify.Kind]uint64{verify.Deleted: 60})
+}
+
+// lineage writes three instances of one node, each start naming the one before.
+func lineage(t *testing.T) (a, b, c []map[string]string) {
+	t0 := time.Date(2026, 12, 7, 7, 0, 0, 0, time.UTC)
+	a, sa := writeInstance(t, "instance-a", nil, t0, 50, nil)
+	b, sb := writeInstance(t, "instance-b", &sa, t0.Add(2*time.Hour), 50, nil)
+	c, _ = writeInstance(t, "instance-c", &sb, t0.Add(4*time.Hour), 50, nil)
+	return a, b, c
+}
+
+func runUntil(t *testing.T, until time.Time, outside []map[string]string, rows ...[]map[string]string) *verify.Report {
+	t.Helper()
+	opt := verify.DefaultOptions
+	opt.Until = until
+	v := verify.New(opt)
+	for _, rs := range rows {
+		for _, r := range rs {
+			if err := v.Add(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, p := range v.Predecessors() {
+		for _, r := range outside {
+			if r[string(trail.KeyServiceInstanceID)] == p.Instance && seqOf(r) == p.Seq {
+				if err := v.AddOutside(r); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	return v.Report()
+}
+
+func TestLineage(t *testing.T) {
+	a, b, c := lineage(t)
+	end := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	t.Run("intact", func(t *testing.T) {
+		if r := runUntil(t, end, nil, a, b, c); !r.OK() {
+			t.Fatalf("findings: %v", r.Findings)
+		}
+	})
+	t.Run("predecessor before the window", func(t *testing.T) {
+		if r := runUntil(t, end, append(append([]map[string]string{}, a...), b...), c); !r.OK() {
+			t.Fatalf("findings: %v", r.Findings)
+		}
+	})
+	t.Run("middle instance deleted", func(t *testing.T) {
+		r := runUntil(t, end, a, a, c)
+		if len(r.Findings) != 1 || r.Findings[0].Kind != verify.Deleted || r.Findings[0].Instance != "instance-b" {
+			t.Fatalf("findings: %v", r.Findings)
+		}
+	})
+	t.Run("tail and stop record deleted, successor names it", func(t *testing.T) {
+		r := runUntil(t, end, nil, a, b[:40], c)
+		found := false
+		for _, f := range r.Findings {
+			if f.Instance == "instance-b" && f.Kind == verify.Deleted && f.Last == seqOf(b[len(b)-1]) {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("findings: %v", r.Findings)
+		}
+	})
+	t.Run("newest tail and stop record deleted", func(t *testing.T) {
+		r := runUntil(t, end, nil, a, b, c[:40])
+		if len(r.Findings) != 1 || r.Findings[0].Kind != verify.Truncated || r.Findings[0].Instance != "instance-c" {
+			t.Fatalf("findings: %v", r.Findings)
+		}
+	})
+	t.Run("newest instance running", func(t *testing.T) {
+		last, _ := time.Parse(time.RFC3339Nano, c[39]["_time"])
+		if r := runUntil(t, last.Add(5*time.Second), nil, a, b, c[:40]); !r.OK() {
+			t.Fatalf("findings: %v", r.Findings)
+		}
+	})
+	t.Run("predecessor's record forged", func(t *testing.T) {
+		forged := append([]map[string]string{}, b...)
+		k := indexOf(t, forged, seqOf(b[len(b)-1]))
+		m := maps.Clone(forged[k])
+		m[string(trail.KeyChain)] = strings.Repeat("0", 64)
+		forged[k] = m
+		r := runUntil(t, end, nil, a, forged, c)
+		found := false
+		for _, f := range r.Findings {
+			if f.Instance == "instance-b" && f.Kind == verify.Altered && f.Detail != "" && strings.Contains(f.Detail, "instance-c") {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("findings: %v", r.Findings)
+		}
+	})
 }
