@@ -1,0 +1,239 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/connaudit/connaudit/internal/teststack"
+	"github.com/connaudit/connaudit/trail"
+)
+
+// TestVerifyRealAgent: the real agent runs three instances on one node, each
+// resuming the pinned capture of the one before, and its trail goes through
+// the real collector into VictoriaLogs. `connaudit verify` passes it, and a
+// faithful copy of it. It then catches, in copies re-ingested into other
+// VictoriaLogs without the touched records: the middle instance deleted
+// whole, the newest instance's tail deleted, that tail deleted together with
+// its stop record, and a record replaced by a same-seq forgery.
+func TestVerifyRealAgent(t *testing.T) {
+	s := startStack(t, "CONNAUDIT_HEARTBEAT_INTERVAL=1s", "CONNAUDIT_CHECKPOINT_RECORDS=50")
+	target := newConnectTarget(t)
+	var ids []string
+	for i := range 3 {
+		if i > 0 {
+			s.agent.Start()
+		}
+		id := newestInstance(t, s.vl, ids)
+		ids = append(ids, id)
+		target.connect(120)
+		waitConnects(t, s.vl, target.port, 120*(i+1), arrivalTimeout)
+		s.agent.Stop()
+	}
+	a, b, c := ids[0], ids[1], ids[2]
+	finalTrail(t, s.vl, c, a, b)
+
+	rows, err := s.vl.Query(t.Context(), `connaudit.seq:*`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byInstance := map[string][]map[string]string{}
+	for _, r := range rows {
+		byInstance[r[string(trail.KeyServiceInstanceID)]] = append(byInstance[r[string(trail.KeyServiceInstanceID)]], r)
+	}
+	for _, id := range ids {
+		sort.Slice(byInstance[id], func(i, j int) bool { return seqOf(byInstance[id][i]) < seqOf(byInstance[id][j]) })
+	}
+	start := byInstance[a][0]["_time"]
+	from, _ := time.Parse(time.RFC3339Nano, start)
+	// Well after the last stop: an instance that has not stopped by then
+	// must have gone on writing heartbeats.
+	window := []string{"--from", from.Add(-time.Second).Format(time.RFC3339Nano), "--to", time.Now().Add(5 * time.Minute).UTC().Format(time.RFC3339Nano), "-o", "json"}
+
+	for _, id := range []string{b, c} {
+		st := firstOfEvent(byInstance[id], trail.EventAgentStart)
+		if st[string(trail.KeyCaptureResumed)] != "true" || st[string(trail.KeyPreviousInstance)] == "" {
+			t.Fatalf("start record of %s: resumed %q, previous instance %q", id, st[string(trail.KeyCaptureResumed)], st[string(trail.KeyPreviousInstance)])
+		}
+	}
+
+	t.Run("intact", func(t *testing.T) {
+		rep := runVerify(t, s.vl.URL(), window, 0)
+		if len(rep.Instances) < 3 {
+			t.Errorf("instances %+v", rep.Instances)
+		}
+		for _, p := range rep.Instances {
+			if p.Checkpoints == 0 || !p.Stopped {
+				t.Errorf("instance %s: %d checkpoints, stopped %v", p.Instance, p.Checkpoints, p.Stopped)
+			}
+		}
+	})
+	t.Run("faithful copy", func(t *testing.T) {
+		runVerify(t, copyTrail(t, rows, nil), window, 0)
+	})
+	t.Run("middle instance deleted", func(t *testing.T) {
+		rep := runVerify(t, copyTrail(t, rows, func(r map[string]string) bool {
+			return r[string(trail.KeyServiceInstanceID)] == b
+		}), window, 3)
+		wantFinding(t, rep, b, "deleted")
+	})
+	cRows := byInstance[c]
+	stop := seqOf(firstOfEvent(cRows, trail.EventAgentStop))
+	tailFrom := seqOf(cRows[len(cRows)-1]) - 30
+	t.Run("newest tail deleted", func(t *testing.T) {
+		rep := runVerify(t, copyTrail(t, rows, func(r map[string]string) bool {
+			return r[string(trail.KeyServiceInstanceID)] == c && seqOf(r) >= tailFrom && seqOf(r) < stop
+		}), window, 3)
+		wantFinding(t, rep, c, "deleted")
+	})
+	t.Run("newest tail and stop record deleted", func(t *testing.T) {
+		rep := runVerify(t, copyTrail(t, rows, func(r map[string]string) bool {
+			return r[string(trail.KeyServiceInstanceID)] == c && seqOf(r) >= tailFrom
+		}), window, 3)
+		wantFinding(t, rep, c, "truncated")
+	})
+	t.Run("same-seq forgery", func(t *testing.T) {
+		var victim map[string]string
+		for _, r := range byInstance[b] {
+			if r["event_name"] == string(trail.EventConnect) && r["network.peer.port"] == strconv.Itoa(target.port) {
+				victim = r
+				break
+			}
+		}
+		forged := map[string]string{}
+		for k, v := range victim {
+			forged[k] = v
+		}
+		forged["network.peer.address"] = "203.0.113.66"
+		out := copyTrail(t, append(rows, forged), func(r map[string]string) bool {
+			return sameRecord(r, victim)
+		})
+		rep := runVerify(t, out, window, 3)
+		wantFinding(t, rep, b, "altered")
+	})
+}
+
+type verifyReport struct {
+	Verified  bool `json:"verified"`
+	Instances []struct {
+		Instance    string `json:"instance"`
+		Checkpoints int    `json:"checkpoints"`
+		Stopped     bool   `json:"stopped"`
+	} `json:"instances"`
+	Findings []struct {
+		Instance string `json:"instance"`
+		First    uint64 `json:"seq_first"`
+		Last     uint64 `json:"seq_last"`
+		Kind     string `json:"kind"`
+		Detail   string `json:"detail"`
+	} `json:"findings"`
+}
+
+func runVerify(t *testing.T, server string, window []string, wantCode int) verifyReport {
+	t.Helper()
+	res := runConnaudit(t, nil, append([]string{"verify", "--server", server}, window...)...)
+	var rep verifyReport
+	if err := json.Unmarshal([]byte(res.stdout), &rep); err != nil {
+		t.Fatalf("verify -o json: exit %d: %v: %s %s", res.code, err, res.stdout, res.stderr)
+	}
+	if res.code != wantCode || rep.Verified != (wantCode == 0) {
+		t.Fatalf("verify: exit %d, want %d; verified %v; findings %+v; stderr %s", res.code, wantCode, rep.Verified, rep.Findings, res.stderr)
+	}
+	return rep
+}
+
+func wantFinding(t *testing.T, rep verifyReport, instance, kind string) {
+	t.Helper()
+	for _, f := range rep.Findings {
+		t.Logf("finding: %s %d-%d %s: %s", f.Instance, f.First, f.Last, f.Kind, f.Detail)
+	}
+	for _, f := range rep.Findings {
+		if f.Instance == instance && f.Kind == kind {
+			return
+		}
+	}
+	t.Errorf("no %s finding for instance %s: %+v", kind, instance, rep.Findings)
+}
+
+// copyTrail ingests rows, but those drop reports, into a new VictoriaLogs
+// as they came back (every value a string), and returns its URL.
+func copyTrail(t *testing.T, rows []map[string]string, drop func(map[string]string) bool) string {
+	t.Helper()
+	vl := teststack.StartVictoriaLogs(t)
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	for _, r := range rows {
+		if drop != nil && drop(r) {
+			continue
+		}
+		m := map[string]string{}
+		for k, v := range r {
+			if k != "_stream" && k != "_stream_id" {
+				m[k] = v
+			}
+		}
+		if err := enc.Encode(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := url.Values{"_time_field": {"_time"}, "_msg_field": {"_msg"}, "_stream_fields": {"service.name,k8s.node.name"}}
+	resp, err := http.Post(vl.URL()+"/insert/jsonline?"+q.Encode(), "application/stream+json", &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("jsonline ingest: %s", resp.Status)
+	}
+	vl.WaitFor(t, `connaudit.seq:*`, 1, time.Minute)
+	return vl.URL()
+}
+
+func sameRecord(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func seqOf(r map[string]string) uint64 {
+	n, _ := strconv.ParseUint(r[string(trail.KeySeq)], 10, 64)
+	return n
+}
+
+func firstOfEvent(rows []map[string]string, ev trail.Event) map[string]string {
+	for _, r := range rows {
+		if r["event_name"] == string(ev) {
+			return r
+		}
+	}
+	return nil
+}
+
+// newestInstance waits for an agent start record of an instance not in known.
+func newestInstance(t *testing.T, vl *teststack.VictoriaLogs, known []string) string {
+	t.Helper()
+	rows := vl.WaitFor(t, `event_name:="connaudit.agent.start"`, len(known)+1, arrivalTimeout)
+	for _, r := range rows {
+		id := r[string(trail.KeyServiceInstanceID)]
+		isNew := true
+		for _, k := range known {
+			isNew = isNew && k != id
+		}
+		if isNew {
+			return id
+		}
+	}
+	t.Fatalf("no new agent start among %v", rows)
+	return ""
+}
