@@ -258,6 +258,10 @@ type Instance struct {
 	Resumed bool
 	// Stopped is the time of its connaudit.agent.stop record, zero if none.
 	Stopped time.Time
+	// Heartbeat is the interval its start record promises a record at
+	// least once in (connaudit.heartbeat.interval); zero for an agent that
+	// promises none.
+	Heartbeat time.Duration
 	// FirstSeen and LastSeen are its first and last record in the window.
 	FirstSeen, LastSeen time.Time
 	// Records counts its distinct records in the window; MinSeq and MaxSeq

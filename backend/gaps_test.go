@@ -57,6 +57,10 @@ func TestGapsCoverage(t *testing.T) {
 		{"restart resuming pinned capture", []Instance{{ID: "a", Started: at(-5), Stopped: at(30)}, {ID: "b", Started: at(31), Resumed: true}}, nil},
 		{"crash without resume", []Instance{{ID: "a", Started: at(-5), LastSeen: at(20)}, {ID: "b", Started: at(25)}}, [][2]int{{20, 25}}},
 		{"crash resumed", []Instance{{ID: "a", Started: at(-5), LastSeen: at(20)}, {ID: "b", Started: at(25), Resumed: true}}, nil},
+		{"idle, heartbeats", []Instance{{ID: "a", Started: at(-5), LastSeen: at(59), Heartbeat: time.Minute / 2}}, nil},
+		{"heartbeats stopped", []Instance{{ID: "a", Started: at(-5), LastSeen: at(40), Heartbeat: time.Minute}}, [][2]int{{42, 60}}},
+		{"silent since before the window", []Instance{{ID: "a", Started: at(-30), Heartbeat: time.Minute}}, [][2]int{{0, 60}}},
+		{"heartbeats stopped, next not resumed", []Instance{{ID: "a", Started: at(-5), LastSeen: at(20), Heartbeat: time.Minute}, {ID: "b", Started: at(25)}}, [][2]int{{22, 25}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for i := range tc.instances {

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -236,4 +237,34 @@ func newestInstance(t *testing.T, vl *teststack.VictoriaLogs, known []string) st
 	}
 	t.Fatalf("no new agent start among %v", rows)
 	return ""
+}
+
+// TestCoverageHeartbeats: an idle agent's checkpoints are its heartbeat, so
+// coverage counts it as watching up to the window's end; once it is killed
+// (no stop record) and its heartbeats stop, the rest of the window is a gap.
+// verify says the same of its tail.
+func TestCoverageHeartbeats(t *testing.T) {
+	s := startStack(t, "CONNAUDIT_HEARTBEAT_INTERVAL=1s")
+	id := s.instance(t)
+	beats := s.vl.WaitFor(t, `event_name:="connaudit.checkpoint" service.instance.id:=`+strconv.Quote(id), 3, arrivalTimeout)
+	sort.Slice(beats, func(i, j int) bool { return seqOf(beats[i]) < seqOf(beats[j]) })
+	start := firstOfEvent(s.vl.WaitFor(t, `event_name:="connaudit.agent.start"`, 1, arrivalTimeout), trail.EventAgentStart)["_time"]
+	lastBeat, _ := time.Parse(time.RFC3339Nano, beats[len(beats)-1]["_time"])
+	to := lastBeat.Add(time.Second).UTC().Format(time.RFC3339Nano)
+	res := runConnaudit(t, nil, "coverage", "--server", s.vl.URL(), "--node", "test-node", "--from", start, "--to", to, "--strict", "-o", "json")
+	if res.code != 0 {
+		t.Fatalf("coverage of an idle, live agent: exit %d: %s %s", res.code, res.stdout, res.stderr)
+	}
+	if !strings.Contains(res.stdout, `"heartbeat_seconds":1`) {
+		t.Errorf("coverage does not show the promised heartbeat: %s", res.stdout)
+	}
+
+	s.agent.Kill()
+	later := time.Now().Add(2 * time.Minute).UTC().Format(time.RFC3339Nano)
+	res = runConnaudit(t, nil, "coverage", "--server", s.vl.URL(), "--node", "test-node", "--from", start, "--to", later, "--strict", "-o", "json")
+	if res.code != 3 || !strings.Contains(res.stdout, "heartbeats stopped") {
+		t.Errorf("coverage after kill -9: exit %d, want 3 and a gap where the heartbeats stopped: %s %s", res.code, res.stdout, res.stderr)
+	}
+	rep := runVerify(t, s.vl.URL(), []string{"--node", "test-node", "--from", start, "--to", later, "-o", "json"}, 3)
+	wantFinding(t, rep, id, "truncated")
 }
