@@ -2,9 +2,15 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,7 +29,9 @@ import (
 // whole, the newest instance's tail deleted, that tail deleted together with
 // its stop record, and a record replaced by a same-seq forgery.
 func TestVerifyRealAgent(t *testing.T) {
-	s := startStack(t, "CONNAUDIT_HEARTBEAT_INTERVAL=1s", "CONNAUDIT_CHECKPOINT_RECORDS=50")
+	keyFile, pubFile := writeKeyPair(t)
+	_, otherPub := writeKeyPair(t)
+	s := startStack(t, "CONNAUDIT_HEARTBEAT_INTERVAL=1s", "CONNAUDIT_CHECKPOINT_RECORDS=50", "CONNAUDIT_SIGNING_KEY_FILE="+keyFile)
 	target := newConnectTarget(t)
 	var ids []string
 	for i := range 3 {
@@ -73,6 +81,13 @@ func TestVerifyRealAgent(t *testing.T) {
 				t.Errorf("instance %s: %d checkpoints, stopped %v", p.Instance, p.Checkpoints, p.Stopped)
 			}
 		}
+	})
+	t.Run("signed with the trusted key", func(t *testing.T) {
+		runVerify(t, s.vl.URL(), append([]string{"--public-key", pubFile}, window...), 0)
+	})
+	t.Run("not signed with the trusted key", func(t *testing.T) {
+		rep := runVerify(t, s.vl.URL(), append([]string{"--public-key", otherPub}, window...), 3)
+		wantFinding(t, rep, a, "unsigned")
 	})
 	t.Run("faithful copy", func(t *testing.T) {
 		runVerify(t, copyTrail(t, rows, nil), window, 0)
@@ -267,4 +282,25 @@ func TestCoverageHeartbeats(t *testing.T) {
 	}
 	rep := runVerify(t, s.vl.URL(), []string{"--node", "test-node", "--from", start, "--to", later, "-o", "json"}, 3)
 	wantFinding(t, rep, id, "truncated")
+}
+
+// writeKeyPair writes an Ed25519 key pair as openssl writes them (PKCS #8
+// and PKIX PEM) and returns the private and public key files.
+func writeKeyPair(t *testing.T) (private, public string) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p8, _ := x509.MarshalPKCS8PrivateKey(priv)
+	pk, _ := x509.MarshalPKIXPublicKey(pub)
+	dir := t.TempDir()
+	private, public = filepath.Join(dir, "key.pem"), filepath.Join(dir, "pub.pem")
+	if err := os.WriteFile(private, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: p8}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(public, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pk}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return private, public
 }

@@ -415,3 +415,35 @@ func TestLineage(t *testing.T) {
 		}
 	})
 }
+
+// A window that starts mid-instance takes the chain up from its first
+// record, and verifies checkpoints with the key of the start record
+// before the window.
+func TestWindowFromMidInstance(t *testing.T) {
+	rows := writeTrail(t, 350, nil)
+	v := verify.New(verify.DefaultOptions)
+	if err := v.AddStart(rows[indexOf(t, rows, 1)]); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if seqOf(r) > 120 {
+			if err := v.Add(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	r := v.Report()
+	if !r.OK() || r.Instances[0].Checkpoints == 0 || r.Instances[0].FromStart {
+		t.Fatalf("findings %v, proof %+v", r.Findings, r.Instances)
+	}
+	// Without the start record's key, the checkpoints cannot be trusted.
+	v = verify.New(verify.DefaultOptions)
+	for _, r := range rows {
+		if seqOf(r) > 120 {
+			_ = v.Add(r)
+		}
+	}
+	if v.Report().OK() {
+		t.Fatal("checkpoints verified without a key")
+	}
+}
