@@ -431,7 +431,11 @@ func (j *judge) checkCheckpoints(broken func(first, last uint64) bool) {
 		if s <= j.proof.SealedThrough || e.cp != nil || e.final > 0 {
 			continue
 		}
-		tooOld := j.opt.MaxUnsealed > 0 && j.proof.Newest.Sub(e.time) > j.opt.MaxUnsealed
+		maxUnsealed := j.opt.MaxUnsealed
+		if hb := 3 * j.in.heartbeat; maxUnsealed > 0 && hb > maxUnsealed {
+			maxUnsealed = hb // the instance promised checkpoints less often
+		}
+		tooOld := maxUnsealed > 0 && j.proof.Newest.Sub(e.time) > maxUnsealed
 		tooMany := j.opt.MaxUnsealedRecords > 0 && lastSeq-s > j.opt.MaxUnsealedRecords
 		if tooOld || tooMany {
 			j.find(s, lastSeq, Unsigned, "no valid checkpoint seals these records, though the instance wrote records %s later",
