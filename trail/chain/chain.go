@@ -79,8 +79,10 @@ type span struct{ start, key, end int }
 // stores it.
 func (c *Canon) Reset(event []byte, unixNano int64, severity int64, body []byte) {
 	c.head = appendItem(c.head[:0], event)
-	c.head = appendItem(c.head, strconv.AppendInt(c.num[:0], unixNano, 10))
-	c.head = appendItem(c.head, strconv.AppendInt(c.num[:0], severity, 10))
+	c.num = strconv.AppendInt(c.num[:0], unixNano, 10)
+	c.head = appendItem(c.head, c.num)
+	c.num = strconv.AppendInt(c.num[:0], severity, 10)
+	c.head = appendItem(c.head, c.num)
 	c.head = appendItem(c.head, body)
 	c.attrs = c.attrs[:0]
 	c.spans = c.spans[:0]
