@@ -239,7 +239,10 @@ type Peer struct {
 
 // Coverage is what a store knows about the agents in a time window.
 type Coverage struct {
-	From, To  time.Time
+	From, To time.Time
+	// AsOf is when the store was read: an instance whose heartbeat is not
+	// yet overdue then is taken as alive to the window's end. Zero: To.
+	AsOf      time.Time
 	Instances []Instance
 	// Nodes lists the nodes to account for, in name order: the ones asked
 	// for, else every node named by a record of the window or by an agent's

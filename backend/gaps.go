@@ -122,9 +122,9 @@ const HeartbeatsMissed = 2
 // stopped. An instance that promised heartbeats (Instance.Heartbeat) and
 // did not stop is known alive only up to HeartbeatsMissed intervals after
 // its last record: its silence is a gap, whether its agent died or its
-// records were deleted. next is the instance that started after it on the
-// node, or nil.
-func InstanceSpan(in Instance, next *Instance, windowEnd time.Time) (from, to time.Time) {
+// records were deleted; until asOf has passed that point, it is taken as
+// alive. next is the instance that started after it on the node, or nil.
+func InstanceSpan(in Instance, next *Instance, windowEnd, asOf time.Time) (from, to time.Time) {
 	from = in.Started
 	if from.IsZero() {
 		from = in.FirstSeen
@@ -135,7 +135,11 @@ func InstanceSpan(in Instance, next *Instance, windowEnd time.Time) (from, to ti
 	case !in.Stopped.IsZero():
 		to = in.Stopped
 	case in.Heartbeat > 0:
-		to = minTime(latest(in.LastSeen, from).Add(HeartbeatsMissed*in.Heartbeat), windowEnd)
+		to = windowEnd
+		silent := latest(in.LastSeen, from).Add(HeartbeatsMissed * in.Heartbeat)
+		if next != nil || asOf.IsZero() || silent.Before(asOf) {
+			to = minTime(silent, windowEnd)
+		}
 		if next != nil {
 			to = minTime(to, startOf(*next))
 		}
@@ -176,7 +180,7 @@ func uncovered(c *Coverage, node string) []Gap {
 		if i+1 < len(ins) {
 			next = &ins[i+1]
 		}
-		from, to := InstanceSpan(in, next, c.To)
+		from, to := InstanceSpan(in, next, c.To, c.AsOf)
 		if !from.IsZero() {
 			spans = append(spans, span{from, to})
 		}

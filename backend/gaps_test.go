@@ -79,3 +79,18 @@ func TestGapsCoverage(t *testing.T) {
 		})
 	}
 }
+
+// A window that ends after the store was read: an instance whose heartbeat
+// is not overdue yet is alive as far as anyone can tell.
+func TestGapsHeartbeatNotYetOverdue(t *testing.T) {
+	c := &Coverage{From: at(0), To: at(60), AsOf: at(30), Nodes: []string{"n1"}, Instances: []Instance{
+		{Node: "n1", ID: "a", Started: at(-5), LastSeen: at(29), Heartbeat: time.Minute},
+	}}
+	if g := Gaps(c); len(g) != 0 {
+		t.Fatalf("gaps: %+v", g)
+	}
+	c.AsOf = at(35)
+	if g := Gaps(c); len(g) != 1 || !g[0].From.Equal(at(31)) {
+		t.Fatalf("gaps once overdue: %+v", g)
+	}
+}

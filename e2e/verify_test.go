@@ -108,6 +108,16 @@ func TestVerifyRealAgent(t *testing.T) {
 		wantFinding(t, rep, c, "deleted")
 	})
 	t.Run("newest tail and stop record deleted", func(t *testing.T) {
+		// Only once the instance's heartbeat is overdue (three intervals
+		// and 30 s) can its silence be told from a live agent's.
+		var kept time.Time
+		for _, r := range cRows {
+			if seqOf(r) < tailFrom {
+				tm, _ := time.Parse(time.RFC3339Nano, r["_time"])
+				kept = latestTime(kept, tm)
+			}
+		}
+		time.Sleep(time.Until(kept.Add(35 * time.Second)))
 		rep := runVerify(t, copyTrail(t, rows, func(r map[string]string) bool {
 			return r[string(trail.KeyServiceInstanceID)] == c && seqOf(r) >= tailFrom
 		}), window, 3)
@@ -275,13 +285,33 @@ func TestCoverageHeartbeats(t *testing.T) {
 	}
 
 	s.agent.Kill()
-	later := time.Now().Add(2 * time.Minute).UTC().Format(time.RFC3339Nano)
-	res = runConnaudit(t, nil, "coverage", "--server", s.vl.URL(), "--node", "test-node", "--from", start, "--to", later, "--strict", "-o", "json")
-	if res.code != 3 || !strings.Contains(res.stdout, "heartbeats stopped") {
+	// The window reaches into the future: the agent's silence is a gap once
+	// its heartbeat is overdue (two intervals), and verify calls its tail
+	// truncated once it is overdue beyond doubt (three intervals and 30 s).
+	later := time.Now().Add(5 * time.Minute).UTC().Format(time.RFC3339Nano)
+	if !pollUntil(arrivalTimeout, func() bool {
+		res = runConnaudit(t, nil, "coverage", "--server", s.vl.URL(), "--node", "test-node", "--from", start, "--to", later, "--strict", "-o", "json")
+		return res.code == 3 && strings.Contains(res.stdout, "heartbeats stopped")
+	}) {
 		t.Errorf("coverage after kill -9: exit %d, want 3 and a gap where the heartbeats stopped: %s %s", res.code, res.stdout, res.stderr)
 	}
-	rep := runVerify(t, s.vl.URL(), []string{"--node", "test-node", "--from", start, "--to", later, "-o", "json"}, 3)
+	var rep verifyReport
+	pollUntil(arrivalTimeout, func() bool {
+		r := runConnaudit(t, nil, "verify", "--server", s.vl.URL(), "--node", "test-node", "--from", start, "--to", later, "-o", "json")
+		if r.code != 3 {
+			time.Sleep(time.Second)
+		}
+		return r.code == 3
+	})
+	rep = runVerify(t, s.vl.URL(), []string{"--node", "test-node", "--from", start, "--to", later, "-o", "json"}, 3)
 	wantFinding(t, rep, id, "truncated")
+}
+
+func latestTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // writeKeyPair writes an Ed25519 key pair as openssl writes them (PKCS #8

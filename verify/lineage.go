@@ -107,7 +107,7 @@ func (v *Verifier) lineage(r *Report) []Finding {
 		limit := time.Duration(v.opt.SilenceFactor)*hb + v.opt.SilenceSlack
 		if silent := v.opt.Until.Sub(p.Newest); silent > limit {
 			fs = append(fs, Finding{Node: p.Node, Instance: p.Instance, First: p.LastSeq + 1, Last: p.LastSeq + 1, Kind: Truncated,
-				Detail: fmt.Sprintf("nothing after seq %d (%s) to the window's end %s later: no %s record, no later instance names this one, and it promised a heartbeat every %s; its tail was deleted, or it died and no agent followed it",
+				Detail: fmt.Sprintf("nothing after seq %d (%s) for %s, to the window's end or now: no %s record, no later instance names this one, and it promised a heartbeat every %s; its tail was deleted, or it died and no agent followed it",
 					p.LastSeq, p.Newest.UTC().Format(time.RFC3339), silent.Round(time.Second), trail.EventAgentStop, hb)})
 		}
 	}

@@ -41,7 +41,8 @@ func Run(ctx context.Context, src Source, r Request, stdout io.Writer) error {
 		return fmt.Errorf("-o %q: verify writes table or json", r.Format)
 	}
 	opt := DefaultOptions
-	opt.Until, opt.TrustedKey = r.To, r.TrustedKey
+	// A window that ends in the future ends now for an instance's silence.
+	opt.Until, opt.TrustedKey = minTime(r.To, time.Now()), r.TrustedKey
 	v := New(opt)
 	if err := src.Trail(ctx, r.From, r.To, r.Nodes, v.Add); err != nil {
 		return fmt.Errorf("read the trail: %w", err)
@@ -122,4 +123,11 @@ func (v *Verifier) withoutStart() []string {
 		}
 	}
 	return out
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

@@ -17,7 +17,7 @@ type instanceKey struct{ node, id string }
 // Coverage implements backend.Backend with at most three aggregating queries
 // and one listing of sequence numbers per instance whose counts do not add up.
 func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []string) (*backend.Coverage, error) {
-	c := &backend.Coverage{From: from, To: to}
+	c := &backend.Coverage{From: from, To: to, AsOf: time.Now()}
 	byKey := map[instanceKey]*backend.Instance{}
 	get := func(row map[string]string) *backend.Instance {
 		k := instanceKey{row[backend.FieldNode], row[backend.FieldServiceInstanceID]}
