@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/connaudit/connaudit/shipper/handoff"
@@ -31,6 +32,18 @@ type Heartbeat struct {
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
+	last atomic.Int64 // unix nanoseconds of the last completed beat
+}
+
+// Overdue reports when the last beat completed, and whether the next ones
+// are overdue by far: a ledger that does not take a checkpoint is wedged.
+func (h *Heartbeat) Overdue(now time.Time) (time.Time, bool) {
+	n := h.last.Load()
+	if n == 0 {
+		return time.Time{}, false
+	}
+	last := time.Unix(0, n)
+	return last, now.Sub(last) > 3*h.Interval
 }
 
 // Save puts the chain head on disk for the next instance; a failure is
@@ -49,6 +62,7 @@ func (h *Heartbeat) Save() {
 func (h *Heartbeat) Start() {
 	ctx, stop := context.WithCancel(context.Background())
 	h.stop = stop
+	h.last.Store(time.Now().UnixNano())
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -60,6 +74,7 @@ func (h *Heartbeat) Start() {
 				return
 			case <-t.C:
 				h.Ledger.Checkpoint()
+				h.last.Store(time.Now().UnixNano())
 				h.Save()
 			}
 		}

@@ -3,9 +3,12 @@ package agent
 import (
 	"io"
 	"log/slog"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/connaudit/connaudit/shipper/handoff"
 	"github.com/connaudit/connaudit/trail/chain"
@@ -58,5 +61,39 @@ func TestHeartbeatCheckpointsAndSavesTheHead(t *testing.T) {
 	defer f.mu.Unlock()
 	if f.n != n {
 		t.Errorf("a checkpoint after Stop")
+	}
+}
+
+// A ledger that does not take checkpoints (wedged) makes the heartbeat
+// overdue, which /healthz reports.
+type stuckCheckpointer struct{ release chan struct{} }
+
+func (s stuckCheckpointer) Checkpoint()                { <-s.release }
+func (s stuckCheckpointer) Head() (uint64, chain.Link) { return 0, chain.Link{} }
+
+func TestHealthzFailsWhileTheHeartbeatIsOverdue(t *testing.T) {
+	stuck := stuckCheckpointer{release: make(chan struct{})}
+	h := &Heartbeat{Ledger: stuck, Interval: time.Millisecond, Dir: t.TempDir(), Instance: "i-1", Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	srv := NewHealthServer("", prometheus.NewRegistry(), nil, time.Minute, h.Log)
+	get := func() int {
+		rec := httptest.NewRecorder()
+		srv.healthz(rec, httptest.NewRequest("GET", "/healthz", nil))
+		return rec.Code
+	}
+	srv.WatchHeartbeat(h)
+	if code := get(); code != 200 {
+		t.Fatalf("before the heartbeat starts: %d", code)
+	}
+	h.Start()
+	defer func() { close(stuck.release); h.Stop() }()
+	last, _ := h.Overdue(time.Now())
+	if _, overdue := h.Overdue(last.Add(time.Millisecond)); overdue {
+		t.Error("overdue one interval after a beat")
+	}
+	if _, overdue := h.Overdue(last.Add(time.Second)); !overdue {
+		t.Error("not overdue long after the last beat")
+	}
+	for get() == 200 {
+		time.Sleep(time.Millisecond)
 	}
 }

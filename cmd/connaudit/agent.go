@@ -132,6 +132,7 @@ func runAgent(ctx context.Context) error {
 	agent.RecordStart(ledger, tracer, version, cfg.SpoolDir, lineage, captureStart, logger)
 	heartbeat.Save()
 	heartbeat.Start()
+	health.WatchHeartbeat(heartbeat)
 	logger.Info("capturing TCP connect attempts", "version", version, "instance", instanceID, "output", cfg.Output)
 	health.SetReady(true)
 
