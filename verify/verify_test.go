@@ -28,7 +28,7 @@ const instanceID = "instance-1"
 // writeTrail has a real Ledger write a start record, n connect-like records
 // and a stop record into a real spool, with checkpoints every 100 records,
 // and returns them as VictoriaLogs gives them back, in seq order.
-func writeTrail(t *testing.T, n int, between func(l *shipper.Ledger, i int)) []map[string]string {
+func writeTrail(t testing.TB, n int, between func(l *shipper.Ledger, i int)) []map[string]string {
 	t.Helper()
 	rows, _ := writeInstance(t, instanceID, nil, time.Date(2026, 12, 7, 7, 0, 0, 0, time.UTC), n, between)
 	return rows
@@ -36,7 +36,7 @@ func writeTrail(t *testing.T, n int, between func(l *shipper.Ledger, i int)) []m
 
 // writeInstance is writeTrail for one instance of a node's lineage: its
 // start record names prev, and it returns the head the agent saves at stop.
-func writeInstance(t *testing.T, instanceID string, prev *handoff.State, t0 time.Time, n int, between func(l *shipper.Ledger, i int)) ([]map[string]string, handoff.State) {
+func writeInstance(t testing.TB, instanceID string, prev *handoff.State, t0 time.Time, n int, between func(l *shipper.Ledger, i int)) ([]map[string]string, handoff.State) {
 	t.Helper()
 	sp, _, err := spool.Open(t.TempDir(), spool.Options{MaxBytes: 64 << 20})
 	if err != nil {
@@ -445,5 +445,23 @@ func TestWindowFromMidInstance(t *testing.T) {
 	}
 	if v.Report().OK() {
 		t.Fatal("checkpoints verified without a key")
+	}
+}
+
+// BenchmarkVerify verifies a trail of 100,000 records as the store gives it
+// back; ns/op divided by 100,000 is the cost per record.
+func BenchmarkVerify(b *testing.B) {
+	rows := writeTrail(b, 100_000, nil)
+	b.ResetTimer()
+	for b.Loop() {
+		v := verify.New(verify.DefaultOptions)
+		for _, r := range rows {
+			if err := v.Add(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if r := v.Report(); !r.OK() {
+			b.Fatal(r.Findings[:1])
+		}
 	}
 }
