@@ -20,9 +20,10 @@ type ExportStatus interface {
 	FailingSince() time.Time
 }
 
-// HealthServer serves /metrics, /healthz (the process is alive) and /readyz
-// (capturing, the export loop runs, exports have not been failing for
-// longer than maxFailure, and every added check passes).
+// HealthServer serves /metrics, /healthz (the process is alive, and its
+// heartbeat not overdue) and /readyz (capturing, the export loop runs,
+// exports have not been failing for longer than maxFailure, and every added
+// check passes).
 type HealthServer struct {
 	addr       string
 	srv        *http.Server
@@ -32,6 +33,21 @@ type HealthServer struct {
 	log        *slog.Logger
 	checksMu   sync.Mutex
 	checks     []func() error
+	heartbeat  atomic.Pointer[Heartbeat]
+}
+
+// WatchHeartbeat makes /healthz fail while hb's beats are overdue: the
+// agent is wedged, and its trail says nothing of the node.
+func (h *HealthServer) WatchHeartbeat(hb *Heartbeat) { h.heartbeat.Store(hb) }
+
+func (h *HealthServer) healthz(w http.ResponseWriter, _ *http.Request) {
+	if hb := h.heartbeat.Load(); hb != nil {
+		if last, overdue := hb.Overdue(time.Now()); overdue {
+			http.Error(w, "heartbeat overdue: the last checkpoint was written at "+last.UTC().Format(time.RFC3339)+"\n", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	w.Write([]byte("ok\n"))
 }
 
 // NewHealthServer serves on addr once started; an empty addr serves nothing.
@@ -39,7 +55,7 @@ func NewHealthServer(addr string, reg *prometheus.Registry, x ExportStatus, maxF
 	h := &HealthServer{addr: addr, exporter: x, maxFailure: maxFailure, log: logger}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/healthz", h.healthz)
 	mux.HandleFunc("/readyz", h.readyz)
 	h.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return h

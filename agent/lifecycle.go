@@ -9,6 +9,7 @@ import (
 
 	"github.com/connaudit/connaudit/bpf"
 	"github.com/connaudit/connaudit/shipper"
+	"github.com/connaudit/connaudit/shipper/handoff"
 	"github.com/connaudit/connaudit/shipper/spool"
 	"github.com/connaudit/connaudit/trail"
 )
@@ -41,13 +42,28 @@ func ReportSpoolDamage(l Ledger, r spool.Recovery, logger *slog.Logger) {
 	}
 }
 
+// Lineage is what the start record tells of the instance's place on its
+// node: the instance before it, and how often it promises a heartbeat.
+type Lineage struct {
+	Previous  *handoff.State // nil when no instance ran here before (or its state was lost)
+	Heartbeat time.Duration  // 0: none promised
+}
+
 // RecordStart writes the agent's start record, timestamped when capture
 // began, then what replacing other builds' pinned capture cost.
-func RecordStart(l Ledger, c Capture, version, spoolDir string, captureStart time.Time, logger *slog.Logger) {
+func RecordStart(l Ledger, c Capture, version, spoolDir string, lin Lineage, captureStart time.Time, logger *slog.Logger) {
 	l.EmitAgentEvent(trail.EventAgentStart, "connaudit agent "+version+" started capturing", captureStart, log.SeverityInfo, func(a *shipper.AttrList) {
 		a.String(trail.KeySpoolDir, spoolDir)
 		a.Bool(trail.KeyCaptureResumed, c.Resumed())
 		a.Int(trail.KeyCaptureTakenOver, int64(len(c.Takeovers())))
+		if p := lin.Previous; p != nil {
+			a.String(trail.KeyPreviousInstance, p.Instance)
+			a.Int(trail.KeyPreviousSeq, int64(p.Seq))
+			a.String(trail.KeyPreviousChain, p.Chain)
+		}
+		if lin.Heartbeat > 0 {
+			a.Float(trail.KeyHeartbeat, lin.Heartbeat.Seconds())
+		}
 	})
 	ReportTakeovers(l, c.Takeovers(), logger)
 }

@@ -239,7 +239,10 @@ type Peer struct {
 
 // Coverage is what a store knows about the agents in a time window.
 type Coverage struct {
-	From, To  time.Time
+	From, To time.Time
+	// AsOf is when the store was read: an instance whose heartbeat is not
+	// yet overdue then is taken as alive to the window's end. Zero: To.
+	AsOf      time.Time
 	Instances []Instance
 	// Nodes lists the nodes to account for, in name order: the ones asked
 	// for, else every node named by a record of the window or by an agent's
@@ -258,6 +261,10 @@ type Instance struct {
 	Resumed bool
 	// Stopped is the time of its connaudit.agent.stop record, zero if none.
 	Stopped time.Time
+	// Heartbeat is the interval its start record promises a record at
+	// least once in (connaudit.heartbeat.interval); zero for an agent that
+	// promises none.
+	Heartbeat time.Duration
 	// FirstSeen and LastSeen are its first and last record in the window.
 	FirstSeen, LastSeen time.Time
 	// Records counts its distinct records in the window; MinSeq and MaxSeq

@@ -42,6 +42,7 @@ const (
 	FieldPeerPodLabelPrefix = string(trail.KeyPeerPodLabelPrefix)
 
 	FieldResumed     = string(trail.KeyCaptureResumed)
+	FieldHeartbeat   = string(trail.KeyHeartbeat)
 	FieldLostCount   = string(trail.KeyLostCount)
 	FieldLostBytes   = string(trail.KeyLostBytes)
 	FieldLostReason  = string(trail.KeyLostReason)

@@ -109,13 +109,22 @@ func subtract(r, cut SeqRange) []SeqRange {
 	return out
 }
 
+// HeartbeatsMissed is how many heartbeat intervals an instance may go
+// without a record before it counts as silent: one missed beat is allowed
+// for export and ingestion delay.
+const HeartbeatsMissed = 2
+
 // InstanceSpan is the time an instance is known to have watched its node:
 // from its start record (else its first record) to its stop record, else
 // to the start of the next instance when that one resumed the pinned capture,
 // else to its last record (an agent that ended without a stop record), and
 // to the end of the window for the newest instance of a node that has not
-// stopped. next is the instance that started after it on the node, or nil.
-func InstanceSpan(in Instance, next *Instance, windowEnd time.Time) (from, to time.Time) {
+// stopped. An instance that promised heartbeats (Instance.Heartbeat) and
+// did not stop is known alive only up to HeartbeatsMissed intervals after
+// its last record: its silence is a gap, whether its agent died or its
+// records were deleted; until asOf has passed that point, it is taken as
+// alive. next is the instance that started after it on the node, or nil.
+func InstanceSpan(in Instance, next *Instance, windowEnd, asOf time.Time) (from, to time.Time) {
 	from = in.Started
 	if from.IsZero() {
 		from = in.FirstSeen
@@ -125,6 +134,15 @@ func InstanceSpan(in Instance, next *Instance, windowEnd time.Time) (from, to ti
 		to = startOf(*next) // the kernel kept capturing while no agent ran
 	case !in.Stopped.IsZero():
 		to = in.Stopped
+	case in.Heartbeat > 0:
+		to = windowEnd
+		silent := latest(in.LastSeen, from).Add(HeartbeatsMissed * in.Heartbeat)
+		if next != nil || asOf.IsZero() || silent.Before(asOf) {
+			to = minTime(silent, windowEnd)
+		}
+		if next != nil {
+			to = minTime(to, startOf(*next))
+		}
 	case next != nil:
 		to = latest(in.LastSeen, from)
 	default:
@@ -162,7 +180,7 @@ func uncovered(c *Coverage, node string) []Gap {
 		if i+1 < len(ins) {
 			next = &ins[i+1]
 		}
-		from, to := InstanceSpan(in, next, c.To)
+		from, to := InstanceSpan(in, next, c.To, c.AsOf)
 		if !from.IsZero() {
 			spans = append(spans, span{from, to})
 		}
@@ -187,9 +205,12 @@ func uncovered(c *Coverage, node string) []Gap {
 			return gaps
 		}
 	}
-	if len(spans) == 0 {
+	switch {
+	case len(spans) == 0:
 		add(c.To, "no agent instance watched the node")
-	} else {
+	case ins[len(ins)-1].Stopped.IsZero() && ins[len(ins)-1].Heartbeat > 0:
+		add(c.To, "the agent's heartbeats stopped, with no stop record: it died or hung, or its records were deleted")
+	default:
 		add(c.To, "the agent stopped and no other instance started")
 	}
 	return gaps

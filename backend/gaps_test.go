@@ -57,6 +57,10 @@ func TestGapsCoverage(t *testing.T) {
 		{"restart resuming pinned capture", []Instance{{ID: "a", Started: at(-5), Stopped: at(30)}, {ID: "b", Started: at(31), Resumed: true}}, nil},
 		{"crash without resume", []Instance{{ID: "a", Started: at(-5), LastSeen: at(20)}, {ID: "b", Started: at(25)}}, [][2]int{{20, 25}}},
 		{"crash resumed", []Instance{{ID: "a", Started: at(-5), LastSeen: at(20)}, {ID: "b", Started: at(25), Resumed: true}}, nil},
+		{"idle, heartbeats", []Instance{{ID: "a", Started: at(-5), LastSeen: at(59), Heartbeat: time.Minute / 2}}, nil},
+		{"heartbeats stopped", []Instance{{ID: "a", Started: at(-5), LastSeen: at(40), Heartbeat: time.Minute}}, [][2]int{{42, 60}}},
+		{"silent since before the window", []Instance{{ID: "a", Started: at(-30), Heartbeat: time.Minute}}, [][2]int{{0, 60}}},
+		{"heartbeats stopped, next not resumed", []Instance{{ID: "a", Started: at(-5), LastSeen: at(20), Heartbeat: time.Minute}, {ID: "b", Started: at(25)}}, [][2]int{{22, 25}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for i := range tc.instances {
@@ -73,5 +77,20 @@ func TestGapsCoverage(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A window that ends after the store was read: an instance whose heartbeat
+// is not overdue yet is alive as far as anyone can tell.
+func TestGapsHeartbeatNotYetOverdue(t *testing.T) {
+	c := &Coverage{From: at(0), To: at(60), AsOf: at(30), Nodes: []string{"n1"}, Instances: []Instance{
+		{Node: "n1", ID: "a", Started: at(-5), LastSeen: at(29), Heartbeat: time.Minute},
+	}}
+	if g := Gaps(c); len(g) != 0 {
+		t.Fatalf("gaps: %+v", g)
+	}
+	c.AsOf = at(35)
+	if g := Gaps(c); len(g) != 1 || !g[0].From.Equal(at(31)) {
+		t.Fatalf("gaps once overdue: %+v", g)
 	}
 }

@@ -111,6 +111,12 @@ func TestCoverageRealAgent(t *testing.T) {
 		t.Error("coverage reports no gap for the real loss")
 	}
 
+	// The losses are the agent's own, each named by a loss record the
+	// chain binds: the trail verifies.
+	if res := runConnaudit(t, nil, append([]string{"verify", "--server", s.vl.URL()}, window...)...); res.code != 0 {
+		t.Errorf("verify of a trail with real, reported losses: exit %d:\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+
 	res = runConnaudit(t, nil, append([]string{"coverage", "--server", s.vl.URL(), "--strict"}, window...)...)
 	if res.code != 3 || !strings.Contains(res.stdout, "2026") || !strings.Contains(res.stdout, "(resumed)") {
 		t.Errorf("coverage --strict: exit %d, want 3 and a table with the resumed start:\n%s\n%s", res.code, res.stdout, res.stderr)

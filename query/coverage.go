@@ -117,6 +117,7 @@ type instanceObject struct {
 	ID        string       `json:"instance"`
 	Started   string       `json:"started,omitempty"`
 	Resumed   bool         `json:"resumed,omitempty"`
+	Heartbeat float64      `json:"heartbeat_seconds,omitempty"`
 	Stopped   string       `json:"stopped,omitempty"`
 	FirstSeen string       `json:"first_seen,omitempty"`
 	LastSeen  string       `json:"last_seen,omitempty"`
@@ -156,7 +157,7 @@ func coverageJSON(c *backend.Coverage, gaps []backend.Gap) coverageObject {
 	o := coverageObject{From: c.From.UTC().Format(fullTime), To: c.To.UTC().Format(fullTime), Nodes: c.Nodes,
 		Instances: []instanceObject{}, Gaps: []gapObject{}}
 	for _, in := range c.Instances {
-		io := instanceObject{Node: in.Node, ID: in.ID, Resumed: in.Resumed, Records: in.Records, MinSeq: in.MinSeq, MaxSeq: in.MaxSeq,
+		io := instanceObject{Node: in.Node, ID: in.ID, Resumed: in.Resumed, Heartbeat: in.Heartbeat.Seconds(), Records: in.Records, MinSeq: in.MinSeq, MaxSeq: in.MaxSeq,
 			Started:   jsonTime(in.Started, in.Started.UTC().Format(fullTime)),
 			Stopped:   jsonTime(in.Stopped, in.Stopped.UTC().Format(fullTime)),
 			FirstSeen: jsonTime(in.FirstSeen, in.FirstSeen.UTC().Format(fullTime)),

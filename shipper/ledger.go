@@ -13,6 +13,7 @@ import (
 
 	"github.com/connaudit/connaudit/shipper/spool"
 	"github.com/connaudit/connaudit/trail"
+	"github.com/connaudit/connaudit/trail/chain"
 )
 
 // Ledger is the one writer of the trail. It alone stamps connaudit.seq,
@@ -34,6 +35,8 @@ type Ledger struct {
 	spoolAt  int64 // spool size at the last refusal
 	enc      Encoder
 	body     []byte
+	chain    chainer
+	cp       *checkpoints // nil: no checkpoints
 }
 
 // dropped describes the records the spool refused since it last accepted one.
@@ -207,9 +210,20 @@ func (l *Ledger) write(n notice) bool {
 func (l *Ledger) append(payload []byte) bool {
 	l.seq++
 	stampSeq(payload, l.seq)
-	err := l.spool.Append(payload)
+	link, err := l.chain.link(payload)
+	if err != nil {
+		// Our own encoder wrote it: this is a bug, and the verifier will name the record.
+		l.log.Error("record left out of the hash chain", "seq", l.seq, "err", err)
+	} else {
+		payload = appendChain(payload, link)
+	}
+	err = l.spool.Append(payload)
 	if err == nil {
 		l.metrics.Spooled.Inc()
+		if link != (chain.Link{}) {
+			l.chain.head, l.chain.headSeq = link, l.seq
+		}
+		l.counted()
 		return true
 	}
 	reason := trail.LossSpoolError
@@ -285,14 +299,29 @@ func (l *Ledger) buildNotice(event trail.Event, body string, keys noticeKeys, re
 // EmitAgentEvent writes one of the agent's own records (start, stop),
 // timestamped at: the start record takes the moment capture began, so that
 // no record after it in connaudit.seq is older than it.
+//
+// With checkpoints enabled, the start record carries the instance's public
+// key, and the stop record follows a last checkpoint and states its own seq,
+// the instance's final one.
 func (l *Ledger) EmitAgentEvent(name trail.Event, body string, at time.Time, sev log.Severity, attrs func(*AttrList)) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.settle() // agent events are rare: always try, so that what is owed at shutdown is written
+	if name == trail.EventAgentStop && l.cp != nil {
+		l.writeCheckpoint()
+	}
 	l.body = append(l.body[:0], body...)
 	l.enc.Reset(name, at, time.Now(), sev, l.body, l.resource)
 	if attrs != nil {
 		attrs(&l.enc.AttrList)
+	}
+	if l.cp != nil {
+		switch name {
+		case trail.EventAgentStart:
+			l.enc.String(trail.KeyAgentKey, l.cp.pubKey)
+		case trail.EventAgentStop:
+			l.enc.Int(trail.KeySeqFinal, int64(l.seq+1))
+		}
 	}
 	l.append(l.enc.Bytes())
 }

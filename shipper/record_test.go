@@ -166,3 +166,28 @@ func BenchmarkBuildConnect(b *testing.B) {
 		cb.Build(&ev, now, now, now, src)
 	}
 }
+
+// BenchmarkLedgerChain is what chaining adds to the ledger per connect
+// record: decoding it into its canonical form, and two SHA-256.
+func BenchmarkLedgerChain(b *testing.B) {
+	ev := testEvent()
+	var cb ConnectBuilder
+	var res AttrList
+	res.String(trail.KeyServiceInstanceID, "i-1")
+	res.String(trail.KeyK8sNodeName, "node-1")
+	res.String(trail.KeyK8sPodName, "web-7d9f8-abcde")
+	src := &Source{Resource: res.Bytes(), ExecutablePath: "/usr/bin/curl"}
+	now := time.Now()
+	payload := append([]byte(nil), cb.Build(&ev, now, now, now, src)...)
+	l := &Ledger{}
+	b.ReportAllocs()
+	for b.Loop() {
+		l.seq++
+		stampSeq(payload, l.seq)
+		link, err := l.chain.link(payload)
+		if err != nil {
+			b.Fatal(err)
+		}
+		l.chain.head = link
+	}
+}

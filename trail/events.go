@@ -13,7 +13,8 @@ const (
 	EventAgentStop   Event = "connaudit.agent.stop"
 	EventLoss        Event = "connaudit.loss"
 	EventDegraded    Event = "connaudit.degraded"
+	EventCheckpoint  Event = "connaudit.checkpoint"
 )
 
 // Events lists every event name, in README's order.
-var Events = []Event{EventConnect, EventAgentStart, EventAgentStop, EventDNSAnswer, EventDNSRejected, EventLoss, EventDegraded}
+var Events = []Event{EventConnect, EventAgentStart, EventAgentStop, EventDNSAnswer, EventDNSRejected, EventLoss, EventDegraded, EventCheckpoint}

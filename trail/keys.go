@@ -106,6 +106,23 @@ const (
 	KeyDegradedTimeFirst Key = "connaudit.degraded.time.first"
 	KeyDegradedTimeLast  Key = "connaudit.degraded.time.last"
 
+	// The chain and checkpoints (package trail/chain and trail/checkpoint).
+	KeyChain               Key = "connaudit.chain"
+	KeyAgentKey            Key = "connaudit.agent.key"
+	KeySeqFinal            Key = "connaudit.seq.final"
+	KeyCheckpointSeqFirst  Key = "connaudit.checkpoint.seq.first"
+	KeyCheckpointSeqLast   Key = "connaudit.checkpoint.seq.last"
+	KeyCheckpointCount     Key = "connaudit.checkpoint.count"
+	KeyCheckpointHead      Key = "connaudit.checkpoint.head"
+	KeyCheckpointSignature Key = "connaudit.checkpoint.signature"
+
+	// The start record's link to the instance before it on the node, and the
+	// heartbeat it promises (package shipper/handoff, verify).
+	KeyPreviousInstance Key = "connaudit.previous.instance.id"
+	KeyPreviousSeq      Key = "connaudit.previous.seq"
+	KeyPreviousChain    Key = "connaudit.previous.chain"
+	KeyHeartbeat        Key = "connaudit.heartbeat.interval"
+
 	// KeyResourceError marks a resource the exporter could not decode.
 	KeyResourceError Key = "connaudit.resource.error"
 )

@@ -60,17 +60,21 @@ var ConnectAttributes = []Attribute{
 	{Key: KeyPeerPodLabelPrefix, Type: TypeString, Prefix: true},
 	{Key: KeyPeerPodLabelsDropped, Type: TypeInt},
 	{Key: KeySeq, Type: TypeInt},
+	{Key: KeyChain, Type: TypeString},
 }
 
 // NoticeAttributes are the attributes of the records connaudit writes about
 // itself and about what it lost, by event.
 var NoticeAttributes = map[Event][]Key{
-	EventAgentStart: {KeyCaptureResumed, KeyCaptureTakenOver, KeySpoolDir},
-	EventAgentStop:  nil,
+	EventAgentStart: {KeyCaptureResumed, KeyCaptureTakenOver, KeySpoolDir, KeyAgentKey,
+		KeyPreviousInstance, KeyPreviousSeq, KeyPreviousChain, KeyHeartbeat},
+	EventAgentStop: {KeySeqFinal},
 	EventDNSAnswer: {KeyDNSQuestionName, KeyDNSAnswers, KeyDNSAliases, KeyDNSTTL, KeyDNSPartial,
 		KeyNetworkTransport, KeyServerAddress, KeyNetNS, KeyCgroupID},
 	EventDNSRejected: {KeyDNSQuestionName, KeyDNSAnswers, KeyDNSAliases, KeyDNSTTL, KeyDNSPartial,
 		KeyNetworkTransport, KeyServerAddress, KeyNetNS, KeyCgroupID, KeyDNSRejected},
 	EventLoss:     {KeyLostCount, KeyLostBytes, KeyLostReason, KeyLostTimeFirst, KeyLostTimeLast, KeyLostSeqFirst, KeyLostSeqLast},
 	EventDegraded: {KeyDegradedCount, KeyDegradedReason, KeyDegradedTimeFirst, KeyDegradedTimeLast},
+	EventCheckpoint: {KeyCheckpointSeqFirst, KeyCheckpointSeqLast, KeyCheckpointCount, KeyCheckpointHead,
+		KeyCheckpointSignature},
 }

@@ -17,7 +17,7 @@ type instanceKey struct{ node, id string }
 // Coverage implements backend.Backend with at most three aggregating queries
 // and one listing of sequence numbers per instance whose counts do not add up.
 func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []string) (*backend.Coverage, error) {
-	c := &backend.Coverage{From: from, To: to}
+	c := &backend.Coverage{From: from, To: to, AsOf: time.Now()}
 	byKey := map[instanceKey]*backend.Instance{}
 	get := func(row map[string]string) *backend.Instance {
 		k := instanceKey{row[backend.FieldNode], row[backend.FieldServiceInstanceID]}
@@ -38,7 +38,7 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 	// Starts and stops of every agent up to the window's end: an instance that
 	// started long ago may still be watching.
 	lifecycle := nodeFilter + quote(backend.FieldEventName) + ":in(" + quoteAll([]string{backend.EventAgentStart, backend.EventAgentStop}) + ") " +
-		timeRange(time.Unix(0, 0), to) + " | fields _time, " + quoteAll([]string{backend.FieldEventName, backend.FieldNode, backend.FieldServiceInstanceID, backend.FieldResumed})
+		timeRange(time.Unix(0, 0), to) + " | fields _time, " + quoteAll([]string{backend.FieldEventName, backend.FieldNode, backend.FieldServiceInstanceID, backend.FieldResumed, backend.FieldHeartbeat})
 	err := b.rows(ctx, lifecycle, func(row map[string]string) error {
 		t, err := time.Parse(time.RFC3339Nano, row["_time"])
 		if err != nil {
@@ -49,6 +49,9 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 		case backend.EventAgentStart:
 			if in.Started.IsZero() || t.Before(in.Started) {
 				in.Started, in.Resumed = t, row[backend.FieldResumed] == "true"
+				if hb, err := strconv.ParseFloat(row[backend.FieldHeartbeat], 64); err == nil && hb > 0 {
+					in.Heartbeat = time.Duration(hb * float64(time.Second))
+				}
 			}
 		case backend.EventAgentStop:
 			if t.After(in.Stopped) {

@@ -19,6 +19,7 @@ import (
 	"github.com/connaudit/connaudit/k8s/cgroup"
 	"github.com/connaudit/connaudit/process"
 	"github.com/connaudit/connaudit/shipper"
+	"github.com/connaudit/connaudit/shipper/handoff"
 	"github.com/connaudit/connaudit/shipper/spool"
 )
 
@@ -61,6 +62,18 @@ func runAgent(ctx context.Context) error {
 			func() float64 { return float64(sp.Stats().Records) }),
 	)
 	ledger := shipper.NewLedger(sp, identities.Node(), metrics, logger)
+	key, err := cfg.signingKey()
+	if err != nil {
+		return err
+	}
+	ledger.EnableCheckpoints(shipper.CheckpointConfig{Instance: instanceID, Key: key, Records: cfg.CheckpointRecords})
+	lineage := agent.Lineage{Heartbeat: cfg.HeartbeatInterval}
+	if prev, ok, err := handoff.Load(cfg.SpoolDir); err != nil {
+		logger.Warn("the start record will not name the previous instance", "err", err)
+	} else if ok {
+		lineage.Previous = &prev
+	}
+	heartbeat := &agent.Heartbeat{Ledger: ledger, Interval: cfg.HeartbeatInterval, Dir: cfg.SpoolDir, Instance: instanceID, Log: logger}
 	agent.ReportSpoolDamage(ledger, recovery, logger)
 
 	sdkExporter, err := shipper.NewSDKExporter(ctx, cfg.Output, cfg.ExportTokenFile, os.Stdout)
@@ -121,7 +134,10 @@ func runAgent(ctx context.Context) error {
 	profiles.Start()
 	defer profiles.Stop()
 
-	agent.RecordStart(ledger, tracer, version, cfg.SpoolDir, captureStart, logger)
+	agent.RecordStart(ledger, tracer, version, cfg.SpoolDir, lineage, captureStart, logger)
+	heartbeat.Save()
+	heartbeat.Start()
+	health.WatchHeartbeat(heartbeat)
 	logger.Info("capturing TCP connect attempts", "version", version, "instance", instanceID, "output", cfg.Output)
 	health.SetReady(true)
 
@@ -131,7 +147,9 @@ func runAgent(ctx context.Context) error {
 	}
 
 	health.SetReady(false)
+	heartbeat.Stop()
 	flushed := delivery.Finish(ledger, cfg.ShutdownGrace)
+	heartbeat.Save()
 	_ = sdkExporter.Shutdown(context.Background())
 	stats := sp.Stats()
 	logger.Info("stopped", "flushed", flushed, "left_in_spool", stats.Records, "last_seq", ledger.LastSeq())

@@ -12,6 +12,7 @@ import (
 
 	"github.com/connaudit/connaudit/advise/command"
 	"github.com/connaudit/connaudit/query"
+	"github.com/connaudit/connaudit/verify"
 )
 
 // run executes the command line in-process and returns its output and error.
@@ -111,6 +112,7 @@ func TestExitCodes(t *testing.T) {
 	}{
 		{errors.New("backend unreachable"), exitError},
 		{fmt.Errorf("%w: 2 in the window", query.ErrGaps), exitGaps},
+		{fmt.Errorf("%w: 1 finding(s) in the window", verify.ErrFindings), exitGaps},
 		{fmt.Errorf("check: %w", command.ErrDenied), exitWouldDeny},
 	} {
 		if got := exitCode(tc.err); got != tc.want {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +16,7 @@ import (
 	"github.com/connaudit/connaudit/k8s"
 	"github.com/connaudit/connaudit/shipper"
 	"github.com/connaudit/connaudit/shipper/otlp"
+	"github.com/connaudit/connaudit/trail/checkpoint"
 )
 
 // agentConfig is everything the agent reads from CONNAUDIT_* variables. The
@@ -41,6 +44,10 @@ type agentConfig struct {
 	ExportTokenFile    string        `envconfig:"EXPORT_TOKEN_FILE" desc:"file holding a bearer token sent with every export (the agent's projected ServiceAccount token on a cluster), read again when it changes; empty: none"`
 	ReadyExportFailure time.Duration `envconfig:"READY_EXPORT_FAILURE" default:"60s" desc:"/readyz fails once exports have failed for this long"`
 	ShutdownGrace      time.Duration `envconfig:"SHUTDOWN_GRACE" default:"10s" desc:"time to flush the spool at SIGTERM; the rest stays spooled"`
+
+	HeartbeatInterval time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"10s" desc:"a signed connaudit.checkpoint record at least this often, also when idle"`
+	CheckpointRecords uint64        `envconfig:"CHECKPOINT_RECORDS" default:"1000" desc:"a signed connaudit.checkpoint record after this many records at most"`
+	SigningKeyFile    string        `envconfig:"SIGNING_KEY_FILE" desc:"Ed25519 private key (PEM, PKCS #8) that signs checkpoints; empty: a key made at start"`
 
 	DNS                string        `envconfig:"DNS" default:"on" desc:"on or off: name connects' peers from the DNS answers their network namespace received (needs CAP_NET_ADMIN)"`
 	DNSRingBufferBytes int           `envconfig:"DNS_RING_BUFFER_BYTES" default:"4194304" desc:"kernel ring buffer for DNS answers, a power of two"`
@@ -125,6 +132,17 @@ func (c agentConfig) validate() error {
 			return fmt.Errorf("%s=%s: must not be negative", name, d)
 		}
 	}
+	if c.HeartbeatInterval < 100*time.Millisecond {
+		return fmt.Errorf("CONNAUDIT_HEARTBEAT_INTERVAL=%s: want at least 100ms", c.HeartbeatInterval)
+	}
+	if c.CheckpointRecords < 1 {
+		return fmt.Errorf("CONNAUDIT_CHECKPOINT_RECORDS=%d: want at least 1", c.CheckpointRecords)
+	}
+	if c.SigningKeyFile != "" {
+		if _, err := checkpoint.LoadPrivateKey(c.SigningKeyFile); err != nil {
+			return fmt.Errorf("CONNAUDIT_SIGNING_KEY_FILE: %w", err)
+		}
+	}
 	if err := checkHostPort(c.ListenAddr); err != nil {
 		return fmt.Errorf("CONNAUDIT_LISTEN_ADDR=%q: %w", c.ListenAddr, err)
 	}
@@ -143,6 +161,20 @@ func (c agentConfig) validate() error {
 		return shipper.ValidateOTLPEnv()
 	}
 	return nil
+}
+
+// signingKey is the key that signs checkpoints: the configured one, else a
+// new one whose public half only the start record tells.
+func (c agentConfig) signingKey() (ed25519.PrivateKey, error) {
+	if c.SigningKeyFile != "" {
+		k, err := checkpoint.LoadPrivateKey(c.SigningKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("CONNAUDIT_SIGNING_KEY_FILE: %w", err)
+		}
+		return k, nil
+	}
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	return k, err
 }
 
 func (c agentConfig) capture() bpf.Config {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/connaudit/connaudit/advise/command"
 	"github.com/connaudit/connaudit/query"
+	"github.com/connaudit/connaudit/verify"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -32,7 +33,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.Is(err, command.ErrDenied):
 		return exitWouldDeny
-	case errors.Is(err, query.ErrGaps):
+	case errors.Is(err, query.ErrGaps), errors.Is(err, verify.ErrFindings):
 		return exitGaps
 	}
 	return exitError

@@ -46,6 +46,7 @@ and answers questions about it days later (query, coverage).`,
 		newVersionCommand(),
 		newQueryCommand(kube),
 		newCoverageCommand(kube),
+		newVerifyCommand(kube),
 		newAdviseCommand(kube),
 	)
 	setExamples(root)

@@ -1,0 +1,133 @@
+package verify
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/connaudit/connaudit/trail"
+	"time"
+)
+
+// Source is a store of the trail, as verify reads it: every record with
+// every field, values as text (backend/victorialogs implements it).
+type Source interface {
+	// Trail calls each with every record of the window [from, to) that
+	// carries a connaudit.seq, on the given nodes (all when empty).
+	Trail(ctx context.Context, from, to time.Time, nodes []string, each func(map[string]string) error) error
+	// InstanceRecords calls each with the records of one instance, at any
+	// time before to: its start record (start), or those at seq.
+	InstanceRecords(ctx context.Context, instance string, start bool, seq uint64, to time.Time, each func(map[string]string) error) error
+}
+
+// Request is one `connaudit verify`.
+type Request struct {
+	From, To   time.Time
+	Nodes      []string
+	TrustedKey string // base64; empty: each instance's own key
+	Format     string // table or json
+}
+
+// ErrFindings is returned (wrapped) when the trail was changed or is
+// incomplete in the window.
+var ErrFindings = errors.New("the trail does not verify")
+
+// Run reads the window, judges it and writes the report.
+func Run(ctx context.Context, src Source, r Request, stdout io.Writer) error {
+	if r.Format != "table" && r.Format != "json" {
+		return fmt.Errorf("-o %q: verify writes table or json", r.Format)
+	}
+	opt := DefaultOptions
+	// A window that ends in the future ends now for an instance's silence.
+	opt.Until, opt.TrustedKey = minTime(r.To, time.Now()), r.TrustedKey
+	v := New(opt)
+	if err := src.Trail(ctx, r.From, r.To, r.Nodes, v.Add); err != nil {
+		return fmt.Errorf("read the trail: %w", err)
+	}
+	// Instances whose start is before the window: their key and heartbeat.
+	for _, id := range v.withoutStart() {
+		if err := src.InstanceRecords(ctx, id, true, 0, r.To, v.AddStart); err != nil {
+			return fmt.Errorf("read the start record of instance %s: %w", id, err)
+		}
+	}
+	for _, p := range v.Predecessors() {
+		if err := src.InstanceRecords(ctx, p.Instance, false, p.Seq, r.To, v.AddOutside); err != nil {
+			return fmt.Errorf("read seq %d of instance %s: %w", p.Seq, p.Instance, err)
+		}
+	}
+	rep := v.Report()
+	rep.From, rep.To = r.From, r.To
+	if r.Format == "json" {
+		if err := json.NewEncoder(stdout).Encode(rep); err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
+	} else {
+		writeTable(stdout, rep)
+	}
+	if !rep.OK() {
+		return fmt.Errorf("%w: %d finding(s) in the window", ErrFindings, len(rep.Findings))
+	}
+	return nil
+}
+
+func writeTable(w io.Writer, r *Report) {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tINSTANCE\tSEQ\tRECORDS\tDUPLICATES\tLOST\tCHECKPOINTS\tSEALED THROUGH\tSTART\tSTOP\tPREVIOUS")
+	records, checkpoints := 0, 0
+	for _, p := range r.Instances {
+		records += p.Records
+		checkpoints += p.Checkpoints
+		prev := p.Previous
+		if prev == "" {
+			prev = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d..%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", p.Node, p.Instance, p.FirstSeq, p.LastSeq, p.Records,
+			p.Duplicates, p.Lost, p.Checkpoints, p.SealedThrough, yesNo(p.FromStart, "in window", "before"), yesNo(p.Stopped, "yes", "-"), prev)
+	}
+	tw.Flush()
+	window := r.From.UTC().Format(time.RFC3339) + " to " + r.To.UTC().Format(time.RFC3339)
+	if r.OK() {
+		fmt.Fprintf(w, "\nVerified: %d instance(s), %d records, %d signed checkpoint(s), %s: every seq is present or named by a loss record, every record matches its instance's chain and every checkpoint's signature, no instance between two is missing.\n",
+			len(r.Instances), records, checkpoints, window)
+		return
+	}
+	fmt.Fprintf(w, "\nNOT VERIFIED, %s: %d finding(s):\n", window, len(r.Findings))
+	for _, f := range r.Findings {
+		fmt.Fprintf(w, "  %s\n", f)
+	}
+}
+
+func yesNo(b bool, yes, no string) string {
+	if b {
+		return yes
+	}
+	return no
+}
+
+// withoutStart are the instances whose start record is not in the window.
+func (v *Verifier) withoutStart() []string {
+	var out []string
+	for k, in := range v.instances {
+		has := false
+		for _, copies := range in.bySeq {
+			if len(copies) > 0 && trail.Event(copies[0].event) == trail.EventAgentStart {
+				has = true
+				break
+			}
+		}
+		if !has {
+			out = append(out, k.id)
+		}
+	}
+	return out
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

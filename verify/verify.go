@@ -1,0 +1,227 @@
+// Package verify proves an agent instance's trail untouched, or names what
+// was changed: it walks each instance's records in seq order through the
+// hash chain (package trail/chain), explains holes with the instance's own
+// loss records, and checks every checkpoint's signature (package
+// trail/checkpoint) and the chain head it seals. It reads records as a
+// backend gives them back, every value a string, one at a time, and keeps a
+// few dozen bytes of each.
+package verify
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/connaudit/connaudit/trail"
+	"github.com/connaudit/connaudit/trail/chain"
+)
+
+// Kind is what is wrong with a range of records.
+type Kind string
+
+const (
+	// Deleted: seqs are missing and no loss record of the instance names them.
+	Deleted Kind = "deleted"
+	// Altered: a record does not match the chain, or the records do not
+	// match the chain head a signed checkpoint sealed.
+	Altered Kind = "altered"
+	// Inserted: a record the agent did not write in that place: a second,
+	// different record with a seq, a seq a loss record names as lost, or a
+	// seq after the instance's final one.
+	Inserted Kind = "inserted"
+	// Reordered: a record that matches the chain at another seq than its own.
+	Reordered Kind = "reordered"
+	// Unsigned: a record without a chain value, a checkpoint whose
+	// signature does not verify with the instance's key (or without a key to
+	// verify it with), or records that no checkpoint sealed though the
+	// agent would have written one since.
+	Unsigned Kind = "unsigned"
+	// Truncated: an instance went silent before the window's end, with no
+	// stop record and no later instance naming it.
+	Truncated Kind = "truncated"
+)
+
+// Finding is one thing wrong, over seqs First..Last of one instance.
+type Finding struct {
+	Node     string `json:"node"`
+	Instance string `json:"instance"`
+	First    uint64 `json:"seq_first"`
+	Last     uint64 `json:"seq_last"`
+	Kind     Kind   `json:"kind"`
+	Detail   string `json:"detail"`
+}
+
+func (f Finding) String() string {
+	r := fmt.Sprint(f.First)
+	if f.Last != f.First {
+		r += "-" + fmt.Sprint(f.Last)
+	}
+	return fmt.Sprintf("%s %s seq %s: %s: %s", f.Node, f.Instance, r, f.Kind, f.Detail)
+}
+
+// Proof is what was shown of one instance.
+type Proof struct {
+	Node          string    `json:"node"`
+	Instance      string    `json:"instance"`
+	FirstSeq      uint64    `json:"seq_first"`
+	LastSeq       uint64    `json:"seq_last"`
+	Records       int       `json:"records"`
+	Duplicates    int       `json:"duplicates"`
+	Lost          uint64    `json:"lost"` // seqs a verified loss record names
+	Checkpoints   int       `json:"checkpoints"`
+	SealedThrough uint64    `json:"sealed_through"` // the last seq a valid checkpoint sealed
+	Unbound       int       `json:"unbound"`        // records whose own content the chain cannot bind (see README)
+	FromStart     bool      `json:"from_start"`     // the window holds the instance's first record
+	Stopped       bool      `json:"stopped"`        // its stop record is in the window
+	Newest        time.Time `json:"newest"`
+	Previous      string    `json:"previous,omitempty"` // the instance its start record names as the one before it on the node
+}
+
+// Report is the verdict on a window.
+type Report struct {
+	From      time.Time `json:"from"`
+	To        time.Time `json:"to"`
+	Verified  bool      `json:"verified"`
+	Instances []Proof   `json:"instances"`
+	Findings  []Finding `json:"findings"`
+}
+
+// OK reports whether nothing was found wrong.
+func (r *Report) OK() bool { return len(r.Findings) == 0 }
+
+// Options bound how long a healthy agent goes without a checkpoint.
+type Options struct {
+	// MaxUnsealed is how far (in record time) a record may precede an
+	// instance's newest record without a checkpoint sealing it.
+	MaxUnsealed time.Duration
+	// MaxUnsealedRecords is how many seqs may follow an unsealed record.
+	MaxUnsealedRecords uint64
+	// Until is the window's end. An instance that neither stopped nor was
+	// named by a later one must have written a record within its heartbeat
+	// (times SilenceFactor, plus SilenceSlack) before it; zero: not checked.
+	Until         time.Time
+	SilenceFactor int
+	SilenceSlack  time.Duration
+	// TrustedKey (base64, as start records carry it), when set, is the only
+	// key checkpoints may be signed with.
+	TrustedKey string
+}
+
+// DefaultOptions fit the agent's defaults (a checkpoint every 10 s and every
+// 1,000 records) with room for delay.
+var DefaultOptions = Options{MaxUnsealed: 30 * time.Second, MaxUnsealedRecords: 2000, SilenceFactor: 3, SilenceSlack: 30 * time.Second}
+
+type instanceKey struct{ node, id string }
+
+type instance struct {
+	bySeq     map[uint64][]entry
+	keys      []string      // public keys of start records
+	heartbeat time.Duration // promised by its start record
+	proof     *Proof
+}
+
+// Verifier collects records and then judges them.
+type Verifier struct {
+	opt       Options
+	instances map[instanceKey]*instance
+	canon     canonicalizer
+	outside   map[outsideKey][]chain.Link // chain values of records before the window, by instance and seq
+}
+
+type outsideKey struct {
+	instance string
+	seq      uint64
+}
+
+// New returns an empty Verifier.
+func New(opt Options) *Verifier {
+	return &Verifier{opt: opt, instances: map[instanceKey]*instance{}, outside: map[outsideKey][]chain.Link{}}
+}
+
+func (v *Verifier) instance(row map[string]string) (*instance, error) {
+	id := row[string(trail.KeyServiceInstanceID)]
+	if id == "" {
+		return nil, fmt.Errorf("record without %s", trail.KeyServiceInstanceID)
+	}
+	node := row[string(trail.KeyK8sNodeName)]
+	if node == "" {
+		node = row[string(trail.KeyHostName)]
+	}
+	k := instanceKey{node, id}
+	in := v.instances[k]
+	if in == nil {
+		in = &instance{bySeq: map[uint64][]entry{}}
+		v.instances[k] = in
+	}
+	return in, nil
+}
+
+// Add takes one record of the window, as the backend returns it.
+func (v *Verifier) Add(row map[string]string) error {
+	in, err := v.instance(row)
+	if err != nil {
+		return err
+	}
+	e, err := v.canon.entry(row)
+	if err != nil {
+		return fmt.Errorf("instance %s: %w", row[string(trail.KeyServiceInstanceID)], err)
+	}
+	in.bySeq[e.seq] = append(in.bySeq[e.seq], e)
+	return nil
+}
+
+// AddStart takes a start record from before the window, for its key only:
+// the window's first checkpoints are signed with it.
+func (v *Verifier) AddStart(row map[string]string) error {
+	in, err := v.instance(row)
+	if err != nil {
+		return err
+	}
+	if k := row[string(trail.KeyAgentKey)]; k != "" && !slices.Contains(in.keys, k) {
+		in.keys = append(in.keys, k)
+	}
+	if e, err := v.canon.entry(row); err == nil && e.heartbeat > 0 {
+		in.heartbeat = e.heartbeat
+	}
+	return nil
+}
+
+// AddOutside takes a record from outside the window that a start record in
+// it names as the last of the instance before.
+func (v *Verifier) AddOutside(row map[string]string) error {
+	e, err := v.canon.entry(row)
+	if err != nil {
+		return err
+	}
+	k := outsideKey{row[string(trail.KeyServiceInstanceID)], e.seq}
+	if e.chained {
+		v.outside[k] = append(v.outside[k], e.claimed)
+	}
+	return nil
+}
+
+// Report judges every instance seen.
+func (v *Verifier) Report() *Report {
+	r := &Report{}
+	keys := make([]instanceKey, 0, len(v.instances))
+	for k := range v.instances {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b instanceKey) int {
+		return cmp.Or(cmp.Compare(a.node, b.node), cmp.Compare(a.id, b.id))
+	})
+	for _, k := range keys {
+		in := v.instances[k]
+		if len(in.bySeq) == 0 {
+			continue
+		}
+		j := judge{opt: v.opt, node: k.node, id: k.id, in: in}
+		j.run()
+		r.Instances = append(r.Instances, j.proof)
+		r.Findings = append(r.Findings, j.findings...)
+	}
+	r.Findings = append(r.Findings, v.lineage(r)...)
+	r.Verified = r.OK()
+	return r
+}
