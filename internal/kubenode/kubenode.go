@@ -79,9 +79,11 @@ type state struct {
 
 // hostPathsOfWorkloads are created on the host by what the tests install
 // (k8s/deploy's agent): removed at Down unless they existed before Up.
-// /run/containerd holds the shims' sockets (containerd-shim-runc-v2 puts
-// them under /run/containerd/s whatever containerd's state directory is).
-var hostPathsOfWorkloads = []string{"/sys/fs/bpf/connaudit", "/var/lib/connaudit", "/run/containerd"}
+// Paths the components write whatever they are told: the shims' sockets
+// (/run/containerd/s), libcni's result cache, the kubelet's device-plugin
+// directory and its /var/log/containers links.
+var hostPathsOfWorkloads = []string{"/sys/fs/bpf/connaudit", "/var/lib/connaudit",
+	"/run/containerd", "/var/lib/cni", "/var/lib/kubelet", "/var/log/containers"}
 
 // Up starts the node and waits until it is Ready, its default
 // ServiceAccount exists and CoreDNS answers.
@@ -460,6 +462,9 @@ func Down(dir string) error {
 	errs = append(errs, killContainers()...)
 	if st.NodeBinDir != "" {
 		shim := filepath.Join(st.NodeBinDir, "containerd-shim-runc-v2")
+		if resolved, err := filepath.EvalSymlinks(shim); err == nil {
+			shim = resolved
+		}
 		for _, pid := range pidsOfExe(shim) {
 			stopPid(pid, shim, 5*time.Second)
 		}
