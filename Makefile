@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 VICTORIALOGS_VERSION := v1.52.1
 PREFIX ?= /usr/local
 
-.PHONY: all build generate run test fuzz bench bench-smoke bench-micro bench-query bench-advise install k8s-bins image image-victorialogs image-docker clean
+.PHONY: all build generate run test fuzz bench bench-smoke bench-micro bench-query bench-advise install k8s-bins node-bins node-images node-up node-down image image-victorialogs image-docker clean
 
 all: build
 
@@ -27,6 +27,31 @@ k8s-bins: $(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd $(BIN)/k8s/kubectl
 
 $(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd $(BIN)/k8s/kubectl &:
 	hack/build-k8s-bins.sh $(CURDIR)/$(BIN)/k8s
+
+# What a real node runs besides the control plane (internal/kubenode):
+# kubelet, kube-controller-manager, kube-scheduler, kube-proxy, containerd
+# with its runc shim and ctr, and CoreDNS, built from Go module source and
+# cached; runc and the CNI plugins come from Debian (see .ci/run).
+NODE_BINS := kubelet kube-controller-manager kube-scheduler kube-proxy containerd containerd-shim-runc-v2 ctr coredns
+node-bins: $(addprefix $(BIN)/node/,$(NODE_BINS))
+
+$(addprefix $(BIN)/node/,$(NODE_BINS)) &:
+	hack/build-node-bins.sh $(CURDIR)/$(BIN)/node
+
+# The node's sandbox image (this host cannot pull registry.k8s.io/pause).
+node-images: $(BIN)/images/pause.tar
+
+$(BIN)/images/pause.tar: $(BIN)/ociimage internal/kubenode/pause/main.go internal/kubenode/pause/Dockerfile
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/node/pause ./internal/kubenode/pause
+	$(BIN)/ociimage -f internal/kubenode/pause/Dockerfile -context $(BIN)/node -target pause -t registry.k8s.io/pause:3.10.1 -o $@
+
+# A real single-node cluster on this host (README.md "Try it on one node"),
+# left running; node-down removes everything it made.
+node-up: k8s-bins node-bins node-images
+	$(GO) run ./hack/kubenode up -k8s-bin $(BIN)/k8s -node-bin $(BIN)/node -pause $(BIN)/images/pause.tar
+
+node-down:
+	$(GO) run ./hack/kubenode down
 
 # The images of k8s/deploy, one Dockerfile target each, as OCI archives under
 # bin/images/ (for ctr -n k8s.io images import, docker load, kind load
@@ -67,7 +92,7 @@ run: build
 
 # -p 1: the packages share one kernel, and a test that counts ring buffer
 # losses exactly must not see another package's connect storm.
-test: build k8s-bins
+test: build k8s-bins node-bins
 	$(GO) vet ./...
 	$(GO) test -p 1 -count=1 -timeout 40m ./...
 	cd otel-collector && $(GO) vet ./... && $(GO) test -count=1 ./...

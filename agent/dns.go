@@ -373,7 +373,7 @@ func (d *DNS) identityPending(cgroupID uint64, at time.Time) bool {
 		return false
 	}
 	_, status := d.Kubernetes.Source(info.Container.PodUID, info.Container.ContainerID, at)
-	return status == k8s.SourcePending
+	return status == k8s.SourcePending || status == k8s.SourceContainerPending
 }
 
 // retryHeld writes the held records whose identity is known or whose time is
@@ -462,7 +462,7 @@ func (d *DNS) resource(cgroupID uint64, at time.Time) []byte {
 	}
 	w, status := d.Kubernetes.Source(c.PodUID, c.ContainerID, at)
 	switch status {
-	case k8s.SourceResolved:
+	case k8s.SourceResolved, k8s.SourceContainerPending:
 		d.attrs.String(trail.KeySourceKind, string(trail.SourcePod))
 		return d.Identities.workload(w)
 	case k8s.SourceHost:

@@ -217,6 +217,14 @@ func (p *Pipeline) identify(ev *bpf.Event, start, observed time.Time, final bool
 		return true
 	}
 	w, status := p.Kubernetes.Source(container.PodUID, container.ContainerID, start)
+	if status == k8s.SourceContainerPending {
+		// Wait for the container's name; when the time is up (or the hold
+		// queue is full) the pod's identity with container.id will do.
+		if !final && p.holdEvent(ev, observed) {
+			return false
+		}
+		status = k8s.SourceResolved
+	}
 	switch status {
 	case k8s.SourceResolved:
 		src.Resource = p.Identities.workload(w)
@@ -301,7 +309,7 @@ func (p *Pipeline) pending(ev *bpf.Event) bool {
 	}
 	start, _ := p.times(ev)
 	_, status := p.Kubernetes.Source(c.PodUID, c.ContainerID, start)
-	return status == k8s.SourcePending
+	return status == k8s.SourcePending || status == k8s.SourceContainerPending
 }
 
 // poll reports what the kernel counted as lost since the last report, and

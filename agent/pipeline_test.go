@@ -65,9 +65,10 @@ type fakeCgroups map[uint64]cgroup.Info
 
 func (f fakeCgroups) Cached(id uint64) (cgroup.Info, bool) { i, ok := f[id]; return i, ok }
 
-// fakeKubernetes knows the pods in pods; others are pending, or host when
+// fakeKubernetes knows the pods in pods, and in noContainer those whose
+// status does not list the container yet; others are pending, or host when
 // their UID is empty.
-type fakeKubernetes struct{ pods map[string]*k8s.Workload }
+type fakeKubernetes struct{ pods, noContainer map[string]*k8s.Workload }
 
 func (f *fakeKubernetes) Source(podUID, _ string, _ time.Time) (*k8s.Workload, k8s.SourceStatus) {
 	if podUID == "" {
@@ -75,6 +76,9 @@ func (f *fakeKubernetes) Source(podUID, _ string, _ time.Time) (*k8s.Workload, k
 	}
 	if w, ok := f.pods[podUID]; ok {
 		return w, k8s.SourceResolved
+	}
+	if w, ok := f.noContainer[podUID]; ok {
+		return w, k8s.SourceContainerPending
 	}
 	return nil, k8s.SourcePending
 }
@@ -179,6 +183,47 @@ func TestHeldEventShipsWhenItsPodArrives(t *testing.T) {
 	}
 	if r := sink.records[0]; r["k8s.pod.name"] != "web-1" || r["connaudit.source.kind"] != "pod" {
 		t.Errorf("record %v: want pod web-1", r)
+	}
+}
+
+// A container that connects before the kubelet reported it (seen on a real
+// node: a client's first connect lacked k8s.container.name) waits for its
+// name, and ships with the pod's identity alone if the name never comes.
+func TestEventOfUnreportedContainerWaitsForItsName(t *testing.T) {
+	p, _, cgroups, kube, sink := testPipeline(t)
+	kube.noContainer = map[string]*k8s.Workload{}
+	cgroups[podCgroup] = cgroup.Info{ID: podCgroup, Container: cgroup.Container{PodUID: podUID, ContainerID: containerID}}
+	kube.noContainer[podUID] = podWorkload()
+	now := time.Now()
+	first, second := event(podCgroup), event(podCgroup)
+	p.handle(&first, now, false)
+	p.handle(&second, now, false)
+	if len(sink.records) != 0 || p.hold.len() != 2 {
+		t.Fatalf("%d records shipped, %d held: want both held", len(sink.records), p.hold.len())
+	}
+	named := podWorkload()
+	named.ContainerName = "app"
+	named.Attrs = append(named.Attrs, attribute.String("k8s.container.name", "app"))
+	kube.pods[podUID] = named
+	p.retryHeld(now.Add(holdRetryTick), false)
+	if len(sink.records) != 2 {
+		t.Fatalf("%d records once the container was reported, want 2", len(sink.records))
+	}
+	for _, r := range sink.records {
+		if r["k8s.container.name"] != "app" || r["k8s.pod.name"] != "web-1" {
+			t.Errorf("record %v: want container app of pod web-1", r)
+		}
+	}
+
+	delete(kube.pods, podUID)
+	late := event(podCgroup)
+	p.handle(&late, now, false)
+	p.retryHeld(now.Add(p.HoldTimeout), false)
+	if len(sink.records) != 3 {
+		t.Fatalf("%d records at the deadline, want 3", len(sink.records))
+	}
+	if r := sink.records[2]; r["k8s.pod.name"] != "web-1" || r["connaudit.source.kind"] != "pod" || r["connaudit.k8s.enrichment"] != "" {
+		t.Errorf("record %v at the deadline: want pod web-1, unmarked", r)
 	}
 }
 

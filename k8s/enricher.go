@@ -32,6 +32,13 @@ const (
 	// tell more: it has never synced, or the API server is unreachable now
 	// (or refuses the agent's requests).
 	SourceUnavailable
+	// SourceContainerPending: the pod is known but its status does not list
+	// the container yet. The kubelet reports a container's id only after it
+	// started, so a process that connects at once (a client, a Job) does so
+	// before. The Workload is the pod with container.id set and no container
+	// name or image; the caller may hold the event up to HoldTimeout and ask
+	// again, and uses that Workload when the time is up.
+	SourceContainerPending
 )
 
 func (s SourceStatus) String() string {
@@ -44,6 +51,8 @@ func (s SourceStatus) String() string {
 		return "pending"
 	case SourceUnavailable:
 		return "unavailable"
+	case SourceContainerPending:
+		return "container pending"
 	}
 	return "invalid"
 }
@@ -113,7 +122,10 @@ func (e *Enricher) Source(podUID, containerID string, at time.Time) (*Workload, 
 	if podUID == "" {
 		return nil, SourceHost
 	}
-	if w, ok := e.src.lookup(podUID, containerID, at.UnixNano()); ok {
+	if w, ok, waitContainer := e.src.lookup(podUID, containerID, at.UnixNano()); ok {
+		if waitContainer && !e.health.down.Load() {
+			return w, SourceContainerPending
+		}
 		return w, SourceResolved
 	}
 	if np := e.inf.nodePods; np != nil && np.synced.Load() && !e.health.down.Load() {

@@ -60,22 +60,23 @@ func newNodePods(grace time.Duration, o owners) *nodePods {
 }
 
 // lookup finds the container, or the pod when containerID is empty or not in
-// the pod's status. A deleted pod resolves for events up to its grace period
-// after the deletion.
-func (n *nodePods) lookup(podUID, containerID string, at int64) (*Workload, bool) {
+// the pod's status. waitContainer is true when containerID is not in the
+// status of a pod that is not deleted, which may still list it. A deleted pod
+// resolves for events up to its grace period after the deletion.
+func (n *nodePods) lookup(podUID, containerID string, at int64) (w *Workload, ok, waitContainer bool) {
 	if containerID != "" {
 		if ref, ok := n.byContainer.get(containerID); ok && ref.entry.live(at, n.grace) {
-			return ref.w, true
+			return ref.w, true, false
 		}
 	}
 	pe, ok := n.byUID.get(podUID)
 	if !ok || !pe.live(at, n.grace) {
-		return nil, false
+		return nil, false, false
 	}
 	if containerID == "" {
-		return pe.pod, true
+		return pe.pod, true, false
 	}
-	return pe.unknownContainer(containerID), true
+	return pe.unknownContainer(containerID), true, pe.deletedAt == 0
 }
 
 func (pe *podEntry) live(at, grace int64) bool {
