@@ -9,57 +9,9 @@
 # go.sum are committed, so builds are reproducible and need only Go.
 #
 # Usage: hack/build-k8s-bins.sh OUTDIR
-set -euo pipefail
+# shellcheck source=hack/build-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/build-lib.sh"
 
-if [[ $# -ne 1 ]]; then
-	echo "usage: $0 OUTDIR" >&2
-	exit 2
-fi
-
-src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/k8s-bins"
-mkdir -p "$1"
-out="$(cd "$1" && pwd)"
-
-# Static binaries, no C toolchain needed; the committed go.sum must be complete.
-export CGO_ENABLED=0
-export GOFLAGS="-mod=readonly -buildvcs=false -trimpath"
-
-k8s_version=v1.37.2
-
-# build NAME LDFLAGS: builds hack/k8s-bins/NAME into OUTDIR/NAME unless present.
-build() {
-	local name=$1 ldflags=$2
-	if [[ -x "$out/$name" ]]; then
-		echo "$name: cached at $out/$name"
-		return
-	fi
-	echo "$name: building into $out/$name"
-	local start=$SECONDS
-	# Build next to the target and rename, so an interrupted build never
-	# leaves a binary that later runs would take as cached. The temporary name
-	# is per process, in case two builds run at once (make -j).
-	local tmp="$out/.$name.tmp.$$"
-	trap 'rm -f "$tmp"' EXIT
-	(cd "$src/$name" && go build -ldflags "$ldflags" -o "$tmp" .)
-	mv -f "$tmp" "$out/$name"
-	trap - EXIT
-	echo "$name: built in $((SECONDS - start))s"
-}
-
-build etcd "-s -w"
-build kube-apiserver "-s -w \
-	-X k8s.io/component-base/version.gitVersion=${k8s_version} \
-	-X k8s.io/component-base/version.gitMajor=1 \
-	-X k8s.io/component-base/version.gitMinor=37 \
-	-X k8s.io/component-base/version.gitTreeState=clean \
-	-X k8s.io/client-go/pkg/version.gitVersion=${k8s_version} \
-	-X k8s.io/client-go/pkg/version.gitMajor=1 \
-	-X k8s.io/client-go/pkg/version.gitMinor=37"
-build kubectl "-s -w \
-	-X k8s.io/component-base/version.gitVersion=${k8s_version} \
-	-X k8s.io/component-base/version.gitMajor=1 \
-	-X k8s.io/component-base/version.gitMinor=37 \
-	-X k8s.io/component-base/version.gitTreeState=clean \
-	-X k8s.io/client-go/pkg/version.gitVersion=${k8s_version} \
-	-X k8s.io/client-go/pkg/version.gitMajor=1 \
-	-X k8s.io/client-go/pkg/version.gitMinor=37"
+build etcd etcd . "-s -w"
+build kube-apiserver kube-apiserver . "$k8s_ldflags"
+build kubectl kubectl . "$k8s_ldflags"
