@@ -125,6 +125,18 @@ func parsePolicies(t *testing.T, yaml string) []*networkingv1.NetworkPolicy {
 	return ps
 }
 
+// waitRows polls VictoriaLogs until logsql matches a row or timeout passes.
+func waitRows(vl *teststack.VictoriaLogs, logsql string, timeout time.Duration) ([]map[string]string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		rows, err := vl.Query(context.Background(), logsql)
+		if (err == nil && len(rows) > 0) || time.Now().After(deadline) {
+			return rows, err
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
 func window(from time.Time) []string {
 	return []string{"--from", from.UTC().Format(time.RFC3339Nano), "--to", time.Now().Add(time.Minute).UTC().Format(time.RFC3339Nano)}
 }
@@ -162,7 +174,11 @@ func TestAdviseWalkthrough(t *testing.T) {
 	connectFrom(t, hosts, cg, http)
 	connectFrom(t, hosts, cg, https)
 	connectFrom(t, hosts, cg, other)
-	s.vl.WaitFor(t, fmt.Sprintf(`event_name:="tcp.connect" k8s.pod.name:="mypod" network.peer.address:=%q connaudit.outcome:="timeout"`, other.Addr()), 1, time.Minute)
+	if rows, err := waitRows(s.vl, fmt.Sprintf(`event_name:="tcp.connect" k8s.pod.name:="mypod" network.peer.address:=%q connaudit.outcome:="timeout"`, other.Addr()), time.Minute); err != nil || len(rows) == 0 {
+		// What the trail holds for that address, whatever its outcome or identity.
+		all, _ := s.vl.Query(ctx, fmt.Sprintf(`network.peer.address:=%q`, other.Addr()))
+		t.Fatalf("no timed-out connect of mypod to %s (%v); the trail has for that address: %v", other.Addr(), err, all)
+	}
 	s.vl.WaitFor(t, fmt.Sprintf(`event_name:="tcp.connect" k8s.pod.name:="mypod" network.peer.port:=443`), 1, time.Minute)
 
 	server := []string{"--server", s.vl.URL()}
