@@ -28,28 +28,8 @@ import (
 )
 
 const (
-	modulePath = "github.com/connaudit/connaudit"
-	namespace  = "connaudit"
+	namespace = "connaudit"
 )
-
-// repoRoot is the directory of this module's go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.HasPrefix(data, []byte("module "+modulePath+"\n")) {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatalf("no go.mod of %s above the working directory", modulePath)
-		}
-		dir = parent
-	}
-}
 
 // kubectlPath is the kubectl v1.37 that `make k8s-bins` builds next to
 // kube-apiserver (bin/k8s, or $CONNAUDIT_K8S_BIN_DIR).
@@ -57,7 +37,7 @@ func kubectlPath(t testing.TB) string {
 	t.Helper()
 	dir := os.Getenv("CONNAUDIT_K8S_BIN_DIR")
 	if dir == "" {
-		dir = filepath.Join(repoRoot(t), "bin", "k8s")
+		dir = filepath.Join(teststack.RepoRoot(t), "bin", "k8s")
 	}
 	path := filepath.Join(dir, "kubectl")
 	if fi, err := os.Stat(path); err != nil || fi.Mode()&0o111 == 0 {
@@ -83,7 +63,7 @@ func runKubectl(t testing.TB, kubeconfig string, args ...string) (stdout, stderr
 		args = append([]string{"--kubeconfig=" + kubeconfig}, args...)
 	}
 	cmd := exec.CommandContext(t.Context(), kubectlPath(t), args...)
-	cmd.Dir = repoRoot(t)
+	cmd.Dir = teststack.RepoRoot(t)
 	cmd.Env = append(os.Environ(), "KUBECTL_KUBERC=false")
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/connaudit/connaudit/internal/teststack"
 )
 
 // dockerStage is one FROM of the Dockerfile.
@@ -100,7 +102,7 @@ func parseDockerfile(t *testing.T, path string) []*dockerStage {
 // exist, on pinned bases; `make image` builds its targets under the image
 // names the manifests use; and each workload runs the binary its image has.
 func TestDockerfile(t *testing.T) {
-	root := repoRoot(t)
+	root := teststack.RepoRoot(t)
 	stages := parseDockerfile(t, filepath.Join(root, "Dockerfile"))
 	byName := map[string]*dockerStage{}
 	for _, st := range stages {

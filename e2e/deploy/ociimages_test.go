@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/connaudit/connaudit/internal/teststack"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -157,7 +158,7 @@ func (img *ociImage) run(t *testing.T, uid, gid uint32, argv ...string) (string,
 // holds exactly its files, and its entrypoint, started in its root as the
 // user the workload runs as, is the binary the workload expects.
 func TestImages(t *testing.T) {
-	root := repoRoot(t)
+	root := teststack.RepoRoot(t)
 	// The release the kustomization names.
 	var agentImage string
 	for _, c := range render(t, "k8s/deploy").daemonSet(t, "connaudit-agent").Spec.Template.Spec.Containers {

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,24 +8,6 @@ import (
 	"testing"
 	"time"
 )
-
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.HasPrefix(data, []byte("module "+modulePath+"\n")) {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatalf("no go.mod of %s above the working directory", modulePath)
-		}
-		dir = parent
-	}
-}
 
 // k8sBinDir is bin/k8s, or $CONNAUDIT_K8S_BIN_DIR as for internal/kubetest.
 func k8sBinDir(root string) string {

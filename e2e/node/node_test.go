@@ -31,10 +31,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/connaudit/connaudit/internal/kubenode"
+	"github.com/connaudit/connaudit/internal/teststack"
 )
 
 const (
-	modulePath = "github.com/connaudit/connaudit"
 	// The tag `make image` gives the images here; the overlay points the
 	// base's images at it, as a user's overlay points them at a release.
 	imageTag     = "e2e-node"
@@ -46,7 +46,7 @@ func TestInstallOnRealNode(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("e2e/node needs root: it runs a kubelet, containerd and iptables")
 	}
-	root := repoRoot(t)
+	root := teststack.RepoRoot(t)
 	bin := filepath.Join(root, "bin")
 	start := time.Now()
 

@@ -32,6 +32,17 @@ func repoRoot() (string, error) {
 	}
 }
 
+// RepoRoot is the repository's root directory (the one with this module's
+// go.mod), for tests that read its files or run its make targets.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := repoRoot()
+	if err != nil {
+		t.Fatal("teststack: ", err)
+	}
+	return dir
+}
+
 func declaresModule(gomod []byte, module string) bool {
 	for line := range bytes.Lines(gomod) {
 		fields := bytes.Fields(line)
