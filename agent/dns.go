@@ -64,7 +64,7 @@ func NewDNSMetrics(reg prometheus.Registerer, cache *dns.Cache) *DNSMetrics {
 			Name: "connaudit_dns_cache_evictions_total", Help: "Addresses forgotten for lack of room before their TTL and grace ran out.",
 		}, func() float64 { return float64(cache.Evicted()) }),
 		LookupTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "connaudit_dns_lookup_timeouts_total", Help: "Connects shipped without waiting longer for DNS answers still being read (CONNAUDIT_DNS_MAX_WAIT).",
+			Name: "connaudit_dns_lookup_timeouts_total", Help: "Connects shipped without a name while DNS answers from before them were still being read (CONNAUDIT_DNS_MAX_WAIT, or a full hold queue).",
 		}),
 	}
 	reg.MustRegister(m.Packets, m.Evicted, m.LookupTimeouts)
@@ -78,10 +78,10 @@ func NewDNSMetrics(reg prometheus.Registerer, cache *dns.Cache) *DNSMetrics {
 // trail once per TTL. An answer that answered nothing is written as a
 // dns.rejected record instead.
 //
-// A connect's Lookup never reads the ring buffer: an answer always reaches
-// it before the application that got it can connect, so Lookup waits, at
-// most MaxWait, only while the reader has not yet handled everything that
-// was there at the connect's time.
+// A connect's Lookup never reads the ring buffer and never waits: an answer
+// always reaches the ring buffer before the application that got it can
+// connect, so while the reader has not handled everything that was there at
+// the connect's time (Settled), the pipeline holds that one connect.
 type DNS struct {
 	Packets    DNSPackets
 	Cache      *dns.Cache
@@ -101,8 +101,6 @@ type DNS struct {
 	// Names are cached at once, whatever waits.
 	HoldTimeout time.Duration
 	HoldMax     int
-	// MaxWait bounds how long a connect waits for answers being read.
-	MaxWait time.Duration
 	// StallAfter: packets waiting this long with no progress make Stalled report.
 	StallAfter time.Duration
 
@@ -110,8 +108,6 @@ type DNS struct {
 	busy        atomic.Bool   // the reader may hold a packet it has not handled
 	handledNs   atomic.Uint64 // CLOCK_BOOTTIME of the newest packet handled
 	lastBatch   atomic.Int64  // wall time (UnixNano) the reader last finished a batch
-	progressMu  sync.Mutex
-	progress    chan struct{} // closed when the reader finishes a batch
 	pkt         capture.Packet
 	parser      dns.Parser
 	answer      dns.Answer
@@ -148,8 +144,7 @@ type dedupKey struct {
 
 const (
 	dnsWaitInterval = 50 * time.Millisecond
-	// dnsBatch bounds the packets read between two looks at held records and
-	// losses, and between two wake-ups of waiting connects.
+	// dnsBatch bounds the packets read between two looks at held records and losses.
 	dnsBatch = 256
 	// maxDedupTTL bounds how long an answer suppresses its duplicates.
 	maxDedupTTL = 3600
@@ -185,63 +180,23 @@ func (d *DNS) Run(ctx context.Context) {
 	d.mu.Unlock()
 }
 
-// Lookup names ip as netns saw it at atBootNs; see dns.Cache.Lookup.
+// Lookup names ip as netns saw it at atBootNs; see dns.Cache.Lookup. It
+// never waits: a connect whose answer may still be unread is held by the
+// pipeline (Settled) instead.
 func (d *DNS) Lookup(netns uint32, ip netip.Addr, atBootNs uint64) (string, []string, time.Duration, netip.Addr, bool) {
-	var deadline time.Time
-	for {
-		// Whether anything the connect may need is unread or unhandled, looked
-		// at before the cache: what the reader handled by then is in it.
-		settled := d.settled(atBootNs)
-		name, names, age, resolver, ok := d.Cache.Lookup(netns, ip, atBootNs)
-		if ok || settled {
-			return name, names, age, resolver, ok
-		}
-		now := time.Now()
-		if deadline.IsZero() {
-			deadline = now.Add(d.MaxWait)
-		}
-		if !now.Before(deadline) {
-			d.Metrics.LookupTimeouts.Inc()
-			return name, names, age, resolver, ok
-		}
-		progress := d.nextProgress()
-		if d.settled(atBootNs) {
-			continue // a batch ended before the channel was taken
-		}
-		t := time.NewTimer(deadline.Sub(now))
-		select {
-		case <-progress:
-		case <-t.C:
-		}
-		t.Stop()
-	}
+	return d.Cache.Lookup(netns, ip, atBootNs)
 }
 
-// settled reports whether the reader has handled every packet the kernel
-// had queued by the connect at atBootNs.
-func (d *DNS) settled(atBootNs uint64) bool {
+// Settled reports whether the reader has handled every packet the kernel
+// had queued by the connect at atBootNs, so that a miss in the cache is final.
+// Ask before Lookup: what the reader handled by then is in the cache.
+func (d *DNS) Settled(atBootNs uint64) bool {
 	return d.handledNs.Load() > atBootNs || (d.Packets.Buffered() == 0 && !d.busy.Load())
 }
 
-// nextProgress returns a channel that is closed when the reader next finishes a batch.
-func (d *DNS) nextProgress() chan struct{} {
-	d.progressMu.Lock()
-	defer d.progressMu.Unlock()
-	if d.progress == nil {
-		d.progress = make(chan struct{})
-	}
-	return d.progress
-}
-
-func (d *DNS) publishProgress() {
-	d.progressMu.Lock()
-	if d.progress != nil {
-		close(d.progress)
-		d.progress = nil
-	}
-	d.progressMu.Unlock()
-	d.lastBatch.Store(time.Now().UnixNano())
-}
+// TimedOut counts a connect shipped without a name while answers from
+// before it were still being read.
+func (d *DNS) TimedOut() { d.Metrics.LookupTimeouts.Inc() }
 
 // Stalled reports an error when packets have waited in the ring buffer for
 // longer than StallAfter without the reader finishing a batch.
@@ -269,7 +224,7 @@ func (d *DNS) drain(n int) (more bool) {
 	d.busy.Store(true)
 	defer func() {
 		d.busy.Store(false)
-		d.publishProgress()
+		d.lastBatch.Store(time.Now().UnixNano())
 	}()
 	d.Packets.SetDeadline(time.Now().Add(-time.Second))
 	for i := 0; n < 0 || i < n; i++ {

@@ -98,7 +98,7 @@ func testDNS(t *testing.T) (*DNS, *fakePackets, *fakeTrail) {
 		Queries: match.New(match.Config{Lifetime: 5 * time.Second, PerNetns: 16, Max: 64}),
 		Limit:   limit.New(limit.Config{PerSecond: 1000, Burst: 1000, Netns: 16}),
 		Metrics: NewDNSMetrics(reg, cache),
-		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)), DedupEntries: 2, MaxWait: 2 * time.Millisecond, StallAfter: time.Minute}
+		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)), DedupEntries: 2, StallAfter: time.Minute}
 	return d, packets, sink
 }
 
@@ -126,9 +126,10 @@ func run(t *testing.T, d *DNS) (stop func()) {
 	return stop
 }
 
-func TestLookupReadsAnswersTheKernelAlreadyHas(t *testing.T) {
+// A connect is not settled while answers from before it are queued; once
+// Run has read them, they name it.
+func TestQueuedAnswersNameTheConnectsAfterThem(t *testing.T) {
 	d, packets, sink := testDNS(t)
-	d.MaxWait = 10 * time.Second // what is asserted is that Lookup waits for the reader, not for how long
 	now := bootNs()
 	ip := netip.MustParseAddr("203.0.113.80")
 	packets.push(
@@ -140,10 +141,14 @@ func TestLookupReadsAnswersTheKernelAlreadyHas(t *testing.T) {
 		query(t, 2, now, "other.example.com."),
 		packet(2, now+3, dnsAnswer(t, "other.example.com.", "203.0.113.80")),
 	)
+	if d.Settled(now + 10) {
+		t.Fatal("settled with answers from before the connect queued")
+	}
 	stop := run(t, d)
+	waitSettled(t, d, now+10)
 	name, _, _, resolver, ok := d.Lookup(1, ip, now+10)
 	if !ok || name != "api.example.com" || resolver != testResolver {
-		t.Fatalf("Lookup = %q from %s, %v, want api.example.com from %s: the queued answer must be read first", name, resolver, ok, testResolver)
+		t.Fatalf("Lookup = %q from %s, %v, want api.example.com from %s", name, resolver, ok, testResolver)
 	}
 	if name, _, _, _, _ := d.Lookup(2, ip, now+10); name != "other.example.com" {
 		t.Fatalf("netns 2 named %q", name)
@@ -161,8 +166,18 @@ func TestLookupReadsAnswersTheKernelAlreadyHas(t *testing.T) {
 	}
 }
 
+// waitSettled waits, at most 10 s, until d has read what was queued by atBootNs.
+func waitSettled(t *testing.T, d *DNS, atBootNs uint64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !d.Settled(atBootNs); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the DNS reader did not read what was queued")
+		}
+	}
+}
+
 // handingOver is a ring buffer whose first Read has taken a packet out and
-// not yet returned it: what Run's drain looks like to a concurrent Lookup.
+// not yet returned it: what Run's drain looks like to a concurrent connect.
 type handingOver struct {
 	*fakePackets
 	taken, release chan struct{}
@@ -179,63 +194,43 @@ func (h *handingOver) Read(p *capture.Packet) error {
 	return h.fakePackets.Read(p)
 }
 
-func TestLookupWaitsForTheAnswerRunIsHandling(t *testing.T) {
+// An answer taken out of the ring buffer but not yet cached keeps connects
+// after it unsettled; a reader stuck there shows in Stalled.
+func TestNotSettledWhileAnAnswerIsBeingHandled(t *testing.T) {
 	d, packets, _ := testDNS(t)
-	d.MaxWait = 10 * time.Second
+	d.StallAfter = 100 * time.Millisecond
 	now := bootNs()
 	d.handle(ptr(query(t, 1, now-1, "api.example.com.")), time.Now())
 	packets.push(packet(1, now, dnsAnswer(t, "api.example.com.", "203.0.113.80")))
 	h := &handingOver{fakePackets: packets, taken: make(chan struct{}), release: make(chan struct{})}
 	d.Packets = h
 	taken := h.taken
-	go d.drain(-1)
-	<-taken // the ring buffer is empty now, the answer not yet cached
-	named := make(chan string, 1)
-	go func() {
-		name, _, _, _, _ := d.Lookup(1, netip.MustParseAddr("203.0.113.80"), now+10)
-		named <- name
-	}()
-	time.Sleep(50 * time.Millisecond) // give a Lookup that does not wait the time to miss
-	close(h.release)
-	if name := <-named; name != "api.example.com" {
-		t.Fatalf("Lookup during Run's drain = %q, want api.example.com", name)
-	}
-}
-
-func ptr[T any](v T) *T { return &v }
-
-// A reader that is stuck never holds a connect up for longer than MaxWait,
-// and shows in Stalled.
-func TestLookupWaitsAtMostMaxWait(t *testing.T) {
-	d, packets, _ := testDNS(t)
-	d.MaxWait, d.StallAfter = 20*time.Millisecond, 100*time.Millisecond
-	now := bootNs()
-	packets.push(packet(1, now, dnsAnswer(t, "api.example.com.", "203.0.113.80")), packet(1, now+1, []byte("more")))
-	h := &handingOver{fakePackets: packets, taken: make(chan struct{}), release: make(chan struct{})}
-	d.Packets = h
-	taken := h.taken
 	d.lastBatch.Store(time.Now().UnixNano())
-	go d.drain(-1)
-	defer close(h.release)
-	<-taken
-	start := time.Now()
-	if _, _, _, _, ok := d.Lookup(1, netip.MustParseAddr("203.0.113.80"), now+10); ok {
-		t.Fatal("named by an answer that was never handled")
+	drained := make(chan struct{})
+	go func() { d.drain(-1); close(drained) }()
+	<-taken // the ring buffer is empty now, the answer not yet cached
+	if d.Settled(now + 10) {
+		t.Fatal("settled while the answer from before the connect is being handled")
 	}
-	if took := time.Since(start); took < d.MaxWait || took > d.MaxWait+50*time.Millisecond {
-		t.Fatalf("Lookup took %s, want about MaxWait (%s)", took, d.MaxWait)
-	}
-	if got := testutil.ToFloat64(d.Metrics.LookupTimeouts); got != 1 {
-		t.Fatalf("timeouts %v, want 1", got)
-	}
+	packets.push(packet(1, now+1, []byte("more")))
 	if err := d.Stalled(); err != nil {
 		t.Fatalf("stalled too early: %v", err)
 	}
 	time.Sleep(d.StallAfter + 10*time.Millisecond)
 	if err := d.Stalled(); err == nil {
-		t.Fatal("a reader stuck with packets waiting is not reported")
+		t.Fatal("a reader stuck with a packet is not reported")
+	}
+	close(h.release)
+	<-drained
+	if !d.Settled(now + 10) {
+		t.Fatal("not settled after the reader handled everything")
+	}
+	if name, _, _, _, _ := d.Lookup(1, netip.MustParseAddr("203.0.113.80"), now+10); name != "api.example.com" {
+		t.Fatalf("Lookup after the drain = %q, want api.example.com", name)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // An answer names nothing unless its socket sent the query it answers: to
 // that server, with that id and question. Those that do not are counted

@@ -52,8 +52,12 @@ type Executables interface {
 // Names tells which name a connect's peer address was resolved from in its
 // network namespace, at the connect's time, and by which resolver (*DNS).
 // names lists every name the address had then, valid until the next call.
+// Settled reports whether every DNS packet caught by then has been read, so
+// that a miss is final; TimedOut counts a connect shipped unnamed before.
 type Names interface {
 	Lookup(netns uint32, ip netip.Addr, atBootNs uint64) (name string, names []string, age time.Duration, resolver netip.Addr, ok bool)
+	Settled(atBootNs uint64) bool
+	TimedOut()
 }
 
 // Trail numbers records and keeps them (*shipper.Ledger). Counts the agent
@@ -85,8 +89,10 @@ type Pipeline struct {
 	Log         *slog.Logger
 
 	// HoldTimeout is how long an event may wait for its cgroup or pod to be
-	// known; HoldMax how many may wait at once.
+	// known; DNSWait for DNS answers from before it that are still being
+	// read; HoldMax how many may wait at once.
 	HoldTimeout time.Duration
+	DNSWait     time.Duration
 	HoldMax     int
 	// HostNetNS is the inode of the node's network namespace.
 	HostNetNS uint32
@@ -167,22 +173,27 @@ func (p *Pipeline) handle(ev *bpf.Event, observed time.Time, final bool) {
 	if p.Kubernetes != nil {
 		p.extra.Raw(p.Identities.peer(p.Kubernetes.Peer(ev.Peer.Addr(), start)))
 	}
-	if p.Names != nil {
-		p.name(ev, &src)
+	if p.Names != nil && !p.name(ev, observed, final, &src) {
+		return // held
 	}
 	src.Attrs = p.extra.Bytes()
 	p.Trail.Emit(p.builder.Build(ev, start, end, observed, &src))
 }
 
-// name sets the name the peer address was resolved from, when known.
-func (p *Pipeline) name(ev *bpf.Event, src *shipper.Source) {
-	at := ev.StartNs
-	if at == 0 {
-		at = ev.EndNs
-	}
+// name sets the name the peer address was resolved from, when known. It
+// returns false when it held the event because its answer may still be unread.
+func (p *Pipeline) name(ev *bpf.Event, observed time.Time, final bool, src *shipper.Source) bool {
+	at := nameTime(ev)
+	settled := p.Names.Settled(at)
 	name, names, age, resolver, ok := p.Names.Lookup(ev.NetNS, ev.Peer.Addr(), at)
+	if !ok && !settled {
+		if !final && p.DNSWait > 0 && p.holdEvent(ev, observed, p.DNSWait) {
+			return false
+		}
+		p.Names.TimedOut()
+	}
 	if !ok {
-		return
+		return true
 	}
 	src.ServerName = name
 	if len(names) > 1 {
@@ -190,6 +201,15 @@ func (p *Pipeline) name(ev *bpf.Event, src *shipper.Source) {
 	}
 	p.extra.Float(trail.KeyDNSAge, age.Seconds())
 	p.extra.Addr(trail.KeyDNSResolver, resolver)
+	return true
+}
+
+// nameTime is when ev's peer address had to be known to its application.
+func nameTime(ev *bpf.Event) uint64 {
+	if ev.StartNs == 0 {
+		return ev.EndNs
+	}
+	return ev.StartNs
 }
 
 // identify fills in who made the attempt. It returns false when it held the
@@ -202,7 +222,7 @@ func (p *Pipeline) identify(ev *bpf.Event, start, observed time.Time, final bool
 		if !known {
 			// A new cgroup that the resolver has not walked yet, or one
 			// outside its view: never guess "host".
-			if !final && p.holdEvent(ev, observed) {
+			if !final && p.holdForIdentity(ev, observed) {
 				return false
 			}
 			if p.Kubernetes != nil {
@@ -220,7 +240,7 @@ func (p *Pipeline) identify(ev *bpf.Event, start, observed time.Time, final bool
 	if status == k8s.SourceContainerPending {
 		// Wait for the container's name; when the time is up (or the hold
 		// queue is full) the pod's identity with container.id will do.
-		if !final && p.holdEvent(ev, observed) {
+		if !final && p.holdForIdentity(ev, observed) {
 			return false
 		}
 		status = k8s.SourceResolved
@@ -237,7 +257,7 @@ func (p *Pipeline) identify(ev *bpf.Event, start, observed time.Time, final bool
 		switch {
 		case final:
 			p.unresolvedPod(container, trail.EnrichmentPendingTimeout)
-		case p.holdEvent(ev, observed):
+		case p.holdForIdentity(ev, observed):
 			return false
 		default:
 			p.unresolvedPod(container, trail.EnrichmentHoldQueueFull)
@@ -248,17 +268,24 @@ func (p *Pipeline) identify(ev *bpf.Event, start, observed time.Time, final bool
 	return true
 }
 
-// holdEvent holds ev until its identity is known or HoldTimeout passes; false
-// when the hold queue is full, and the event ships now with what is known.
-func (p *Pipeline) holdEvent(ev *bpf.Event, observed time.Time) bool {
-	if p.hold.len() == 0 {
-		p.nextRetry = observed.Add(holdRetryTick)
-	}
-	if p.hold.push(ev, observed, observed.Add(p.HoldTimeout)) {
+// holdForIdentity holds ev until its cgroup or pod is known or HoldTimeout
+// passes; false when the hold queue is full, and the event ships now with
+// what is known, counted for a degraded report.
+func (p *Pipeline) holdForIdentity(ev *bpf.Event, observed time.Time) bool {
+	if p.holdEvent(ev, observed, p.HoldTimeout) {
 		return true
 	}
 	p.holdOverflow++
 	return false
+}
+
+// holdEvent holds ev until what it waits for is known or wait passes; false
+// when the hold queue is full.
+func (p *Pipeline) holdEvent(ev *bpf.Event, observed time.Time, wait time.Duration) bool {
+	if p.hold.len() == 0 {
+		p.nextRetry = observed.Add(holdRetryTick)
+	}
+	return p.hold.push(ev, observed, observed.Add(wait))
 }
 
 // times converts the event's kernel stamps to wall-clock times; an event
@@ -294,8 +321,12 @@ func (p *Pipeline) retryHeld(now time.Time, all bool) {
 	})
 }
 
-// pending reports whether ev is still waiting for its cgroup or pod.
+// pending reports whether ev is still waiting for its cgroup or pod, or for
+// DNS answers being read.
 func (p *Pipeline) pending(ev *bpf.Event) bool {
+	if p.Names != nil && !p.Names.Settled(nameTime(ev)) {
+		return true
+	}
 	var c cgroup.Container
 	if p.Cgroups != nil {
 		info, known := p.Cgroups.Cached(ev.CgroupID)

@@ -262,6 +262,86 @@ func TestFullHoldQueueShipsAtOnceAndIsReportedAsDegraded(t *testing.T) {
 	}
 }
 
+// fakeNames names 198.51.100.7 api.example.com once settled; until then
+// the DNS reader has not caught up with the connect.
+type fakeNames struct {
+	settled, named bool
+	timedOut       int
+}
+
+func (f *fakeNames) Lookup(uint32, netip.Addr, uint64) (string, []string, time.Duration, netip.Addr, bool) {
+	if !f.named {
+		return "", nil, 0, netip.Addr{}, false
+	}
+	return "api.example.com", []string{"api.example.com"}, time.Second, netip.MustParseAddr("198.51.100.53"), true
+}
+func (f *fakeNames) Settled(uint64) bool { return f.settled }
+func (f *fakeNames) TimedOut()           { f.timedOut++ }
+
+// A connect whose answer the DNS reader may not have read yet is held, not
+// waited for: capture goes on, and the connect ships named once the reader
+// has caught up, or unnamed and counted when DNSWait runs out.
+func TestConnectIsHeldForDNSStillBeingRead(t *testing.T) {
+	p, _, _, _, sink := testPipeline(t)
+	names := &fakeNames{}
+	p.Names, p.DNSWait = names, 500*time.Millisecond
+	now := time.Now()
+	ev := event(hostCgroup)
+	p.handle(&ev, now, false)
+	if len(sink.records) != 0 || p.hold.len() != 1 {
+		t.Fatalf("%d records shipped, %d held: want the connect held for DNS", len(sink.records), p.hold.len())
+	}
+	p.retryHeld(now.Add(holdRetryTick), false)
+	if len(sink.records) != 0 {
+		t.Fatal("shipped while DNS was still being read")
+	}
+	names.settled, names.named = true, true
+	p.retryHeld(now.Add(2*holdRetryTick), false)
+	if len(sink.records) != 1 || sink.records[0]["server.address"] != "api.example.com" || sink.records[0]["connaudit.dns.resolver"] != "198.51.100.53" {
+		t.Fatalf("records %v, want one named api.example.com by 198.51.100.53", sink.records)
+	}
+
+	names.settled, names.named = false, false
+	late := event(hostCgroup)
+	p.handle(&late, now, false)
+	p.retryHeld(now.Add(p.DNSWait), false)
+	if len(sink.records) != 2 || sink.records[1]["server.address"] != "198.51.100.7" || names.timedOut != 1 {
+		t.Fatalf("records %v, %d timeouts: want the second shipped unnamed at its deadline and counted", sink.records, names.timedOut)
+	}
+
+	// Settled with no name: a final miss, not a timeout; a name already in
+	// the cache needs no wait.
+	names.settled = true
+	miss := event(hostCgroup)
+	p.handle(&miss, now, false)
+	names.settled, names.named = false, true
+	hit := event(hostCgroup)
+	p.handle(&hit, now, false)
+	if len(sink.records) != 4 || sink.records[3]["server.address"] != "api.example.com" || names.timedOut != 1 || p.hold.len() != 0 {
+		t.Fatalf("records %v, %d timeouts, %d held: want both shipped at once", sink.records, names.timedOut, p.hold.len())
+	}
+}
+
+// A full hold queue ships a connect waiting for DNS at once, unnamed and
+// counted as a DNS timeout, not as an enrichment hold overflow.
+func TestFullHoldQueueShipsConnectUnnamed(t *testing.T) {
+	p, _, _, _, sink := testPipeline(t)
+	names := &fakeNames{}
+	p.Names, p.DNSWait = names, time.Second
+	now := time.Now()
+	for range 3 {
+		ev := event(hostCgroup)
+		p.handle(&ev, now, false)
+	}
+	if p.hold.len() != 2 || len(sink.records) != 1 || names.timedOut != 1 {
+		t.Fatalf("held %d, shipped %d, %d timeouts: want 2 held, 1 shipped and counted", p.hold.len(), len(sink.records), names.timedOut)
+	}
+	p.poll(now)
+	if len(sink.degraded) != 0 {
+		t.Fatalf("degraded %v: a connect shipped unnamed is no enrichment overflow", sink.degraded)
+	}
+}
+
 // A cgroup the resolver has not seen is never taken for the host: the event
 // waits for the walk, and ships as unknown if the cgroup never shows up.
 func TestUnknownCgroupIsNeverHost(t *testing.T) {

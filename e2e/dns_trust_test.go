@@ -233,7 +233,8 @@ func TestDNSFloodLeavesOtherNamespacesNamed(t *testing.T) {
 	if limited == 0 {
 		t.Errorf("%d flood answers sent, none rate-limited", sent)
 	}
-	t.Logf("%d flood answers sent, %d rate-limited", sent, limited)
+	t.Logf("%d flood answers sent, %d rate-limited, %d connects shipped before their answers were read", sent, limited,
+		metricValue(t, s, "connaudit_dns_lookup_timeouts_total"))
 }
 
 func query(id uint16, name string) []byte {

@@ -116,7 +116,7 @@ func runAgent(ctx context.Context) error {
 	dnsNames, stopDNS := startDNS(ctx, cfg, p, agent.NewIdentityEncoder(resourceAttrs), reg, logger)
 	defer stopDNS()
 	if dnsNames != nil {
-		p.Names = dnsNames
+		p.Names, p.DNSWait = dnsNames, cfg.DNSMaxWait
 	}
 	if p.Reported, err = tracer.Reported(); err != nil {
 		return err

@@ -54,7 +54,7 @@ type agentConfig struct {
 	DNSCacheEntries    int           `envconfig:"DNS_CACHE_ENTRIES" default:"4096" desc:"addresses remembered per network namespace"`
 	DNSGrace           time.Duration `envconfig:"DNS_GRACE" default:"5m" desc:"how long after its TTL an answer still names connects"`
 	DNSMaxTTL          time.Duration `envconfig:"DNS_MAX_TTL" default:"1h" desc:"cap on the TTL an answer names addresses for"`
-	DNSMaxWait         time.Duration `envconfig:"DNS_MAX_WAIT" default:"2ms" desc:"longest a connect waits for DNS answers still being read before it ships without a name"`
+	DNSMaxWait         time.Duration `envconfig:"DNS_MAX_WAIT" default:"500ms" desc:"longest a connect is held for DNS answers still being read before it ships without a name; capture goes on meanwhile"`
 	DNSAnswersPerSec   int           `envconfig:"DNS_ANSWERS_PER_SECOND" default:"1000" desc:"DNS answers read per network namespace and second (bursts of twice that); the excess is counted as loss and names nothing"`
 
 	HoldQueue int `envconfig:"K8S_HOLD_QUEUE" default:"10000" desc:"events that may wait at once for their pod to reach the cache"`
@@ -103,8 +103,8 @@ func (c agentConfig) validate() error {
 	if c.DNSMaxTTL < time.Second {
 		return fmt.Errorf("CONNAUDIT_DNS_MAX_TTL=%s: want at least 1s", c.DNSMaxTTL)
 	}
-	if c.DNSMaxWait < 0 || c.DNSMaxWait > time.Second {
-		return fmt.Errorf("CONNAUDIT_DNS_MAX_WAIT=%s: want 0 to 1s", c.DNSMaxWait)
+	if c.DNSMaxWait < 0 || c.DNSMaxWait > 5*time.Second {
+		return fmt.Errorf("CONNAUDIT_DNS_MAX_WAIT=%s: want 0 to 5s", c.DNSMaxWait)
 	}
 	if c.DNSAnswersPerSec < 1 {
 		return fmt.Errorf("CONNAUDIT_DNS_ANSWERS_PER_SECOND=%d: want at least 1", c.DNSAnswersPerSec)
