@@ -36,8 +36,20 @@ type Destination struct {
 	Port         uint16
 	// DNSName is the name the application asked DNS for (server.address),
 	// when the records have one: evidence for an ipBlock, never a rule.
-	DNSName string
+	// DNSResolver gave it; DNSFrom says whether that is the cluster DNS.
+	DNSName     string
+	DNSResolver string
+	DNSFrom     DNSFrom
 }
+
+// DNSFrom tells whether a name came from the cluster DNS (connaudit.dns.cluster).
+type DNSFrom int
+
+const (
+	DNSFromUnknown DNSFrom = iota // the agent could not tell
+	DNSFromCluster
+	DNSFromOther // a resolver the pod or its node chose
+)
 
 // Flow is every attempt from one source to one destination address and port
 // that ended the same way.

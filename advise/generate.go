@@ -434,6 +434,12 @@ func (g *generator) ipRule(rs *ruleSet, a netip.Addr, port intstr.IntOrString, f
 		r.addrs[a] = map[string]struct{}{}
 	}
 	if n := f.Destination.DNSName; n != "" && f.Destination.Address.Unmap() == a {
+		switch f.Destination.DNSFrom {
+		case DNSFromCluster:
+			n += " (cluster DNS)"
+		case DNSFromOther:
+			n += " (from resolver " + f.Destination.DNSResolver + ", not the cluster DNS)"
+		}
 		r.addrs[a][n] = struct{}{}
 	}
 	r.note(note)

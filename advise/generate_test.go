@@ -288,6 +288,14 @@ func TestIPBlockEvidenceNamesTheHost(t *testing.T) {
 	)
 	_, text := generate(t, h, Options{Namespace: ns, NoDNS: true, AggregateV4: 24})
 	mustContain(t, text, "observed 203.0.113.80 = api-eu.example.com or api.example.com, 203.0.113.81;")
+
+	// Whether the cluster DNS gave the name, or a resolver the pod chose.
+	fromCluster, fromOwn := named("203.0.113.80", "api.example.com"), named("203.0.113.80", "api.github.com")
+	fromCluster.DNSResolver, fromCluster.DNSFrom = "10.96.0.10", DNSFromCluster
+	fromOwn.DNSResolver, fromOwn.DNSFrom = "198.51.100.53", DNSFromOther
+	h = history(flow(webPod, fromCluster, "established", 1, t0), flow(webPod, fromOwn, "established", 1, t0))
+	_, text = generate(t, h, Options{Namespace: ns, NoDNS: true})
+	mustContain(t, text, "observed 203.0.113.80 = api.example.com (cluster DNS) or api.github.com (from resolver 198.51.100.53, not the cluster DNS)")
 }
 
 // Sources outside any pod's network reach a pod from their node's address.

@@ -173,7 +173,7 @@ func (p *Pipeline) handle(ev *bpf.Event, observed time.Time, final bool) {
 	if p.Kubernetes != nil {
 		p.extra.Raw(p.Identities.peer(p.Kubernetes.Peer(ev.Peer.Addr(), start)))
 	}
-	if p.Names != nil && !p.name(ev, observed, final, &src) {
+	if p.Names != nil && !p.name(ev, start, observed, final, &src) {
 		return // held
 	}
 	src.Attrs = p.extra.Bytes()
@@ -182,7 +182,7 @@ func (p *Pipeline) handle(ev *bpf.Event, observed time.Time, final bool) {
 
 // name sets the name the peer address was resolved from, when known. It
 // returns false when it held the event because its answer may still be unread.
-func (p *Pipeline) name(ev *bpf.Event, observed time.Time, final bool, src *shipper.Source) bool {
+func (p *Pipeline) name(ev *bpf.Event, start, observed time.Time, final bool, src *shipper.Source) bool {
 	at := nameTime(ev)
 	settled := p.Names.Settled(at)
 	name, names, age, resolver, ok := p.Names.Lookup(ev.NetNS, ev.Peer.Addr(), at)
@@ -201,7 +201,21 @@ func (p *Pipeline) name(ev *bpf.Event, observed time.Time, final bool, src *ship
 	}
 	p.extra.Float(trail.KeyDNSAge, age.Seconds())
 	p.extra.Addr(trail.KeyDNSResolver, resolver)
+	if p.Kubernetes != nil {
+		if cluster, known := isClusterDNS(p.Kubernetes.Peer(resolver, start)); known {
+			p.extra.Bool(trail.KeyDNSCluster, cluster)
+		}
+	}
 	return true
+}
+
+// isClusterDNS reports whether a resolver is the cluster DNS Service; known
+// is false while the caches cannot tell.
+func isClusterDNS(resolver *k8s.Peer) (cluster, known bool) {
+	if resolver == nil || resolver.Kind == trail.PeerUnknown {
+		return false, false
+	}
+	return resolver.Kind == trail.PeerService && resolver.Namespace == trail.ClusterDNSService[0] && resolver.Name == trail.ClusterDNSService[1], true
 }
 
 // nameTime is when ev's peer address had to be known to its application.

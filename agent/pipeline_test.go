@@ -67,8 +67,11 @@ func (f fakeCgroups) Cached(id uint64) (cgroup.Info, bool) { i, ok := f[id]; ret
 
 // fakeKubernetes knows the pods in pods, and in noContainer those whose
 // status does not list the container yet; others are pending, or host when
-// their UID is empty.
-type fakeKubernetes struct{ pods, noContainer map[string]*k8s.Workload }
+// their UID is empty. Addresses in peers are those peers, others external.
+type fakeKubernetes struct {
+	pods, noContainer map[string]*k8s.Workload
+	peers             map[netip.Addr]*k8s.Peer
+}
 
 func (f *fakeKubernetes) Source(podUID, _ string, _ time.Time) (*k8s.Workload, k8s.SourceStatus) {
 	if podUID == "" {
@@ -82,7 +85,10 @@ func (f *fakeKubernetes) Source(podUID, _ string, _ time.Time) (*k8s.Workload, k
 	}
 	return nil, k8s.SourcePending
 }
-func (f *fakeKubernetes) Peer(netip.Addr, time.Time) *k8s.Peer {
+func (f *fakeKubernetes) Peer(a netip.Addr, _ time.Time) *k8s.Peer {
+	if p, ok := f.peers[a]; ok {
+		return p
+	}
 	return &k8s.Peer{Kind: trail.PeerExternal, Attrs: []attribute.KeyValue{attribute.String("connaudit.peer.kind", "external")}}
 }
 
@@ -319,6 +325,44 @@ func TestConnectIsHeldForDNSStillBeingRead(t *testing.T) {
 	p.handle(&hit, now, false)
 	if len(sink.records) != 4 || sink.records[3]["server.address"] != "api.example.com" || names.timedOut != 1 || p.hold.len() != 0 {
 		t.Fatalf("records %v, %d timeouts, %d held: want both shipped at once", sink.records, names.timedOut, p.hold.len())
+	}
+}
+
+// fixedName names every address name from resolver.
+type fixedName struct {
+	name     string
+	resolver netip.Addr
+}
+
+func (f fixedName) Lookup(uint32, netip.Addr, uint64) (string, []string, time.Duration, netip.Addr, bool) {
+	return f.name, []string{f.name}, time.Second, f.resolver, true
+}
+func (fixedName) Settled(uint64) bool { return true }
+func (fixedName) TimedOut()           {}
+
+// A name from the kube-dns Service is the cluster DNS's; one from any other
+// resolver (the node's, or one a pod runs) is not; while the caches cannot
+// tell, the record does not say.
+func TestConnectSaysWhetherTheClusterDNSNamedIt(t *testing.T) {
+	p, _, _, kube, sink := testPipeline(t)
+	kubeDNS, other, unsynced := netip.MustParseAddr("10.96.0.10"), netip.MustParseAddr("198.51.100.53"), netip.MustParseAddr("10.96.0.11")
+	kube.peers = map[netip.Addr]*k8s.Peer{
+		kubeDNS:  {Kind: trail.PeerService, Namespace: "kube-system", Name: "kube-dns"},
+		unsynced: {Kind: trail.PeerUnknown},
+	}
+	for _, resolver := range []netip.Addr{kubeDNS, other, unsynced} {
+		p.Names = fixedName{"api.example.com", resolver}
+		ev := event(hostCgroup)
+		p.handle(&ev, time.Now(), false)
+	}
+	want := []string{"true", "false", ""}
+	if len(sink.records) != len(want) {
+		t.Fatalf("%d records, want %d", len(sink.records), len(want))
+	}
+	for i, r := range sink.records {
+		if r["connaudit.dns.cluster"] != want[i] || r["server.address"] != "api.example.com" {
+			t.Errorf("record %d named by %s: connaudit.dns.cluster %q, want %q", i, r["connaudit.dns.resolver"], r["connaudit.dns.cluster"], want[i])
+		}
 	}
 }
 

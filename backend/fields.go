@@ -28,6 +28,10 @@ const (
 	FieldDstAddr  = string(trail.KeyPeerAddress)
 	FieldDstPort  = string(trail.KeyPeerPort)
 	FieldDstName  = string(trail.KeyServerAddress)
+	// FieldDNSResolver answered the query that gave FieldDstName;
+	// FieldDNSCluster says whether it is the cluster DNS.
+	FieldDNSResolver = string(trail.KeyDNSResolver)
+	FieldDNSCluster  = string(trail.KeyDNSCluster)
 	FieldOutcome  = string(trail.KeyOutcome)
 	FieldErrType  = string(trail.KeyErrorType)
 	FieldDuration = string(trail.KeyConnectDuration)

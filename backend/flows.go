@@ -23,7 +23,7 @@ var FlowFields = []string{
 	string(trail.KeyK8sDeployment), string(trail.KeyK8sStatefulSet), string(trail.KeyK8sDaemonSet),
 	string(trail.KeyK8sCronJob), string(trail.KeyK8sJob), string(trail.KeyK8sReplicaSet),
 	FieldPeerKind, FieldPeerNamespace, FieldPeerPod, FieldPeerService, FieldPeerNode,
-	FieldPeerWorkloadKind, FieldPeerWorkloadName, FieldDstAddr, FieldDstName, FieldDstPort, FieldOutcome,
+	FieldPeerWorkloadKind, FieldPeerWorkloadName, FieldDstAddr, FieldDstName, FieldDNSResolver, FieldDNSCluster, FieldDstPort, FieldOutcome,
 }
 
 // FlowRow is one group of Flows. Fields holds the group's values of

@@ -156,7 +156,7 @@ func newRecordWriter(format string, noHeaders bool, zone *time.Location, w io.Wr
 }
 
 var tableColumns = []string{"TIME", "NAMESPACE", "POD", "PID", "COMM", "IP", "SADDR", "DADDR", "DPORT", "OUTCOME", "LATENCY"}
-var wideColumns = append(slices.Clone(tableColumns), "NODE", "CONTAINER", "WORKLOAD", "PEER")
+var wideColumns = append(slices.Clone(tableColumns), "NODE", "CONTAINER", "WORKLOAD", "PEER", "NAME")
 
 type tableWriter struct {
 	tw     *tabwriter.Writer
@@ -208,7 +208,7 @@ func row(r backend.Record, wide bool, timeLayout string, zone *time.Location) []
 		outcome(r), latency(r.Get(backend.FieldDuration)),
 	}
 	if wide {
-		out = append(out, dash(r.Get(backend.FieldNode)), dash(r.Get(backend.FieldContainer)), dash(sourceWorkload(r)), dash(peer(r)))
+		out = append(out, dash(r.Get(backend.FieldNode)), dash(r.Get(backend.FieldContainer)), dash(sourceWorkload(r)), dash(peer(r)), dash(dnsName(r)))
 	}
 	return out
 }
@@ -244,6 +244,20 @@ func sourceWorkload(r backend.Record) string {
 		return w.String()
 	}
 	return ""
+}
+
+// dnsName is the name the application asked DNS for (server.address), if
+// any, marked when a resolver other than the cluster DNS gave it: the pod
+// or its node chose that resolver, and with it the name.
+func dnsName(r backend.Record) string {
+	n := r.Get(backend.FieldDstName)
+	if n == "" || n == r.Get(backend.FieldDstAddr) {
+		return ""
+	}
+	if r.Get(backend.FieldDNSCluster) == "false" {
+		n += " (from resolver " + r.Get(backend.FieldDNSResolver) + ", not the cluster DNS)"
+	}
+	return n
 }
 
 // peer names the destination: its kind and namespace/name.

@@ -149,7 +149,7 @@ func TestTableRowOfHostProcess(t *testing.T) {
 		backend.FieldDuration: "0.00021", backend.FieldPeerKind: "loopback", backend.FieldNode: "n1",
 	}}
 	got := strings.Join(row(r, true, tableTime, time.UTC), " ")
-	want := "2026-12-01T12:00:00.000000Z <host> - 1 kubelet 6 - ::1 10248 refused (ECONNREFUSED) 0.21ms n1 - - loopback"
+	want := "2026-12-01T12:00:00.000000Z <host> - 1 kubelet 6 - ::1 10248 refused (ECONNREFUSED) 0.21ms n1 - - loopback -"
 	if got != want {
 		t.Errorf("row:\n got %q\nwant %q", got, want)
 	}

@@ -192,3 +192,8 @@ func Strings[T ~string](vs []T) []string {
 	}
 	return out
 }
+
+// ClusterDNSService is the Service, as namespace and name, whose answers are
+// the cluster DNS's (connaudit.dns.cluster): kube-dns, the name every
+// distribution keeps for its cluster DNS Service, CoreDNS included.
+var ClusterDNSService = [2]string{"kube-system", "kube-dns"}

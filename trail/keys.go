@@ -76,6 +76,9 @@ const (
 	// KeyDNSResolver is the address of the resolver whose answer named a
 	// connect's server.address.
 	KeyDNSResolver Key = "connaudit.dns.resolver"
+	// KeyDNSCluster tells whether that resolver is the cluster DNS (the
+	// Service ClusterDNSService), or one the pod or node chose.
+	KeyDNSCluster Key = "connaudit.dns.cluster"
 	// KeyDNSRejected says why a dns.rejected answer matched no query.
 	KeyDNSRejected Key = "connaudit.dns.rejected"
 

@@ -32,6 +32,7 @@ var ConnectAttributes = []Attribute{
 	{Key: KeyDNSNames, Type: TypeString},
 	{Key: KeyDNSAge, Type: TypeDouble},
 	{Key: KeyDNSResolver, Type: TypeString},
+	{Key: KeyDNSCluster, Type: TypeBool},
 	{Key: KeyOutcome, Type: TypeString},
 	{Key: KeyErrorType, Type: TypeString},
 	{Key: KeyConnectDuration, Type: TypeDouble},

@@ -125,7 +125,13 @@ func toFlow(r backend.FlowRow) (advise.Flow, error) {
 		return f, err
 	}
 	if name := r.Get(backend.FieldDstName); name != "" && name != r.Get(backend.FieldDstAddr) {
-		d.DNSName = name
+		d.DNSName, d.DNSResolver = name, r.Get(backend.FieldDNSResolver)
+		switch r.Get(backend.FieldDNSCluster) {
+		case "true":
+			d.DNSFrom = advise.DNSFromCluster
+		case "false":
+			d.DNSFrom = advise.DNSFromOther
+		}
 	}
 	port, err := strconv.ParseUint(r.Get(backend.FieldDstPort), 10, 16)
 	if err != nil {

@@ -128,12 +128,28 @@ images:
 	var out string
 	if !poll(3*time.Minute, 3*time.Second, func() bool {
 		out = kubectl.withPlugin(plugin).must("connaudit", "query", "--podname", "mypod", "--since", "30m", "-o", "json")
-		return allAttemptsIn(out, "mypod", attempts) == nil
+		return allAttemptsIn(out, "mypod", attempts, clusterDNS) == nil
 	}) {
-		t.Fatalf("kubectl connaudit query --podname mypod: %v\noutput:\n%s", allAttemptsIn(out, "mypod", attempts), out)
+		t.Fatalf("kubectl connaudit query --podname mypod: %v\noutput:\n%s", allAttemptsIn(out, "mypod", attempts, clusterDNS), out)
 	}
 	t.Logf("kubectl connaudit query --podname mypod -o wide:\n%s",
 		kubectl.withPlugin(plugin).must("connaudit", "query", "--podname", "mypod", "--since", "30m", "-o", "wide"))
+
+	// A pod that asks the node's resolver instead (dnsPolicy: Default): its
+	// names are marked as not the cluster DNS's.
+	kubectl.must("run", "ownresolver", "--image="+nettoolImage, "--image-pull-policy=Never", "--restart=Never",
+		`--overrides={"spec":{"dnsPolicy":"Default"}}`, "--", "get", "1", urls[0])
+	own := waitForAttempts(t, n, "ownresolver", 1)
+	if !poll(3*time.Minute, 3*time.Second, func() bool {
+		out = kubectl.withPlugin(plugin).must("connaudit", "query", "--podname", "ownresolver", "--since", "30m", "-o", "json")
+		return allAttemptsIn(out, "ownresolver", own, nodeDNS) == nil
+	}) {
+		t.Fatalf("kubectl connaudit query --podname ownresolver: %v\noutput:\n%s", allAttemptsIn(out, "ownresolver", own, nodeDNS), out)
+	}
+	wide := kubectl.withPlugin(plugin).must("connaudit", "query", "--podname", "ownresolver", "--since", "30m", "-o", "wide")
+	if want := kubenode.Outsides[0].Name + " (from resolver " + kubenode.NodeIP + ", not the cluster DNS)"; !strings.Contains(wide, want) {
+		t.Errorf("query -o wide of a name from the node's resolver lacks %q:\n%s", want, wide)
+	}
 
 	// The advised policy for mypod allows exactly the two outside hosts on
 	// the server port, and the API server takes it. (Nothing enforces it
@@ -238,7 +254,16 @@ func waitForAttempts(t *testing.T, n *kubenode.Node, pod string, want int) []att
 
 // allAttemptsIn checks that each attempt is in the query's JSON lines with
 // mypod's identity, its peer, and the name it asked for.
-func allAttemptsIn(out, pod string, atts []attempt) error {
+// dnsAnswers is who answered a pod's lookups: the cluster DNS's Service, or
+// the node's resolver.
+type dnsAnswers struct{ resolver, cluster string }
+
+var (
+	clusterDNS = dnsAnswers{kubenode.ClusterDNSIP, "true"}
+	nodeDNS    = dnsAnswers{kubenode.NodeIP, "false"}
+)
+
+func allAttemptsIn(out, pod string, atts []attempt, dns dnsAnswers) error {
 	recs := map[string]map[string]any{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		var r map[string]any
@@ -265,6 +290,9 @@ func allAttemptsIn(out, pod string, atts []attempt) error {
 		for _, o := range kubenode.Outsides {
 			if o.Name == host || o.Addr == host {
 				want["network.peer.address"] = o.Addr
+			}
+			if o.Name == host {
+				want["connaudit.dns.resolver"], want["connaudit.dns.cluster"] = dns.resolver, dns.cluster
 			}
 		}
 		for k, v := range want {
@@ -374,9 +402,9 @@ func (w walk) survives(name string, disrupt func()) {
 	var out string
 	if !poll(3*time.Minute, 3*time.Second, func() bool {
 		out = w.kubectl.must("connaudit", "query", "--podname", name, "--since", "30m", "-o", "json")
-		return allAttemptsIn(out, name, atts) == nil
+		return allAttemptsIn(out, name, atts, clusterDNS) == nil
 	}) {
-		t.Fatalf("kubectl connaudit query --podname %s: %v\noutput:\n%s", name, allAttemptsIn(out, name, atts), out)
+		t.Fatalf("kubectl connaudit query --podname %s: %v\noutput:\n%s", name, allAttemptsIn(out, name, atts, clusterDNS), out)
 	}
 	if out, errOut, err := w.kubectl.run("", "connaudit", "coverage", "--strict", "--since", w.coveredFrom); err != nil {
 		t.Errorf("after %s, kubectl connaudit coverage --strict: %v\n%s%s", name, err, out, errOut)

@@ -94,7 +94,7 @@ readOnlyPort: 0
 containerRuntimeEndpoint: unix://%[2]s
 podLogsDir: %[3]s
 resolvConf: %[4]s
-clusterDNS: [%[1]s]
+clusterDNS: [%[5]s]
 clusterDomain: cluster.local
 authentication:
   anonymous: {enabled: false}
@@ -110,7 +110,7 @@ evictionHard:
   nodefs.inodesFree: 1%%
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-`, NodeIP, n.ContainerdSocket(), filepath.Join(n.dir, "pod-logs"), filepath.Join(n.dir, "resolv.conf"))
+`, NodeIP, n.ContainerdSocket(), filepath.Join(n.dir, "pod-logs"), filepath.Join(n.dir, "resolv.conf"), ClusterDNSIP)
 }
 
 func (n *Node) kubeProxyConfig() string {

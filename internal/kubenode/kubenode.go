@@ -28,6 +28,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -332,6 +333,9 @@ func (n *Node) startNode(ctx context.Context) error {
 		return err
 	}
 
+	if err := n.makeClusterDNSService(ctx); err != nil {
+		return err
+	}
 	n.opts.Logf("kubenode: starting kubelet, kube-proxy and CoreDNS")
 	if err := n.startDetached("kubelet", filepath.Join(n.opts.NodeBinDir, "kubelet"), []string{
 		"--config=" + filepath.Join(n.dir, "kubelet", "config.yaml"),
@@ -371,16 +375,46 @@ func (n *Node) startNode(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if err := waitFor(ctx, "CoreDNS", func() error {
-		r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "udp", NodeIP+":53")
-		}}
-		_, err := r.LookupHost(ctx, "kubernetes.default.svc.cluster.local")
-		return err
-	}); err != nil {
-		return err
+	for _, server := range []string{NodeIP, ClusterDNSIP} { // CoreDNS, then through kube-proxy
+		if err := waitFor(ctx, "CoreDNS at "+server, func() error {
+			r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "udp", server+":53")
+			}}
+			_, err := r.LookupHost(ctx, "kubernetes.default.svc.cluster.local")
+			return err
+		}); err != nil {
+			return err
+		}
 	}
 	return n.makeVolumes(ctx)
+}
+
+// makeClusterDNSService makes the Service kube-system/kube-dns, as every
+// distribution has it, in front of CoreDNS on the node: a Service without a
+// selector and its EndpointSlice.
+func (n *Node) makeClusterDNSService(ctx context.Context) error {
+	ports := []corev1.ServicePort{{Name: "dns", Protocol: corev1.ProtocolUDP, Port: 53}, {Name: "dns-tcp", Protocol: corev1.ProtocolTCP, Port: 53}}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Namespace: metav1.NamespaceSystem, Labels: map[string]string{"k8s-app": "kube-dns"}},
+		Spec:       corev1.ServiceSpec{ClusterIP: ClusterDNSIP, Ports: ports},
+	}
+	if _, err := n.client.CoreV1().Services(svc.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create Service kube-system/kube-dns: %w", err)
+	}
+	udp, tcp, port := corev1.ProtocolUDP, corev1.ProtocolTCP, int32(53)
+	ready := true
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-dns-node", Namespace: svc.Namespace,
+			Labels: map[string]string{discoveryv1.LabelServiceName: svc.Name, discoveryv1.LabelManagedBy: "kubenode"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{NodeIP}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+		Ports: []discoveryv1.EndpointPort{{Name: &ports[0].Name, Protocol: &udp, Port: &port},
+			{Name: &ports[1].Name, Protocol: &tcp, Port: &port}},
+	}
+	if _, err := n.client.DiscoveryV1().EndpointSlices(svc.Namespace).Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create the EndpointSlice of kube-system/kube-dns: %w", err)
+	}
+	return nil
 }
 
 // makeVolumes plays a local-path provisioner: two PersistentVolumes without

@@ -17,6 +17,9 @@ const (
 	NodeIP      = "198.51.100.1"
 	PodCIDR     = "198.51.100.0/24"
 	ServiceCIDR = "203.0.113.0/25"
+	// ClusterDNSIP is the ClusterIP of the Service kube-system/kube-dns,
+	// which pods are told to ask; its endpoint is CoreDNS on NodeIP.
+	ClusterDNSIP = "203.0.113.10"
 	// TestCIDR holds the Services and the outside hosts: the only
 	// addresses outside the pod range that pods may reach.
 	TestCIDR = "203.0.113.0/24"
