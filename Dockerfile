@@ -28,7 +28,7 @@ COPY . .
 ARG VERSION=dev
 
 FROM build AS build-agent
-RUN make bin/connaudit VERSION=${VERSION}
+RUN make bin/connaudit-agent VERSION=${VERSION}
 
 FROM build AS build-collector
 RUN make bin/otelcol-connaudit
@@ -47,12 +47,14 @@ LABEL org.opencontainers.image.title="connaudit" \
       org.opencontainers.image.description="Audit trail of every TCP connect attempt on a Kubernetes node (eBPF agent)" \
       org.opencontainers.image.source="https://github.com/connaudit/connaudit" \
       org.opencontainers.image.version="${VERSION}"
-COPY --from=build-agent /src/bin/connaudit /usr/local/bin/connaudit
+# The agent's own binary, without the CLI's kubectl dependencies (the
+# connaudit CLI is not in the image). `connaudit-agent unpin` and
+# `connaudit-agent version` run in the container too.
+COPY --from=build-agent /src/bin/connaudit-agent /usr/local/bin/connaudit-agent
 # Runs as uid 0 with CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE only; see
 # k8s/deploy/base/agent-daemonset.yaml.
 USER 0:0
-ENTRYPOINT ["/usr/local/bin/connaudit"]
-CMD ["agent"]
+ENTRYPOINT ["/usr/local/bin/connaudit-agent"]
 
 FROM base AS collector
 ARG VERSION=dev

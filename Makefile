@@ -10,11 +10,16 @@ PREFIX ?= /usr/local
 
 all: build
 
-build: $(BIN)/connaudit $(BIN)/otelcol-connaudit $(BIN)/victoria-logs
+build: $(BIN)/connaudit $(BIN)/connaudit-agent $(BIN)/otelcol-connaudit $(BIN)/victoria-logs
 
 # Static (CGO_ENABLED=0), as the Dockerfile builds them: the images have no libc.
+# The CLI and the agent are two binaries: the agent links none of the CLI's
+# kubectl, kustomize and cli-runtime code.
 $(BIN)/connaudit: FORCE
 	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION)" -o $@ ./cmd/connaudit
+
+$(BIN)/connaudit-agent: FORCE
+	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION)" -o $@ ./cmd/connaudit-agent
 
 $(BIN)/otelcol-connaudit: FORCE
 	cd otel-collector && CGO_ENABLED=0 $(GO) build -o ../$@ .
@@ -66,7 +71,7 @@ IMAGE_REGISTRY ?= ghcr.io/connaudit
 VICTORIALOGS_IMAGE := victoriametrics/victoria-logs:$(VICTORIALOGS_VERSION)
 OCIIMAGE = $(BIN)/ociimage -f Dockerfile -context $(CURDIR)
 
-image: $(BIN)/connaudit $(BIN)/otelcol-connaudit $(BIN)/ociimage
+image: $(BIN)/connaudit-agent $(BIN)/otelcol-connaudit $(BIN)/ociimage
 	$(OCIIMAGE) -target agent --build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/connaudit:$(VERSION) -o $(BIN)/images/connaudit.tar
 	$(OCIIMAGE) -target collector --build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/otelcol-connaudit:$(VERSION) -o $(BIN)/images/otelcol-connaudit.tar
 
@@ -133,11 +138,12 @@ bench-advise: build
 	$(GO) test -run '^$$' -bench . -benchtime 5x -timeout 30m ./e2e/advisebench/ | tee bin/bench-advise.txt
 
 # bin/connaudit, the kubectl-connaudit link that makes `kubectl connaudit`
-# work, and kubectl_complete-connaudit, which kubectl (1.26 and later) runs to
-# complete `kubectl connaudit ...` on the command line.
-install: $(BIN)/connaudit
+# work, kubectl_complete-connaudit, which kubectl (1.26 and later) runs to
+# complete `kubectl connaudit ...` on the command line, and bin/connaudit-agent.
+install: $(BIN)/connaudit $(BIN)/connaudit-agent
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BIN)/connaudit $(DESTDIR)$(PREFIX)/bin/connaudit
+	install -m 0755 $(BIN)/connaudit-agent $(DESTDIR)$(PREFIX)/bin/connaudit-agent
 	ln -sfn connaudit $(DESTDIR)$(PREFIX)/bin/kubectl-connaudit
 	printf '#!/bin/sh\nexec "%s/bin/connaudit" __complete "$$@"\n' '$(PREFIX)' > $(DESTDIR)$(PREFIX)/bin/kubectl_complete-connaudit
 	chmod 0755 $(DESTDIR)$(PREFIX)/bin/kubectl_complete-connaudit

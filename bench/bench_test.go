@@ -702,7 +702,7 @@ func (b *bench) memoryFigure(t *testing.T, m *memorySamples) Figure {
 		float64(m.peak)/(1<<20), "MiB", 150, makeBench)
 	mib := func(n int64) string { return num(float64(n) / (1 << 20)) }
 	f.Detail = fmt.Sprintf("largest VmRSS after a load %s MiB: anonymous memory (Go heap, stacks, runtime) %s MiB, "+
-		"pages of the connaudit binary %s MiB (file-backed, shared, reclaimable), BPF map mappings %s MiB "+
+		"pages of the connaudit-agent binary %s MiB (file-backed, shared, reclaimable), BPF map mappings %s MiB "+
 		"(a ring buffer maps its data pages twice, and RSS counts both)",
 		mib(m.rss), mib(m.parts.anon), mib(m.parts.binary), mib(m.parts.bpfMaps))
 	return f

@@ -22,7 +22,7 @@ type Need struct {
 	Satisfied []int // capability numbers, any of which is enough
 }
 
-// Agent is what `connaudit agent` needs on Linux 5.11 or newer to capture
+// Agent is what connaudit-agent needs on Linux 5.11 or newer to capture
 // connects. The DaemonSet (k8s/deploy/base/agent-daemonset.yaml) adds exactly
 // these and DNS.
 var Agent = []Need{

@@ -176,9 +176,9 @@ func TestRecordSchemaInVictoriaLogs(t *testing.T) {
 
 // CONNAUDIT_OUTPUT=console prints the records on stdout: no collector needed.
 func TestConsoleOutput(t *testing.T) {
-	bin := teststack.Binary(t, "connaudit")
+	bin := teststack.Binary(t, "connaudit-agent")
 	peer := listen(t, "tcp4", "127.0.0.1:0")
-	cmd := exec.Command(bin, "agent")
+	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "CONNAUDIT_OUTPUT=console", "CONNAUDIT_SPOOL_DIR="+t.TempDir(),
 		"CONNAUDIT_BPF_PIN_DIR=", "CONNAUDIT_LISTEN_ADDR=", "CONNAUDIT_KUBERNETES=off")
 	var stdout, stderr strings.Builder

@@ -407,8 +407,8 @@ set -e
 mount --rbind %[2]s %[3]s
 umount -l %[4]s
 mount -t cgroup2 cgroup2 %[4]s
-exec %[5]s "$@"' connaudit "$@"
-`, agentCgroup, cgroupFS, hostCgroup, v2, teststack.Binary(t, "connaudit"))
+exec %[5]s "$@"' connaudit-agent "$@"
+`, agentCgroup, cgroupFS, hostCgroup, v2, teststack.Binary(t, "connaudit-agent"))
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -139,8 +139,8 @@ func TestFaultAgentKill9(t *testing.T) {
 // connect is stored; one made in the instant both captures ran may be
 // stored twice.
 func TestFaultAgentUpgrade(t *testing.T) {
-	upgraded := filepath.Join(t.TempDir(), "connaudit")
-	build := exec.Command("go", "build", "-ldflags", "-X github.com/connaudit/connaudit/bpf.pinSalt=upgrade -X main.version=upgrade", "-o", upgraded, "../cmd/connaudit")
+	upgraded := filepath.Join(t.TempDir(), "connaudit-agent")
+	build := exec.Command("go", "build", "-ldflags", "-X github.com/connaudit/connaudit/bpf.pinSalt=upgrade -X main.version=upgrade", "-o", upgraded, "../cmd/connaudit-agent")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the upgraded agent: %v: %s", err, out)
 	}

@@ -128,7 +128,8 @@ func registerVictoriaLogs(t *testing.T, cluster *kubetest.Cluster) {
 }
 
 // TestKubectlPlugin: `make install` puts bin/connaudit, its
-// kubectl-connaudit link and its kubectl completion helper into PREFIX; the real kubectl finds the plugin on
+// kubectl-connaudit link and its kubectl completion helper (and
+// bin/connaudit-agent) into PREFIX; the real kubectl finds the plugin on
 // the PATH, and `kubectl connaudit query` reaches VictoriaLogs through the
 // API server's service proxy with the kubeconfig's credentials, with no
 // --server and no port-forward.
@@ -161,9 +162,12 @@ func TestKubectlPlugin(t *testing.T) {
 		t.Fatal(err)
 	}
 	prefix := t.TempDir()
-	// -o: install the binary the tests run; do not rebuild it.
-	if out, err := exec.Command("make", "-C", root, "-o", "bin/connaudit", "install", "PREFIX="+prefix).CombinedOutput(); err != nil {
+	// -o: install the binaries the tests run; do not rebuild them.
+	if out, err := exec.Command("make", "-C", root, "-o", "bin/connaudit", "-o", "bin/connaudit-agent", "install", "PREFIX="+prefix).CombinedOutput(); err != nil {
 		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(filepath.Join(prefix, "bin", "connaudit-agent"), "--version").Output(); err != nil || !strings.HasPrefix(string(out), "connaudit-agent ") {
+		t.Fatalf("make install: connaudit-agent --version: %q, %v", out, err)
 	}
 	if target, err := os.Readlink(filepath.Join(prefix, "bin", "kubectl-connaudit")); err != nil || target != "connaudit" {
 		t.Fatalf("make install: kubectl-connaudit link: %q, %v", target, err)

@@ -51,7 +51,7 @@ wait_http http://127.0.0.1:8888/metrics collector
 
 CONNAUDIT_SPOOL_DIR="$data/spool" CONNAUDIT_BPF_PIN_DIR= CONNAUDIT_NODE_NAME="${CONNAUDIT_NODE_NAME:-$(hostname)}" \
 	OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:4318}" \
-	setsid "$bin/connaudit" agent 2>>"$data/logs/agent.log" &
+	setsid "$bin/connaudit-agent" 2>>"$data/logs/agent.log" &
 pids+=($!)
 tail -n 0 -f "$data/logs/agent.log" >&2 &
 tailer=$!

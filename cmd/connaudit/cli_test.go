@@ -139,3 +139,23 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version: %q, %v", out, err)
 	}
 }
+
+// The agent moved to its own binary; its old commands say where.
+func TestAgentCommandsPointToTheAgentBinary(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"agent"}, "run `connaudit-agent`"},
+		{[]string{"unpin"}, "run `connaudit-agent unpin`"},
+	} {
+		_, err := run(t, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want one saying %s", tc.args, err, tc.want)
+		}
+	}
+	out, err := run(t, "--help")
+	if err != nil || strings.Contains(out, "unpin") || strings.Contains(out, "\n  agent ") {
+		t.Errorf("help lists the moved commands: %v\n%s", err, out)
+	}
+}

@@ -1,7 +1,7 @@
-// Command connaudit records every TCP connect attempt on a node as an OTLP
-// log record (connaudit agent), and answers questions about that audit trail
-// (connaudit query, connaudit coverage). Installed as kubectl-connaudit it is
-// also the `kubectl connaudit` plugin.
+// Command connaudit answers questions about the audit trail that
+// connaudit-agent (cmd/connaudit-agent) keeps on each node: connaudit query,
+// coverage, verify and advise. Installed as kubectl-connaudit it is also the
+// `kubectl connaudit` plugin.
 package main
 
 import (

@@ -28,21 +28,21 @@ func newRootCommand(ctx context.Context, argv0 string) *cobra.Command {
 		Use:         "connaudit",
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: display},
 		Short:       "An audit trail of every TCP connect attempt on Kubernetes nodes",
-		Long: `connaudit keeps an audit trail of every TCP connect attempt on a node (the agent)
-and answers questions about it days later (query, coverage).`,
+		Long: `connaudit answers questions about the audit trail of every TCP connect attempt
+that connaudit-agent keeps on each node, days later (query, coverage).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetContext(ctx)
 	// The kubeconfig flags of kubectl, for the commands that read the trail
-	// (the agent reads its configuration from the environment). --server
+	// (connaudit-agent reads its configuration from the environment). --server
 	// names the trail's backend here, not the API server.
 	kube := genericclioptions.NewConfigFlags(true)
 	kube.APIServer = nil
 
 	root.AddCommand(
-		newAgentCommand(),
-		newUnpinCommand(),
+		newMovedCommand("agent", "connaudit-agent"),
+		newMovedCommand("unpin", "connaudit-agent unpin"),
 		newVersionCommand(),
 		newQueryCommand(kube),
 		newCoverageCommand(kube),
@@ -53,24 +53,17 @@ and answers questions about it days later (query, coverage).`,
 	return root
 }
 
-func newAgentCommand() *cobra.Command {
+// newMovedCommand answers a command that moved to the agent binary with an
+// error that says where it went, rather than "unknown command". Hidden: help
+// lists what this binary does.
+func newMovedCommand(use, instead string) *cobra.Command {
 	return &cobra.Command{
-		Use:   "agent",
-		Short: "Capture connect attempts on this node and export them",
-		Long: `Capture every TCP connect attempt on this node with eBPF and export each as an
-OTLP log record. Configured by CONNAUDIT_* and OTEL_EXPORTER_OTLP_* variables
-(see README.md, "Configuration").`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd.Context()) },
-	}
-}
-
-func newUnpinCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "unpin",
-		Short: "Remove the capture an agent left pinned in the kernel (CONNAUDIT_BPF_PIN_DIR)",
-		Args:  cobra.NoArgs,
-		RunE:  func(*cobra.Command, []string) error { return runUnpin() },
+		Use:                use,
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(*cobra.Command, []string) error {
+			return fmt.Errorf("moved to the agent's own binary: run `%s` (bin/connaudit-agent after make build; the agent image's entrypoint)", instead)
+		},
 	}
 }
 

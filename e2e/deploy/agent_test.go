@@ -136,8 +136,9 @@ func startPodAgent(t *testing.T, opts podAgentOptions) *podAgent {
 		"mount -t tmpfs -o mode=0755 tmpfs /run",
 		"mkdir -p /run/secrets/kubernetes.io/serviceaccount",
 		fmt.Sprintf("mount --bind -o ro %s/sa /run/secrets/kubernetes.io/serviceaccount", dir),
-		fmt.Sprintf("exec setpriv --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set=-all,%s -- %s agent",
-			strings.Join(capSet, ","), teststack.Binary(t, "connaudit")),
+		// The image's entrypoint with the container's arguments (none).
+		fmt.Sprintf("exec setpriv --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set=-all,%s -- %s %s",
+			strings.Join(capSet, ","), teststack.Binary(t, "connaudit-agent"), strings.Join(ctr.Args, " ")),
 	}, "\n")
 	a.cmd = exec.Command("unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script)
 	a.cmd.Env = env

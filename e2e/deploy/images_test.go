@@ -182,7 +182,7 @@ func TestDockerfile(t *testing.T) {
 	}
 
 	// The manifests run those images, and each workload the binary it expects.
-	wantBinary := map[string]string{"agent": "connaudit", "collector": "otelcol-connaudit", "victorialogs": "victoria-logs-prod"}
+	wantBinary := map[string]string{"agent": "connaudit-agent", "collector": "otelcol-connaudit", "victorialogs": "victoria-logs-prod"}
 	for _, dir := range overlays {
 		for name, spec := range render(t, dir).podSpecs() {
 			for _, c := range spec.Containers {

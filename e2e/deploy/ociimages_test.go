@@ -189,7 +189,7 @@ func TestImages(t *testing.T) {
 		contains string
 	}
 	wants := map[string]want{
-		"connaudit": {files: []string{"/etc/ssl/certs/ca-certificates.crt", "/usr/local/bin/connaudit"}, user: "0:0",
+		"connaudit": {files: []string{"/etc/ssl/certs/ca-certificates.crt", "/usr/local/bin/connaudit-agent"}, user: "0:0",
 			check: []string{"version"}, contains: version},
 		"otelcol-connaudit": {files: []string{"/etc/otelcol-connaudit/config.yaml", "/etc/ssl/certs/ca-certificates.crt", "/usr/local/bin/otelcol-connaudit"}, user: "10001:10001",
 			check: []string{"validate", "--config=/etc/otelcol-connaudit/config.yaml"}},

@@ -89,7 +89,7 @@ func (k kubectlCmd) run(stdin string, args ...string) (string, string, error) {
 func installPlugin(t *testing.T, root string) string {
 	t.Helper()
 	prefix := t.TempDir()
-	runCmd(t, root, nil, "make", "-C", root, "-o", "bin/connaudit", "install", "PREFIX="+prefix)
+	runCmd(t, root, nil, "make", "-C", root, "-o", "bin/connaudit", "-o", "bin/connaudit-agent", "install", "PREFIX="+prefix)
 	return filepath.Join(prefix, "bin")
 }
 

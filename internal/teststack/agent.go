@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// Agent is a bin/connaudit agent process exporting to a Collector over
+// Agent is a bin/connaudit-agent process exporting to a Collector over
 // OTLP/HTTP, with its spool in a temporary directory and its health endpoints
 // on a free port.
 type Agent struct {
@@ -27,11 +27,11 @@ var agentSeq atomic.Int32
 // or overrides variables, e.g. "CONNAUDIT_SPOOL_MAX_BYTES=1048576".
 func StartAgent(t testing.TB, col *Collector, env ...string) *Agent {
 	t.Helper()
-	return StartAgentBinary(t, col, Binary(t, "connaudit"), env...)
+	return StartAgentBinary(t, col, Binary(t, "connaudit-agent"), env...)
 }
 
 // StartAgentBinary is StartAgent running path (another build, or a wrapper
-// that execs bin/connaudit with its arguments) instead of bin/connaudit.
+// that execs bin/connaudit-agent) instead of bin/connaudit-agent.
 func StartAgentBinary(t testing.TB, col *Collector, path string, env ...string) *Agent {
 	t.Helper()
 	a := &Agent{
@@ -53,7 +53,7 @@ func StartAgentBinary(t testing.TB, col *Collector, path string, env ...string) 
 		"OTEL_EXPORTER_OTLP_ENDPOINT="+col.HTTPEndpoint(),
 	)
 	full = append(full, env...)
-	a.proc = newProcess(t, "connaudit", path, []string{"agent"}, full)
+	a.proc = newProcess(t, "connaudit-agent", path, nil, full)
 	t.Cleanup(a.proc.cleanup)
 	a.Start()
 	return a

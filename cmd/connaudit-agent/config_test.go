@@ -64,11 +64,11 @@ func TestDefaultConfigurationIsValid(t *testing.T) {
 
 // The real binary stops at start, before touching the kernel, and says why.
 func TestAgentRefusesBadConfiguration(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "connaudit")
+	bin := filepath.Join(t.TempDir(), "connaudit-agent")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v: %s", err, out)
 	}
-	cmd := exec.Command(bin, "agent")
+	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "CONNAUDIT_SPOOL_MAX_BYTES=12")
 	out, err := cmd.CombinedOutput()
 	if err == nil {
@@ -92,11 +92,11 @@ func TestAgentWithoutPrivilegesSaysWhatItNeeds(t *testing.T) {
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "connaudit")
+	bin := filepath.Join(dir, "connaudit-agent")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v: %s", err, out)
 	}
-	cmd := exec.Command(bin, "agent")
+	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "HOME="+dir, "CONNAUDIT_KUBERNETES=off",
 		"CONNAUDIT_SPOOL_DIR="+filepath.Join(dir, "spool"), "CONNAUDIT_BPF_PIN_DIR=", "CONNAUDIT_LISTEN_ADDR=")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
@@ -117,7 +117,7 @@ func TestAgentRefusesABadCgroupRoot(t *testing.T) {
 		t.Fatal("needs root, to get as far as the cgroup resolver")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "connaudit")
+	bin := filepath.Join(dir, "connaudit-agent")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v: %s", err, out)
 	}
@@ -125,7 +125,7 @@ func TestAgentRefusesABadCgroupRoot(t *testing.T) {
 	// An agent that ignored the variable would run on: stop it.
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "agent")
+	cmd := exec.CommandContext(ctx, bin)
 	cmd.Env = append(os.Environ(), "CONNAUDIT_KUBERNETES=off", "CONNAUDIT_DNS=off", "CONNAUDIT_OUTPUT=console",
 		"CONNAUDIT_SPOOL_DIR="+filepath.Join(dir, "spool"), "CONNAUDIT_BPF_PIN_DIR=", "CONNAUDIT_LISTEN_ADDR=",
 		"CONNAUDIT_CGROUP_ROOT="+missing)

@@ -181,26 +181,6 @@ func (c agentConfig) capture() bpf.Config {
 	return bpf.Config{RingBufferBytes: c.RingBufferBytes, HandshakeEntries: c.HandshakeEntries, PinDir: c.BPFPinDir}
 }
 
-func runUnpin() error {
-	cfg, err := loadConfig()
-	if err != nil {
-		return fmt.Errorf("configuration: %w", err)
-	}
-	if cfg.BPFPinDir == "" {
-		return fmt.Errorf("CONNAUDIT_BPF_PIN_DIR is empty: nothing is pinned")
-	}
-	n, err := bpf.Unpin(cfg.BPFPinDir)
-	if err != nil {
-		return fmt.Errorf("unpin %s: %w", cfg.BPFPinDir, err)
-	}
-	if n == 0 {
-		fmt.Println("nothing pinned under", cfg.BPFPinDir)
-		return nil
-	}
-	fmt.Printf("removed %d pinned capture(s) under %s - capture stops once no agent holds it\n", n, cfg.BPFPinDir)
-	return nil
-}
-
 // checkHostPort accepts an empty address or HOST:PORT with a port number.
 func checkHostPort(addr string) error {
 	if addr == "" {

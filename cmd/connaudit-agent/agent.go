@@ -143,7 +143,7 @@ func runAgent(ctx context.Context) error {
 
 	captureErr := p.Run(ctx)
 	if cfg.BPFPinDir != "" {
-		logger.Info("capture goes on in the kernel while no agent runs; the next agent drains it (`connaudit unpin` stops it)", "pinned", cfg.BPFPinDir)
+		logger.Info("capture goes on in the kernel while no agent runs; the next agent drains it (`connaudit-agent unpin` stops it)", "pinned", cfg.BPFPinDir)
 	}
 
 	health.SetReady(false)
