@@ -126,7 +126,8 @@ func (b *backendFlags) openProxy(ctxName string, header http.Header) (*victorial
 	}
 	base = base.JoinPath(cfg.APIPath, "api/v1/namespaces", ns, "services", name+":"+port, "proxy")
 	hint := fmt.Sprintf("the service %s was reached through the API server of kubeconfig context %q; is connaudit's VictoriaLogs installed there "+
-		"(--backend-service names another)? Or give --server", b.service, ctxName)
+		"(--backend-service names another)? Where NetworkPolicies are enforced, the policy victorialogs-api-server must admit the API server's "+
+		"address (README.md, Network policies). Or give --server", b.service, ctxName)
 	denied := fmt.Sprintf("reading the trail through the API server needs get on services/proxy %s/%s:%s (the connaudit-reader Role of k8s/deploy; "+
 		"an admin grants it with kubectl create rolebinding NAME -n %s --role=connaudit-reader --user=YOU)", ns, name, port, ns)
 	return victorialogs.New(victorialogs.Config{URL: base.String(), Client: client, Header: header, Hint: hint, DeniedHint: denied})

@@ -373,70 +373,92 @@ func flagValue(args []string, flag string) string {
 	return ""
 }
 
-// The NetworkPolicies select the agent's and the gateway's pods by their
-// templates' labels, name ports their containers have, open OTLP to the
-// agents only and metrics to the namespaces labelled connaudit.io/scrape,
-// and leave the health ports to the kubelet (a pod's own node is always
-// allowed), in the base and in every overlay.
+// The NetworkPolicies select the agent's, the gateway's and VictoriaLogs'
+// pods by their templates' labels, name ports their containers have, open
+// OTLP to the agents only, VictoriaLogs' writes to the gateway only and its
+// reads to the API server's address only, metrics to the namespaces
+// labelled connaudit.io/scrape, and leave the health ports to the kubelet (a
+// pod's own node is always allowed), in the base and in every overlay.
 func TestNetworkPolicies(t *testing.T) {
 	scrape := map[string]string{"connaudit.io/scrape": "true"}
+	const collector, apiServer = "pods:StatefulSet/connaudit-collector", "ipBlock:0.0.0.0/32"
 	for _, dir := range overlays {
 		r := render(t, dir)
-		policies := map[string]*networkingv1.NetworkPolicy{}
+		var policies []*networkingv1.NetworkPolicy
 		for _, o := range r.objects {
 			if p, ok := o.(*networkingv1.NetworkPolicy); ok {
-				policies[p.Name] = p
+				policies = append(policies, p)
 			}
 		}
-		// workload → who may reach which port: "pods:<workload>" or "scrape".
+		// workload → who may reach which port: "pods:<workload>", "scrape"
+		// or "ipBlock:<cidr>", comma-separated.
 		want := map[string]map[string]string{
 			"DaemonSet/connaudit-agent":       {"metrics": "scrape"},
 			"StatefulSet/connaudit-collector": {"otlp-grpc": "pods:DaemonSet/connaudit-agent", "otlp-http": "pods:DaemonSet/connaudit-agent", "metrics": "scrape"},
 		}
+		if strings.Contains(dir, "victorialogs-cluster") {
+			want["Deployment/vlinsert"] = map[string]string{"http": collector}
+			want["Deployment/vlselect"] = map[string]string{"http": apiServer}
+			want["StatefulSet/vlstorage"] = map[string]string{"http": "pods:Deployment/vlinsert,pods:Deployment/vlselect"}
+		} else {
+			want["StatefulSet/victorialogs"] = map[string]string{"http": apiServer + "," + collector}
+		}
 		for workload, ports := range want {
 			podLabels := r.templateLabels(workload)
+			if len(podLabels) == 0 {
+				t.Errorf("%s: no %s with pod labels", dir, workload)
+				continue
+			}
 			c := podSpecOf(r, workload).Containers[0]
-			var p *networkingv1.NetworkPolicy
-			for _, cand := range policies {
-				if sel, err := metav1.LabelSelectorAsSelector(&cand.Spec.PodSelector); err == nil && sel.Matches(labels.Set(podLabels)) {
-					p = cand
+			got := map[string][]string{}
+			selected := false
+			for _, p := range policies {
+				if sel, err := metav1.LabelSelectorAsSelector(&p.Spec.PodSelector); err != nil || !sel.Matches(labels.Set(podLabels)) {
+					continue
+				}
+				selected = true
+				if !slices.Equal(p.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}) {
+					t.Errorf("%s: %s: policy types %v, want Ingress", dir, p.Name, p.Spec.PolicyTypes)
+				}
+				for _, rule := range p.Spec.Ingress {
+					if len(rule.From) == 0 || len(rule.Ports) == 0 {
+						t.Errorf("%s: %s opens ports %v to every source, or every port to %v", dir, p.Name, rule.Ports, rule.From)
+					}
+					for _, port := range rule.Ports {
+						name := port.Port.String()
+						if containerPort(c, name) == 0 {
+							t.Errorf("%s: %s opens port %s, which %s's container does not have", dir, p.Name, name, workload)
+						}
+						for _, from := range rule.From {
+							switch {
+							case from.NamespaceSelector != nil && from.PodSelector == nil && maps.Equal(from.NamespaceSelector.MatchLabels, scrape):
+								got[name] = append(got[name], "scrape")
+							case from.IPBlock != nil && from.PodSelector == nil && from.NamespaceSelector == nil:
+								got[name] = append(got[name], "ipBlock:"+from.IPBlock.CIDR)
+							case from.PodSelector != nil && from.NamespaceSelector == nil:
+								for w := range want {
+									if sel, err := metav1.LabelSelectorAsSelector(from.PodSelector); err == nil && sel.Matches(labels.Set(r.templateLabels(w))) {
+										got[name] = append(got[name], "pods:"+w)
+									}
+								}
+							default:
+								t.Errorf("%s: %s admits %+v to port %s", dir, p.Name, from, name)
+							}
+						}
+					}
 				}
 			}
-			if p == nil {
+			if !selected {
 				t.Errorf("%s: no NetworkPolicy selects %s's pods", dir, workload)
 				continue
 			}
-			if !slices.Equal(p.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}) {
-				t.Errorf("%s: %s: policy types %v, want Ingress", dir, p.Name, p.Spec.PolicyTypes)
+			gotJoined := map[string]string{}
+			for port, from := range got {
+				slices.Sort(from)
+				gotJoined[port] = strings.Join(slices.Compact(from), ",")
 			}
-			got := map[string]string{}
-			for _, rule := range p.Spec.Ingress {
-				for _, port := range rule.Ports {
-					name := port.Port.String()
-					if containerPort(c, name) == 0 {
-						t.Errorf("%s: %s opens port %s, which %s's container does not have", dir, p.Name, name, workload)
-					}
-					for _, from := range rule.From {
-						switch {
-						case from.NamespaceSelector != nil && from.PodSelector == nil && maps.Equal(from.NamespaceSelector.MatchLabels, scrape):
-							got[name] = "scrape"
-						case from.PodSelector != nil && from.NamespaceSelector == nil:
-							for w := range want {
-								if sel, err := metav1.LabelSelectorAsSelector(from.PodSelector); err == nil && sel.Matches(labels.Set(r.templateLabels(w))) {
-									got[name] = "pods:" + w
-								}
-							}
-						default:
-							t.Errorf("%s: %s admits %+v to port %s", dir, p.Name, from, name)
-						}
-					}
-					if len(rule.From) == 0 {
-						t.Errorf("%s: %s opens port %s to every source", dir, p.Name, name)
-					}
-				}
-			}
-			if !maps.Equal(got, ports) {
-				t.Errorf("%s: %s admits %v, want %v", dir, p.Name, got, ports)
+			if !maps.Equal(gotJoined, ports) {
+				t.Errorf("%s: %s admits %v, want %v", dir, workload, gotJoined, ports)
 			}
 		}
 	}
@@ -452,6 +474,10 @@ func podSpecOf(r rendered, workload string) *corev1.PodSpec {
 			}
 		case *appsv1.StatefulSet:
 			if kind == "StatefulSet" && w.Name == name {
+				return &w.Spec.Template.Spec
+			}
+		case *appsv1.Deployment:
+			if kind == "Deployment" && w.Name == name {
 				return &w.Spec.Template.Spec
 			}
 		}

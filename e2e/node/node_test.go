@@ -86,6 +86,9 @@ func TestInstallOnRealNode(t *testing.T) {
 
 	// A user's overlay: the base, with the images at the tag built above.
 	overlay := t.TempDir()
+	// A user's overlay: the images' tag, and the API server's address in
+	// the policy that admits its service proxy to VictoriaLogs, as README.md
+	// says.
 	writeOverlay := func(tag string) {
 		writeFile(t, filepath.Join(overlay, "kustomization.yaml"), fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
@@ -96,10 +99,19 @@ images:
     newTag: %[2]s
   - name: ghcr.io/connaudit/otelcol-connaudit
     newTag: %[2]s
-`, relPath(t, overlay, filepath.Join(root, "k8s", "deploy")), tag))
+patches:
+  - target: {kind: NetworkPolicy, name: victorialogs-api-server}
+    patch: |-
+      - op: replace
+        path: /spec/ingress/0/from/0/ipBlock/cidr
+        value: %[3]s/32
+`, relPath(t, overlay, filepath.Join(root, "k8s", "deploy")), tag, kubenode.NodeIP))
 	}
 	writeOverlay(imageTag)
 	kubectl.must("apply", "-k", overlay)
+	if cidr := kubectl.must("-n", "connaudit", "get", "networkpolicy", "victorialogs-api-server", "-o", "jsonpath={.spec.ingress[0].from[0].ipBlock.cidr}"); strings.TrimSpace(cidr) != kubenode.NodeIP+"/32" {
+		t.Errorf("victorialogs-api-server admits %q, want the API server's %s/32", cidr, kubenode.NodeIP)
+	}
 	for _, w := range []string{"daemonset/connaudit-agent", "statefulset/connaudit-collector", "statefulset/victorialogs"} {
 		kubectl.must("-n", "connaudit", "rollout", "status", w, "--timeout=240s")
 	}
