@@ -1,12 +1,10 @@
 package victorialogs
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/connaudit/connaudit/backend"
@@ -14,8 +12,9 @@ import (
 
 type instanceKey struct{ node, id string }
 
-// Coverage implements backend.Backend with at most three aggregating queries
-// and one listing of sequence numbers per instance whose counts do not add up.
+// Coverage implements backend.Backend with three aggregating queries, and
+// for each instance whose counts do not add up a few counts per bucket of
+// sequence numbers (see scanMissing).
 func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []string) (*backend.Coverage, error) {
 	c := &backend.Coverage{From: from, To: to, AsOf: time.Now()}
 	byKey := map[instanceKey]*backend.Instance{}
@@ -148,7 +147,8 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 
 // findMissing fills in.Missing. When the loss records' seq ranges account
 // for exactly the numbers absent from [MinSeq, MaxSeq], those ranges are the
-// holes; otherwise the instance's sequence numbers are listed to find them.
+// holes; otherwise VictoriaLogs counts the instance's sequence numbers per
+// bucket to find them (scanMissing), without listing them all.
 func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *backend.Instance) error {
 	if in.Records == 0 {
 		return nil
@@ -172,84 +172,7 @@ func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *backe
 		}
 		return nil
 	}
-	type seqAt struct {
-		seq int64
-		at  time.Time
-	}
-	var seqs []seqAt
-	err := b.rows(ctx, instanceQuery(in, timeRange(from, to)), func(row map[string]string) error {
-		if n, err := strconv.ParseInt(row[backend.FieldSeq], 10, 64); err == nil {
-			t, _ := time.Parse(time.RFC3339Nano, row["_time"])
-			seqs = append(seqs, seqAt{n, t})
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("list the sequence numbers of agent instance %s: %w", in.ID, err)
-	}
-	slices.SortFunc(seqs, func(a, b seqAt) int { return cmp.Compare(a.seq, b.seq) })
-	var holes []backend.Hole
-	for i := 1; i < len(seqs); i++ {
-		if seqs[i].seq > seqs[i-1].seq+1 {
-			holes = append(holes, backend.Hole{
-				Seqs:  backend.SeqRange{First: seqs[i-1].seq + 1, Last: seqs[i].seq - 1},
-				After: seqs[i-1].at, Before: seqs[i].at,
-			})
-		}
-	}
-	if len(holes) == 0 {
-		return nil
-	}
-	// Records are timestamped when the kernel saw the connect, numbered when
-	// the agent read them: one drained from the pinned capture at a restart
-	// is older than the start record before it in seq. Such a record is
-	// outside the window, not missing.
-	var inHoles []string
-	for _, h := range holes {
-		inHoles = append(inHoles, quote(backend.FieldSeq)+":range["+strconv.FormatInt(h.Seqs.First, 10)+", "+strconv.FormatInt(h.Seqs.Last, 10)+"]")
-	}
-	present := map[int64]bool{}
-	err = b.rows(ctx, instanceQuery(in, "("+strings.Join(inHoles, " or ")+")"), func(row map[string]string) error {
-		if n, err := strconv.ParseInt(row[backend.FieldSeq], 10, 64); err == nil {
-			present[n] = true
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("look for agent instance %s's missing sequence numbers outside the window: %w", in.ID, err)
-	}
-	for _, h := range holes {
-		for _, r := range absentRuns(h.Seqs, present) {
-			in.Missing = append(in.Missing, backend.Hole{Seqs: r, After: h.After, Before: h.Before})
-		}
-	}
-	return nil
-}
-
-// instanceQuery is the LogsQL query of the sequence numbers of in's records
-// that match filter.
-func instanceQuery(in *backend.Instance, filter string) string {
-	q := &query{}
-	q.in(backend.FieldNode, []string{in.Node})
-	q.add(quote(backend.FieldServiceInstanceID) + ":=" + quote(in.ID))
-	q.add(filter)
-	return q.String() + " | fields _time, " + quote(backend.FieldSeq)
-}
-
-// absentRuns returns the runs of numbers in r that are not in present.
-func absentRuns(r backend.SeqRange, present map[int64]bool) []backend.SeqRange {
-	var out []backend.SeqRange
-	for n := r.First; n <= r.Last; n++ {
-		if present[n] {
-			continue
-		}
-		if len(out) > 0 && out[len(out)-1].Last == n-1 {
-			out[len(out)-1].Last = n
-		} else {
-			out = append(out, backend.SeqRange{First: n, Last: n})
-		}
-	}
-	return out
+	return b.scanMissing(ctx, from, to, in)
 }
 
 func lossOf(row map[string]string) (backend.Loss, error) {
