@@ -111,9 +111,10 @@ func yesNo(b bool, yes, no string) string {
 func (v *Verifier) withoutStart() []string {
 	var out []string
 	for k, in := range v.instances {
+		in.group()
 		has := false
-		for _, copies := range in.bySeq {
-			if len(copies) > 0 && trail.Event(copies[0].event) == trail.EventAgentStart {
+		for i := range in.seqs {
+			if trail.Event(in.at(i)[0].event) == trail.EventAgentStart {
 				has = true
 				break
 			}

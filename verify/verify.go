@@ -115,7 +115,12 @@ var DefaultOptions = Options{MaxUnsealed: 30 * time.Second, MaxUnsealedRecords: 
 type instanceKey struct{ node, id string }
 
 type instance struct {
-	bySeq     map[uint64][]entry
+	// entries are its records as added; group sorts them by seq (stably,
+	// so copies keep the order they came in) and indexes them.
+	entries   []entry
+	grouped   bool
+	seqs      []uint64      // distinct, ascending, once grouped
+	starts    []int32       // entries[starts[i]:starts[i+1]] are the copies of seqs[i]
 	keys      []string      // public keys of start records
 	heartbeat time.Duration // promised by its start record
 	proof     *Proof
@@ -151,7 +156,7 @@ func (v *Verifier) instance(row map[string]string) (*instance, error) {
 	k := instanceKey{node, id}
 	in := v.instances[k]
 	if in == nil {
-		in = &instance{bySeq: map[uint64][]entry{}}
+		in = &instance{}
 		v.instances[k] = in
 	}
 	return in, nil
@@ -167,7 +172,8 @@ func (v *Verifier) Add(row map[string]string) error {
 	if err != nil {
 		return fmt.Errorf("instance %s: %w", row[string(trail.KeyServiceInstanceID)], err)
 	}
-	in.bySeq[e.seq] = append(in.bySeq[e.seq], e)
+	in.entries = append(in.entries, e)
+	in.grouped = false
 	return nil
 }
 
@@ -201,6 +207,44 @@ func (v *Verifier) AddOutside(row map[string]string) error {
 	return nil
 }
 
+// group sorts and indexes the entries by seq.
+func (in *instance) group() {
+	if in.grouped {
+		return
+	}
+	slices.SortStableFunc(in.entries, func(a, b entry) int { return cmp.Compare(a.seq, b.seq) })
+	in.seqs, in.starts = in.seqs[:0], in.starts[:0]
+	for i, e := range in.entries {
+		if i == 0 || e.seq != in.entries[i-1].seq {
+			in.seqs = append(in.seqs, e.seq)
+			in.starts = append(in.starts, int32(i))
+		}
+	}
+	in.starts = append(in.starts, int32(len(in.entries)))
+	in.grouped = true
+}
+
+// at returns the copies of the i-th distinct seq; group first.
+func (in *instance) at(i int) []entry { return in.entries[in.starts[i]:in.starts[i+1]] }
+
+// copies returns the copies of seq s.
+func (in *instance) copies(s uint64) []entry {
+	in.group()
+	if i, ok := slices.BinarySearch(in.seqs, s); ok {
+		return in.at(i)
+	}
+	return nil
+}
+
+// lastSeq is its largest seq, 0 without records.
+func (in *instance) lastSeq() uint64 {
+	in.group()
+	if len(in.seqs) == 0 {
+		return 0
+	}
+	return in.seqs[len(in.seqs)-1]
+}
+
 // Report judges every instance seen.
 func (v *Verifier) Report() *Report {
 	r := &Report{}
@@ -213,7 +257,7 @@ func (v *Verifier) Report() *Report {
 	})
 	for _, k := range keys {
 		in := v.instances[k]
-		if len(in.bySeq) == 0 {
+		if len(in.entries) == 0 {
 			continue
 		}
 		j := judge{opt: v.opt, node: k.node, id: k.id, in: in}
