@@ -32,13 +32,23 @@ type startLink struct {
 func (v *Verifier) links() []startLink {
 	var out []startLink
 	for k, in := range v.instances {
-		in.group()
-		for i, s := range in.seqs {
-			for _, e := range in.at(i) {
-				if e.prev != nil {
-					out = append(out, startLink{node: k.node, id: k.id, seq: s, prev: *e.prev})
-					break
-				}
+		out = append(out, in.startLinks(k)...)
+	}
+	return out
+}
+
+// startLinks are the links of in's start records.
+func (in *instance) startLinks(k instanceKey) []startLink {
+	if in.judged {
+		return in.links
+	}
+	var out []startLink
+	in.group()
+	for i, s := range in.seqs {
+		for _, e := range in.at(i) {
+			if e.prev != nil {
+				out = append(out, startLink{node: k.node, id: k.id, seq: s, prev: *e.prev})
+				break
 			}
 		}
 	}

@@ -12,7 +12,11 @@ import (
 	"github.com/connaudit/connaudit/backend/victorialogs"
 	"github.com/connaudit/connaudit/internal/recordgen"
 	"github.com/connaudit/connaudit/internal/teststack"
+	"github.com/connaudit/connaudit/verify"
 )
+
+// verify reads one instance at a time from VictoriaLogs.
+var _ verify.InstanceSource = (*victorialogs.Backend)(nil)
 
 var holesT0 = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 
