@@ -3,8 +3,10 @@ package victorialogs_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,7 +32,16 @@ type holeCase struct {
 	dup   []int64
 	early []int64
 	loss  *backend.SeqRange // seqs a loss record (stored just after them) names
+	far   int64             // a last record with this seq (forged), at the time of seq n+1
 	want  []backend.SeqRange
+}
+
+// recTime is when the record at seq s of c was seen.
+func (c holeCase) recTime(s int64) time.Time {
+	if c.far > 0 && s == c.far {
+		return seqTime(c.n + 1)
+	}
+	return seqTime(s)
 }
 
 func seqs(rs ...int64) []backend.SeqRange {
@@ -99,6 +110,11 @@ func load(t testing.TB, vl *teststack.VictoriaLogs, cases []holeCase) {
 			}
 			post(false)
 		}
+		if c.far > 0 {
+			a.Seq = c.far - 1
+			recs = append(recs, a.Connect(c.recTime(c.far), src, recordgen.Conn{SrcAddr: "10.0.0.1", SrcPort: 40000, DstAddr: "198.51.100.7", DstPort: 443,
+				Outcome: "established", Duration: 0.001}))
+		}
 		recs = append(recs, pending...)
 		post(true)
 	}
@@ -116,9 +132,25 @@ func load(t testing.TB, vl *teststack.VictoriaLogs, cases []holeCase) {
 	}
 }
 
+// countingTransport counts the requests it makes.
+type countingTransport struct{ n atomic.Int64 }
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
 func coverage(t testing.TB, vl *teststack.VictoriaLogs, nodes ...string) *backend.Coverage {
 	t.Helper()
-	b, err := victorialogs.New(victorialogs.Config{URL: vl.URL()})
+	c, _ := countedCoverage(t, vl, nodes...)
+	return c
+}
+
+// countedCoverage is coverage, and how many queries it took.
+func countedCoverage(t testing.TB, vl *teststack.VictoriaLogs, nodes ...string) (*backend.Coverage, int64) {
+	t.Helper()
+	tr := &countingTransport{}
+	b, err := victorialogs.New(victorialogs.Config{URL: vl.URL(), Client: &http.Client{Transport: tr}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +158,7 @@ func coverage(t testing.TB, vl *teststack.VictoriaLogs, nodes ...string) *backen
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	return c, tr.n.Load()
 }
 
 func missing(in backend.Instance) []backend.SeqRange {
@@ -153,14 +185,16 @@ func TestCoverageFindsHoles(t *testing.T) {
 		{name: "wide", n: 20_000, drop: seqs(3000, 15_000, 16_383, 16_385), want: seqs(3000, 15_000, 16_383, 16_385)},
 		// A record stored before the window is not missing; its neighbour is.
 		{name: "outside", n: 1000, early: []int64{7, 300, 301}, drop: seqs(8, 8, 302, 302), want: seqs(8, 8, 302, 302)},
+		// A forged record with a seq far beyond the others.
+		{name: "forged", n: 1000, far: 1 << 50, want: seqs(1001, 1<<50-1)},
 		// A loss record names 300-309; 600 is missing without one.
 		{name: "loss", n: 1000, loss: &backend.SeqRange{First: 300, Last: 309}, drop: seqs(600, 600), want: seqs(300, 309, 600, 600)},
 	}
 	vl := teststack.StartVictoriaLogs(t)
 	load(t, vl, cases)
-	for _, limits := range []struct{ fanout, list int64 }{{4, 8}, {64, 4096}} {
-		t.Run(fmt.Sprintf("fanout%d-list%d", limits.fanout, limits.list), func(t *testing.T) {
-			defer victorialogs.SetScanLimits(limits.fanout, limits.list)()
+	for _, limits := range []struct{ fanout, span, list int64 }{{4, 64, 8}, {4, 1 << 22, 8}, {64, 1 << 22, 4096}} {
+		t.Run(fmt.Sprintf("fanout%d-span%d-list%d", limits.fanout, limits.span, limits.list), func(t *testing.T) {
+			defer victorialogs.SetScanLimits(limits.fanout, limits.span, limits.list)()
 			c := coverage(t, vl)
 			if len(c.Instances) != len(cases) {
 				t.Fatalf("%d instances, want %d: %+v", len(c.Instances), len(cases), c.Instances)
@@ -188,11 +222,18 @@ func TestCoverageFindsHoles(t *testing.T) {
 					for !stored(z) {
 						z++
 					}
-					after, before := seqTime(a), seqTime(z)
+					after, before := tc.recTime(a), tc.recTime(z)
 					if !h.After.Equal(after) || !h.Before.Equal(before) {
 						t.Errorf("%s: hole %v between %v and %v, want the times of its neighbours %v and %v", tc.name, h.Seqs, h.After, h.Before, after, before)
 					}
 				}
+			}
+			// The forged seq costs a few queries per level of buckets, not
+			// one per span of seqs up to it.
+			if _, n := countedCoverage(t, vl, "node-forged"); n > 60 {
+				t.Errorf("coverage of node-forged took %d queries", n)
+			} else {
+				t.Logf("coverage of node-forged took %d queries", n)
 			}
 			var holes []string
 			for _, g := range backend.Gaps(c) {

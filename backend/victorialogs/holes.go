@@ -1,8 +1,10 @@
 package victorialogs
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,8 +20,8 @@ import (
 // and only a bucket in between is split again, until it is short enough to
 // list. count_uniq counts a replayed duplicate once, so duplicates cannot
 // make up for a hole. Client memory is a few buckets per level and one
-// listed range, whatever the window; each count query spans at most
-// scanSpan seqs, which bounds VictoriaLogs' count_uniq set too.
+// listed range, whatever the window; a count_uniq query spans at most
+// scanSpan seqs, which bounds VictoriaLogs' set of them too.
 var (
 	// scanFanout is how many buckets one count query splits its range into.
 	scanFanout int64 = 64
@@ -27,9 +29,12 @@ var (
 	scanList int64 = 4096
 )
 
+var (
+	// scanSpan is the most seqs one count_uniq query covers.
+	scanSpan int64 = 1 << 22
+)
+
 const (
-	// scanSpan is the most seqs one count query covers.
-	scanSpan = 1 << 22
 	// neighbourBatch is how many seqs one query asks the times of.
 	neighbourBatch = 512
 )
@@ -48,26 +53,34 @@ func (s *seqScan) query(extra string) string {
 
 // absent emits, in ascending order, the runs of [lo, hi] with no record.
 func (s *seqScan) absent(ctx context.Context, lo, hi int64) error {
-	if hi-lo+1 <= scanList {
+	switch span := hi - lo + 1; {
+	case span <= scanList:
 		return s.list(ctx, []backend.SeqRange{{First: lo, Last: hi}})
+	case span <= scanSpan:
+		return s.buckets(ctx, lo, hi, true)
+	default:
+		return s.buckets(ctx, lo, hi, false)
 	}
-	for start := lo; start <= hi; start += scanSpan {
-		if err := s.buckets(ctx, start, min(hi, start+scanSpan-1)); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // buckets counts the seqs of [lo, hi] per bucket and narrows into the
-// buckets that are short.
-func (s *seqScan) buckets(ctx context.Context, lo, hi int64) error {
+// buckets that are short. With distinct, a bucket's count is its distinct
+// seqs; without, its records (a range longer than scanSpan is not counted
+// distinct at once, to bound VictoriaLogs' memory): then only an empty
+// bucket says anything, and a dense one is counted distinct scanSpan seqs
+// at a time, while a sparse one (a forged seq far beyond the others, say)
+// is split again.
+func (s *seqScan) buckets(ctx context.Context, lo, hi int64, distinct bool) error {
 	w := int64(1)
 	for w*scanFanout < hi-lo+1 {
 		w *= 2
 	}
 	seq := quote(backend.FieldSeq)
-	q := s.query(seqRange(lo, hi) + " | stats by (" + seq + ":" + strconv.FormatInt(w, 10) + ") count_uniq(" + seq + ") as n")
+	count := "count()"
+	if distinct {
+		count = "count_uniq(" + seq + ")"
+	}
+	q := s.query(seqRange(lo, hi) + " | stats by (" + seq + ":" + strconv.FormatInt(w, 10) + ") " + count + " as n")
 	counts := make(map[int64]int64, scanFanout+1)
 	err := s.b.rows(ctx, q, func(row map[string]string) error {
 		k, err1 := strconv.ParseInt(row[backend.FieldSeq], 10, 64)
@@ -83,14 +96,22 @@ func (s *seqScan) buckets(ctx context.Context, lo, hi int64) error {
 	}
 	for k := lo - lo%w; k <= hi; k += w {
 		a, z := max(k, lo), min(k+w-1, hi)
+		var err error
 		switch n := counts[k]; {
-		case n >= z-a+1:
 		case n == 0:
 			s.emit(backend.SeqRange{First: a, Last: z})
-		default:
-			if err := s.absent(ctx, a, z); err != nil {
-				return err
+		case distinct && n >= z-a+1:
+		case distinct, z-a+1 <= scanSpan:
+			err = s.absent(ctx, a, z)
+		case 2*n >= z-a+1: // dense
+			for c := a; c <= z && err == nil; c += scanSpan {
+				err = s.buckets(ctx, c, min(z, c+scanSpan-1), true)
 			}
+		default:
+			err = s.buckets(ctx, a, z, false)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -106,13 +127,14 @@ func (s *seqScan) list(ctx context.Context, rs []backend.SeqRange) error {
 		total += r.Len()
 	}
 	present := make([]bool, total)
+	offs := make([]int64, len(rs)) // where each range starts in present
+	for i := 1; i < len(rs); i++ {
+		offs[i] = offs[i-1] + rs[i-1].Len()
+	}
 	index := func(n int64) int64 {
-		var off int64
-		for _, r := range rs {
-			if n >= r.First && n <= r.Last {
-				return off + n - r.First
-			}
-			off += r.Len()
+		i, _ := slices.BinarySearchFunc(rs, n, func(r backend.SeqRange, n int64) int { return cmp.Compare(r.Last, n) })
+		if i < len(rs) && n >= rs[i].First {
+			return offs[i] + n - rs[i].First
 		}
 		return -1
 	}
