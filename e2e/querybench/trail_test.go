@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,7 +43,9 @@ const trailRecords = 300_000
 // records written by the real ledger: on node-whole every seq is stored, on
 // node-hole one is not (issue 17). Besides time and allocations it reports
 // peak-heap-MB, the largest heap in use during an operation above the heap
-// before it (sampled every millisecond), and for the CLI max-rss-MB.
+// before it (sampled every millisecond), fetched-KB/op, what it read from
+// VictoriaLogs, and for the CLI max-rss-MB (which includes the Go runtime
+// and the mapped binary: about 55-65 MB for any command).
 //
 //	go test -run '^$' -bench Trail300k -benchtime 5x ./e2e/querybench/
 func BenchmarkTrail300k(b *testing.B) {
@@ -64,13 +67,14 @@ func BenchmarkTrail300k(b *testing.B) {
 	b.Logf("loaded 2 × %d records in %v", trailRecords, time.Since(loadStart).Round(time.Millisecond))
 	from, to := t0.Add(-time.Minute), time.Now()
 
-	be, err := victorialogs.New(victorialogs.Config{URL: vl.URL()})
+	fetched := &countingTransport{}
+	be, err := victorialogs.New(victorialogs.Config{URL: vl.URL(), Client: &http.Client{Transport: fetched}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, node := range []string{"node-whole", "node-hole"} {
 		b.Run("coverage/"+node, func(b *testing.B) {
-			measure(b, func() {
+			measure(b, fetched, func() {
 				c, err := be.Coverage(context.Background(), from, to, []string{node})
 				if err != nil {
 					b.Fatal(err)
@@ -81,7 +85,7 @@ func BenchmarkTrail300k(b *testing.B) {
 			})
 		})
 		b.Run("verify/"+node, func(b *testing.B) {
-			measure(b, func() {
+			measure(b, fetched, func() {
 				var out bytes.Buffer
 				err := verify.Run(context.Background(), be, verify.Request{From: from, To: to, Nodes: []string{node}, Format: "json"}, &out)
 				if (node == "node-hole") != errors.Is(err, verify.ErrFindings) {
@@ -135,11 +139,34 @@ func BenchmarkTrail300k(b *testing.B) {
 	}
 }
 
+// countingTransport counts the bytes of the answers it reads.
+type countingTransport struct{ n atomic.Int64 }
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil {
+		resp.Body = &countingBody{resp.Body, &c.n}
+	}
+	return resp, err
+}
+
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
 // measure runs op b.N times and reports the peak heap above the heap
-// before each run.
-func measure(b *testing.B, op func()) {
+// before each run, and the bytes op read from VictoriaLogs.
+func measure(b *testing.B, fetched *countingTransport, op func()) {
 	b.ReportAllocs()
 	var peak uint64
+	fetched.n.Store(0)
 	for b.Loop() {
 		b.StopTimer()
 		runtime.GC()
@@ -173,6 +200,7 @@ func measure(b *testing.B, op func()) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
+	b.ReportMetric(float64(fetched.n.Load())/float64(b.N)/(1<<10), "fetched-KB/op")
 }
 
 func heapBytes() uint64 {
