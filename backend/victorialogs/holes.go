@@ -94,7 +94,13 @@ func (s *seqScan) buckets(ctx context.Context, lo, hi int64, distinct bool) erro
 	if err != nil {
 		return err
 	}
-	for k := lo - lo%w; k <= hi; k += w {
+	// Buckets start at multiples of w, as VictoriaLogs floors a seq (a
+	// forged one may be negative) to one.
+	first := lo - lo%w
+	if first > lo {
+		first -= w
+	}
+	for k := first; k <= hi; k += w {
 		a, z := max(k, lo), min(k+w-1, hi)
 		var err error
 		switch n := counts[k]; {
