@@ -48,6 +48,7 @@ const trailRecords = 300_000
 // and the mapped binary: about 55-65 MB for any command).
 //
 //	go test -run '^$' -bench Trail300k -benchtime 5x ./e2e/querybench/
+//	CONNAUDIT_BENCH_BASELINE=/path/to/older/connaudit go test -run '^$' -bench Trail300k/cli ./e2e/querybench/
 func BenchmarkTrail300k(b *testing.B) {
 	vl := teststack.StartVictoriaLogs(b)
 	t0 := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
@@ -97,7 +98,27 @@ func BenchmarkTrail300k(b *testing.B) {
 	// The CLI as users run it, for its peak resident memory. /usr/bin/time
 	// measures it: a child's own rusage would count the memory of this
 	// process, which it was forked from.
-	bin := teststack.Binary(b, "connaudit")
+	// With $CONNAUDIT_BENCH_BASELINE set to another connaudit binary (say,
+	// one built from main), each CLI figure is taken for it too, against
+	// the same records: "…/baseline". Both binaries are copied afresh first:
+	// a binary's resident size depends on how its file was last written
+	// (42 or 65 MB for `version` from the same build here).
+	dir := b.TempDir()
+	bins := map[string]string{"": teststack.Binary(b, "connaudit")}
+	if base := os.Getenv("CONNAUDIT_BENCH_BASELINE"); base != "" {
+		bins["/baseline"] = base
+	}
+	for name, path := range bins {
+		data, err := os.ReadFile(path)
+		if err == nil {
+			path = filepath.Join(dir, "connaudit"+strings.ReplaceAll(name, "/", "-"))
+			err = os.WriteFile(path, data, 0o755)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		bins[name] = path
+	}
 	timeBin, err := exec.LookPath("/usr/bin/time")
 	if err != nil {
 		b.Logf("no /usr/bin/time, no max-rss-MB: %v", err)
@@ -105,36 +126,42 @@ func BenchmarkTrail300k(b *testing.B) {
 	window := []string{"--from", from.UTC().Format(time.RFC3339), "--to", to.UTC().Format(time.RFC3339), "--server", vl.URL()}
 	for _, node := range []string{"node-whole", "node-hole"} {
 		for _, c := range [][]string{{"coverage"}, {"query", "--limit", "1"}, {"verify", "-o", "json"}} {
-			b.Run("cli-"+c[0]+"/"+node, func(b *testing.B) {
-				var rss int64
-				rssFile := filepath.Join(b.TempDir(), "rss")
-				for b.Loop() {
-					args := append(append(append([]string{}, c...), "--node", node), window...)
-					cmd := exec.Command(bin, args...)
-					if timeBin != "" {
-						cmd = exec.Command(timeBin, append([]string{"-f", "%M", "-o", rssFile, bin}, args...)...)
-					}
-					cmd.Env = []string{"HOME=" + b.TempDir()}
-					var stderr strings.Builder
-					cmd.Stdout, cmd.Stderr = io.Discard, &stderr
-					if err := cmd.Run(); err != nil && (node == "node-whole" || c[0] == "coverage") {
-						b.Fatalf("connaudit %v: %v: %s", c, err, stderr.String())
-					}
-					if timeBin != "" {
-						// The last line: a failed command's exit status comes first.
-						out, err := os.ReadFile(rssFile)
-						lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-						kb, err2 := strconv.ParseInt(lines[len(lines)-1], 10, 64)
-						if err != nil || err2 != nil {
-							b.Fatalf("/usr/bin/time: %q: %v %v", out, err, err2)
+			for _, name := range []string{"/baseline", ""} {
+				bin, ok := bins[name]
+				if !ok {
+					continue
+				}
+				b.Run("cli-"+c[0]+"/"+node+name, func(b *testing.B) {
+					var rss int64
+					rssFile := filepath.Join(b.TempDir(), "rss")
+					for b.Loop() {
+						args := append(append(append([]string{}, c...), "--node", node), window...)
+						cmd := exec.Command(bin, args...)
+						if timeBin != "" {
+							cmd = exec.Command(timeBin, append([]string{"-f", "%M", "-o", rssFile, bin}, args...)...)
 						}
-						rss = max(rss, kb)
+						cmd.Env = []string{"HOME=" + b.TempDir()}
+						var stderr strings.Builder
+						cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+						if err := cmd.Run(); err != nil && (node == "node-whole" || c[0] == "coverage") {
+							b.Fatalf("connaudit %v: %v: %s", c, err, stderr.String())
+						}
+						if timeBin != "" {
+							// The last line: a failed command's exit status comes first.
+							out, err := os.ReadFile(rssFile)
+							lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+							kb, err2 := strconv.ParseInt(lines[len(lines)-1], 10, 64)
+							if err != nil || err2 != nil {
+								b.Fatalf("/usr/bin/time: %q: %v %v", out, err, err2)
+							}
+							rss = max(rss, kb)
+						}
 					}
-				}
-				if timeBin != "" {
-					b.ReportMetric(float64(rss)/1024, "max-rss-MB")
-				}
-			})
+					if timeBin != "" {
+						b.ReportMetric(float64(rss)/1024, "max-rss-MB")
+					}
+				})
+			}
 		}
 	}
 }
