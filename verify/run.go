@@ -13,7 +13,8 @@ import (
 )
 
 // Source is a store of the trail, as verify reads it: every record with
-// every field, values as text (backend/victorialogs implements it).
+// every field, values as text (backend/victorialogs implements it). A
+// source may reuse a row's map once each returns, so each keeps none.
 type Source interface {
 	// Trail calls each with every record of the window [from, to) that
 	// carries a connaudit.seq, on the given nodes (all when empty).
