@@ -22,22 +22,19 @@ import (
 // make up for a hole. Client memory is a few buckets per level and one
 // listed range, whatever the window; a count_uniq query spans at most
 // scanSpan seqs, which bounds VictoriaLogs' set of them too.
+// (Variables, so that tests can make small instances take the paths of
+// large ones.)
 var (
 	// scanFanout is how many buckets one count query splits its range into.
 	scanFanout int64 = 64
 	// scanList is the longest range that is listed rather than counted.
 	scanList int64 = 4096
-)
-
-var (
 	// scanSpan is the most seqs one count_uniq query covers.
 	scanSpan int64 = 1 << 22
 )
 
-const (
-	// neighbourBatch is how many seqs one query asks the times of.
-	neighbourBatch = 512
-)
+// neighbourBatch is how many seqs one query asks the times of.
+const neighbourBatch = 512
 
 // seqScan finds the seqs absent from ranges of one instance's records that
 // match filter.
