@@ -1,6 +1,7 @@
 package victorialogs
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -64,12 +65,14 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 	}
 
 	window := nodeFilter + timeRange(from, to) + " " + quote(backend.FieldSeq) + ":*"
-	stats := window + " | stats by (" + quoteAll([]string{backend.FieldNode, backend.FieldServiceInstanceID}) + ") count_uniq(" + quote(backend.FieldSeq) +
-		") as records, min(" + quote(backend.FieldSeq) + ") as minseq, max(" + quote(backend.FieldSeq) + ") as maxseq, min(_time) as first, max(_time) as last"
+	byInstance := "by (" + quoteAll([]string{backend.FieldNode, backend.FieldServiceInstanceID}) + ")"
+	stats := window + " | stats " + byInstance + " count() as rows, min(" + quote(backend.FieldSeq) + ") as minseq, max(" +
+		quote(backend.FieldSeq) + ") as maxseq, min(_time) as first, max(_time) as last"
+	rows := map[instanceKey]int64{}
 	err = b.rows(ctx, stats, func(row map[string]string) error {
 		in := get(row)
 		var errs [5]error
-		in.Records, errs[0] = strconv.ParseInt(row["records"], 10, 64)
+		rows[instanceKey{in.Node, in.ID}], errs[0] = strconv.ParseInt(row["rows"], 10, 64)
 		in.MinSeq, errs[1] = strconv.ParseInt(row["minseq"], 10, 64)
 		in.MaxSeq, errs[2] = strconv.ParseInt(row["maxseq"], 10, 64)
 		in.FirstSeen, errs[3] = time.Parse(time.RFC3339Nano, row["first"])
@@ -83,6 +86,9 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 	})
 	if err != nil {
 		return nil, fmt.Errorf("count the agents' records: %w", err)
+	}
+	if err := b.countDistinct(ctx, window, byInstance, rows, byKey); err != nil {
+		return nil, fmt.Errorf("count the agents' distinct records: %w", err)
 	}
 
 	losses := nodeFilter + quote(backend.FieldEventName) + ":=" + quote(backend.EventLoss) + " " + timeRange(from, to)
@@ -143,6 +149,60 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 		return a.Started.Compare(b.Started)
 	})
 	return c, nil
+}
+
+// countDistinct sets the Records of the instances of rows (their records in
+// window, duplicates included) to their distinct seqs. count_uniq holds the
+// seqs it counted, in VictoriaLogs, so no query counts more than scanSpan
+// records: the instances are counted together up to that, and one with more
+// scanSpan seqs at a time.
+func (b *Backend) countDistinct(ctx context.Context, window, byInstance string, rows map[instanceKey]int64, byKey map[instanceKey]*backend.Instance) error {
+	keys := make([]instanceKey, 0, len(rows))
+	for k := range rows {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b instanceKey) int { return cmp.Or(cmp.Compare(a.node, b.node), cmp.Compare(a.id, b.id)) })
+	var batch []string
+	var batchRows int64
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		q := window + " " + quote(backend.FieldServiceInstanceID) + ":in(" + quoteAll(batch) + ") | stats " + byInstance +
+			" count_uniq(" + quote(backend.FieldSeq) + ") as records"
+		batch, batchRows = batch[:0], 0
+		return b.rows(ctx, q, func(row map[string]string) error {
+			in := byKey[instanceKey{row[backend.FieldNode], row[backend.FieldServiceInstanceID]}]
+			if in == nil {
+				return nil // an instance id on a node the first count did not see
+			}
+			n, err := strconv.ParseInt(row["records"], 10, 64)
+			if err != nil {
+				return fmt.Errorf("agent instance row %v: %w", row, err)
+			}
+			in.Records = n
+			return nil
+		})
+	}
+	for _, k := range keys {
+		in := byKey[k]
+		if n := rows[k]; n <= scanSpan {
+			if batchRows+n > scanSpan {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			batch = append(batch, k.id)
+			batchRows += n
+			continue
+		}
+		s := &seqScan{b: b, filter: window + " " + quote(backend.FieldServiceInstanceID) + ":=" + quote(in.ID)}
+		var err error
+		if in.Records, err = s.distinct(ctx, in.MinSeq, in.MaxSeq); err != nil {
+			return err
+		}
+	}
+	return flush()
 }
 
 // findMissing fills in.Missing. When the loss records' seq ranges account

@@ -91,13 +91,7 @@ func (s *seqScan) buckets(ctx context.Context, lo, hi int64, distinct bool) erro
 	if err != nil {
 		return err
 	}
-	// Buckets start at multiples of w, as VictoriaLogs floors a seq (a
-	// forged one may be negative) to one.
-	first := lo - lo%w
-	if first > lo {
-		first -= w
-	}
-	for k := first; k <= hi; k += w {
+	for k := floorTo(lo, w); k <= hi; k += w {
 		a, z := max(k, lo), min(k+w-1, hi)
 		var err error
 		switch n := counts[k]; {
@@ -118,6 +112,75 @@ func (s *seqScan) buckets(ctx context.Context, lo, hi int64, distinct bool) erro
 		}
 	}
 	return nil
+}
+
+// distinct counts the distinct seqs of [lo, hi], at most scanSpan seqs per
+// count_uniq query; a longer range is first counted per bucket with
+// count(), so that empty stretches (before a forged seq far beyond the
+// others, say) cost nothing.
+func (s *seqScan) distinct(ctx context.Context, lo, hi int64) (int64, error) {
+	seq := quote(backend.FieldSeq)
+	if hi-lo+1 <= scanSpan {
+		var total int64
+		err := s.b.rows(ctx, s.query(seqRange(lo, hi)+" | stats count_uniq("+seq+") as n"), func(row map[string]string) error {
+			n, err := strconv.ParseInt(row["n"], 10, 64)
+			total += n
+			return err
+		})
+		return total, err
+	}
+	w := int64(1)
+	for w*scanFanout < hi-lo+1 {
+		w *= 2
+	}
+	counts := make(map[int64]int64, scanFanout+1)
+	q := s.query(seqRange(lo, hi) + " | stats by (" + seq + ":" + strconv.FormatInt(w, 10) + ") count() as n")
+	err := s.b.rows(ctx, q, func(row map[string]string) error {
+		k, err1 := strconv.ParseInt(row[backend.FieldSeq], 10, 64)
+		n, err2 := strconv.ParseInt(row["n"], 10, 64)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("seq bucket row %v: want integers", row)
+		}
+		counts[k] = n
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for k := floorTo(lo, w); k <= hi; k += w {
+		a, z := max(k, lo), min(k+w-1, hi)
+		n := counts[k]
+		switch {
+		case n == 0:
+			continue
+		case 2*n >= z-a+1 && z-a+1 > scanSpan: // dense: count it in pieces
+			for c := a; c <= z; c += scanSpan {
+				d, err := s.distinct(ctx, c, min(z, c+scanSpan-1))
+				if err != nil {
+					return 0, err
+				}
+				total += d
+			}
+			continue
+		}
+		d, err := s.distinct(ctx, a, z)
+		if err != nil {
+			return 0, err
+		}
+		total += d
+	}
+	return total, nil
+}
+
+// floorTo is the largest multiple of w not above n, as VictoriaLogs floors
+// a seq (a forged one may be negative) to its bucket.
+func floorTo(n, w int64) int64 {
+	f := n - n%w
+	if f > n {
+		f -= w
+	}
+	return f
 }
 
 // list emits the runs of rs (ascending, together at most scanList seqs)
