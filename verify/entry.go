@@ -29,16 +29,22 @@ var storeFields = map[string]bool{
 // missingMsg is what VictoriaLogs stores as _msg for a record without a body.
 const missingMsgPrefix = "missing _msg field"
 
-// entry is what the verifier keeps of one stored record.
+// entry is what the verifier keeps of one stored record: it holds one per
+// record of the window, so it is kept small, and what only the records that
+// matter to the proof carry is behind a pointer.
 type entry struct {
 	seq     uint64
 	time    time.Time
-	event   string
+	event   string // interned for the agent's own events (eventName)
 	leaf    chain.Link
 	claimed chain.Link
 	chained bool // carries a well-formed connaudit.chain
+	*special
+}
 
-	// Of the records that matter to the proof.
+// special is what the records that matter to the proof carry; every other
+// record shares noSpecial, which is never written.
+type special struct {
 	key          string        // start: the instance's public key
 	prev         *prevLink     // start: the instance before it on the node
 	heartbeat    time.Duration // start: the promised heartbeat
@@ -46,6 +52,19 @@ type entry struct {
 	cp           *checkpointR  // checkpoint
 	lossReason   string        // loss
 	lossF, lossL uint64        // loss: seqs named, when any
+}
+
+var noSpecial = &special{}
+
+// eventName returns the agent's event names as constants, so that a
+// record's entry does not keep the row's copy alive.
+func eventName(s string) string {
+	for _, ev := range trail.Events {
+		if s == string(ev) {
+			return string(ev)
+		}
+	}
+	return s
 }
 
 type checkpointR struct {
@@ -71,7 +90,8 @@ func (c *canonicalizer) entry(row map[string]string) (entry, error) {
 	if e.time, err = time.Parse(time.RFC3339Nano, row[fieldTime]); err != nil {
 		return e, fmt.Errorf("seq %d: bad %s %q", seq, fieldTime, row[fieldTime])
 	}
-	e.event = row[fieldEvent]
+	e.event = eventName(row[fieldEvent])
+	e.special = noSpecial
 	sev, _ := strconv.ParseInt(row[fieldSeverity], 10, 64)
 	body := row[fieldMsg]
 	if strings.HasPrefix(body, missingMsgPrefix) {
@@ -90,6 +110,10 @@ func (c *canonicalizer) entry(row map[string]string) (entry, error) {
 		}
 	}
 	u := func(k trail.Key) uint64 { n, _ := strconv.ParseUint(row[string(k)], 10, 64); return n }
+	switch trail.Event(e.event) {
+	case trail.EventAgentStart, trail.EventAgentStop, trail.EventCheckpoint, trail.EventLoss:
+		e.special = &special{}
+	}
 	switch trail.Event(e.event) {
 	case trail.EventAgentStart:
 		e.key = row[string(trail.KeyAgentKey)]

@@ -31,10 +31,8 @@ func (j *judge) find(first, last uint64, kind Kind, format string, args ...any) 
 }
 
 func (j *judge) run() {
-	for s := range j.in.bySeq {
-		j.seqs = append(j.seqs, s)
-	}
-	slices.Sort(j.seqs)
+	j.in.group()
+	j.seqs = j.in.seqs
 	j.proof = Proof{Node: j.node, Instance: j.id, FirstSeq: j.seqs[0], LastSeq: j.seqs[len(j.seqs)-1], Records: len(j.seqs)}
 	j.walk()
 	j.reclassify()
@@ -72,10 +70,10 @@ func compareU(a, b uint64) int {
 	return 0
 }
 
-// distinct drops identical copies (replays) of one seq.
-func (j *judge) distinct(s uint64) []*entry {
+// distinct drops identical copies (replays) of the i-th seq.
+func (j *judge) distinct(i int) []*entry {
 	var out []*entry
-	copies := j.in.bySeq[s]
+	copies := j.in.at(i)
 	for i := range copies {
 		dup := false
 		for _, o := range out {
@@ -104,8 +102,9 @@ func (j *judge) continued(i int, e *entry) bool {
 	if i+1 >= len(j.seqs) || j.seqs[i+1] != j.seqs[i]+1 {
 		return false
 	}
-	for _, n := range j.in.bySeq[j.seqs[i+1]] {
-		if verifies(e.claimed, &n) {
+	next := j.in.at(i + 1)
+	for k := range next {
+		if verifies(e.claimed, &next[k]) {
 			return true
 		}
 	}
@@ -136,7 +135,7 @@ func (j *judge) walk() {
 		if hole {
 			j.holes = append(j.holes, seqRange{expect, s - 1})
 		}
-		copies := j.distinct(s)
+		copies := j.distinct(i)
 		var good, chained []*entry
 		for _, c := range copies {
 			if c.chained {
@@ -204,12 +203,25 @@ func (j *judge) walk() {
 }
 
 // reclassify names an altered record that carries another seq's chain
-// value: a record moved to another seq.
+// value: a record moved to another seq. Only the chain values of altered
+// records are looked for, so that memory does not grow with the instance.
 func (j *judge) reclassify() {
-	at := make(map[chain.Link][]uint64, len(j.chosen))
+	want := map[chain.Link][]uint64{}
+	for _, f := range j.findings {
+		if f.Kind != Altered || f.First != f.Last {
+			continue
+		}
+		k, _ := slices.BinarySearch(j.seqs, f.First)
+		if k < len(j.seqs) && j.seqs[k] == f.First && j.chosen[k].chained {
+			want[j.chosen[k].claimed] = nil
+		}
+	}
+	if len(want) == 0 {
+		return
+	}
 	for i, e := range j.chosen {
-		if e.chained {
-			at[e.claimed] = append(at[e.claimed], j.seqs[i])
+		if at, ok := want[e.claimed]; ok && e.chained {
+			want[e.claimed] = append(at, j.seqs[i])
 		}
 	}
 	for i := range j.findings {
@@ -219,7 +231,7 @@ func (j *judge) reclassify() {
 		}
 		k, _ := slices.BinarySearch(j.seqs, f.First)
 		if k < len(j.seqs) && j.seqs[k] == f.First {
-			for _, t := range at[j.chosen[k].claimed] {
+			for _, t := range want[j.chosen[k].claimed] {
 				if t != f.First {
 					f.Kind = Reordered
 					f.Detail = fmt.Sprintf("the record carries the chain value of seq %d: it was moved from there", t)

@@ -32,12 +32,23 @@ type startLink struct {
 func (v *Verifier) links() []startLink {
 	var out []startLink
 	for k, in := range v.instances {
-		for s, copies := range in.bySeq {
-			for _, e := range copies {
-				if e.prev != nil {
-					out = append(out, startLink{node: k.node, id: k.id, seq: s, prev: *e.prev})
-					break
-				}
+		out = append(out, in.startLinks(k)...)
+	}
+	return out
+}
+
+// startLinks are the links of in's start records.
+func (in *instance) startLinks(k instanceKey) []startLink {
+	if in.judged {
+		return in.links
+	}
+	var out []startLink
+	in.group()
+	for i, s := range in.seqs {
+		for _, e := range in.at(i) {
+			if e.prev != nil {
+				out = append(out, startLink{node: k.node, id: k.id, seq: s, prev: *e.prev})
+				break
 			}
 		}
 	}
@@ -49,7 +60,7 @@ func (v *Verifier) links() []startLink {
 func (v *Verifier) Predecessors() []Predecessor {
 	var out []Predecessor
 	for _, l := range v.links() {
-		if in := v.instances[instanceKey{l.node, l.prev.instance}]; in != nil && len(in.bySeq[l.prev.seq]) > 0 {
+		if in := v.instances[instanceKey{l.node, l.prev.instance}]; in != nil && len(in.copies(l.prev.seq)) > 0 {
 			continue
 		}
 		out = append(out, Predecessor{l.prev.instance, l.prev.seq})
@@ -69,14 +80,12 @@ func (v *Verifier) lineage(r *Report) []Finding {
 		var claimed []chain.Link
 		var lastSeq uint64
 		if in := v.instances[pk]; in != nil {
-			for _, e := range in.bySeq[l.prev.seq] {
+			for _, e := range in.copies(l.prev.seq) {
 				if e.chained {
 					claimed = append(claimed, e.claimed)
 				}
 			}
-			for s := range in.bySeq {
-				lastSeq = max(lastSeq, s)
-			}
+			lastSeq = in.lastSeq()
 		}
 		claimed = append(claimed, v.outside[outsideKey{l.prev.instance, l.prev.seq}]...)
 		f := Finding{Node: l.node, Instance: l.prev.instance, First: l.prev.seq, Last: l.prev.seq}

@@ -13,7 +13,8 @@ import (
 )
 
 // Source is a store of the trail, as verify reads it: every record with
-// every field, values as text (backend/victorialogs implements it).
+// every field, values as text (backend/victorialogs implements it). A
+// source may reuse a row's map once each returns, so each keeps none.
 type Source interface {
 	// Trail calls each with every record of the window [from, to) that
 	// carries a connaudit.seq, on the given nodes (all when empty).
@@ -21,6 +22,17 @@ type Source interface {
 	// InstanceRecords calls each with the records of one instance, at any
 	// time before to: its start record (start), or those at seq.
 	InstanceRecords(ctx context.Context, instance string, start bool, seq uint64, to time.Time, each func(map[string]string) error) error
+}
+
+// InstanceSource is a Source that can also give one instance's records at
+// a time, so that Run holds one instance's records, not the window's.
+type InstanceSource interface {
+	Source
+	// Instances lists the service.instance.id of every instance with a
+	// record that carries a connaudit.seq in [from, to) on the given nodes.
+	Instances(ctx context.Context, from, to time.Time, nodes []string) ([]string, error)
+	// InstanceTrail is Trail for one instance.
+	InstanceTrail(ctx context.Context, from, to time.Time, nodes []string, instance string, each func(map[string]string) error) error
 }
 
 // Request is one `connaudit verify`.
@@ -44,13 +56,35 @@ func Run(ctx context.Context, src Source, r Request, stdout io.Writer) error {
 	// A window that ends in the future ends now for an instance's silence.
 	opt.Until, opt.TrustedKey = minTime(r.To, time.Now()), r.TrustedKey
 	v := New(opt)
-	if err := src.Trail(ctx, r.From, r.To, r.Nodes, v.Add); err != nil {
-		return fmt.Errorf("read the trail: %w", err)
-	}
 	// Instances whose start is before the window: their key and heartbeat.
-	for _, id := range v.withoutStart() {
-		if err := src.InstanceRecords(ctx, id, true, 0, r.To, v.AddStart); err != nil {
-			return fmt.Errorf("read the start record of instance %s: %w", id, err)
+	addStarts := func() error {
+		for _, id := range v.withoutStart() {
+			if err := src.InstanceRecords(ctx, id, true, 0, r.To, v.AddStart); err != nil {
+				return fmt.Errorf("read the start record of instance %s: %w", id, err)
+			}
+		}
+		return nil
+	}
+	if is, ok := src.(InstanceSource); ok {
+		ids, err := is.Instances(ctx, r.From, r.To, r.Nodes)
+		if err != nil {
+			return fmt.Errorf("list the agent instances of the window: %w", err)
+		}
+		for _, id := range ids {
+			if err := is.InstanceTrail(ctx, r.From, r.To, r.Nodes, id, v.Add); err != nil {
+				return fmt.Errorf("read the trail of instance %s: %w", id, err)
+			}
+			if err := addStarts(); err != nil {
+				return err
+			}
+			v.Flush()
+		}
+	} else {
+		if err := src.Trail(ctx, r.From, r.To, r.Nodes, v.Add); err != nil {
+			return fmt.Errorf("read the trail: %w", err)
+		}
+		if err := addStarts(); err != nil {
+			return err
 		}
 	}
 	for _, p := range v.Predecessors() {
@@ -111,9 +145,13 @@ func yesNo(b bool, yes, no string) string {
 func (v *Verifier) withoutStart() []string {
 	var out []string
 	for k, in := range v.instances {
+		if in.judged {
+			continue
+		}
+		in.group()
 		has := false
-		for _, copies := range in.bySeq {
-			if len(copies) > 0 && trail.Event(copies[0].event) == trail.EventAgentStart {
+		for i := range in.seqs {
+			if trail.Event(in.at(i)[0].event) == trail.EventAgentStart {
 				has = true
 				break
 			}

@@ -3,6 +3,7 @@ package verify_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,80 @@ func (s sliceSource) InstanceRecords(_ context.Context, instance string, start b
 		}
 	}
 	return nil
+}
+
+// instanceSource is a sliceSource that gives one instance at a time, as
+// VictoriaLogs does, so that Run judges and lets go of each in turn.
+type instanceSource struct {
+	sliceSource
+	listed []string // the instances InstanceTrail was asked for, in order
+}
+
+func (s *instanceSource) Instances(_ context.Context, _, _ time.Time, _ []string) ([]string, error) {
+	var ids []string
+	for _, r := range s.rows {
+		id := r[string(trail.KeyServiceInstanceID)]
+		if s.window[id] && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+func (s *instanceSource) InstanceTrail(_ context.Context, _, _ time.Time, _ []string, instance string, each func(map[string]string) error) error {
+	s.listed = append(s.listed, instance)
+	for _, r := range s.rows {
+		if r[string(trail.KeyServiceInstanceID)] == instance && s.window[instance] {
+			if err := each(r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// TestRunOneInstanceAtATime verifies a node's lineage of three instances
+// read one at a time: each instance's records are let go once it is judged,
+// so the record a later start record names is fetched again.
+func TestRunOneInstanceAtATime(t *testing.T) {
+	a, b, c := lineage(t)
+	all := append(append(append([]map[string]string{}, a...), b...), c...)
+	from, to := time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC), time.Now().Add(time.Hour)
+	window := map[string]bool{"instance-a": true, "instance-b": true, "instance-c": true}
+	src := &instanceSource{sliceSource: sliceSource{all, window}}
+	var out strings.Builder
+	if err := verify.Run(t.Context(), src, verify.Request{From: from, To: to, Format: "table"}, &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "Verified: 3 instance(s)") || !slices.Equal(src.listed, []string{"instance-a", "instance-b", "instance-c"}) {
+		t.Errorf("read %v; report:\n%s", src.listed, out.String())
+	}
+
+	// Instance b's tail, the record instance c's start record names, and
+	// its stop record deleted.
+	var kept []map[string]string
+	for _, r := range all {
+		if !(r[string(trail.KeyServiceInstanceID)] == "instance-b" && seqOf(r) >= 45) {
+			kept = append(kept, r)
+		}
+	}
+	out.Reset()
+	src = &instanceSource{sliceSource: sliceSource{kept, window}}
+	err := verify.Run(t.Context(), src, verify.Request{From: from, To: to, Format: "json"}, &out)
+	if !errors.Is(err, verify.ErrFindings) || !strings.Contains(out.String(), `"instance":"instance-b"`) || !strings.Contains(out.String(), `"kind":"deleted"`) {
+		t.Errorf("err %v, report:\n%s", err, out.String())
+	}
+	// The same findings as from the whole window at once.
+	var whole strings.Builder
+	req := verify.Request{From: from, To: to, Format: "table"}
+	_ = verify.Run(t.Context(), sliceSource{kept, window}, req, &whole)
+	out.Reset()
+	_ = verify.Run(t.Context(), &instanceSource{sliceSource: sliceSource{kept, window}}, req, &out)
+	if out.String() != whole.String() {
+		t.Errorf("one instance at a time:\n%s\nthe whole window:\n%s", out.String(), whole.String())
+	}
+	t.Log(out.String())
 }
 
 func TestRunReadsWhatTheWindowNeeds(t *testing.T) {

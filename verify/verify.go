@@ -115,7 +115,17 @@ var DefaultOptions = Options{MaxUnsealed: 30 * time.Second, MaxUnsealedRecords: 
 type instanceKey struct{ node, id string }
 
 type instance struct {
-	bySeq     map[uint64][]entry
+	// entries are its records as added; group sorts them by seq (stably,
+	// so copies keep the order they came in) and indexes them.
+	entries []entry
+	grouped bool
+	seqs    []uint64 // distinct, ascending, once grouped
+	starts  []int32  // entries[starts[i]:starts[i+1]] are the copies of seqs[i]
+	// Once judged (Flush), the records are let go; what lineage needs of
+	// them stays.
+	judged    bool
+	last      uint64        // its largest seq
+	links     []startLink   // its start records' links to the instance before
 	keys      []string      // public keys of start records
 	heartbeat time.Duration // promised by its start record
 	proof     *Proof
@@ -125,8 +135,16 @@ type instance struct {
 type Verifier struct {
 	opt       Options
 	instances map[instanceKey]*instance
+	verdicts  []verdict // of the instances judged so far
 	canon     canonicalizer
 	outside   map[outsideKey][]chain.Link // chain values of records before the window, by instance and seq
+}
+
+// verdict is what judging one instance showed.
+type verdict struct {
+	key      instanceKey
+	proof    Proof
+	findings []Finding
 }
 
 type outsideKey struct {
@@ -151,7 +169,7 @@ func (v *Verifier) instance(row map[string]string) (*instance, error) {
 	k := instanceKey{node, id}
 	in := v.instances[k]
 	if in == nil {
-		in = &instance{bySeq: map[uint64][]entry{}}
+		in = &instance{}
 		v.instances[k] = in
 	}
 	return in, nil
@@ -163,11 +181,15 @@ func (v *Verifier) Add(row map[string]string) error {
 	if err != nil {
 		return err
 	}
+	if in.judged {
+		return fmt.Errorf("instance %s: a record after the instance was judged", row[string(trail.KeyServiceInstanceID)])
+	}
 	e, err := v.canon.entry(row)
 	if err != nil {
 		return fmt.Errorf("instance %s: %w", row[string(trail.KeyServiceInstanceID)], err)
 	}
-	in.bySeq[e.seq] = append(in.bySeq[e.seq], e)
+	in.entries = append(in.entries, e)
+	in.grouped = false
 	return nil
 }
 
@@ -201,25 +223,83 @@ func (v *Verifier) AddOutside(row map[string]string) error {
 	return nil
 }
 
-// Report judges every instance seen.
-func (v *Verifier) Report() *Report {
-	r := &Report{}
-	keys := make([]instanceKey, 0, len(v.instances))
-	for k := range v.instances {
-		keys = append(keys, k)
+// group sorts and indexes the entries by seq.
+func (in *instance) group() {
+	if in.grouped {
+		return
 	}
-	slices.SortFunc(keys, func(a, b instanceKey) int {
-		return cmp.Or(cmp.Compare(a.node, b.node), cmp.Compare(a.id, b.id))
-	})
-	for _, k := range keys {
-		in := v.instances[k]
-		if len(in.bySeq) == 0 {
+	slices.SortStableFunc(in.entries, func(a, b entry) int { return cmp.Compare(a.seq, b.seq) })
+	in.seqs, in.starts = in.seqs[:0], in.starts[:0]
+	for i, e := range in.entries {
+		if i == 0 || e.seq != in.entries[i-1].seq {
+			in.seqs = append(in.seqs, e.seq)
+			in.starts = append(in.starts, int32(i))
+		}
+	}
+	in.starts = append(in.starts, int32(len(in.entries)))
+	in.grouped = true
+}
+
+// at returns the copies of the i-th distinct seq; group first.
+func (in *instance) at(i int) []entry { return in.entries[in.starts[i]:in.starts[i+1]] }
+
+// copies returns the copies of seq s.
+func (in *instance) copies(s uint64) []entry {
+	in.group()
+	if i, ok := slices.BinarySearch(in.seqs, s); ok {
+		return in.at(i)
+	}
+	return nil
+}
+
+// lastSeq is its largest seq, 0 without records.
+func (in *instance) lastSeq() uint64 {
+	if in.judged && in.entries == nil {
+		return in.last
+	}
+	in.group()
+	if len(in.seqs) == 0 {
+		return 0
+	}
+	return in.seqs[len(in.seqs)-1]
+}
+
+// Flush judges every instance added since the last Flush and lets go of
+// its records, keeping its proof, its findings and what lineage needs: a
+// caller that adds one instance at a time holds one instance's records, not
+// the window's. No record of a flushed instance may be added after.
+func (v *Verifier) Flush() { v.judgeAll(true) }
+
+// judgeAll judges the instances not judged yet, and lets go of their
+// records if release.
+func (v *Verifier) judgeAll(release bool) {
+	for k, in := range v.instances {
+		if in.judged || len(in.entries) == 0 {
 			continue
 		}
 		j := judge{opt: v.opt, node: k.node, id: k.id, in: in}
 		j.run()
-		r.Instances = append(r.Instances, j.proof)
-		r.Findings = append(r.Findings, j.findings...)
+		v.verdicts = append(v.verdicts, verdict{k, j.proof, j.findings})
+		in.links, in.last = in.startLinks(k), in.lastSeq()
+		in.judged = true
+		if release {
+			in.entries, in.seqs, in.starts, in.grouped = nil, nil, nil, false
+		}
+	}
+}
+
+// Report judges every instance seen. The records of instances not flushed
+// are still at hand for lineage; those of flushed ones that a start record
+// names must have been given to AddOutside (see Predecessors).
+func (v *Verifier) Report() *Report {
+	v.judgeAll(false)
+	slices.SortFunc(v.verdicts, func(a, b verdict) int {
+		return cmp.Or(cmp.Compare(a.key.node, b.key.node), cmp.Compare(a.key.id, b.key.id))
+	})
+	r := &Report{}
+	for _, vd := range v.verdicts {
+		r.Instances = append(r.Instances, vd.proof)
+		r.Findings = append(r.Findings, vd.findings...)
 	}
 	r.Findings = append(r.Findings, v.lineage(r)...)
 	r.Verified = r.OK()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/connaudit/connaudit/backend"
@@ -14,8 +13,9 @@ import (
 
 type instanceKey struct{ node, id string }
 
-// Coverage implements backend.Backend with at most three aggregating queries
-// and one listing of sequence numbers per instance whose counts do not add up.
+// Coverage implements backend.Backend with three aggregating queries, and
+// for each instance whose counts do not add up a few counts per bucket of
+// sequence numbers (see scanMissing).
 func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []string) (*backend.Coverage, error) {
 	c := &backend.Coverage{From: from, To: to, AsOf: time.Now()}
 	byKey := map[instanceKey]*backend.Instance{}
@@ -65,12 +65,14 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 	}
 
 	window := nodeFilter + timeRange(from, to) + " " + quote(backend.FieldSeq) + ":*"
-	stats := window + " | stats by (" + quoteAll([]string{backend.FieldNode, backend.FieldServiceInstanceID}) + ") count_uniq(" + quote(backend.FieldSeq) +
-		") as records, min(" + quote(backend.FieldSeq) + ") as minseq, max(" + quote(backend.FieldSeq) + ") as maxseq, min(_time) as first, max(_time) as last"
+	byInstance := "by (" + quoteAll([]string{backend.FieldNode, backend.FieldServiceInstanceID}) + ")"
+	stats := window + " | stats " + byInstance + " count() as rows, min(" + quote(backend.FieldSeq) + ") as minseq, max(" +
+		quote(backend.FieldSeq) + ") as maxseq, min(_time) as first, max(_time) as last"
+	rows := map[instanceKey]int64{}
 	err = b.rows(ctx, stats, func(row map[string]string) error {
 		in := get(row)
 		var errs [5]error
-		in.Records, errs[0] = strconv.ParseInt(row["records"], 10, 64)
+		rows[instanceKey{in.Node, in.ID}], errs[0] = strconv.ParseInt(row["rows"], 10, 64)
 		in.MinSeq, errs[1] = strconv.ParseInt(row["minseq"], 10, 64)
 		in.MaxSeq, errs[2] = strconv.ParseInt(row["maxseq"], 10, 64)
 		in.FirstSeen, errs[3] = time.Parse(time.RFC3339Nano, row["first"])
@@ -84,6 +86,9 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 	})
 	if err != nil {
 		return nil, fmt.Errorf("count the agents' records: %w", err)
+	}
+	if err := b.countDistinct(ctx, window, byInstance, rows, byKey); err != nil {
+		return nil, fmt.Errorf("count the agents' distinct records: %w", err)
 	}
 
 	losses := nodeFilter + quote(backend.FieldEventName) + ":=" + quote(backend.EventLoss) + " " + timeRange(from, to)
@@ -146,9 +151,64 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 	return c, nil
 }
 
+// countDistinct sets the Records of the instances of rows (their records in
+// window, duplicates included) to their distinct seqs. count_uniq holds the
+// seqs it counted, in VictoriaLogs, so no query counts more than scanSpan
+// records: the instances are counted together up to that, and one with more
+// scanSpan seqs at a time.
+func (b *Backend) countDistinct(ctx context.Context, window, byInstance string, rows map[instanceKey]int64, byKey map[instanceKey]*backend.Instance) error {
+	keys := make([]instanceKey, 0, len(rows))
+	for k := range rows {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b instanceKey) int { return cmp.Or(cmp.Compare(a.node, b.node), cmp.Compare(a.id, b.id)) })
+	var batch []string
+	var batchRows int64
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		q := window + " " + quote(backend.FieldServiceInstanceID) + ":in(" + quoteAll(batch) + ") | stats " + byInstance +
+			" count_uniq(" + quote(backend.FieldSeq) + ") as records"
+		batch, batchRows = batch[:0], 0
+		return b.rows(ctx, q, func(row map[string]string) error {
+			in := byKey[instanceKey{row[backend.FieldNode], row[backend.FieldServiceInstanceID]}]
+			if in == nil {
+				return nil // an instance id on a node the first count did not see
+			}
+			n, err := strconv.ParseInt(row["records"], 10, 64)
+			if err != nil {
+				return fmt.Errorf("agent instance row %v: %w", row, err)
+			}
+			in.Records = n
+			return nil
+		})
+	}
+	for _, k := range keys {
+		in := byKey[k]
+		if n := rows[k]; n <= scanSpan {
+			if batchRows+n > scanSpan {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			batch = append(batch, k.id)
+			batchRows += n
+			continue
+		}
+		s := &seqScan{b: b, filter: window + " " + quote(backend.FieldServiceInstanceID) + ":=" + quote(in.ID)}
+		var err error
+		if in.Records, err = s.distinct(ctx, in.MinSeq, in.MaxSeq); err != nil {
+			return err
+		}
+	}
+	return flush()
+}
+
 // findMissing fills in.Missing. When the loss records' seq ranges account
 // for exactly the numbers absent from [MinSeq, MaxSeq], those ranges are the
-// holes; otherwise the instance's sequence numbers are listed to find them.
+// holes; otherwise VictoriaLogs counts the instance's sequence numbers per
+// bucket to find them (scanMissing), without listing them all.
 func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *backend.Instance) error {
 	if in.Records == 0 {
 		return nil
@@ -172,84 +232,7 @@ func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *backe
 		}
 		return nil
 	}
-	type seqAt struct {
-		seq int64
-		at  time.Time
-	}
-	var seqs []seqAt
-	err := b.rows(ctx, instanceQuery(in, timeRange(from, to)), func(row map[string]string) error {
-		if n, err := strconv.ParseInt(row[backend.FieldSeq], 10, 64); err == nil {
-			t, _ := time.Parse(time.RFC3339Nano, row["_time"])
-			seqs = append(seqs, seqAt{n, t})
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("list the sequence numbers of agent instance %s: %w", in.ID, err)
-	}
-	slices.SortFunc(seqs, func(a, b seqAt) int { return cmp.Compare(a.seq, b.seq) })
-	var holes []backend.Hole
-	for i := 1; i < len(seqs); i++ {
-		if seqs[i].seq > seqs[i-1].seq+1 {
-			holes = append(holes, backend.Hole{
-				Seqs:  backend.SeqRange{First: seqs[i-1].seq + 1, Last: seqs[i].seq - 1},
-				After: seqs[i-1].at, Before: seqs[i].at,
-			})
-		}
-	}
-	if len(holes) == 0 {
-		return nil
-	}
-	// Records are timestamped when the kernel saw the connect, numbered when
-	// the agent read them: one drained from the pinned capture at a restart
-	// is older than the start record before it in seq. Such a record is
-	// outside the window, not missing.
-	var inHoles []string
-	for _, h := range holes {
-		inHoles = append(inHoles, quote(backend.FieldSeq)+":range["+strconv.FormatInt(h.Seqs.First, 10)+", "+strconv.FormatInt(h.Seqs.Last, 10)+"]")
-	}
-	present := map[int64]bool{}
-	err = b.rows(ctx, instanceQuery(in, "("+strings.Join(inHoles, " or ")+")"), func(row map[string]string) error {
-		if n, err := strconv.ParseInt(row[backend.FieldSeq], 10, 64); err == nil {
-			present[n] = true
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("look for agent instance %s's missing sequence numbers outside the window: %w", in.ID, err)
-	}
-	for _, h := range holes {
-		for _, r := range absentRuns(h.Seqs, present) {
-			in.Missing = append(in.Missing, backend.Hole{Seqs: r, After: h.After, Before: h.Before})
-		}
-	}
-	return nil
-}
-
-// instanceQuery is the LogsQL query of the sequence numbers of in's records
-// that match filter.
-func instanceQuery(in *backend.Instance, filter string) string {
-	q := &query{}
-	q.in(backend.FieldNode, []string{in.Node})
-	q.add(quote(backend.FieldServiceInstanceID) + ":=" + quote(in.ID))
-	q.add(filter)
-	return q.String() + " | fields _time, " + quote(backend.FieldSeq)
-}
-
-// absentRuns returns the runs of numbers in r that are not in present.
-func absentRuns(r backend.SeqRange, present map[int64]bool) []backend.SeqRange {
-	var out []backend.SeqRange
-	for n := r.First; n <= r.Last; n++ {
-		if present[n] {
-			continue
-		}
-		if len(out) > 0 && out[len(out)-1].Last == n-1 {
-			out[len(out)-1].Last = n
-		} else {
-			out = append(out, backend.SeqRange{First: n, Last: n})
-		}
-	}
-	return out
+	return b.scanMissing(ctx, from, to, in)
 }
 
 func lossOf(row map[string]string) (backend.Loss, error) {

@@ -2,6 +2,7 @@ package victorialogs
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"time"
 
@@ -15,6 +16,34 @@ func (b *Backend) Trail(ctx context.Context, from, to time.Time, nodes []string,
 	q := &query{}
 	q.in(backend.FieldNode, nodes)
 	q.add(timeRange(from, to))
+	q.add(quote(backend.FieldSeq) + ":*")
+	return b.rows(ctx, q.String(), each)
+}
+
+// Instances lists the service.instance.id of every instance with a record
+// of [from, to) that carries a connaudit.seq, in name order.
+func (b *Backend) Instances(ctx context.Context, from, to time.Time, nodes []string) ([]string, error) {
+	q := &query{}
+	q.in(backend.FieldNode, nodes)
+	q.add(timeRange(from, to))
+	q.add(quote(backend.FieldSeq) + ":*")
+	var ids []string
+	err := b.rows(ctx, q.String()+" | stats by ("+quote(backend.FieldServiceInstanceID)+") count() as n", func(row map[string]string) error {
+		if id := row[backend.FieldServiceInstanceID]; id != "" {
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	slices.Sort(ids)
+	return ids, err
+}
+
+// InstanceTrail is Trail for the records of one instance.
+func (b *Backend) InstanceTrail(ctx context.Context, from, to time.Time, nodes []string, instance string, each func(map[string]string) error) error {
+	q := &query{}
+	q.in(backend.FieldNode, nodes)
+	q.add(timeRange(from, to))
+	q.add(quote(backend.FieldServiceInstanceID) + ":=" + quote(instance))
 	q.add(quote(backend.FieldSeq) + ":*")
 	return b.rows(ctx, q.String(), each)
 }

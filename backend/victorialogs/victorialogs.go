@@ -10,6 +10,7 @@ package victorialogs
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -129,7 +130,8 @@ func (e *unreachableError) Is(target error) bool {
 func (e *unreachableError) Unwrap() error { return e.err }
 
 // rows runs a LogsQL query and calls each with every result row, a JSON
-// object of string values.
+// object of string values. The map is reused for the next row: each must
+// not keep it (its strings it may).
 func (b *Backend) rows(ctx context.Context, logsql string, each func(map[string]string) error) error {
 	body, err := b.get(ctx, "/select/logsql/query", url.Values{"query": {logsql}})
 	if err != nil {
@@ -137,8 +139,10 @@ func (b *Backend) rows(ctx context.Context, logsql string, each func(map[string]
 	}
 	defer body.Close()
 	dec := newLineDecoder(body)
+	row := map[string]string{}
 	for {
-		row, err := dec.next()
+		clear(row)
+		err := dec.into(row)
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -161,21 +165,29 @@ func newLineDecoder(r io.Reader) *lineDecoder {
 }
 
 func (d *lineDecoder) next() (map[string]string, error) {
+	row := map[string]string{}
+	if err := d.into(row); err != nil {
+		return nil, err
+	}
+	return row, nil
+}
+
+// into decodes the next row into row, an empty map.
+func (d *lineDecoder) into(row map[string]string) error {
 	for d.sc.Scan() {
 		line := d.sc.Bytes()
-		if len(strings.TrimSpace(string(line))) == 0 {
+		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		row := map[string]string{}
 		if err := json.Unmarshal(line, &row); err != nil {
-			return nil, fmt.Errorf("decode VictoriaLogs row %.200q: %w", line, err)
+			return fmt.Errorf("decode VictoriaLogs row %.200q: %w", line, err)
 		}
-		return row, nil
+		return nil
 	}
 	if err := d.sc.Err(); err != nil {
-		return nil, fmt.Errorf("read VictoriaLogs answer: %w", err)
+		return fmt.Errorf("read VictoriaLogs answer: %w", err)
 	}
-	return nil, io.EOF
+	return io.EOF
 }
 
 // statusMessage is the message of a Kubernetes Status (what the API server's
