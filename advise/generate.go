@@ -212,7 +212,7 @@ func (g *generator) run(ctx context.Context) (*Advice, error) {
 
 	advice := &Advice{}
 	for _, gap := range g.history.Gaps {
-		advice.Warnings = append(advice.Warnings, "the trail has a gap, so the advice may be incomplete: "+gapText(gap))
+		advice.Warnings = append(advice.Warnings, "the trail has a gap, so the advice may be incomplete: "+gap.String())
 	}
 	keys := slices.SortedFunc(maps.Keys(g.workloads), func(a, b workloadKey) int {
 		return strings.Compare(a.kind+"/"+a.name, b.kind+"/"+b.name)
@@ -556,7 +556,7 @@ func (g *generator) meta(name string) metav1.ObjectMeta {
 	if len(h.Gaps) > 0 {
 		var parts []string
 		for _, gap := range h.Gaps {
-			parts = append(parts, gapText(gap))
+			parts = append(parts, gap.String())
 		}
 		gaps = fmt.Sprintf("%d: %s", len(h.Gaps), strings.Join(parts, "; "))
 	}
@@ -718,7 +718,8 @@ func describeSource(s Source) string {
 	return fmt.Sprintf("%s on node %s (%s)", s.Kind, s.Node, s.Address)
 }
 
-func gapText(g Gap) string {
+// String says what the gap is, where and when.
+func (g Gap) String() string {
 	what := g.Reason
 	if g.Count > 0 {
 		what = fmt.Sprintf("%d records lost (%s)", g.Count, g.Reason)

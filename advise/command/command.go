@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -86,7 +85,7 @@ func Check(ctx context.Context, b backend.Backend, cluster advise.Cluster, r Che
 		return err
 	}
 	for _, g := range h.Gaps {
-		fmt.Fprintln(stderr, "connaudit: warning: the trail has a gap, so the check may be incomplete:", gapText(g))
+		fmt.Fprintln(stderr, "connaudit: warning: the trail has a gap, so the check may be incomplete:", g)
 	}
 	res, err := check.Check(ctx, policies, sortFlows(h.Flows), cluster)
 	if err != nil {
@@ -172,10 +171,3 @@ func destinationName(d advise.Destination) string {
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
-func gapText(g advise.Gap) string {
-	s := g.Reason
-	if g.Count > 0 {
-		s = strconv.FormatInt(g.Count, 10) + " records, " + s
-	}
-	return fmt.Sprintf("node %s, %s to %s: %s", g.Node, formatTime(g.First), formatTime(g.Last), s)
-}
