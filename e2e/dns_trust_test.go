@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -224,9 +225,24 @@ func TestDNSFloodLeavesOtherNamespacesNamed(t *testing.T) {
 	}
 	sent := <-flooded
 
+	unnamed := false
 	for _, r := range s.vl.WaitFor(t, fmt.Sprintf(`event_name:="tcp.connect" connaudit.netns:=%d network.peer.address:="203.0.113.80"`, victimNetns), connects, time.Minute) {
 		if r["server.address"] != "api.example.com" || r["connaudit.outcome"] != "established" {
+			unnamed = true
 			t.Errorf("a connect during the flood: server.address %q, outcome %q: %v", r["server.address"], r["connaudit.outcome"], r)
+		}
+	}
+	if unnamed { // what the agent made of the victim's DNS traffic
+		rows, err := s.vl.Query(t.Context(), fmt.Sprintf(`(event_name:="dns.answer" or event_name:="dns.rejected") connaudit.netns:=%d`, victimNetns))
+		t.Logf("the victim's DNS records (%v):", err)
+		for _, r := range rows {
+			t.Logf("  %s %s %s %s", r["_time"], r["event_name"], r["dns.question.name"], r["connaudit.dns.rejected"])
+		}
+		metrics, _ := s.agent.Metrics()
+		for _, line := range strings.Split(metrics, "\n") {
+			if strings.HasPrefix(line, "connaudit_dns_") || strings.HasPrefix(line, "connaudit_records_lost") {
+				t.Log("  " + line)
+			}
 		}
 	}
 	limited := metricValue(t, s, `connaudit_dns_packets_total{result="rate_limited"}`)

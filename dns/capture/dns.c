@@ -180,6 +180,13 @@ static __always_inline void copy_packet(struct __sk_buff *skb, __u8 direction)
 		return; // a bare TCP ACK, SYN or FIN
 	__u32 len = skb->len - payload_off;
 
+	// The time is taken before the reservation: a packet placed in the
+	// ring after another is then never older than it, which is what lets
+	// userspace know that everything before a connect's time was read once
+	// it has read a packet stamped after it. (Stamped after reserving, a
+	// packet delayed in between, say by an interrupt, would carry a later
+	// time than answers placed behind it.)
+	__u64 now = bpf_ktime_get_boot_ns();
 	struct dns_packet *p = bpf_ringbuf_reserve(&packets, sizeof(*p), 0);
 	if (!p) {
 		// Never lose silently: userspace reports the count.
@@ -192,7 +199,7 @@ static __always_inline void copy_packet(struct __sk_buff *skb, __u8 direction)
 	__u32 caplen = len;
 	if (caplen > PAYLOAD_MAX)
 		caplen = PAYLOAD_MAX;
-	p->time_ns = bpf_ktime_get_boot_ns();
+	p->time_ns = now;
 	p->cgroup_id = bpf_skb_cgroup_id(skb);
 	p->netns = socket_netns(skb);
 	p->len = len;
