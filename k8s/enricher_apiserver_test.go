@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -573,5 +574,23 @@ func TestEnricherAPIServerOutages(t *testing.T) {
 	})
 	if n := rec.count(slog.LevelWarn, unreachable); n != 2 {
 		t.Errorf("%d outage warnings for two outages", n)
+	}
+}
+
+// TestEnricherForbidden runs the enricher as a user without RBAC permissions:
+// its warning says that the API server refuses it, and the API server's
+// answer, decoded from its Status, names the verb and resource missing.
+func TestEnricherForbidden(t *testing.T) {
+	c := kubetest.Start(t, kubetest.Options{ServiceCIDR: serviceCIDR})
+	rc := c.Config()
+	const user = "system:serviceaccount:connaudit:no-rbac"
+	rc.Impersonate = rest.ImpersonationConfig{UserName: user}
+	_, rec := runEnricher(t, Config{Mode: ModeOn, NodeName: testNode, DeletedPodGrace: time.Minute}, rc)
+	waitFor(t, syncTimeout, "forbidden warning", func() (bool, string) {
+		return rec.count(slog.LevelWarn, "refuses the agent's requests (check its credentials and RBAC)") == 1, rec.dump()
+	})
+	log := rec.dump()
+	if !strings.Contains(log, `User \"`+user+`\" cannot`) || !strings.Contains(log, `resource \"`) {
+		t.Errorf("the warning does not name the user, verb and resource refused:\n%s", log)
 	}
 }
