@@ -18,7 +18,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/connaudit/connaudit/bpf"
 	"github.com/connaudit/connaudit/k8s"
@@ -103,7 +105,7 @@ func BenchmarkHandleEnriched(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	logger := slog.New(slog.DiscardHandler)
-	enricher := k8s.NewEnricher(k8s.Config{NodeName: node, DeletedPodGrace: 5 * time.Minute}, fake.NewClientset(objects...), logger)
+	enricher := k8s.NewEnricher(k8s.Config{NodeName: node, DeletedPodGrace: 5 * time.Minute}, fakeAPI(fake.NewClientset(objects...)), logger)
 	go enricher.Run(ctx)
 	for deadline := time.Now().Add(time.Minute); !enricher.Synced(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -220,4 +222,27 @@ func benchCgroup(b *testing.B, podUID, containerID string) uint64 {
 		b.Fatal(err)
 	}
 	return st.Ino
+}
+
+// fakeAPI is the enricher's API read from client-go's fake clientset.
+func fakeAPI(cs *fake.Clientset) k8s.API {
+	return k8s.API{
+		Pods:        fakeListWatch(cs, cs.CoreV1().Pods("")),
+		Services:    fakeListWatch(cs, cs.CoreV1().Services("")),
+		Nodes:       fakeListWatch(cs, cs.CoreV1().Nodes()),
+		ReplicaSets: fakeListWatch(cs, cs.AppsV1().ReplicaSets("")),
+		Jobs:        fakeListWatch(cs, cs.BatchV1().Jobs("")),
+	}
+}
+
+// fakeListWatch lists and watches through a typed client of cs, and tells the
+// informer that cs cannot stream the initial list in a watch.
+func fakeListWatch[L runtime.Object](cs *fake.Clientset, c interface {
+	List(context.Context, metav1.ListOptions) (L, error)
+	Watch(context.Context, metav1.ListOptions) (watch.Interface, error)
+}) cache.ListerWatcher {
+	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+		ListWithContextFunc:  func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, o) },
+		WatchFuncWithContext: c.Watch,
+	}, cs)
 }

@@ -31,4 +31,9 @@
 // Only list and watch are called, never get, and nothing is written. Pods,
 // Services, ReplicaSets and Jobs are watched in every namespace (RBAC cannot
 // narrow the node's pod informer to its field selector).
+//
+// Client. The enricher reads through an API (NewAPI): one REST client per
+// API group version (core/v1, apps/v1, batch/v1) that decodes these five
+// types only (asking for protobuf), not client-go's generated clientset, which would
+// link and initialise every API group of Kubernetes into the agent.
 package k8s

@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -77,15 +76,15 @@ type Enricher struct {
 	allSynced   atomic.Bool
 }
 
-// NewEnricher makes an enricher that watches through client. Nothing is
-// contacted until Run. A nil logger means slog.Default().
-func NewEnricher(cfg Config, client kubernetes.Interface, logger *slog.Logger) *Enricher {
+// NewEnricher makes an enricher that watches through api (see NewAPI).
+// Nothing is contacted until Run. A nil logger means slog.Default().
+func NewEnricher(cfg Config, api API, logger *slog.Logger) *Enricher {
 	if logger == nil {
 		logger = slog.Default()
 	}
 	e := &Enricher{cfg: cfg, log: logger, now: time.Now}
 	e.health = newAPIHealth(logger, func() time.Time { return e.now() }, e.Synced)
-	e.inf = newInformers(client, cfg.NodeName, e.health)
+	e.inf = newInformers(api, cfg.NodeName, e.health)
 	o := owners{replicaSets: e.inf.replicaSets.informer.GetStore(), jobs: e.inf.jobs.informer.GetStore()}
 	e.src = newNodePods(cfg.DeletedPodGrace, o)
 	e.peers = newPeerIndex(cfg.DeletedPodGrace, o)

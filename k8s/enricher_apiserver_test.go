@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/connaudit/connaudit/internal/kubetest"
 	"github.com/connaudit/connaudit/trail"
@@ -108,11 +110,15 @@ func controllerRef(apiVersion, kind, name string, uid types.UID) []metav1.OwnerR
 	return []metav1.OwnerReference{{APIVersion: apiVersion, Kind: kind, Name: name, UID: uid, Controller: ptr(true)}}
 }
 
-// runEnricher runs an enricher until the test ends.
-func runEnricher(t *testing.T, cfg Config, cs kubernetes.Interface) (*Enricher, *logRecorder) {
+// runEnricher runs an enricher on the API server of rc until the test ends.
+func runEnricher(t *testing.T, cfg Config, rc *rest.Config) (*Enricher, *logRecorder) {
 	t.Helper()
+	api, err := NewAPI(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	rec := &logRecorder{t: t}
-	e := NewEnricher(cfg, cs, slog.New(rec))
+	e := NewEnricher(cfg, api, slog.New(rec))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -272,10 +278,10 @@ func TestEnricherAgainstAPIServer(t *testing.T) {
 		t.Fatalf("create headless service: %v", err)
 	}
 
-	e, rec := runEnricher(t, Config{Mode: ModeOn, NodeName: testNode, HoldTimeout: 2 * time.Second, DeletedPodGrace: 5 * time.Minute}, c.Client())
+	e, rec := runEnricher(t, Config{Mode: ModeOn, NodeName: testNode, HoldTimeout: 2 * time.Second, DeletedPodGrace: 5 * time.Minute}, c.Config())
 	// A second enricher with a short grace period, to see deleted pods go.
 	const shortGrace = 3 * time.Second
-	eShort, _ := runEnricher(t, Config{Mode: ModeOn, NodeName: testNode, DeletedPodGrace: shortGrace}, c.Client())
+	eShort, _ := runEnricher(t, Config{Mode: ModeOn, NodeName: testNode, DeletedPodGrace: shortGrace}, c.Config())
 	waitSynced(t, e, syncTimeout)
 	waitSynced(t, eShort, syncTimeout)
 	if n := rec.count(slog.LevelWarn, ""); n != 0 {
@@ -510,7 +516,7 @@ func TestEnricherAPIServerOutages(t *testing.T) {
 	firstIP := netip.MustParseAddr("198.51.100.50")
 
 	c.StopAPIServer()
-	e, rec := runEnricher(t, Config{Mode: ModeOn, NodeName: testNode, DeletedPodGrace: time.Minute}, c.Client())
+	e, rec := runEnricher(t, Config{Mode: ModeOn, NodeName: testNode, DeletedPodGrace: time.Minute}, c.Config())
 	const unreachable, reachable = "API server unreachable", "API server reachable again"
 	waitFor(t, syncTimeout, "outage warning", func() (bool, string) {
 		return rec.count(slog.LevelWarn, unreachable) == 1, rec.dump()
@@ -568,5 +574,23 @@ func TestEnricherAPIServerOutages(t *testing.T) {
 	})
 	if n := rec.count(slog.LevelWarn, unreachable); n != 2 {
 		t.Errorf("%d outage warnings for two outages", n)
+	}
+}
+
+// TestEnricherForbidden runs the enricher as a user without RBAC permissions:
+// its warning says that the API server refuses it, and the API server's
+// answer, decoded from its Status, names the verb and resource missing.
+func TestEnricherForbidden(t *testing.T) {
+	c := kubetest.Start(t, kubetest.Options{ServiceCIDR: serviceCIDR})
+	rc := c.Config()
+	const user = "system:serviceaccount:connaudit:no-rbac"
+	rc.Impersonate = rest.ImpersonationConfig{UserName: user}
+	_, rec := runEnricher(t, Config{Mode: ModeOn, NodeName: testNode, DeletedPodGrace: time.Minute}, rc)
+	waitFor(t, syncTimeout, "forbidden warning", func() (bool, string) {
+		return rec.count(slog.LevelWarn, "refuses the agent's requests (check its credentials and RBAC)") == 1, rec.dump()
+	})
+	log := rec.dump()
+	if !strings.Contains(log, `User \"`+user+`\" cannot`) || !strings.Contains(log, `resource \"`) {
+		t.Errorf("the warning does not name the user, verb and resource refused:\n%s", log)
 	}
 }

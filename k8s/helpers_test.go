@@ -14,17 +14,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes/fake"
 )
 
-// newTestEnricher makes an enricher whose informers are never run: tests
-// feed its handlers directly, through the informers' transforms.
+// newTestEnricher makes an enricher whose informers are never run, so it
+// has no API to read: tests feed its handlers directly, through the
+// informers' transforms.
 func newTestEnricher(t testing.TB, cfg Config) *Enricher {
 	t.Helper()
 	if cfg.DeletedPodGrace == 0 {
 		cfg.DeletedPodGrace = 5 * time.Minute
 	}
-	return NewEnricher(cfg, fake.NewClientset(), slog.New(slog.DiscardHandler))
+	return NewEnricher(cfg, API{}, slog.New(slog.DiscardHandler))
 }
 
 // The feed helpers run an object through its informer's transform and

@@ -11,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -46,45 +45,39 @@ type watched struct {
 
 // newInformers makes the informers, with their transforms and indexes; the
 // enricher adds the handlers.
-func newInformers(client kubernetes.Interface, nodeName string, health *apiHealth) *informers {
-	core, apps, batch := client.CoreV1(), client.AppsV1(), client.BatchV1()
+func newInformers(api API, nodeName string, health *apiHealth) *informers {
 	byOwner := cache.Indexers{ownerIndex: ownerIndexFunc}
 	in := &informers{
-		pods:        newWatched(client, health, "pods", &corev1.Pod{}, slimClusterPod, byOwner, core.Pods(""), nil),
-		services:    newWatched(client, health, "services", &corev1.Service{}, slimService, nil, core.Services(""), nil),
-		nodes:       newWatched(client, health, "nodes", &corev1.Node{}, slimNode, nil, core.Nodes(), nil),
-		replicaSets: newWatched(client, health, "replicasets", &appsv1.ReplicaSet{}, slimOwned, nil, apps.ReplicaSets(""), nil),
-		jobs:        newWatched(client, health, "jobs", &batchv1.Job{}, slimOwned, nil, batch.Jobs(""), nil),
+		pods:        newWatched(api.Pods, health, "pods", &corev1.Pod{}, slimClusterPod, byOwner, nil),
+		services:    newWatched(api.Services, health, "services", &corev1.Service{}, slimService, nil, nil),
+		nodes:       newWatched(api.Nodes, health, "nodes", &corev1.Node{}, slimNode, nil, nil),
+		replicaSets: newWatched(api.ReplicaSets, health, "replicasets", &appsv1.ReplicaSet{}, slimOwned, nil, nil),
+		jobs:        newWatched(api.Jobs, health, "jobs", &batchv1.Job{}, slimOwned, nil, nil),
 	}
 	if nodeName != "" {
 		onNode := fields.OneTermEqualSelector("spec.nodeName", nodeName).String()
-		in.nodePods = newWatched(client, health, "pods of node "+nodeName, &corev1.Pod{}, slimNodePod, byOwner, core.Pods(""),
+		in.nodePods = newWatched(api.Pods, health, "pods of node "+nodeName, &corev1.Pod{}, slimNodePod, byOwner,
 			func(o *metav1.ListOptions) { o.FieldSelector = onNode })
 	}
 	return in
 }
 
-// lister is the part of a typed client that an informer uses.
-type lister[L runtime.Object] interface {
-	List(context.Context, metav1.ListOptions) (L, error)
-	Watch(context.Context, metav1.ListOptions) (watch.Interface, error)
-}
-
-// newWatched makes a shared informer like client-go's generated ones, whose
-// list and watch calls also report to health. tweak, if not nil, adjusts the
-// options of every call. The default watch error handler, which logs every
-// failed retry, is replaced: health logs once per outage.
-func newWatched[L runtime.Object](
-	client kubernetes.Interface, health *apiHealth, name string, example runtime.Object,
-	transform cache.TransformFunc, indexers cache.Indexers, c lister[L], tweak func(*metav1.ListOptions),
+// newWatched makes a shared informer like client-go's generated ones, on
+// source, whose list and watch calls also report to health. tweak, if not
+// nil, adjusts the options of every call. The default watch error handler,
+// which logs every failed retry, is replaced: health logs once per outage.
+func newWatched(
+	source cache.ListerWatcher, health *apiHealth, name string, example runtime.Object,
+	transform cache.TransformFunc, indexers cache.Indexers, tweak func(*metav1.ListOptions),
 ) *watched {
 	w := &watched{name: name}
+	c := cache.ToListerWatcherWithContext(source)
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			if tweak != nil {
 				tweak(&o)
 			}
-			list, err := c.List(ctx, o)
+			list, err := c.ListWithContext(ctx, o)
 			health.report(ctx, w, err)
 			if err != nil {
 				return nil, err // not list: a typed nil would not be a nil interface
@@ -95,7 +88,7 @@ func newWatched[L runtime.Object](
 			if tweak != nil {
 				tweak(&o)
 			}
-			wi, err := c.Watch(ctx, o)
+			wi, err := c.WatchWithContext(ctx, o)
 			health.report(ctx, w, err)
 			return wi, err
 		},
@@ -103,7 +96,9 @@ func newWatched[L runtime.Object](
 	if indexers == nil {
 		indexers = cache.Indexers{}
 	}
-	w.informer = cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, client), example,
+	// A source that cannot stream the initial list in a watch (client-go's
+	// fake clientset) says so, and the informer lists instead.
+	w.informer = cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, source), example,
 		cache.SharedIndexInformerOptions{Indexers: indexers, ObjectDescription: name})
 	// Both only fail on a started informer.
 	_ = w.informer.SetTransform(transform)

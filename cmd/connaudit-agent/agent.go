@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
 	"github.com/connaudit/connaudit/agent"
@@ -172,11 +171,11 @@ func startEnricher(ctx context.Context, cfg k8s.Config, logger *slog.Logger) (*k
 		return nil, fmt.Errorf("Kubernetes enrichment needs CONNAUDIT_NODE_NAME (spec.nodeName through the downward API), or set CONNAUDIT_KUBERNETES=off")
 	}
 	klog.SetSlogLogger(logger.With("component", "client-go"))
-	client, err := kubernetes.NewForConfig(rest)
+	api, err := k8s.NewAPI(rest)
 	if err != nil {
 		return nil, fmt.Errorf("create Kubernetes client: %w", err)
 	}
-	e := k8s.NewEnricher(cfg, client, logger)
+	e := k8s.NewEnricher(cfg, api, logger)
 	go e.Run(ctx)
 	return e, nil
 }
