@@ -35,9 +35,10 @@ $(BIN)/k8s/kube-apiserver $(BIN)/k8s/etcd $(BIN)/k8s/kubectl &:
 
 # What a real node runs besides the control plane (internal/kubenode):
 # kubelet, kube-controller-manager, kube-scheduler, kube-proxy, containerd
-# with its runc shim and ctr, and CoreDNS, built from Go module source and
+# with its runc shim and ctr, CoreDNS and kube-router (NetworkPolicy
+# controller only), built from Go module source and
 # cached; runc and the CNI plugins come from Debian (see .ci/run).
-NODE_BINS := kubelet kube-controller-manager kube-scheduler kube-proxy containerd containerd-shim-runc-v2 ctr coredns
+NODE_BINS := kubelet kube-controller-manager kube-scheduler kube-proxy containerd containerd-shim-runc-v2 ctr coredns kube-router
 node-bins: $(addprefix $(BIN)/node/,$(NODE_BINS))
 
 $(addprefix $(BIN)/node/,$(NODE_BINS)) &:

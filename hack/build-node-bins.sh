@@ -2,7 +2,8 @@
 # Builds what a real node runs besides the control plane of
 # hack/build-k8s-bins.sh: kubelet, kube-controller-manager, kube-scheduler,
 # kube-proxy (k8s.io/kubernetes v1.37.2) and containerd, its runc shim and ctr
-# (containerd v2.4.2) into OUTDIR, for internal/kubenode. runc and the CNI
+# (containerd v2.4.2), CoreDNS and kube-router (its NetworkPolicy controller)
+# into OUTDIR, for internal/kubenode. runc and the CNI
 # plugins come from Debian (see .ci/run). A binary that is already there is
 # kept, so only the first build is slow (see README.md for measured times).
 #
@@ -27,3 +28,6 @@ build kube-controller-manager kube-controller-manager . "$k8s_ldflags"
 build kube-scheduler kube-scheduler . "$k8s_ldflags"
 build kube-proxy kube-proxy . "$k8s_ldflags"
 build coredns coredns . "-s -w"
+# kube-router runs as the node's NetworkPolicy controller only (iptables +
+# ipset; the kernel here has no nfqueue for kube-network-policies).
+build kube-router kube-router github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "-s -w"

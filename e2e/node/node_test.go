@@ -5,16 +5,19 @@
 // to become Ready as the manifests define them, and then runs the
 // tcpconnect walkthrough: pod mypod fetches from two hosts outside the
 // cluster, one by a name the cluster DNS answers, and `kubectl connaudit
-// query --podname mypod` shows every attempt with the pod's identity.
+// query --podname mypod` shows every attempt with the pod's identity. The
+// node enforces NetworkPolicies (kube-router): the advised policy blocks what
+// mypod never did, `advise check` says so before and after it is applied,
+// and k8s/deploy's own policies keep pods away from VictoriaLogs and the
+// gateway.
 //
 // It needs root, `make k8s-bins node-bins` and Debian's runc,
-// containernetworking-plugins, iptables and conntrack (.ci/run installs
-// them). It takes the whole host's networking for a few minutes: run it
+// containernetworking-plugins, iptables, conntrack and ipset (.ci/run
+// installs them). It takes the whole host's networking for a few minutes: run it
 // under flock /tmp/connaudit-heavy.lock.
 package node
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -122,7 +125,7 @@ patches:
 
 	// The outside hosts, each with an HTTP server.
 	for _, o := range kubenode.Outsides {
-		startServer(t, nettool.binary, o)
+		startServer(t, nettool.binary, o, serverPort)
 	}
 
 	// The walkthrough: kubectl run labels the pod run=mypod.
@@ -164,17 +167,18 @@ patches:
 	}
 
 	// The advised policy for mypod allows exactly the two outside hosts on
-	// the server port, and the API server takes it. (Nothing enforces it
-	// here: kube-network-policies needs nfqueue, which this kernel lacks.)
+	// the server port; advise check, the API server and kube-router take it
+	// from there (netpol_test.go).
 	policy := kubectl.withPlugin(plugin).must("connaudit", "advise", "networkpolicy", "-l", "run=mypod", "--since", "30m")
 	for _, o := range kubenode.Outsides {
 		if !strings.Contains(policy, o.Addr+"/32") {
 			t.Errorf("advised policy lacks %s/32:\n%s", o.Addr, policy)
 		}
 	}
-	if out, errOut, err := kubectl.run(policy, "apply", "-f", "-"); err != nil {
-		t.Errorf("kubectl apply of the advised policy: %v\n%s%s\npolicy:\n%s", err, out, errOut, policy)
-	}
+	startServer(t, nettool.binary, kubenode.Outsides[0], otherPort)
+	enforceAdvisedPolicy(t, n, kubectl.withPlugin(plugin), policy)
+	shippedPoliciesEnforced(t, n, kubectl.withPlugin(plugin))
+	t.Logf("NetworkPolicies enforced after %v", time.Since(start).Round(time.Second))
 	if out, errOut, err := kubectl.withPlugin(plugin).run("", "connaudit", "coverage", "--strict", "--since", coveredFrom); err != nil {
 		t.Errorf("kubectl connaudit coverage --strict: %v\n%s%s", err, out, errOut)
 	}
@@ -224,11 +228,26 @@ type attempt struct {
 	url, localAddr, localPort, result string
 }
 
-var attemptRE = regexp.MustCompile(`ATTEMPT (\S+) local=(\S+):(\d+) result=(.*)$`)
+// local is "-" when the connect failed.
+var attemptRE = regexp.MustCompile(`ATTEMPT (\S+) local=(?:-|(\S+):(\d+)) result=(.*)$`)
 
 // waitForAttempts reads pod's log (its one container has the pod's name,
-// as kubectl run makes it) on the node until it printed DONE.
+// as kubectl run makes it) on the node until it printed DONE, and checks
+// that every fetch got 200 OK.
 func waitForAttempts(t *testing.T, n *kubenode.Node, pod string, want int) []attempt {
+	t.Helper()
+	atts := readAttempts(t, n, pod, want)
+	for _, a := range atts {
+		if !strings.Contains(a.result, "200 OK") {
+			t.Fatalf("%s's fetch of %s failed (%s): the outside hosts must answer", pod, a.url, a.result)
+		}
+	}
+	return atts
+}
+
+// readAttempts reads pod's log on the node until it printed DONE, and
+// returns its want attempts.
+func readAttempts(t *testing.T, n *kubenode.Node, pod string, want int) []attempt {
 	t.Helper()
 	var atts []attempt
 	var log string
@@ -247,19 +266,9 @@ func waitForAttempts(t *testing.T, n *kubenode.Node, pod string, want int) []att
 	if !ok {
 		t.Fatalf("%s did not finish its attempts in 2 minutes; its log:\n%s", pod, log)
 	}
-	sc := bufio.NewScanner(strings.NewReader(log))
-	for sc.Scan() {
-		if m := attemptRE.FindStringSubmatch(sc.Text()); m != nil {
-			atts = append(atts, attempt{url: m[1], localAddr: m[2], localPort: m[3], result: m[4]})
-		}
-	}
+	atts = parseAttempts(log)
 	if len(atts) != want {
 		t.Fatalf("%s logged %d attempts, want %d:\n%s", pod, len(atts), want, log)
-	}
-	for _, a := range atts {
-		if !strings.Contains(a.result, "200 OK") {
-			t.Fatalf("%s's fetch of %s failed (%s): the outside hosts must answer", pod, a.url, a.result)
-		}
 	}
 	return atts
 }
@@ -463,13 +472,13 @@ func buildNettool(t *testing.T, root string) nettoolBuild {
 	return nettoolBuild{binary: filepath.Join(dir, "nettool"), image: img}
 }
 
-func startServer(t *testing.T, nettool string, o kubenode.Outside) {
+func startServer(t *testing.T, nettool string, o kubenode.Outside, port string) {
 	t.Helper()
 	logf, err := os.Create(filepath.Join(t.TempDir(), "server.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", o.Netns, nettool, "serve", o.Addr+":"+serverPort)
+	cmd := exec.Command("ip", "netns", "exec", o.Netns, nettool, "serve", o.Addr+":"+port)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -1,12 +1,12 @@
 // Package kubenode starts and stops a real single-node Kubernetes cluster on
 // this host: etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
 // containerd with runc, a kubelet (cgroupfs driver), a CNI bridge,
-// kube-proxy and CoreDNS, plus two "outside" test hosts in network
+// kube-proxy, CoreDNS and kube-router as the NetworkPolicy controller, plus two "outside" test hosts in network
 // namespaces. Its components run detached with their state under one
 // directory, so `make node-up` can leave the node running and Down (`make
 // node-down`, or a test's cleanup) removes everything it made from that
 // directory alone: processes, containers, mounts, cgroups, iptables chains,
-// interfaces, namespaces and the sysctls it changed.
+// ipsets, interfaces, namespaces and the sysctls it changed.
 //
 // Binaries: bin/k8s (`make k8s-bins`), bin/node (`make node-bins`), and
 // Debian's runc and containernetworking-plugins.
@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -53,7 +54,7 @@ type Options struct {
 	Dir string
 	// K8sBinDir holds etcd and kube-apiserver; NodeBinDir holds kubelet,
 	// kube-controller-manager, kube-scheduler, kube-proxy, containerd,
-	// containerd-shim-runc-v2, ctr and coredns.
+	// containerd-shim-runc-v2, ctr, coredns and kube-router.
 	K8sBinDir, NodeBinDir string
 	// PauseImage is an OCI archive of the sandbox image (`make node-images`).
 	PauseImage string
@@ -87,7 +88,8 @@ var hostPathsOfWorkloads = []string{"/sys/fs/bpf/connaudit", "/var/lib/connaudit
 	"/run/containerd", "/var/lib/cni", "/var/lib/kubelet", "/var/log/containers"}
 
 // Up starts the node and waits until it is Ready, its default
-// ServiceAccount exists and CoreDNS answers.
+// ServiceAccount exists, CoreDNS answers and kube-router enforces
+// NetworkPolicies.
 func Up(opts Options) (_ *Node, err error) {
 	if opts.Dir == "" {
 		opts.Dir = DefaultDir
@@ -156,12 +158,12 @@ func checkBins(o Options) error {
 			missing = append(missing, filepath.Join(o.K8sBinDir, b)+" (make k8s-bins)")
 		}
 	}
-	for _, b := range []string{"kubelet", "kube-controller-manager", "kube-scheduler", "kube-proxy", "containerd", "containerd-shim-runc-v2", "ctr", "coredns"} {
+	for _, b := range []string{"kubelet", "kube-controller-manager", "kube-scheduler", "kube-proxy", "containerd", "containerd-shim-runc-v2", "ctr", "coredns", "kube-router"} {
 		if !executable(filepath.Join(o.NodeBinDir, b)) {
 			missing = append(missing, filepath.Join(o.NodeBinDir, b)+" (make node-bins)")
 		}
 	}
-	for _, b := range []string{"/usr/sbin/runc (apt-get install runc)", "/usr/lib/cni/bridge (apt-get install containernetworking-plugins)", "/usr/sbin/iptables (apt-get install iptables)", "/usr/sbin/conntrack (apt-get install conntrack)"} {
+	for _, b := range []string{"/usr/sbin/runc (apt-get install runc)", "/usr/lib/cni/bridge (apt-get install containernetworking-plugins)", "/usr/sbin/iptables (apt-get install iptables)", "/usr/sbin/conntrack (apt-get install conntrack)", "/usr/sbin/ipset (apt-get install ipset)"} {
 		if p, _, _ := strings.Cut(b, " "); !executable(p) {
 			missing = append(missing, b)
 		}
@@ -202,6 +204,18 @@ func (n *Node) PodLogDir() string { return filepath.Join(n.dir, "pod-logs") }
 func (n *Node) ImportImage(archive string) error {
 	return run(filepath.Join(n.opts.NodeBinDir, "ctr"), "--address", n.ContainerdSocket(), "-n", "k8s.io",
 		"images", "import", "--local", archive)
+}
+
+// Exec runs cmd in the running container id (ctr task exec), as kubectl
+// exec would (the node's kubelet serves no exec), and returns its output.
+func (n *Node) Exec(id string, cmd ...string) (string, error) {
+	execID := "exec-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	args := append([]string{"--address", n.ContainerdSocket(), "-n", "k8s.io", "task", "exec", "--exec-id", execID, id}, cmd...)
+	out, err := exec.Command(filepath.Join(n.opts.NodeBinDir, "ctr"), args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("ctr task exec %s: %w", id, err)
+	}
+	return string(out), nil
 }
 
 func (n *Node) startControlPlane(ctx context.Context) error {
@@ -369,6 +383,9 @@ func (n *Node) startNode(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	if err := n.startNetworkPolicyController(ctx); err != nil {
+		return err
+	}
 	if err := waitFor(ctx, "default ServiceAccount", func() error {
 		_, err := n.client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
 		return err
@@ -472,7 +489,7 @@ func waitFor(ctx context.Context, what string, check func() error) error {
 
 // components in the order Down stops them: the kubelet first, so it
 // restarts nothing, containerd after the containers are gone, etcd last.
-var components = []string{"kubelet", "kube-proxy", "coredns", "kube-scheduler", "kube-controller-manager"}
+var components = []string{"kubelet", "kube-router", "kube-proxy", "coredns", "kube-scheduler", "kube-controller-manager"}
 
 // LastLogDir is where Down leaves the logs of the node that ran in dir.
 func LastLogDir(dir string) string { return filepath.Clean(dir) + "-last-logs" }

@@ -142,8 +142,9 @@ func setUpNetwork() error {
 
 // tearDownNetwork removes the outside hosts, the bridge, pod veths left on
 // it, and every iptables chain of the kubelet (KUBE-*), kube-proxy
-// (KUBE-*), the CNI plugins (CNI-*) and the guard, with the rules that jump
-// to them. Missing pieces are no error.
+// (KUBE-*), kube-router (KUBE-ROUTER-*, KUBE-POD-FW-*, KUBE-NWPLCY-*), the
+// CNI plugins (CNI-*) and the guard, with the rules that jump to them, and
+// then kube-router's ipsets. Missing pieces are no error.
 func tearDownNetwork() []error {
 	var errs []error
 	for _, o := range Outsides {
@@ -164,6 +165,9 @@ func tearDownNetwork() []error {
 		if err := cleanIptables(tool); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := cleanIPSets(); err != nil {
+		errs = append(errs, err)
 	}
 	return errs
 }

@@ -5,6 +5,12 @@
 //	nettool get ROUNDS URL...          GET each URL ROUNDS times, a second
 //	                                   apart, print one ATTEMPT line each,
 //	                                   then wait for SIGTERM
+//	nettool fetch URL...               GET each URL once, print one ATTEMPT
+//	                                   line each to the container's log
+//	                                   (the stdout of its pid 1), and exit:
+//	                                   run in a container beside `get`
+//	                                   (exec output can be cut short when
+//	                                   the process exits)
 package main
 
 import (
@@ -22,7 +28,7 @@ import (
 
 func main() {
 	if len(os.Args) < 3 {
-		fmt.Fprintln(os.Stderr, "usage: nettool serve ADDR | nettool get ROUNDS URL...")
+		fmt.Fprintln(os.Stderr, "usage: nettool serve ADDR | nettool get ROUNDS URL... | nettool fetch URL...")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -40,7 +46,7 @@ func main() {
 		}
 		for i := 0; i < rounds; i++ {
 			for _, u := range os.Args[3:] {
-				get(u)
+				fmt.Print(get(u))
 			}
 			time.Sleep(time.Second)
 		}
@@ -48,14 +54,24 @@ func main() {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 		<-sig
+	case "fetch":
+		log, err := os.OpenFile("/proc/1/fd/1", os.O_WRONLY, 0)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		for _, u := range os.Args[2:] {
+			fmt.Fprint(log, get(u))
+		}
+		log.Close()
 	default:
 		os.Exit(2)
 	}
 }
 
-// get prints "ATTEMPT url local=ADDR result=..." with the local address of
-// the connection, which the test looks up in the trail.
-func get(u string) {
+// get returns "ATTEMPT url local=ADDR result=...\n" with the local address
+// of the connection, which the test looks up in the trail.
+func get(u string) string {
 	local := "-"
 	tr := &http.Transport{
 		DisableKeepAlives: true,
@@ -77,5 +93,5 @@ func get(u string) {
 		resp.Body.Close()
 		result = resp.Status
 	}
-	fmt.Printf("ATTEMPT %s local=%s result=%q\n", u, local, result)
+	return fmt.Sprintf("ATTEMPT %s local=%s result=%q\n", u, local, result)
 }
