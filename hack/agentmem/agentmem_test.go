@@ -5,7 +5,9 @@
 // run one at a time, alternating, AGENTMEM_ROUNDS times. Needs root.
 //
 //	AGENTMEM_BINARIES=before=/tmp/before,after=bin/connaudit-agent \
-//	  go test -count=1 -v -timeout 30m ./hack/agentmem/
+//	  go test -run '^$' -bench IdleMemory -benchtime 1x -v -timeout 30m ./hack/agentmem/
+//
+// It is a benchmark, so that `go test ./...` does not run it.
 package agentmem
 
 import (
@@ -37,10 +39,11 @@ func envInt(name string, def int) int {
 	return def
 }
 
-func TestIdleMemory(t *testing.T) {
+func BenchmarkIdleMemory(b *testing.B) {
+	var t testing.TB = b
 	spec := os.Getenv("AGENTMEM_BINARIES")
 	if spec == "" {
-		t.Skip("AGENTMEM_BINARIES is not set")
+		t.Fatal("set AGENTMEM_BINARIES=name=path,... to the agent binaries to compare")
 	}
 	type binary struct{ name, path string }
 	var bins []binary
@@ -71,7 +74,7 @@ func TestIdleMemory(t *testing.T) {
 
 // populate creates the node, pods pods on it with their status written, and
 // services Services, eight requests at a time.
-func populate(t *testing.T, cs kubernetes.Interface, pods, services int) {
+func populate(t testing.TB, cs kubernetes.Interface, pods, services int) {
 	ctx := t.Context()
 	start := time.Now()
 	if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, metav1.CreateOptions{}); err != nil {
@@ -110,7 +113,7 @@ func populate(t *testing.T, cs kubernetes.Interface, pods, services int) {
 	t.Logf("created %d pods on %s and %d Services in %v", pods, node, services, time.Since(start).Round(time.Second))
 }
 
-func create(t *testing.T, cs kubernetes.Interface, i, pods int, base netip.Addr) error {
+func create(t testing.TB, cs kubernetes.Interface, i, pods int, base netip.Addr) error {
 	ctx := t.Context()
 	if i >= pods {
 		n := i - pods
@@ -150,7 +153,7 @@ type sample struct {
 
 // runAgent starts bin, waits until its caches synced (enrichment on) or it
 // captures (off), lets it settle, samples its memory and stops it.
-func runAgent(t *testing.T, bin, mode, kubeconfig string, settle time.Duration) sample {
+func runAgent(t testing.TB, bin, mode, kubeconfig string, settle time.Duration) sample {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "CONNAUDIT_OUTPUT=console", "CONNAUDIT_SPOOL_DIR="+t.TempDir(),
 		"CONNAUDIT_BPF_PIN_DIR=", "CONNAUDIT_LISTEN_ADDR=", "CONNAUDIT_KUBERNETES="+mode,
