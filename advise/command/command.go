@@ -170,4 +170,3 @@ func destinationName(d advise.Destination) string {
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
-
