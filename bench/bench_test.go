@@ -34,6 +34,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/connaudit/connaudit/bench/loadgen"
+	"github.com/connaudit/connaudit/internal/procmem"
 	"github.com/connaudit/connaudit/internal/teststack"
 )
 
@@ -679,20 +680,18 @@ func (b *bench) capacity(t *testing.T, mem *memorySamples) Figure {
 // memorySamples is the agent's resident set after each load.
 type memorySamples struct {
 	rss, peak int64
-	parts     rssParts // of the sample with the largest rss
+	parts     procmem.Usage // of the sample with the largest rss
 }
 
 func (m *memorySamples) sample(t *testing.T, pid int) {
-	rss, peak, err := memory(pid)
+	u, err := procmem.Read(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rss > m.rss {
-		if m.parts, err = rssBreakdown(pid); err != nil {
-			t.Fatal(err)
-		}
+	if u.RSS > m.rss {
+		m.parts = u
 	}
-	m.rss, m.peak = max(m.rss, rss), max(m.peak, peak)
+	m.rss, m.peak = max(m.rss, u.RSS), max(m.peak, u.Peak)
 }
 
 func (b *bench) memoryFigure(t *testing.T, m *memorySamples) Figure {
@@ -704,7 +703,7 @@ func (b *bench) memoryFigure(t *testing.T, m *memorySamples) Figure {
 	f.Detail = fmt.Sprintf("largest VmRSS after a load %s MiB: anonymous memory (Go heap, stacks, runtime) %s MiB, "+
 		"pages of the connaudit-agent binary %s MiB (file-backed, shared, reclaimable), BPF map mappings %s MiB "+
 		"(a ring buffer maps its data pages twice, and RSS counts both)",
-		mib(m.rss), mib(m.parts.anon), mib(m.parts.binary), mib(m.parts.bpfMaps))
+		mib(m.rss), mib(m.parts.Anon), mib(m.parts.Binary), mib(m.parts.BPFMaps))
 	return f
 }
 

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -41,75 +40,6 @@ func cpuTime(pid int) (time.Duration, error) {
 		return 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
 	}
 	return time.Duration(utime+stime) * time.Second / clockTicks, nil
-}
-
-// memory is a process's resident set now and at its peak, from /proc/<pid>/status.
-func memory(pid int) (rss, peak int64, err error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, fmt.Errorf("read memory of pid %d: %w", pid, err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var kb int64
-		if _, err := fmt.Sscanf(sc.Text(), "VmRSS: %d kB", &kb); err == nil {
-			rss = kb << 10
-		}
-		if _, err := fmt.Sscanf(sc.Text(), "VmHWM: %d kB", &kb); err == nil {
-			peak = kb << 10
-		}
-	}
-	return rss, peak, sc.Err()
-}
-
-// rssParts splits a process's resident set by what is mapped.
-type rssParts struct{ anon, binary, bpfMaps int64 }
-
-// rssBreakdown reads RssAnon from /proc/<pid>/status, and from its smaps the
-// resident pages of its executable and of its BPF map mappings.
-func rssBreakdown(pid int) (rssParts, error) {
-	var p rssParts
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	if err != nil {
-		return p, err
-	}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return p, err
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		var kb int64
-		if _, err := fmt.Sscanf(line, "RssAnon: %d kB", &kb); err == nil {
-			p.anon = kb << 10
-		}
-	}
-	smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
-	if err != nil {
-		return p, err
-	}
-	var mapped string
-	for _, line := range strings.Split(string(smaps), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) >= 5 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":") {
-			mapped = ""
-			if len(fields) >= 6 {
-				mapped = fields[5]
-			}
-			continue
-		}
-		var kb int64
-		if _, err := fmt.Sscanf(line, "Rss: %d kB", &kb); err != nil {
-			continue
-		}
-		switch {
-		case mapped == exe:
-			p.binary += kb << 10
-		case mapped == "anon_inode:bpf-map":
-			p.bpfMaps += kb << 10
-		}
-	}
-	return p, nil
 }
 
 // setAffinity moves every thread of pid to cpus (all CPUs when empty);

@@ -68,26 +68,7 @@ func (s *seqScan) absent(ctx context.Context, lo, hi int64) error {
 // at a time, while a sparse one (a forged seq far beyond the others, say)
 // is split again.
 func (s *seqScan) buckets(ctx context.Context, lo, hi int64, distinct bool) error {
-	w := int64(1)
-	for w*scanFanout < hi-lo+1 {
-		w *= 2
-	}
-	seq := quote(backend.FieldSeq)
-	count := "count()"
-	if distinct {
-		count = "count_uniq(" + seq + ")"
-	}
-	q := s.query(seqRange(lo, hi) + " | stats by (" + seq + ":" + strconv.FormatInt(w, 10) + ") " + count + " as n")
-	counts := make(map[int64]int64, scanFanout+1)
-	err := s.b.rows(ctx, q, func(row map[string]string) error {
-		k, err1 := strconv.ParseInt(row[backend.FieldSeq], 10, 64)
-		n, err2 := strconv.ParseInt(row["n"], 10, 64)
-		if err1 != nil || err2 != nil {
-			return fmt.Errorf("seq bucket row %v: want integers", row)
-		}
-		counts[k] = n
-		return nil
-	})
+	w, counts, err := s.countBuckets(ctx, lo, hi, distinct)
 	if err != nil {
 		return err
 	}
@@ -129,21 +110,7 @@ func (s *seqScan) distinct(ctx context.Context, lo, hi int64) (int64, error) {
 		})
 		return total, err
 	}
-	w := int64(1)
-	for w*scanFanout < hi-lo+1 {
-		w *= 2
-	}
-	counts := make(map[int64]int64, scanFanout+1)
-	q := s.query(seqRange(lo, hi) + " | stats by (" + seq + ":" + strconv.FormatInt(w, 10) + ") count() as n")
-	err := s.b.rows(ctx, q, func(row map[string]string) error {
-		k, err1 := strconv.ParseInt(row[backend.FieldSeq], 10, 64)
-		n, err2 := strconv.ParseInt(row["n"], 10, 64)
-		if err1 != nil || err2 != nil {
-			return fmt.Errorf("seq bucket row %v: want integers", row)
-		}
-		counts[k] = n
-		return nil
-	})
+	w, counts, err := s.countBuckets(ctx, lo, hi, false)
 	if err != nil {
 		return 0, err
 	}
@@ -355,4 +322,31 @@ func instanceFilter(in *backend.Instance, filter string) string {
 		q.add(filter)
 	}
 	return q.String()
+}
+
+// countBuckets splits [lo, hi] into at most scanFanout buckets of w seqs
+// (a power of two, aligned as VictoriaLogs rounds) and counts each bucket's
+// records, or its distinct seqs with distinct; an empty bucket is absent.
+func (s *seqScan) countBuckets(ctx context.Context, lo, hi int64, distinct bool) (w int64, counts map[int64]int64, err error) {
+	w = 1
+	for w*scanFanout < hi-lo+1 {
+		w *= 2
+	}
+	seq := quote(backend.FieldSeq)
+	count := "count()"
+	if distinct {
+		count = "count_uniq(" + seq + ")"
+	}
+	q := s.query(seqRange(lo, hi) + " | stats by (" + seq + ":" + strconv.FormatInt(w, 10) + ") " + count + " as n")
+	counts = make(map[int64]int64, scanFanout+1)
+	err = s.b.rows(ctx, q, func(row map[string]string) error {
+		k, err1 := strconv.ParseInt(row[backend.FieldSeq], 10, 64)
+		n, err2 := strconv.ParseInt(row["n"], 10, 64)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("seq bucket row %v: want integers", row)
+		}
+		counts[k] = n
+		return nil
+	})
+	return w, counts, err
 }

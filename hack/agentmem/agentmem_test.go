@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/connaudit/connaudit/internal/kubetest"
+	"github.com/connaudit/connaudit/internal/procmem"
 )
 
 const node = "node-a"
@@ -66,7 +67,7 @@ func BenchmarkIdleMemory(b *testing.B) {
 			for _, b := range bins {
 				m := runAgent(t, b.path, mode, c.Kubeconfig(), settle)
 				t.Logf("round %d enrichment %-3s %-7s VmRSS %6.1f MiB  VmHWM %6.1f MiB  RssAnon %6.1f MiB  binary pages %5.1f MiB  (synced after %v)",
-					round, mode, b.name, mib(m.rss), mib(m.hwm), mib(m.anon), mib(m.binary), m.synced.Round(time.Millisecond))
+					round, mode, b.name, mib(m.RSS), mib(m.Peak), mib(m.Anon), mib(m.Binary), m.synced.Round(time.Millisecond))
 			}
 		}
 	}
@@ -147,8 +148,8 @@ func create(t testing.TB, cs kubernetes.Interface, i, pods int, base netip.Addr)
 }
 
 type sample struct {
-	rss, hwm, anon, binary int64
-	synced                 time.Duration
+	procmem.Usage
+	synced time.Duration
 }
 
 // runAgent starts bin, waits until its caches synced (enrichment on) or it
@@ -198,56 +199,12 @@ func runAgent(t testing.TB, bin, mode, kubeconfig string, settle time.Duration) 
 		t.Fatalf("%s: no %q within 2 minutes:\n%s", bin, want, log.String())
 	}
 	time.Sleep(settle)
-	s, err := measure(cmd.Process.Pid)
+	u, err := procmem.Read(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.synced = synced
-	return s
+	return sample{Usage: u, synced: synced}
 }
 
-func measure(pid int) (sample, error) {
-	var s sample
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	if err != nil {
-		return s, err
-	}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return s, err
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		var kb int64
-		if _, err := fmt.Sscanf(line, "VmRSS: %d kB", &kb); err == nil {
-			s.rss = kb << 10
-		}
-		if _, err := fmt.Sscanf(line, "VmHWM: %d kB", &kb); err == nil {
-			s.hwm = kb << 10
-		}
-		if _, err := fmt.Sscanf(line, "RssAnon: %d kB", &kb); err == nil {
-			s.anon = kb << 10
-		}
-	}
-	smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
-	if err != nil {
-		return s, err
-	}
-	var mapped string
-	for _, line := range strings.Split(string(smaps), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) >= 5 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":") {
-			mapped = ""
-			if len(fields) >= 6 {
-				mapped = fields[5]
-			}
-			continue
-		}
-		var kb int64
-		if _, err := fmt.Sscanf(line, "Rss: %d kB", &kb); err == nil && mapped == exe {
-			s.binary += kb << 10
-		}
-	}
-	return s, nil
-}
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
