@@ -206,5 +206,4 @@ func runAgent(t testing.TB, bin, mode, kubeconfig string, settle time.Duration) 
 	return sample{Usage: u, synced: synced}
 }
 
-
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
