@@ -79,10 +79,15 @@ struct pending {
 
 // A handshake in flight. closed_in_syscall marks a SYN_SENT->CLOSE with no socket error
 // that happened inside the connecting thread's connect(): the syscall's return value is
-// the only place that says why.
+// the only place that says why. err_at_connect is the soft error the socket held when
+// connect() returned: an ICMP error that arrives while connect() owns the socket (a
+// REJECT on this node answers within the syscall) is kept only in sk_err_soft, which the
+// application's SO_ERROR clears before it closes the socket.
 struct handshake {
 	struct event ev;
 	__u8 closed_in_syscall;
+	__u8 pad[3];
+	__s32 err_at_connect;
 };
 
 struct {
@@ -268,6 +273,14 @@ static __always_inline void set_local(struct event *ev, struct sock *sk)
 		KCOPY(ev->saddr, 16, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32);
 }
 
+// Why a handshake ended in CLOSE: the hard error, or else the soft one an ICMP
+// error left while the socket was owned by the application.
+static __always_inline __s32 socket_error(struct sock *sk)
+{
+	__s32 err = KREAD(sk, sk_err);
+	return err ? err : KREAD(sk, sk_err_soft);
+}
+
 static __always_inline int on_syn_sent(struct sock *sk, __u64 skaddr)
 {
 	struct handshake *h = scratch_handshake();
@@ -333,7 +346,7 @@ int sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 			o->ev.outcome = OUTCOME_ESTABLISHED;
 		} else {
 			o->ev.outcome = OUTCOME_CLOSED;
-			o->ev.err = KREAD(sk, sk_err);
+			o->ev.err = socket_error(sk);
 		}
 		emit(&o->ev);
 		return 0;
@@ -347,7 +360,9 @@ int sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 		ev->err = 0;
 	} else {
 		ev->outcome = OUTCOME_CLOSED;
-		ev->err = KREAD(sk, sk_err);
+		ev->err = socket_error(sk);
+		if (ev->err == 0)
+			ev->err = h->err_at_connect;
 		if (ev->err == 0) {
 			struct pending *p = current_pending();
 			if (p && p->sk == skaddr) {
@@ -399,6 +414,8 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 			h->ev.err = ret < 0 ? (__s32)-ret : 0;
 			emit(&h->ev);
 			bpf_map_delete_elem(&handshakes, &skaddr);
+		} else if (h) {
+			h->err_at_connect = KREAD(KPTR(struct sock, skaddr), sk_err_soft);
 		}
 		// Otherwise the handshake's outcome is (or will be) reported by sock_set_state.
 		return 0;

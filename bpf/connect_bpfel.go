@@ -40,7 +40,8 @@ type connectHandshake struct {
 	_               structs.HostLayout
 	Ev              connectEvent
 	ClosedInSyscall uint8
-	_               [7]byte
+	Pad             [3]uint8
+	ErrAtConnect    int32
 }
 
 type connectPending struct {

@@ -38,7 +38,8 @@ type connectProbeReadsHandshake struct {
 		Comm     [16]int8
 	}
 	ClosedInSyscall uint8
-	_               [7]byte
+	Pad             [3]uint8
+	ErrAtConnect    int32
 }
 
 type connectProbeReadsPending struct {

@@ -156,6 +156,12 @@ func dial(t *testing.T, peer netip.AddrPort, nonblock, abort bool) connectResult
 			res.local = netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
 		}
 	}
+	if res.err != nil {
+		// As an application does: a failed connect's socket is closed.
+		unix.Close(fd)
+		res.fd = -1
+		return res
+	}
 	t.Cleanup(func() { unix.Close(fd) })
 	return res
 }
@@ -301,6 +307,29 @@ func testNetnsOutcomes(t *testing.T, cfg bpf.Config) {
 			}
 			ev := c.next(peer, 10*time.Second)
 			assertOutcome(t, ev, bpf.Unreachable, unix.EHOSTUNREACH, unix.ENETUNREACH)
+			assertSelf(t, ev, res)
+		})
+		t.Run(fam.name+"/rejected", func(t *testing.T) {
+			// A firewall's REJECT answers with an ICMP port unreachable
+			// inside connect(), while the socket is owned by it: the kernel
+			// keeps the error as a soft one, and SO_ERROR clears it before
+			// the application closes the socket (as Go and curl do).
+			iptables, reject := "iptables", "icmp-port-unreachable"
+			if fam.name == "ipv6" {
+				iptables, reject = "ip6tables", "icmp6-port-unreachable"
+			}
+			rule := []string{"INPUT", "-p", "tcp", "--dport", "84", "-j", "REJECT", "--reject-with", reject}
+			if out, err := hosts.Server.Command(iptables, append([]string{"-A"}, rule...)...).CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v: %s", iptables, err, out)
+			}
+			t.Cleanup(func() { hosts.Server.Command(iptables, append([]string{"-D"}, rule...)...).Run() })
+			peer := netip.AddrPortFrom(fam.server, 84)
+			res := dialIn(t, hosts.Client, peer, true, false)
+			if !errors.Is(res.err, unix.ECONNREFUSED) {
+				t.Fatalf("connect: %v, want ECONNREFUSED", res.err)
+			}
+			ev := c.next(peer, 5*time.Second)
+			assertOutcome(t, ev, bpf.Refused, unix.ECONNREFUSED)
 			assertSelf(t, ev, res)
 		})
 		t.Run(fam.name+"/timeout", func(t *testing.T) {

@@ -46,42 +46,41 @@ func parseAttempts(log string) []attempt {
 // refused reports whether a nettool result is a refused connect.
 func refused(a attempt) bool { return strings.Contains(a.result, "connection refused") }
 
-// blocked says whether a nettool result is a connect that a firewall
-// stopped: refused where it REJECTs, as kube-router does, or a dial timeout
-// where the SYN is dropped.
-func blocked(a attempt) bool {
-	return refused(a) || strings.Contains(a.result, "i/o timeout")
+// blockedOutcome is the trail's outcome for a nettool result that a
+// firewall stopped: refused where it REJECTs, as kube-router does, or
+// timeout where the SYN is dropped; "" when the result is neither.
+func blockedOutcome(a attempt) string {
+	switch {
+	case refused(a):
+		return "refused"
+	case strings.Contains(a.result, "i/o timeout"):
+		return "timeout"
+	}
+	return ""
 }
 
-// failedOutcomes are the trail's outcomes of a connect that never got
-// through. A connect that kube-router REJECTs (ICMP port unreachable; the
-// application sees ECONNREFUSED) is seen on this kernel as "aborted" (sk_err
-// still 0 at SYN_SENT -> CLOSE), not "refused".
-var failedOutcomes = map[string]bool{"refused": true, "aborted": true, "timeout": true, "unreachable": true}
-
 // waitForFailedRecord polls `kubectl connaudit query --podname pod` until it
-// shows pod's connect to addr:port as failed, and none as established, and
-// returns the failed record's outcome.
-func waitForFailedRecord(t *testing.T, kubectl kubectlCmd, pod, addr, port string) string {
+// shows pod's connect to addr:port, and checks that the trail says what the
+// application saw: outcome want, never established.
+func waitForFailedRecord(t *testing.T, kubectl kubectlCmd, pod, addr, port, want string) {
 	t.Helper()
-	var out, outcome string
+	var out string
 	if !poll(3*time.Minute, 3*time.Second, func() bool {
 		out = kubectl.must("connaudit", "query", "--podname", pod, "--since", "30m", "-o", "json")
+		found := false
 		for _, r := range records(out) {
 			if fmt.Sprint(r["network.peer.address"]) != addr || fmt.Sprint(r["network.peer.port"]) != port {
 				continue
 			}
-			if o := fmt.Sprint(r["connaudit.outcome"]); failedOutcomes[o] {
-				outcome = o
-			} else {
-				t.Fatalf("the trail shows %s's blocked connect to %s:%s as %s:\n%s", pod, addr, port, o, out)
+			if o := fmt.Sprint(r["connaudit.outcome"]); o != want {
+				t.Fatalf("the trail shows %s's blocked connect to %s:%s as %s, the application saw %s:\n%s", pod, addr, port, o, want, out)
 			}
+			found = true
 		}
-		return outcome != ""
+		return found
 	}) {
-		t.Fatalf("kubectl connaudit query --podname %s: no failed connect to %s:%s:\n%s", pod, addr, port, out)
+		t.Fatalf("kubectl connaudit query --podname %s: no connect to %s:%s:\n%s", pod, addr, port, out)
 	}
-	return outcome
 }
 
 // records parses `query -o json` output into its records.
@@ -306,15 +305,14 @@ func enforceAdvisedPolicy(t *testing.T, n *kubenode.Node, kubectl kubectlCmd, po
 	if !strings.Contains(atts[1].result, "200 OK") {
 		t.Fatalf("mypod-after's fetch of %s, which the policy admits: %s, want 200 OK", allowed, atts[1].result)
 	}
-	outcome := waitForFailedRecord(t, kubectl, "mypod-after", out1.Addr, otherPort)
-	t.Logf("the trail shows mypod-after's refused connect to %s:%s with connaudit.outcome %s", out1.Addr, otherPort, outcome)
+	waitForFailedRecord(t, kubectl, "mypod-after", out1.Addr, otherPort, "refused")
 	waitForRecords(t, kubectl, "mypod-after", map[string]string{"network.peer.address": kubenode.Outsides[1].Addr,
 		"network.peer.port": serverPort, "network.local.port": atts[1].localPort, "connaudit.outcome": "established"}, 1)
 	t.Logf("kubectl connaudit query --podname mypod-after -o wide:\n%s",
 		kubectl.must("connaudit", "query", "--podname", "mypod-after", "--since", "30m", "-o", "wide"))
 
 	out, code = adviseCheck(t, kubectl, file, applied)
-	if code != 0 || !deniedRow(out, "mypod-after", out1.Addr, otherPort, outcome) ||
+	if code != 0 || !deniedRow(out, "mypod-after", out1.Addr, otherPort, "refused") ||
 		!strings.Contains(out, "0 of them had been established") {
 		t.Fatalf("advise check since the policy was applied: status %d, want 0 with mypod-after's refused connect to %s:%s denied:\n%s",
 			code, out1.Addr, otherPort, out)
@@ -360,15 +358,19 @@ func shippedPoliciesEnforced(t *testing.T, n *kubenode.Node, kubectl kubectlCmd)
 		"--restart=Never", "--", "get", "1"}, urls...)...)
 	atts := readAttempts(t, n, "intruder", len(urls))
 	for _, a := range atts {
-		if !blocked(a) {
+		if blockedOutcome(a) == "" {
 			t.Errorf("intruder's fetch of %s: %s, want it blocked (k8s/deploy's NetworkPolicies)", a.url, a.result)
 		}
 	}
 	if t.Failed() {
 		t.FailNow()
 	}
+	saw := map[string]string{}
+	for _, a := range atts {
+		saw[a.url] = blockedOutcome(a)
+	}
 	for _, tg := range targets {
-		waitForFailedRecord(t, kubectl, "intruder", tg.addr, tg.port)
+		waitForFailedRecord(t, kubectl, "intruder", tg.addr, tg.port, saw["http://"+tg.addr+":"+tg.port+"/"])
 	}
 	t.Logf("kubectl connaudit query --podname intruder -o wide:\n%s",
 		kubectl.must("connaudit", "query", "--podname", "intruder", "--since", "30m", "-o", "wide"))
