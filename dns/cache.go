@@ -2,6 +2,7 @@ package dns
 
 import (
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
@@ -55,10 +56,16 @@ type entry struct {
 	older, newer *entry
 }
 
+// binding is a name that resolver gave the address, from the first of a run
+// of answers that kept it usable without a break (sinceNs) to the newest's
+// TTL. A connect is often handled after the next answer for the same name
+// arrived: it is named by the answer before, kept as prevNs.
 type binding struct {
 	name       string
 	resolver   netip.Addr
-	answeredNs uint64 // CLOCK_BOOTTIME
+	sinceNs    uint64 // CLOCK_BOOTTIME
+	prevNs     uint64 // the answer before answeredNs, 0 for none
+	answeredNs uint64
 	expiresNs  uint64 // answeredNs + TTL
 }
 
@@ -101,16 +108,29 @@ func (c *Cache) Add(netns uint32, a *Answer, atNs uint64, resolver netip.Addr) {
 		if c.cfg.MaxTTL > 0 {
 			ttl = min(ttl, c.cfg.MaxTTL)
 		}
-		e.add(binding{name: a.Question, resolver: resolver, answeredNs: atNs, expiresNs: atNs + uint64(ttl)})
+		e.add(binding{name: a.Question, resolver: resolver, sinceNs: atNs, answeredNs: atNs, expiresNs: atNs + uint64(ttl)},
+			uint64(c.cfg.Grace))
 	}
 }
 
-func (e *entry) add(b binding) {
+// add puts b first. An answer that gives the same name from the same
+// resolver while the last one is still usable continues its run.
+func (e *entry) add(b binding, grace uint64) {
 	i := 0
-	for i < e.n && e.names[i].name != b.name {
+	for i < e.n && (e.names[i].name != b.name || e.names[i].resolver != b.resolver) {
 		i++
 	}
-	if i == e.n {
+	if i < e.n {
+		if old := e.names[i]; b.answeredNs <= old.expiresNs+grace {
+			b.sinceNs = min(old.sinceNs, b.answeredNs)
+			if b.answeredNs < old.answeredNs { // out of order: the newer answer stays newest
+				b.prevNs, b.answeredNs = max(old.prevNs, b.answeredNs), old.answeredNs
+			} else {
+				b.prevNs = old.answeredNs
+			}
+			b.expiresNs = max(b.expiresNs, old.expiresNs)
+		}
+	} else {
 		if e.n < maxNamesPerAddr {
 			e.n++
 		}
@@ -118,6 +138,18 @@ func (e *entry) add(b binding) {
 	}
 	copy(e.names[1:i+1], e.names[:i])
 	e.names[0] = b
+}
+
+// answeredBy is when the answer that named a connect at atNs (within the
+// binding's run) arrived: the newest known answer not after atNs.
+func (b *binding) answeredBy(atNs uint64) uint64 {
+	switch {
+	case b.answeredNs <= atNs:
+		return b.answeredNs
+	case b.prevNs != 0 && b.prevNs <= atNs:
+		return b.prevNs
+	}
+	return b.sinceNs
 }
 
 // usableUntil is the last time any of the entry's names may be used.
@@ -198,9 +230,10 @@ func (c *Cache) unlinkNetns(ns *nsCache) {
 	ns.older, ns.newer = nil, nil
 }
 
-// Lookup tells which name ip had in netns at atNs: the newest answer
-// received before atNs whose TTL plus grace had not run out, and the
-// resolver that gave it. names lists every name usable then, newest first;
+// Lookup tells which name ip had in netns at atNs: that of the newest answer
+// received before atNs whose TTL plus grace had not run out (or was renewed
+// by the next answer for the name before it did), and the resolver that
+// gave it. names lists every name usable then, newest first;
 // it is valid until the next Lookup, and Lookup does not allocate.
 func (c *Cache) Lookup(netns uint32, ip netip.Addr, atNs uint64) (name string, names []string, age time.Duration, resolver netip.Addr, ok bool) {
 	c.mu.Lock()
@@ -215,14 +248,19 @@ func (c *Cache) Lookup(netns uint32, ip netip.Addr, atNs uint64) (name string, n
 	}
 	c.names = c.names[:0]
 	grace := uint64(c.cfg.Grace)
-	for _, b := range e.names[:e.n] {
-		if b.answeredNs > atNs || atNs > b.expiresNs+grace {
+	for i := range e.names[:e.n] {
+		b := &e.names[i]
+		if b.sinceNs > atNs || atNs > b.expiresNs+grace || slices.Contains(c.names, b.name) {
 			continue
 		}
-		if len(c.names) == 0 {
-			name, age, resolver = b.name, time.Duration(atNs-b.answeredNs), b.resolver
+		if by := b.answeredBy(atNs); len(c.names) == 0 || by > atNs-uint64(age) {
+			name, age, resolver = b.name, time.Duration(atNs-by), b.resolver
 		}
 		c.names = append(c.names, b.name)
+	}
+	if i := slices.Index(c.names, name); i > 0 { // the name that named the connect comes first
+		copy(c.names[1:i+1], c.names[:i])
+		c.names[0] = name
 	}
 	return name, c.names, age, resolver, len(c.names) > 0
 }

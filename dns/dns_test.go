@@ -336,3 +336,51 @@ func TestParseQueryReadsIDTypeAndQuestion(t *testing.T) {
 		t.Fatalf("a response sent as a query: %v", err)
 	}
 }
+
+// A stub resolver asks again before each connect: the connect is handled
+// after the next answer for the same name arrived, and is still named by
+// the one before it, with that answer's age.
+func TestCacheNamesAConnectHandledAfterTheNextAnswer(t *testing.T) {
+	c := dns.NewCache(dns.CacheConfig{EntriesPerNetns: 10, Netns: 10, Grace: time.Second})
+	ip := netip.MustParseAddr("203.0.113.80")
+	for i := range 5 {
+		c.Add(1, answer("api.example.com", 60, "203.0.113.80"), sec(100+float64(i)), resolver)
+	}
+	name, _, age, r, ok := c.Lookup(1, ip, sec(103.5))
+	if !ok || name != "api.example.com" || age != 500*time.Millisecond || r != resolver {
+		t.Fatalf("a connect between the 4th and 5th answers: %q, age %s, from %s, %v; want api.example.com, 500ms, from %s", name, age, r, ok, resolver)
+	}
+	if _, _, age, _, ok := c.Lookup(1, ip, sec(101.5)); !ok || age > 1500*time.Millisecond {
+		t.Fatalf("a connect between the 2nd and 3rd answers: age %s, %v; want named, by an answer at most 1.5s before", age, ok)
+	}
+	if _, _, _, _, ok := c.Lookup(1, ip, sec(99)); ok {
+		t.Fatal("a connect before the first answer got its name")
+	}
+
+	// Another name for the address between two answers of the first: a
+	// connect after it is named by it, the newest answer before the connect.
+	c.Add(1, answer("www.example.com", 60, "203.0.113.80"), sec(104.2), resolver)
+	c.Add(1, answer("api.example.com", 60, "203.0.113.80"), sec(105), resolver)
+	name, names, _, _, _ := c.Lookup(1, ip, sec(104.5))
+	if name != "www.example.com" || !reflect.DeepEqual(names, []string{"www.example.com", "api.example.com"}) {
+		t.Fatalf("a connect after www's answer: %q %v", name, names)
+	}
+
+	// A run ends when the name was no longer usable: an answer after the
+	// TTL and grace ran out does not name connects before it.
+	c.Add(1, answer("late.example.com", 1, "203.0.113.81"), sec(200), resolver)
+	c.Add(1, answer("late.example.com", 1, "203.0.113.81"), sec(205), resolver)
+	if _, _, _, _, ok := c.Lookup(1, netip.MustParseAddr("203.0.113.81"), sec(203)); ok {
+		t.Fatal("a connect in the gap between two runs got the name")
+	}
+	// The same name from another resolver is another binding: the connect
+	// names the resolver that answered before it.
+	other := netip.MustParseAddr("127.0.0.53")
+	c.Add(1, answer("api.example.com", 60, "203.0.113.80"), sec(106), other)
+	if _, _, _, r, _ := c.Lookup(1, ip, sec(105.5)); r != resolver {
+		t.Fatalf("a connect before the other resolver's answer: from %s, want %s", r, resolver)
+	}
+	if name, names, _, r, _ := c.Lookup(1, ip, sec(106.5)); name != "api.example.com" || r != other || len(names) != 2 {
+		t.Fatalf("a connect after the other resolver's answer: %q %v from %s, want api.example.com (listed once) from %s", name, names, r, other)
+	}
+}

@@ -28,7 +28,7 @@ type zone map[string][]string
 // startResolver serves zone on port 53 of the server namespace (IPv4 and
 // IPv6), and makes the client namespace's resolv.conf (for `ip netns exec`)
 // point at it. A name whose value is "malformed" gets garbage back.
-func startResolver(t *testing.T, h *netnstest.Hosts, z zone) {
+func startResolver(t testing.TB, h *netnstest.Hosts, z zone) {
 	t.Helper()
 	for _, addr := range []netip.Addr{netnstest.ServerV4, netnstest.ServerV6} {
 		var conn *net.UDPConn
@@ -138,7 +138,7 @@ func curlIn(t *testing.T, cgroupDir string, ns netnstest.NS, url string, extra .
 	}
 }
 
-func netnsOf(t *testing.T, ns netnstest.NS) uint32 {
+func netnsOf(t testing.TB, ns netnstest.NS) uint32 {
 	t.Helper()
 	var st unix.Stat_t
 	if err := unix.Stat("/run/netns/"+ns.Name, &st); err != nil {

@@ -160,6 +160,24 @@ func TestRealLookupsNameConnectsOverTCPAndUDP(t *testing.T) {
 	}
 }
 
+// A stub resolver asks again before every connect, 2 ms apart: the agent
+// handles each connect after the next answer for the same name arrived, and
+// each is still named, by the answer before it.
+func TestEveryConnectAfterARepeatedLookupIsNamed(t *testing.T) {
+	s := startStack(t)
+	s.instance(t)
+	victim := netnstest.New(t)
+	startResolver(t, victim, zone{"api.example.com": {"203.0.113.80"}})
+	victim.AddHost(t, netip.MustParseAddr("203.0.113.80"))
+	victim.Server.Listen(t, "tcp", "203.0.113.80:8080")
+	const connects = 300
+	made := lookupAndConnect(t, victim.Client, 8080, connects)
+	stored, named := countNamed(t, s.vl, netnsOf(t, victim.Client), 8080, made)
+	if made != connects || stored != made || named != stored {
+		t.Fatalf("%d of %d connects made, %d stored, %d of them named api.example.com; want all", made, connects, stored, named)
+	}
+}
+
 // A flood of answers (10,000/s for 2 s) into one network namespace's socket
 // that asked once: connects from another namespace, each after its own
 // lookup, are all recorded, established and named; the flood is counted.
@@ -172,58 +190,13 @@ func TestDNSFloodLeavesOtherNamespacesNamed(t *testing.T) {
 	victim.Server.Listen(t, "tcp", "203.0.113.80:8080")
 	victimNetns := netnsOf(t, victim.Client)
 
-	var srv, cli *net.UDPConn
-	if err := flood.Server.Do(func() (err error) {
-		srv, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("198.51.100.1"), Port: 53})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	if err := flood.Client.Do(func() (err error) {
-		cli, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("198.51.100.2")})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	z := zone{"flood.example.com": {"203.0.113.99"}}
-	q := query(1, "flood.example.com.")
-	if _, err := cli.WriteToUDPAddrPort(q, srv.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
-		t.Fatal(err)
-	}
-	answer := answerQuery(q, z)
-	go func() { // the flooded socket reads, so that the kernel delivers every answer
-		buf := make([]byte, 1500)
-		for {
-			if _, err := cli.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
 	const rate, seconds = 10000, 2
-	flooded := make(chan int)
-	go func() {
-		sent := 0
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for range tick.C {
-			for range rate / 1000 {
-				if _, err := srv.WriteToUDPAddrPort(answer, cli.LocalAddr().(*net.UDPAddr).AddrPort()); err == nil {
-					sent++
-				}
-			}
-			if sent >= rate*seconds {
-				break
-			}
-		}
-		flooded <- sent
-	}()
+	fl := startDNSFlood(t, flood, rate, rate*seconds)
 	const connects = 10
 	for range connects {
 		curl(t, victim.Client, "http://api.example.com:8080/", "-4")
 	}
-	sent := <-flooded
+	sent := fl.wait()
 
 	unnamed := false
 	for _, r := range s.vl.WaitFor(t, fmt.Sprintf(`event_name:="tcp.connect" connaudit.netns:=%d network.peer.address:="203.0.113.80"`, victimNetns), connects, time.Minute) {
@@ -251,6 +224,78 @@ func TestDNSFloodLeavesOtherNamespacesNamed(t *testing.T) {
 	}
 	t.Logf("%d flood answers sent, %d rate-limited, %d connects shipped before their answers were read", sent, limited,
 		metricValue(t, s, "connaudit_dns_lookup_timeouts_total"))
+}
+
+// dnsFlood answers one query of a socket in a network namespace over and
+// over: the answers match the query, so they pass the kernel's filter and
+// reach the agent, where the namespace's rate limit must contain them.
+type dnsFlood struct {
+	sent chan int
+	stop chan struct{}
+}
+
+// startDNSFlood floods hosts' client namespace with rate answers a second
+// until it has sent total, or until stop.
+func startDNSFlood(tb testing.TB, hosts *netnstest.Hosts, rate, total int) *dnsFlood {
+	tb.Helper()
+	var srv, cli *net.UDPConn
+	if err := hosts.Server.Do(func() (err error) {
+		srv, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("198.51.100.1"), Port: 53})
+		return err
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { srv.Close() })
+	if err := hosts.Client.Do(func() (err error) {
+		cli, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("198.51.100.2")})
+		return err
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cli.Close() })
+	q := query(1, "flood.example.com.")
+	if _, err := cli.WriteToUDPAddrPort(q, srv.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+		tb.Fatal(err)
+	}
+	answer := answerQuery(q, zone{"flood.example.com": {"203.0.113.99"}})
+	go func() { // the flooded socket reads, so that the kernel delivers every answer
+		buf := make([]byte, 1500)
+		for {
+			if _, err := cli.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	f := &dnsFlood{sent: make(chan int, 1), stop: make(chan struct{})}
+	go func() {
+		sent := 0
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for sent < total {
+			select {
+			case <-f.stop:
+				f.sent <- sent
+				return
+			case <-tick.C:
+			}
+			for range rate / 1000 {
+				if _, err := srv.WriteToUDPAddrPort(answer, cli.LocalAddr().(*net.UDPAddr).AddrPort()); err == nil {
+					sent++
+				}
+			}
+		}
+		f.sent <- sent
+	}()
+	return f
+}
+
+// wait returns the number of answers sent once all are.
+func (f *dnsFlood) wait() int { return <-f.sent }
+
+// end stops the flood and returns the number of answers sent.
+func (f *dnsFlood) end() int {
+	close(f.stop)
+	return <-f.sent
 }
 
 func query(id uint16, name string) []byte {
