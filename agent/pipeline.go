@@ -178,6 +178,7 @@ func (p *Pipeline) handle(ev *bpf.Event, observed time.Time, final bool) {
 	}
 	src.Attrs = p.extra.Bytes()
 	p.Trail.Emit(p.builder.Build(ev, start, end, observed, &src))
+	p.Metrics.ConnectToSpool.Observe(time.Since(end).Seconds())
 }
 
 // name sets the name the peer address was resolved from, when known. It
