@@ -156,12 +156,15 @@ func (b *Backend) rows(ctx context.Context, logsql string, each func(map[string]
 }
 
 // lineDecoder reads VictoriaLogs' JSON lines.
-type lineDecoder struct{ sc *bufio.Scanner }
+type lineDecoder struct {
+	sc   *bufio.Scanner
+	keys map[string]string // field names, interned across rows
+}
 
 func newLineDecoder(r io.Reader) *lineDecoder {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
-	return &lineDecoder{sc: sc}
+	return &lineDecoder{sc: sc, keys: map[string]string{}}
 }
 
 func (d *lineDecoder) next() (map[string]string, error) {
@@ -179,7 +182,7 @@ func (d *lineDecoder) into(row map[string]string) error {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		if err := json.Unmarshal(line, &row); err != nil {
+		if err := decodeRow(line, row, d.keys); err != nil {
 			return fmt.Errorf("decode VictoriaLogs row %.200q: %w", line, err)
 		}
 		return nil
