@@ -10,20 +10,20 @@ var rowCases = []string{
 	`{"_time":"2026-12-07T17:00:00Z","k8s.pod.name":"web-1","connaudit.seq":"42"}`,
 	`  { "a" : "1" ,	"b":"" }  `,
 	`{}`,
-	`{"a":"x","a":"y"}`,                         // the last of a duplicate key wins, as in json
+	`{"a":"x","a":"y"}`, // the last of a duplicate key wins, as in json
 	`{"msg":"say \"hi\"\n","path":"C:\\tmp\/x"}`, // escapes
 	`{"emoji":"\ud83d\ude00 ü"}`,
-	"{\"bad\":\"\xff\xfe\"}",     // invalid UTF-8 becomes U+FFFD, as in json
-	"{\"ctl\":\"a\x01b\"}",       // a raw control character: json's error
-	`{"n":1}`,                    // not a string: json's error for a map of strings
-	`{"a":"1"`,                   // cut off
-	`{"a":"1"} {"b":"2"}`,        // trailing data
-	`["a","b"]`,                  // not an object
-	`{"a":"1",}`,                 // trailing comma
-	`{"a" "1"}`,                  // no colon
-	`{"a":null}`,                 // null: json leaves "" for a map value
+	"{\"bad\":\"\xff\xfe\"}", // invalid UTF-8 becomes U+FFFD, as in json
+	"{\"ctl\":\"a\x01b\"}",   // a raw control character: json's error
+	`{"n":1}`,                // not a string: json's error for a map of strings
+	`{"a":"1"`,               // cut off
+	`{"a":"1"} {"b":"2"}`,    // trailing data
+	`["a","b"]`,              // not an object
+	`{"a":"1",}`,             // trailing comma
+	`{"a" "1"}`,              // no colon
+	`{"a":null}`,             // null: json leaves "" for a map value
 	`{"a":"1","nested":{"b":"2"}}`,
-	`{"k\u00e9y":"v\u00e4l","k\"2":"x\ty"}`,     // escaped keys and values
+	`{"k\u00e9y":"v\u00e4l","k\"2":"x\ty"}`,       // escaped keys and values
 	`{"_msg":"curl (pid 1) \u003e 203.0.113.80"}`, // as VictoriaLogs escapes '>'
 	`{"lone":"\ud83d x","pair-bad":"\ud83d\u0041","hex":"\u00zz"}`,
 	`{"a":"\q"}`,
