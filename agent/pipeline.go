@@ -18,6 +18,7 @@ import (
 	"github.com/connaudit/connaudit/k8s"
 	"github.com/connaudit/connaudit/k8s/cgroup"
 	"github.com/connaudit/connaudit/shipper"
+	"github.com/connaudit/connaudit/shipper/handoff"
 	"github.com/connaudit/connaudit/trail"
 )
 
@@ -87,6 +88,9 @@ type Pipeline struct {
 	Clock       *bpf.BootClock
 	Metrics     *shipper.Metrics
 	Log         *slog.Logger
+	// Live counts the events read and not yet spooled, for the next
+	// instance to report if this one is killed; nil keeps no count.
+	Live *handoff.Live
 
 	// HoldTimeout is how long an event may wait for its cgroup or pod to be
 	// known; DNSWait for DNS answers from before it that are still being
@@ -130,7 +134,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		err := p.Events.Read(&ev)
 		switch {
 		case err == nil:
-			p.handle(&ev, time.Now(), false)
+			now := time.Now()
+			p.Live.Read(now)
+			p.handle(&ev, now, false)
 		case errors.Is(err, os.ErrDeadlineExceeded):
 		default:
 			return fmt.Errorf("read ring buffer: %w", err)
@@ -151,7 +157,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		if err := p.Events.Read(&ev); err != nil {
 			break
 		}
-		p.handle(&ev, time.Now(), true)
+		now := time.Now()
+		p.Live.Read(now)
+		p.handle(&ev, now, true)
 	}
 	p.retryHeld(time.Now(), true)
 	p.poll(time.Now())
@@ -178,6 +186,7 @@ func (p *Pipeline) handle(ev *bpf.Event, observed time.Time, final bool) {
 	}
 	src.Attrs = p.extra.Bytes()
 	p.Trail.Emit(p.builder.Build(ev, start, end, observed, &src))
+	p.Live.Done()
 	p.Metrics.ConnectToSpool.Observe(time.Since(end).Seconds())
 }
 

@@ -40,6 +40,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/connaudit/connaudit/internal/teststack"
+	"github.com/connaudit/connaudit/k8s/cgroup"
 	"github.com/connaudit/connaudit/shipper"
 	"github.com/connaudit/connaudit/trail"
 )
@@ -131,6 +132,75 @@ func TestFaultCollectorDown60s(t *testing.T) {
 // recorded while no agent ran.
 func TestFaultAgentKill9(t *testing.T) {
 	testAgentRestart(t, func(s *stack) { s.agent.Kill() }, func(s *stack) { s.agent.Start() }, "resumed")
+}
+
+// TestFaultAgentKill9WhileHolding: the agent is killed while it holds
+// connects it has read from the kernel (their cgroup is outside the
+// CONNAUDIT_CGROUP_ROOT it walks, so they wait for it): the next instance
+// reports them in an agent_killed loss record, and names the exact last seq
+// of the killed one in its start record, not the last heartbeat's.
+func TestFaultAgentKill9WhileHolding(t *testing.T) {
+	root, err := cgroup.FindV2Mount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(root, fmt.Sprintf("connaudit-kill9-%d", os.Getpid()))
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(sub) })
+	// A heartbeat far off: the chain head it saves would name the start record only.
+	s := startStack(t, "CONNAUDIT_CGROUP_ROOT="+sub, "CONNAUDIT_K8S_HOLD_TIMEOUT=10m", "CONNAUDIT_HEARTBEAT_INTERVAL=10m")
+	first := s.instance(t)
+	target := newConnectTarget(t)
+	// Connects from inside the root it walks are spooled at once, after the
+	// heartbeat saved the chain head at the start record.
+	const spooled = 5
+	cg, err := os.Open(sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	for range spooled {
+		curl := exec.Command("curl", "-s", "-o", "/dev/null", "--max-time", "5", fmt.Sprintf("http://127.0.0.1:%d/", target.port))
+		curl.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+		if out, err := curl.CombinedOutput(); err != nil && !strings.Contains(err.Error(), "exit status 52") && !strings.Contains(err.Error(), "exit status 56") {
+			t.Fatalf("curl in %s: %v: %s", sub, err, out)
+		}
+	}
+	s.vl.WaitFor(t, fmt.Sprintf(`event_name:="tcp.connect" network.peer.port:=%d process.executable.name:="curl"`, target.port), spooled, arrivalTimeout)
+	const held = 200
+	if made, failed := target.connect(held); made != held {
+		t.Fatalf("%d of %d connects made (%d failed)", made, held, failed)
+	}
+	if !pollUntil(time.Minute, func() bool { return metricValue(t, s, "connaudit_events_unspooled") >= held }) {
+		t.Fatalf("the agent holds %d events, want at least %d", metricValue(t, s, "connaudit_events_unspooled"), held)
+	}
+	s.agent.Kill()
+	s.agent.Start()
+	second := otherInstance(t, s.vl, first)
+
+	losses := s.vl.WaitFor(t, fmt.Sprintf(`event_name:="connaudit.loss" connaudit.lost.reason:="agent_killed" service.instance.id:=%q`, second), 1, arrivalTimeout)
+	lost, _ := strconv.Atoi(losses[0]["connaudit.lost.count"])
+	if lost < held || !strings.Contains(losses[0]["_msg"]+losses[0]["connaudit.lost.detail"], first) {
+		t.Fatalf("agent_killed loss record %v: want a count of at least %d, naming instance %s", losses[0], held, first)
+	}
+	if rows, err := s.vl.Query(t.Context(), fmt.Sprintf(`event_name:="tcp.connect" network.peer.port:=%d process.pid:=%d`, target.port, os.Getpid())); err != nil || len(rows) != 0 {
+		t.Fatalf("%d of the held connects are stored (%v): they were held when the agent was killed", len(rows), err)
+	}
+	start := s.vl.WaitFor(t, fmt.Sprintf(`event_name:="connaudit.agent.start" service.instance.id:=%q`, second), 1, arrivalTimeout)[0]
+	var lastSeq string
+	if !pollUntil(arrivalTimeout, func() bool {
+		rows, err := s.vl.Query(t.Context(), fmt.Sprintf(`service.instance.id:=%q | stats max(connaudit.seq) as last`, first))
+		if err == nil && len(rows) == 1 {
+			lastSeq = rows[0]["last"]
+		}
+		return lastSeq == start["connaudit.previous.seq"]
+	}) || lastSeq == "1" {
+		t.Fatalf("the second start record names %s up to seq %s; the killed instance's last stored seq is %s (after its start record, seq 1, it spooled %d connects)",
+			start["connaudit.previous.instance.id"], start["connaudit.previous.seq"], lastSeq, spooled)
+	}
+	t.Logf("%d connects held at the kill, %d reported lost; the next instance names %s up to seq %s", held, lost, first, lastSeq)
 }
 
 // TestFaultAgentUpgrade: the agent is stopped and a build whose eBPF capture

@@ -11,6 +11,7 @@ import (
 
 	"go.opentelemetry.io/otel/log"
 
+	"github.com/connaudit/connaudit/shipper/handoff"
 	"github.com/connaudit/connaudit/shipper/spool"
 	"github.com/connaudit/connaudit/trail"
 	"github.com/connaudit/connaudit/trail/chain"
@@ -36,7 +37,8 @@ type Ledger struct {
 	enc      Encoder
 	body     []byte
 	chain    chainer
-	cp       *checkpoints // nil: no checkpoints
+	cp       *checkpoints  // nil: no checkpoints
+	live     *handoff.Live // nil: none kept
 }
 
 // dropped describes the records the spool refused since it last accepted one.
@@ -51,6 +53,14 @@ type dropped struct {
 // retryInterval bounds how often a refused report is tried again while the
 // spool has not shrunk (the disk may have gained room meanwhile).
 const retryInterval = time.Second
+
+// KeepLive makes the ledger record each spooled seq and chain value in live,
+// for the next instance on the node to find even after a kill -9.
+func (l *Ledger) KeepLive(live *handoff.Live) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.live = live
+}
 
 // NewLedger returns a Ledger that appends to sp. resource is the agent's encoded resource.
 func NewLedger(sp *spool.Spool, resource []byte, m *Metrics, logger *slog.Logger) *Ledger {
@@ -222,6 +232,7 @@ func (l *Ledger) append(payload []byte) bool {
 		l.metrics.Spooled.Inc()
 		if link != (chain.Link{}) {
 			l.chain.head, l.chain.headSeq = link, l.seq
+			l.live.Spooled(l.seq, link)
 		}
 		l.counted()
 		return true

@@ -82,10 +82,11 @@ const (
 	LossRejected        LossReason = "rejected"         // the collector refused records (partial success, or for good)
 	LossUndecodable     LossReason = "undecodable"      // a spooled record this version cannot decode
 	LossCaptureReplaced LossReason = "capture_replaced" // a replaced pinned capture of another layout held them
+	LossAgentKilled     LossReason = "agent_killed"     // an agent instance ended (kill -9, crash) holding events it had read and not spooled
 )
 
 // LossReasons lists every loss reason, in README's order.
-var LossReasons = []LossReason{LossRingBuffer, LossDNSRingBuffer, LossDNSRateLimited, LossSpoolFull, LossSpoolError, LossSpoolCorrupt, LossRejected, LossUndecodable, LossCaptureReplaced}
+var LossReasons = []LossReason{LossRingBuffer, LossDNSRingBuffer, LossDNSRateLimited, LossSpoolFull, LossSpoolError, LossSpoolCorrupt, LossRejected, LossUndecodable, LossCaptureReplaced, LossAgentKilled}
 
 // DegradedReason tells why records were shipped with less identity than they
 // should have (connaudit.degraded.reason). Such records are not missing.

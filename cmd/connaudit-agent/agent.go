@@ -67,11 +67,20 @@ func runAgent(ctx context.Context) error {
 	}
 	ledger.EnableCheckpoints(shipper.CheckpointConfig{Instance: instanceID, Key: key, Records: cfg.CheckpointRecords})
 	lineage := agent.Lineage{Heartbeat: cfg.HeartbeatInterval}
-	if prev, ok, err := handoff.Load(cfg.SpoolDir); err != nil {
-		logger.Warn("the start record will not name the previous instance", "err", err)
-	} else if ok {
-		lineage.Previous = &prev
+	prev, last, err := handoff.Previous(cfg.SpoolDir)
+	if err != nil {
+		logger.Warn("what the previous instance left in the spool directory is damaged", "err", err)
 	}
+	lineage.Previous = prev
+	live, err := handoff.OpenLive(cfg.SpoolDir, instanceID)
+	if err != nil {
+		return fmt.Errorf("CONNAUDIT_SPOOL_DIR=%s: %w", cfg.SpoolDir, err)
+	}
+	defer live.Close()
+	ledger.KeepLive(live)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "connaudit_events_unspooled",
+		Help: "Connect events read from the kernel and not yet spooled (held for their pod or a DNS answer)."},
+		func() float64 { return float64(live.Unspooled()) }))
 	heartbeat := &agent.Heartbeat{Ledger: ledger, Interval: cfg.HeartbeatInterval, Dir: cfg.SpoolDir, Instance: instanceID, Log: logger}
 	agent.ReportSpoolDamage(ledger, recovery, logger)
 
@@ -95,7 +104,7 @@ func runAgent(ctx context.Context) error {
 		return err
 	}
 	p := &agent.Pipeline{Events: tracer, Trail: ledger, Identities: identities, Metrics: metrics, Log: logger,
-		Clock: bpf.NewBootClock(), Executables: process.NewExecutables(cfg.HostProc, 4096),
+		Clock: bpf.NewBootClock(), Executables: process.NewExecutables(cfg.HostProc, 4096), Live: live,
 		HoldTimeout: cfg.HoldTimeout, HoldMax: cfg.HoldQueue, HostNetNS: hostNetNS}
 	cgroups, err := cgroup.NewResolver(cgroup.ResolverOptions{Root: cfg.CgroupRoot})
 	switch {
@@ -134,6 +143,7 @@ func runAgent(ctx context.Context) error {
 	defer profiles.Stop()
 
 	agent.RecordStart(ledger, tracer, version, cfg.SpoolDir, lineage, captureStart, logger)
+	agent.ReportUnspooled(ledger, last, logger)
 	heartbeat.Save()
 	heartbeat.Start()
 	health.WatchHeartbeat(heartbeat)
