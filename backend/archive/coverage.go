@@ -187,6 +187,6 @@ func lossOf(r backend.Record) backend.Loss {
 		Time: r.Time, Seq: num(backend.FieldSeq), Count: num(backend.FieldLostCount), Bytes: num(backend.FieldLostBytes),
 		Reason: r.Get(backend.FieldLostReason),
 		First:  tm(backend.FieldLostTimeMin), Last: tm(backend.FieldLostTimeMax),
-		Seqs:   backend.SeqRange{First: num(backend.FieldLostSeqMin), Last: num(backend.FieldLostSeqMax)},
+		Seqs: backend.SeqRange{First: num(backend.FieldLostSeqMin), Last: num(backend.FieldLostSeqMax)},
 	}
 }

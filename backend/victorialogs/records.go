@@ -144,7 +144,6 @@ func toRecord(row map[string]string) (backend.Record, error) {
 	return r, nil
 }
 
-
 // timeRunDedup drops duplicates from a time-sorted stream: a replayed record
 // keeps its timestamp, so its copies are within one run of equal times, and
 // only that run's keys are kept.
