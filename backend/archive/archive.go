@@ -18,6 +18,7 @@ package archive
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -235,4 +236,28 @@ func join(vs ...string) string {
 		fmt.Fprintf(&b, "%d:%s;", len(v), v)
 	}
 	return b.String()
+}
+
+// Write writes every record that src holds in [from, to) on the given nodes
+// (all when empty), of every event name and duplicates included, to w as
+// the JSON lines that Open reads, and returns how many it wrote.
+func Write(ctx context.Context, w io.Writer, src backend.TrailReader, from, to time.Time, nodes []string) (int, error) {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	n := 0
+	err := src.Export(ctx, from, to, nodes, func(row map[string]string) error {
+		line, err := json.Marshal(row) // keys sorted: the same record, the same line
+		if err != nil {
+			return err
+		}
+		line = append(line, '\n')
+		if _, err := bw.Write(line); err != nil {
+			return err
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, bw.Flush()
 }
