@@ -243,14 +243,11 @@ func join(vs ...string) string {
 // the JSON lines that Open reads, and returns how many it wrote.
 func Write(ctx context.Context, w io.Writer, src backend.TrailReader, from, to time.Time, nodes []string) (int, error) {
 	bw := bufio.NewWriterSize(w, 256<<10)
+	enc := json.NewEncoder(bw) // keys sorted: the same record, the same line
+	enc.SetEscapeHTML(false)
 	n := 0
 	err := src.Export(ctx, from, to, nodes, func(row map[string]string) error {
-		line, err := json.Marshal(row) // keys sorted: the same record, the same line
-		if err != nil {
-			return err
-		}
-		line = append(line, '\n')
-		if _, err := bw.Write(line); err != nil {
+		if err := enc.Encode(row); err != nil {
 			return err
 		}
 		n++
