@@ -372,7 +372,7 @@ func testCoverage(t *testing.T, b backend.Backend) {
 				"seq_hole node-c ct-c1 2h0m3s..2h0m10s x3: connaudit.seq 10..12 missing, no loss record explains it",
 				"uncovered node-c  2h0m20s..2h1m0s x0: " + stoppedNoNext,
 				"loss node-d ct-d1 2h0m2s..2h0m3s x2: spool_full",
-				"seq_hole node-d ct-d1 2h0m3s..2h0m6s x2: connaudit.seq 5..6 missing, no loss record explains it",
+				"seq_hole node-d ct-d1 2h0m3.25s..2h0m6.25s x2: connaudit.seq 5..6 missing, no loss record explains it",
 				"uncovered node-d  2h0m20s..2h1m0s x0: " + stoppedNoNext,
 				"uncovered node-h  2h0m0s..2h1m0s x0: " + heartbeatsStopped,
 			}},

@@ -133,10 +133,10 @@ func Batches() [][]recordgen.Record {
 	d := recordgen.NewAgent("node-d", "ct-d1")
 	gap = append(gap, d.Start(g(0), false))
 	for i := 1; i <= 3; i++ {
-		gap = append(gap, d.Connect(g(float64(i)), proc(nil, "curl", 800, 0), conn("d-"+strconv.Itoa(i), recordgen.Conn{DstAddr: "1.0.0.1", DstPort: 443, Outcome: "established", Peer: peerExtern})))
+		gap = append(gap, d.Connect(g(float64(i)+0.25), proc(nil, "curl", 800, 0), conn("d-"+strconv.Itoa(i), recordgen.Conn{DstAddr: "1.0.0.1", DstPort: 443, Outcome: "established", Peer: peerExtern})))
 	}
 	d.Lose(2)
-	gap = append(gap, d.Connect(g(6), proc(nil, "curl", 800, 0), conn("d-6", recordgen.Conn{DstAddr: "1.0.0.1", DstPort: 443, Outcome: "established", Peer: peerExtern})))
+	gap = append(gap, d.Connect(g(6.25), proc(nil, "curl", 800, 0), conn("d-6", recordgen.Conn{DstAddr: "1.0.0.1", DstPort: 443, Outcome: "established", Peer: peerExtern})))
 	gap = append(gap, d.Loss(g(7), 2, "spool_full", 3, 4, g(2), g(3)))
 	gap = append(gap, d.Stop(g(20)))
 
