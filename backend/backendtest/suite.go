@@ -323,7 +323,7 @@ func gapText(g backend.Gap) string {
 const (
 	heartbeatsStopped = "the agent's heartbeats stopped, with no stop record: it died or hung, or its records were deleted"
 	stoppedNoNext     = "the agent stopped and no other instance started"
-	nextNotResumed    = "the agent ended without a stop record and the next one did not resume its capture"
+	stoppedNextLater  = "the agent stopped and the next one started later, without resuming its capture"
 	noAgent           = "no agent instance watched the node"
 )
 
@@ -345,7 +345,7 @@ func testCoverage(t *testing.T, b backend.Backend) {
 				"node-h ct-h1 started -1s resumed false stopped - heartbeat 10s seen 11s..12s records 2 seq 2..3 losses 0",
 			},
 			[]string{
-				"uncovered node-b  30s..35s x0: " + nextNotResumed,
+				"uncovered node-b  30s..35s x0: " + stoppedNextLater,
 				"uncovered node-h  32s..1m0s x0: " + heartbeatsStopped,
 			}},
 		{"nodes asked for, one without any record", Main, []string{"node-b", "node-z"},
@@ -355,7 +355,7 @@ func testCoverage(t *testing.T, b backend.Backend) {
 				"node-b ct-b2 started 35s resumed false stopped - heartbeat 0s seen 35s..35s records 1 seq 1..1 losses 0",
 			},
 			[]string{
-				"uncovered node-b  30s..35s x0: " + nextNotResumed,
+				"uncovered node-b  30s..35s x0: " + stoppedNextLater,
 				"uncovered node-z  0s..1m0s x0: " + noAgent,
 			}},
 		{"the gap window: loss records (one replayed), holes, a record from before the start, a loss record naming stored seqs", Gap, nil,
