@@ -210,6 +210,10 @@ func testSummary(t *testing.T, b backend.Backend) {
 			"shop/deployment/web -> pod shop/statefulset/db :5432 reset x1 10s..10s",
 			"shop/deployment/web -> service shop/service/api :80 established x1 2s..2s",
 		}},
+		{"selector key= matches nothing, computed in the store too", backend.Filter{From: Main[0], To: Main[1], Selector: mustSelector("canary=")}, nil},
+		{"selector key!= matches everything without the label", backend.Filter{From: Main[0], To: Main[1], Selector: mustSelector("canary!=,team")}, []string{
+			"billing/deployment/pay -> service billing/service/gateway :443 established x1 6s..6s",
+		}},
 		{"failed to names below example.com", backend.Filter{From: Main[0], To: Main[1], DstNames: []string{"*.example.com"}, Outcomes: []string{backend.OutcomeFailed}}, []string{
 			"shop/deployment/web -> external 1.0.0.1 :443 refused x1 3s..3s",
 		}},
