@@ -175,7 +175,7 @@ func uncovered(c *Coverage, node string) []Gap {
 	ins := NodeInstances(c, node)
 	type span struct {
 		from, to time.Time
-		stopped bool // its instance wrote a stop record
+		stopped  bool // its instance wrote a stop record
 	}
 	var spans []span
 	for i, in := range ins {
