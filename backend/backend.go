@@ -176,11 +176,12 @@ type Record struct {
 // Get returns a field's value, "" when absent.
 func (r Record) Get(name string) string { return r.Fields[name] }
 
-// Labels returns the source pod's labels (the k8s.pod.label.<key> fields).
+// Labels returns the source pod's labels (the k8s.pod.label.<key> fields);
+// a label with an empty value is absent, as a store keeps it.
 func (r Record) Labels() labels.Set {
 	set := labels.Set{}
 	for k, v := range r.Fields {
-		if key, ok := cutPrefix(k, FieldPodLabelPrefix); ok {
+		if key, ok := cutPrefix(k, FieldPodLabelPrefix); ok && v != "" {
 			set[key] = v
 		}
 	}
@@ -191,7 +192,7 @@ func (r Record) Labels() labels.Set {
 func (r Record) PeerLabels() labels.Set {
 	set := labels.Set{}
 	for k, v := range r.Fields {
-		if key, ok := cutPrefix(k, FieldPeerPodLabelPrefix); ok {
+		if key, ok := cutPrefix(k, FieldPeerPodLabelPrefix); ok && v != "" {
 			set[key] = v
 		}
 	}

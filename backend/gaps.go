@@ -173,7 +173,10 @@ func NodeInstances(c *Coverage, node string) []Instance {
 // uncovered returns the spans of [c.From, c.To) in which no instance watched node.
 func uncovered(c *Coverage, node string) []Gap {
 	ins := NodeInstances(c, node)
-	type span struct{ from, to time.Time }
+	type span struct {
+		from, to time.Time
+		stopped  bool // its instance wrote a stop record
+	}
 	var spans []span
 	for i, in := range ins {
 		var next *Instance
@@ -182,11 +185,12 @@ func uncovered(c *Coverage, node string) []Gap {
 		}
 		from, to := InstanceSpan(in, next, c.To, c.AsOf)
 		if !from.IsZero() {
-			spans = append(spans, span{from, to})
+			spans = append(spans, span{from, to, !in.Stopped.IsZero()})
 		}
 	}
 	var gaps []Gap
 	at := c.From
+	prevStopped := false // the instance that watched up to at stopped
 	add := func(to time.Time, reason string) {
 		if to.After(at) {
 			gaps = append(gaps, Gap{Kind: GapUncovered, Node: node, From: at, To: to, Reason: reason})
@@ -195,10 +199,16 @@ func uncovered(c *Coverage, node string) []Gap {
 	for _, s := range spans {
 		if s.from.After(at) {
 			reason := "no agent instance watched the node"
-			if at.After(c.From) {
+			switch {
+			case at.After(c.From) && prevStopped:
+				reason = "the agent stopped and the next one started later, without resuming its capture"
+			case at.After(c.From):
 				reason = "the agent ended without a stop record and the next one did not resume its capture"
 			}
 			add(minTime(s.from, c.To), reason)
+		}
+		if s.to.After(at) {
+			prevStopped = s.stopped
 		}
 		at = latest(at, s.to)
 		if !at.Before(c.To) {

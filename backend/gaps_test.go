@@ -94,3 +94,26 @@ func TestGapsHeartbeatNotYetOverdue(t *testing.T) {
 		t.Fatalf("gaps once overdue: %+v", g)
 	}
 }
+
+// The reason of a gap between two instances says whether the first stopped.
+func TestGapsReasonBetweenInstances(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		instances []Instance
+		want      string
+	}{
+		{"stopped, next started later", []Instance{{ID: "a", Started: at(-5), Stopped: at(30)}, {ID: "b", Started: at(31)}},
+			"the agent stopped and the next one started later, without resuming its capture"},
+		{"crashed, next not resumed", []Instance{{ID: "a", Started: at(-5), LastSeen: at(20)}, {ID: "b", Started: at(25)}},
+			"the agent ended without a stop record and the next one did not resume its capture"},
+	} {
+		c := &Coverage{From: at(0), To: at(60), Nodes: []string{"n1"}, Instances: tc.instances}
+		for i := range c.Instances {
+			c.Instances[i].Node = "n1"
+		}
+		g := Gaps(c)
+		if len(g) != 1 || g[0].Reason != tc.want {
+			t.Errorf("%s: gaps %+v, want one: %s", tc.name, g, tc.want)
+		}
+	}
+}

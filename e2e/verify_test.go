@@ -92,6 +92,43 @@ func TestVerifyRealAgent(t *testing.T) {
 	t.Run("faithful copy", func(t *testing.T) {
 		runVerify(t, copyTrail(t, rows, nil), window, 0)
 	})
+	t.Run("exported archive and an altered one", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "trail.jsonl")
+		if exp := runConnaudit(t, nil, append([]string{"export", "--server", s.vl.URL(), "-f", path}, window[:4]...)...); exp.code != 0 {
+			t.Fatalf("export: exit %d: %s", exp.code, exp.stderr)
+		}
+		rep := runVerifyArgs(t, append([]string{"--archive", path, "--public-key", pubFile}, window...), 0)
+		if len(rep.Instances) < 3 {
+			t.Errorf("verify --archive: instances %+v", rep.Instances)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+		altered := false
+		for i, line := range lines {
+			var r map[string]string
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatal(err)
+			}
+			if r[string(trail.KeyServiceInstanceID)] == b && r["event_name"] == string(trail.EventConnect) && r["network.peer.port"] == strconv.Itoa(target.port) {
+				r["network.peer.address"] = "203.0.113.66"
+				out, _ := json.Marshal(r)
+				lines[i], altered = string(out), true
+				break
+			}
+		}
+		if !altered {
+			t.Fatal("no connect of the middle instance in the export")
+		}
+		changed := filepath.Join(t.TempDir(), "altered.jsonl")
+		if err := os.WriteFile(changed, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		rep = runVerifyArgs(t, append([]string{"--archive", changed, "--public-key", pubFile}, window...), 3)
+		wantFinding(t, rep, b, "altered")
+	})
 	t.Run("middle instance deleted", func(t *testing.T) {
 		rep := runVerify(t, copyTrail(t, rows, func(r map[string]string) bool {
 			return r[string(trail.KeyServiceInstanceID)] == b
@@ -162,7 +199,14 @@ type verifyReport struct {
 
 func runVerify(t *testing.T, server string, window []string, wantCode int) verifyReport {
 	t.Helper()
-	res := runConnaudit(t, nil, append([]string{"verify", "--server", server}, window...)...)
+	return runVerifyArgs(t, append([]string{"--server", server}, window...), wantCode)
+}
+
+// runVerifyArgs runs verify -o json with args (where the trail is, and the
+// window) and checks its exit status.
+func runVerifyArgs(t *testing.T, args []string, wantCode int) verifyReport {
+	t.Helper()
+	res := runConnaudit(t, nil, append([]string{"verify"}, args...)...)
 	var rep verifyReport
 	if err := json.Unmarshal([]byte(res.stdout), &rep); err != nil {
 		t.Fatalf("verify -o json: exit %d: %v: %s %s", res.code, err, res.stdout, res.stderr)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/connaudit/connaudit/backend"
@@ -217,14 +218,35 @@ func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *backe
 	if absent == 0 {
 		return nil
 	}
-	var explained int64
+	// The loss records' ranges within [MinSeq, MaxSeq], merged: two loss
+	// records may name the same seqs.
+	var named []backend.SeqRange
 	for _, l := range in.Losses {
 		lo, hi := max(l.Seqs.First, in.MinSeq), min(l.Seqs.Last, in.MaxSeq)
 		if l.Seqs.Len() > 0 && hi >= lo {
-			explained += hi - lo + 1
+			named = append(named, backend.SeqRange{First: lo, Last: hi})
 		}
 	}
-	if explained == absent {
+	slices.SortFunc(named, func(a, b backend.SeqRange) int { return cmp.Compare(a.First, b.First) })
+	var merged runs
+	var explained int64
+	for _, r := range named {
+		merged.add(r)
+	}
+	for _, r := range merged {
+		explained += r.Len()
+	}
+	// As many seqs named as absent are the absent ones only when no record
+	// of the window holds a named seq: a loss record may name seqs that
+	// were delivered after all (or be forged) while others are missing.
+	if explained == absent && explained > 0 && len(merged) <= neighbourBatch {
+		ok, err := b.noneIn(ctx, from, to, in, merged)
+		if err != nil {
+			return fmt.Errorf("count the records of agent instance %s within its loss records' ranges: %w", in.ID, err)
+		}
+		if !ok {
+			return b.scanMissing(ctx, from, to, in)
+		}
 		for _, l := range in.Losses {
 			if l.Seqs.Len() > 0 {
 				in.Missing = append(in.Missing, backend.Hole{Seqs: l.Seqs, After: l.First, Before: l.Last})
@@ -233,6 +255,22 @@ func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *backe
 		return nil
 	}
 	return b.scanMissing(ctx, from, to, in)
+}
+
+// noneIn reports whether no record of in in the window holds a seq of rs.
+func (b *Backend) noneIn(ctx context.Context, from, to time.Time, in *backend.Instance, rs []backend.SeqRange) (bool, error) {
+	var terms []string
+	for _, r := range rs {
+		terms = append(terms, seqRange(r.First, r.Last))
+	}
+	var n int64
+	q := instanceFilter(in, timeRange(from, to)) + " (" + strings.Join(terms, " or ") + ") | stats count() as n"
+	err := b.rows(ctx, q, func(row map[string]string) error {
+		c, err := strconv.ParseInt(row["n"], 10, 64)
+		n += c
+		return err
+	})
+	return n == 0, err
 }
 
 func lossOf(row map[string]string) (backend.Loss, error) {

@@ -147,13 +147,22 @@ func selectorFilter(q *query, sel labels.Selector) {
 	}
 	for _, r := range reqs {
 		field := backend.FieldPodLabelPrefix + r.Key()
-		values := r.Values().UnsortedList()
+		// A label with an empty value is stored as absent (backend.Match):
+		// `key=` matches nothing and `key!=` everything, while
+		// VictoriaLogs' in("") would match every record without the label.
+		values := slices.DeleteFunc(r.Values().UnsortedList(), func(v string) bool { return v == "" })
 		slices.Sort(values)
 		switch r.Operator() {
 		case selection.Equals, selection.DoubleEquals, selection.In:
+			if len(values) == 0 {
+				q.add("(" + quote(field) + ":* -" + quote(field) + ":*)") // nothing
+				continue
+			}
 			q.in(field, values)
 		case selection.NotEquals, selection.NotIn:
-			q.add("-" + quote(field) + ":in(" + quoteAll(values) + ")")
+			if len(values) > 0 {
+				q.add("-" + quote(field) + ":in(" + quoteAll(values) + ")")
+			}
 		case selection.Exists:
 			q.add(quote(field) + ":*")
 		case selection.DoesNotExist:
@@ -170,19 +179,26 @@ func dstFilter(q *query, prefixes []netip.Prefix) {
 		return
 	}
 	var alts []string
+	field := quote(backend.FieldDstAddr)
 	for _, p := range prefixes {
-		p = p.Masked()
-		if p.Addr().Is4In6() && p.Bits() >= 96 {
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		p = backend.DstPrefix(p)
+		if p.Addr().Is4() {
+			alts = append(alts, field+":ipv4_range("+quote(p.String())+")")
+			continue
 		}
-		fn := "ipv4_range"
-		if p.Addr().Is6() {
-			fn = "ipv6_range"
+		alt := field + ":ipv6_range(" + quote(p.String()) + ")"
+		if p.Contains(mappedV4) {
+			// VictoriaLogs' ipv6_range reads an IPv4 address as IPv4-mapped
+			// IPv6: ::/0 would hold every IPv4 peer.
+			alt = "(" + alt + " -" + field + `:ipv4_range("0.0.0.0/0"))`
 		}
-		alts = append(alts, quote(backend.FieldDstAddr)+":"+fn+"("+quote(p.String())+")")
+		alts = append(alts, alt)
 	}
 	q.add("(" + strings.Join(alts, " or ") + ")")
 }
+
+// mappedV4 is the first IPv4-mapped IPv6 address.
+var mappedV4 = netip.MustParseAddr("::ffff:0.0.0.0")
 
 // dstNameFilter adds "server.address is any of these names"; a name
 // "*.example.com" is a suffix, matched by a regular expression.
@@ -192,6 +208,7 @@ func dstNameFilter(q *query, names []string) {
 	}
 	var alts []string
 	for _, n := range names {
+		n = backend.NormalizeName(n)
 		if suffix, ok := strings.CutPrefix(n, "*"); ok {
 			alts = append(alts, quote(backend.FieldDstName)+":~"+quote(regexp.QuoteMeta(suffix)+"$"))
 			continue

@@ -144,27 +144,21 @@ func toRecord(row map[string]string) (backend.Record, error) {
 	return r, nil
 }
 
-type recKey struct{ instance, seq string }
-
-func keyOf(r backend.Record) recKey {
-	return recKey{r.Fields[backend.FieldServiceInstanceID], r.Fields[backend.FieldSeq]}
-}
-
 // timeRunDedup drops duplicates from a time-sorted stream: a replayed record
 // keeps its timestamp, so its copies are within one run of equal times, and
 // only that run's keys are kept.
 type timeRunDedup struct {
 	at   time.Time
-	keys map[recKey]struct{}
+	keys map[backend.RecordKey]struct{}
 }
 
 func (d *timeRunDedup) seen(r backend.Record) bool {
 	if !r.Time.Equal(d.at) || d.keys == nil {
 		d.at = r.Time
-		d.keys = map[recKey]struct{}{}
+		d.keys = map[backend.RecordKey]struct{}{}
 	}
-	k := keyOf(r)
-	if k.instance == "" || k.seq == "" {
+	k, ok := r.Key()
+	if !ok {
 		return false
 	}
 	if _, ok := d.keys[k]; ok {
@@ -176,18 +170,18 @@ func (d *timeRunDedup) seen(r backend.Record) bool {
 
 // recentDedup remembers the last n keys, for a live stream in arrival order.
 type recentDedup struct {
-	keys map[recKey]struct{}
-	ring []recKey
+	keys map[backend.RecordKey]struct{}
+	ring []backend.RecordKey
 	next int
 }
 
 func newRecentDedup(n int) *recentDedup {
-	return &recentDedup{keys: make(map[recKey]struct{}, n), ring: make([]recKey, n)}
+	return &recentDedup{keys: make(map[backend.RecordKey]struct{}, n), ring: make([]backend.RecordKey, n)}
 }
 
 func (d *recentDedup) seen(r backend.Record) bool {
-	k := keyOf(r)
-	if k.instance == "" || k.seq == "" {
+	k, ok := r.Key()
+	if !ok {
 		return false
 	}
 	if _, ok := d.keys[k]; ok {

@@ -22,6 +22,8 @@ const (
 	sumSrcComm = "connaudit_sum_src_comm"
 	sumPeerIP  = "connaudit_sum_peer_ip"
 	sumPeerPod = "connaudit_sum_peer_pod"
+	sumWlKind  = "connaudit_sum_src_workload_kind"
+	sumWlName  = "connaudit_sum_src_workload_name"
 	sumCount   = "connaudit_sum_count"
 	sumFirst   = "connaudit_sum_first"
 	sumLast    = "connaudit_sum_last"
@@ -46,10 +48,15 @@ func summaryQuery(f backend.Filter) string {
 	q += copyUnless(backend.FieldComm, sumSrcComm, hasPod)
 	q += copyUnless(backend.FieldDstAddr, sumPeerIP, quote(backend.FieldPeerKind)+`:in("pod", "service", "node")`)
 	q += copyUnless(backend.FieldPeerPod, sumPeerPod, quote(backend.FieldPeerWorkloadName)+":*")
-	by := []string{backend.FieldNamespace, sumSrcPod, sumSrcNode, sumSrcComm}
-	for _, kind := range sourceOwners {
-		by = append(by, backend.WorkloadKinds[kind])
+	// The source workload, by precedence: the owners are set from the
+	// lowest to the highest, each over the one before. Grouped by every
+	// owner field instead, a Deployment would be one row per ReplicaSet.
+	for i := len(sourceOwners) - 1; i >= 0; i-- {
+		field := backend.WorkloadKinds[sourceOwners[i]]
+		q += " | format if (" + quote(field) + ":*) " + quote(sourceOwners[i]) + " as " + quote(sumWlKind) +
+			" | format if (" + quote(field) + ":*) " + quote("<"+field+">") + " as " + quote(sumWlName)
 	}
+	by := []string{backend.FieldNamespace, sumSrcPod, sumSrcNode, sumSrcComm, sumWlKind, sumWlName}
 	by = append(by, backend.FieldPeerKind, backend.FieldPeerNamespace, backend.FieldPeerWorkloadKind, backend.FieldPeerWorkloadName,
 		sumPeerPod, backend.FieldPeerService, backend.FieldPeerNode, sumPeerIP, backend.FieldDstPort, backend.FieldOutcome)
 	q += " | stats by (" + quoteAll(by) + ") count_uniq(" + quote(backend.FieldServiceInstanceID) + ", " + quote(backend.FieldSeq) + ") as " + sumCount +
@@ -100,13 +107,9 @@ func summaryRow(row map[string]string) (backend.SummaryRow, error) {
 	r.Outcome = row[backend.FieldOutcome]
 
 	r.Source.Namespace = row[backend.FieldNamespace]
-	for _, kind := range sourceOwners {
-		if name := row[backend.WorkloadKinds[kind]]; name != "" {
-			r.Source.Workload = backend.Workload{Kind: kind, Name: name}
-			break
-		}
-	}
-	if r.Source.Workload.Name == "" {
+	if name := row[sumWlName]; name != "" {
+		r.Source.Workload = backend.Workload{Kind: row[sumWlKind], Name: name}
+	} else {
 		if pod := row[sumSrcPod]; pod != "" {
 			r.Source.Workload = backend.Workload{Kind: "pod", Name: pod}
 		} else {

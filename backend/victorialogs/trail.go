@@ -61,3 +61,19 @@ func (b *Backend) InstanceRecords(ctx context.Context, instance string, start bo
 	}
 	return b.rows(ctx, q.String(), each)
 }
+
+var _ backend.TrailReader = (*Backend)(nil)
+
+// Export calls each with every record of [from, to) on the given nodes, of
+// every event name, duplicates included, without VictoriaLogs' own stream
+// fields (which depend on how the collector ingested them).
+func (b *Backend) Export(ctx context.Context, from, to time.Time, nodes []string, each func(map[string]string) error) error {
+	q := &query{}
+	q.in(backend.FieldNode, nodes)
+	q.add(timeRange(from, to))
+	return b.rows(ctx, q.String(), func(row map[string]string) error {
+		delete(row, "_stream")
+		delete(row, "_stream_id")
+		return each(row)
+	})
+}

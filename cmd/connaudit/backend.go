@@ -14,6 +14,8 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/rest"
 
+	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/backend/archive"
 	"github.com/connaudit/connaudit/backend/victorialogs"
 )
 
@@ -23,12 +25,15 @@ const (
 	defaultService = "connaudit/victorialogs:9428"
 )
 
-// backendFlags say where the trail's VictoriaLogs is: --server (or
+// backendFlags say where the trail is: in the files of --archive (an
+// exported trail, read offline), else in VictoriaLogs: --server (or
 // CONNAUDIT_QUERY_URL) directly, else the in-cluster Service through the
 // API server's service proxy when a kubeconfig context exists, else
-// http://127.0.0.1:9428.
+// http://127.0.0.1:9428. They are the one factory of the read commands'
+// backend.
 type backendFlags struct {
 	kube     *genericclioptions.ConfigFlags
+	archives []string
 	server   string
 	headers  []string
 	caFile   string
@@ -39,6 +44,7 @@ type backendFlags struct {
 }
 
 func (b *backendFlags) addFlags(fs *pflag.FlagSet) {
+	fs.StringSliceVar(&b.archives, "archive", nil, "read the trail from these files of `connaudit export` (JSON lines; repeatable, comma-separated) instead of a server: offline, no cluster needed")
 	fs.StringVar(&b.server, "server", "", "VictoriaLogs URL (or a vlselect front end); env CONNAUDIT_QUERY_URL. Without it: the in-cluster Service through the API server (see --backend-service) when a kubeconfig context exists, else "+defaultQueryURL)
 	fs.StringArrayVar(&b.headers, "header", nil, `HTTP header for the backend, "Name: value" (repeatable); env CONNAUDIT_QUERY_HEADERS, comma-separated`)
 	fs.StringVar(&b.caFile, "server-ca", "", "PEM file of the CA that signed the backend's certificate (with an https --server)")
@@ -48,8 +54,18 @@ func (b *backendFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&b.service, "backend-service", defaultService, "NAMESPACE/SERVICE:PORT of VictoriaLogs in the cluster, reached through the API server's service proxy when no --server is given")
 }
 
+// offline reports whether the trail is read from an archive, not from the
+// cluster's backend: the cluster's nodes of today say nothing of it.
+func (b *backendFlags) offline() bool { return len(b.archives) > 0 }
+
 // open returns the backend the flags name.
-func (b *backendFlags) open() (*victorialogs.Backend, error) {
+func (b *backendFlags) open() (backend.Backend, error) {
+	if len(b.archives) > 0 {
+		if b.server != "" || len(b.headers) > 0 || b.caFile != "" || b.certFile != "" || b.keyFile != "" || b.insecure {
+			return nil, fmt.Errorf("--archive and --server (or --header, --server-…): give one, the trail is read from one place")
+		}
+		return archive.Open(b.archives...)
+	}
 	header, err := b.header()
 	if err != nil {
 		return nil, err
@@ -74,7 +90,7 @@ func (b *backendFlags) open() (*victorialogs.Backend, error) {
 	}
 	hint := "is VictoriaLogs running there? `make run` starts one on " + defaultQueryURL +
 		"; on a cluster, leave out --server to go through the API server"
-	return victorialogs.New(victorialogs.Config{URL: server, Client: client, Header: header, Hint: hint})
+	return newVictoriaLogs(victorialogs.Config{URL: server, Client: client, Header: header, Hint: hint})
 }
 
 // kubeContext returns the kubeconfig context to use, if there is one. As
@@ -103,7 +119,7 @@ func (b *backendFlags) kubeContext() (string, bool, error) {
 	return name, true, nil
 }
 
-func (b *backendFlags) openProxy(ctxName string, header http.Header) (*victorialogs.Backend, error) {
+func (b *backendFlags) openProxy(ctxName string, header http.Header) (backend.Backend, error) {
 	ns, rest1, ok := strings.Cut(b.service, "/")
 	name, port, ok2 := strings.Cut(rest1, ":")
 	if !ok || !ok2 || ns == "" || name == "" || port == "" {
@@ -130,7 +146,7 @@ func (b *backendFlags) openProxy(ctxName string, header http.Header) (*victorial
 		"address (README.md, Network policies). Or give --server", b.service, ctxName)
 	denied := fmt.Sprintf("reading the trail through the API server needs get on services/proxy %s/%s:%s (the connaudit-reader Role of k8s/deploy; "+
 		"an admin grants it with kubectl create rolebinding NAME -n %s --role=connaudit-reader --user=YOU)", ns, name, port, ns)
-	return victorialogs.New(victorialogs.Config{URL: base.String(), Client: client, Header: header, Hint: hint, DeniedHint: denied})
+	return newVictoriaLogs(victorialogs.Config{URL: base.String(), Client: client, Header: header, Hint: hint, DeniedHint: denied})
 }
 
 func (b *backendFlags) header() (http.Header, error) {
@@ -183,4 +199,28 @@ func (b *backendFlags) tlsClient() (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = cfg
 	return &http.Client{Transport: tr}, nil
+}
+
+// newVictoriaLogs is victorialogs.New as the interface: a nil *Backend must
+// not become a non-nil backend.Backend.
+func newVictoriaLogs(cfg victorialogs.Config) (backend.Backend, error) {
+	b, err := victorialogs.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// openTrail is open for the commands that read records as stored (verify,
+// export).
+func (b *backendFlags) openTrail() (backend.TrailReader, error) {
+	be, err := b.open()
+	if err != nil {
+		return nil, err
+	}
+	tr, ok := be.(backend.TrailReader)
+	if !ok {
+		return nil, fmt.Errorf("the backend %T cannot hand out records as stored", be)
+	}
+	return tr, nil
 }

@@ -78,8 +78,13 @@ func addLocalTimeFlag(fs *pflag.FlagSet, zone **time.Location) {
 }
 
 // clusterNodes lists the nodes of the kubeconfig context's cluster, or
-// none (with a note on stderr) when there is no context or it cannot list.
+// none (with a note on stderr) when there is no context or it cannot list;
+// none when the trail is read from an archive, which a cluster of today
+// does not describe.
 func clusterNodes(ctx context.Context, b *backendFlags, cmd *cobra.Command) []string {
+	if b.offline() {
+		return nil
+	}
 	if _, ok, err := b.kubeContext(); err != nil || !ok {
 		return nil
 	}

@@ -47,6 +47,7 @@ that connaudit-agent keeps on each node, days later (query, coverage).`,
 		newQueryCommand(kube),
 		newCoverageCommand(kube),
 		newVerifyCommand(kube),
+		newExportCommand(kube),
 		newAdviseCommand(kube),
 	)
 	setExamples(root)

@@ -41,7 +41,7 @@ when the trail does not verify.`,
 				}
 				req.TrustedKey = checkpoint.EncodePublicKey(k)
 			}
-			b, err := backend.open()
+			b, err := backend.openTrail()
 			if err != nil {
 				return err
 			}
