@@ -65,7 +65,15 @@ func runAgent(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ledger.EnableCheckpoints(shipper.CheckpointConfig{Instance: instanceID, Key: key, Records: cfg.CheckpointRecords})
+	wit, err := newWitness(cfg, instanceID, key, reg, logger)
+	if err != nil {
+		return err
+	}
+	cpCfg := shipper.CheckpointConfig{Instance: instanceID, Key: key, Records: cfg.CheckpointRecords}
+	if wit != nil {
+		cpCfg.Witness = wit.Checkpointed
+	}
+	ledger.EnableCheckpoints(cpCfg)
 	lineage := agent.Lineage{Heartbeat: cfg.HeartbeatInterval}
 	if prev, ok, err := handoff.Load(cfg.SpoolDir); err != nil {
 		logger.Warn("the start record will not name the previous instance", "err", err)
@@ -127,6 +135,10 @@ func runAgent(ctx context.Context) error {
 	if dnsNames != nil {
 		health.AddCheck(dnsNames.Stalled)
 	}
+	if wit != nil {
+		health.AddCheck(wit.Check)
+		wit.Start()
+	}
 	health.Start()
 	defer health.Stop()
 	profiles := agent.NewProfileServer(cfg.PprofAddr, logger)
@@ -149,6 +161,14 @@ func runAgent(ctx context.Context) error {
 	heartbeat.Stop()
 	flushed := delivery.Finish(ledger, cfg.ShutdownGrace)
 	heartbeat.Save()
+	if wit != nil {
+		// The final checkpoint, which the stop record follows.
+		wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := wit.Stop(wctx); err != nil {
+			logger.Warn("the node's witness does not hold this instance's final checkpoint", "err", err)
+		}
+		cancel()
+	}
 	_ = sdkExporter.Shutdown(context.Background())
 	stats := sp.Stats()
 	logger.Info("stopped", "flushed", flushed, "left_in_spool", stats.Records, "last_seq", ledger.LastSeq())
