@@ -9,9 +9,11 @@
 package witness
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,8 +21,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
-	"github.com/connaudit/connaudit/trail/checkpoint"
 	"github.com/connaudit/connaudit/trail/chain"
+	"github.com/connaudit/connaudit/trail/checkpoint"
 )
 
 // NamePrefix begins the name of every witness Lease; the rest is the node's
@@ -170,4 +172,37 @@ func FromLease(l *coordinationv1.Lease) (Witness, error) {
 		return w, fmt.Errorf("Lease %s/%s names node %q: a witness of another node's name", l.Namespace, l.Name, w.Node)
 	}
 	return w, nil
+}
+
+// Lister lists the Leases of the witnesses' namespace (*k8s.Leases).
+type Lister interface {
+	List(ctx context.Context, selector string) (*coordinationv1.LeaseList, error)
+}
+
+// Read returns the witnesses of the given nodes (every node's when empty)
+// that the namespace holds. A Lease that is not a readable witness is an
+// error naming it: it was written by something other than an agent.
+func Read(ctx context.Context, l Lister, nodes []string) ([]Witness, error) {
+	list, err := l.List(ctx, LabelNode)
+	if err != nil {
+		return nil, err
+	}
+	var out []Witness
+	var errs []error
+	for i := range list.Items {
+		lease := &list.Items[i]
+		if !strings.HasPrefix(lease.Name, NamePrefix) {
+			continue
+		}
+		if len(nodes) > 0 && !slices.Contains(nodes, strings.TrimPrefix(lease.Name, NamePrefix)) {
+			continue
+		}
+		w, err := FromLease(lease)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, w)
+	}
+	return out, errors.Join(errs...)
 }
