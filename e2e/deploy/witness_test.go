@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +23,7 @@ import (
 	"github.com/connaudit/connaudit/internal/kubetest"
 	"github.com/connaudit/connaudit/internal/teststack"
 	"github.com/connaudit/connaudit/k8s"
+	"github.com/connaudit/connaudit/trail"
 	"github.com/connaudit/connaudit/trail/chain"
 	"github.com/connaudit/connaudit/trail/checkpoint"
 	"github.com/connaudit/connaudit/trail/witness"
@@ -200,4 +203,37 @@ func leasesAsDelete(ctx context.Context, cfg *rest.Config) error {
 		return err
 	}
 	return cs.CoordinationV1().Leases(namespace).Delete(ctx, "connaudit-witness-node-a", metav1.DeleteOptions{})
+}
+
+// checkWitness checks the witness the real agent (run as the DaemonSet runs
+// it, now stopped) left for its node against the trail it wrote: the
+// instance and key of its start record, and its final checkpoint, the one
+// just before its stop record, which is in the store as witnessed.
+func checkWitness(t *testing.T, w *agentCluster, vl *teststack.VictoriaLogs) {
+	t.Helper()
+	ctx := t.Context()
+	lease, err := w.cluster.Client().CoordinationV1().Leases(namespace).Get(ctx, "connaudit-witness-"+w.nodeName, metav1.GetOptions{})
+	must(t, err, "get the node's witness Lease")
+	wit, err := witness.FromLease(lease)
+	must(t, err, "read the node's witness")
+	start := waitForRow(t, vl, fmt.Sprintf(`event_name:=%q k8s.node.name:=%q`, trail.EventAgentStart, w.nodeName), func() {})
+	stop := waitForRow(t, vl, fmt.Sprintf(`event_name:=%q k8s.node.name:=%q`, trail.EventAgentStop, w.nodeName), func() {})
+	cur := wit.Current
+	if cur.ID != start[string(trail.KeyServiceInstanceID)] || cur.Key != start[string(trail.KeyAgentKey)] || cur.Key == "" {
+		t.Fatalf("witness current instance %s key %s; the start record names %s key %s", cur.ID, cur.Key,
+			start[string(trail.KeyServiceInstanceID)], start[string(trail.KeyAgentKey)])
+	}
+	if _, err := cur.Checked(); err != nil {
+		t.Fatalf("the witnessed checkpoint: %v", err)
+	}
+	if got, want := strconv.FormatUint(cur.Latest.Last+2, 10), stop[string(trail.KeySeqFinal)]; got != want {
+		t.Errorf("witnessed checkpoint seals through seq %d; the stop record's final seq is %s: want the checkpoint just before it (%s)", cur.Latest.Last, want, got)
+	}
+	cp := waitForRow(t, vl, fmt.Sprintf(`event_name:=%q %s:=%d`, trail.EventCheckpoint, trail.KeyCheckpointSeqLast, cur.Latest.Last), func() {})
+	if cp[string(trail.KeyCheckpointHead)] != cur.Latest.Head {
+		t.Errorf("the trail's checkpoint through seq %d seals %s; the witness holds %s", cur.Latest.Last, cp[string(trail.KeyCheckpointHead)], cur.Latest.Head)
+	}
+	if *lease.Spec.HolderIdentity != cur.ID {
+		t.Errorf("Lease holderIdentity %q; want %q", *lease.Spec.HolderIdentity, cur.ID)
+	}
 }
