@@ -20,8 +20,8 @@ import (
 	"github.com/connaudit/connaudit/shipper/handoff"
 	"github.com/connaudit/connaudit/shipper/spool"
 	"github.com/connaudit/connaudit/trail"
-	"github.com/connaudit/connaudit/trail/checkpoint"
 	"github.com/connaudit/connaudit/trail/chain"
+	"github.com/connaudit/connaudit/trail/checkpoint"
 	"github.com/connaudit/connaudit/trail/witness"
 	"github.com/connaudit/connaudit/verify"
 )
