@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -82,6 +83,8 @@ func newScheme() *runtime.Scheme {
 		corev1.SchemeGroupVersion:  {&corev1.Pod{}, &corev1.PodList{}, &corev1.Service{}, &corev1.ServiceList{}, &corev1.Node{}, &corev1.NodeList{}},
 		appsv1.SchemeGroupVersion:  {&appsv1.ReplicaSet{}, &appsv1.ReplicaSetList{}},
 		batchv1.SchemeGroupVersion: {&batchv1.Job{}, &batchv1.JobList{}},
+		// The node's witness (leases.go).
+		coordinationv1.SchemeGroupVersion: {&coordinationv1.Lease{}, &coordinationv1.LeaseList{}},
 	} {
 		s.AddKnownTypes(gv, types...)
 		metav1.AddToGroupVersion(s, gv) // WatchEvent, list options, and the unversioned Status

@@ -94,6 +94,11 @@ type CheckpointConfig struct {
 	Instance string // service.instance.id of the records
 	Key      ed25519.PrivateKey
 	Records  uint64 // a checkpoint after this many records at most
+	// Witness, when set, is told of every checkpoint that reached the
+	// spool, with its signature and time. It is called with the ledger
+	// locked, on the capture path: it must return at once (a witness
+	// writer keeps the latest and writes it elsewhere).
+	Witness func(c checkpoint.Checkpoint, signature string, at time.Time)
 }
 
 // checkpoints is the state of the checkpoint since the last one.
@@ -158,10 +163,14 @@ func (l *Ledger) writeCheckpoint() {
 	cp.enc.Int(trail.KeyCheckpointSeqLast, int64(c.Last))
 	cp.enc.Int(trail.KeyCheckpointCount, int64(c.Count))
 	cp.enc.String(trail.KeyCheckpointHead, c.Head.String())
-	cp.enc.String(trail.KeyCheckpointSignature, checkpoint.Sign(cp.cfg.Key, c))
+	sig := checkpoint.Sign(cp.cfg.Key, c)
+	cp.enc.String(trail.KeyCheckpointSignature, sig)
 	cp.writing = true
-	l.append(cp.enc.Bytes())
+	spooled := l.append(cp.enc.Bytes())
 	cp.writing = false
+	if spooled && cp.cfg.Witness != nil {
+		cp.cfg.Witness(c, sig, now)
+	}
 	cp.first, cp.count = l.seq+1, 0
 }
 

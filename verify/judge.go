@@ -190,6 +190,9 @@ func (j *judge) walk() {
 			if t := j.opt.TrustedKey; t != "" && e.key != t {
 				j.find(s, s, Unsigned, "the start record's key %.60q is not the trusted key", e.key)
 			}
+			if w, ok := j.opt.Witnessed[j.id]; ok && e.key != w.Key {
+				j.find(s, s, Unsigned, "the start record's key %.60q is not the key %.60q that the witness of node %s holds for this instance: the instance was rewritten under another key", e.key, w.Key, w.Node)
+			}
 			if e.heartbeat > 0 {
 				j.in.heartbeat = e.heartbeat
 			}
@@ -394,6 +397,10 @@ func (j *judge) checkCheckpoints(broken func(first, last uint64) bool) {
 			err = fmt.Errorf("no valid %s", trail.KeyCheckpointHead)
 		case j.opt.TrustedKey != "":
 			err = checkpoint.Verify(j.opt.TrustedKey, cp.sig, c)
+		case j.witnessKey() != "":
+			if err = checkpoint.Verify(j.witnessKey(), cp.sig, c); err != nil {
+				err = fmt.Errorf("%w with the key the node's witness holds for the instance", err)
+			}
 		case len(j.in.keys) == 0:
 			err = fmt.Errorf("no start record with the instance's key (%s) in the trail", trail.KeyAgentKey)
 		default:
@@ -408,6 +415,14 @@ func (j *judge) checkCheckpoints(broken func(first, last uint64) bool) {
 			continue
 		}
 		j.proof.Checkpoints++
+		if w, ok := j.opt.Witnessed[j.id]; ok && w.Checkpoint.Last == cp.last && w.Checkpoint.First == cp.first {
+			if w.Checkpoint.Head == cp.head {
+				j.proof.WitnessedSeq = cp.last
+			} else {
+				j.proof.witnessMismatch = true
+				j.find(e.seq, e.seq, Altered, "the checkpoint of seqs %d-%d seals chain head %s, but the witness of node %s holds %s for it", cp.first, cp.last, cp.head, w.Node, w.Checkpoint.Head)
+			}
+		}
 		if cp.last < j.seqs[0] || cp.last < anchorSeq {
 			continue // seals nothing in the window
 		}
@@ -456,3 +471,7 @@ func (j *judge) checkCheckpoints(broken func(first, last uint64) bool) {
 		return
 	}
 }
+
+// witnessKey is the key the node's witness holds for the instance; empty
+// when it has none.
+func (j *judge) witnessKey() string { return j.opt.Witnessed[j.id].Key }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/connaudit/connaudit/trail"
@@ -41,6 +42,8 @@ type Request struct {
 	Nodes      []string
 	TrustedKey string // base64; empty: each instance's own key
 	Format     string // table or json
+	// Witnesses are the nodes' witnesses (nil: none were looked for).
+	Witnesses *Witnesses
 }
 
 // ErrFindings is returned (wrapped) when the trail was changed or is
@@ -55,6 +58,12 @@ func Run(ctx context.Context, src Source, r Request, stdout io.Writer) error {
 	opt := DefaultOptions
 	// A window that ends in the future ends now for an instance's silence.
 	opt.Until, opt.TrustedKey = minTime(r.To, time.Now()), r.TrustedKey
+	ws := r.Witnesses
+	if ws == nil {
+		ws = &Witnesses{Missing: "no witness was looked for"}
+	}
+	wit, witFindings := ws.witnessed()
+	opt.Witnessed = wit
 	v := New(opt)
 	// Instances whose start is before the window: their key and heartbeat.
 	addStarts := func() error {
@@ -94,6 +103,10 @@ func Run(ctx context.Context, src Source, r Request, stdout io.Writer) error {
 	}
 	rep := v.Report()
 	rep.From, rep.To = r.From, r.To
+	rep.Findings = append(rep.Findings, witFindings...)
+	rep.Findings = append(rep.Findings, ws.check(rep, wit, r.From, opt.Until)...)
+	rep.Verified = rep.OK()
+	rep.Witness = ws.report(rep, wit)
 	if r.Format == "json" {
 		if err := json.NewEncoder(stdout).Encode(rep); err != nil {
 			return fmt.Errorf("write output: %w", err)
@@ -123,6 +136,20 @@ func writeTable(w io.Writer, r *Report) {
 	}
 	tw.Flush()
 	window := r.From.UTC().Format(time.RFC3339) + " to " + r.To.UTC().Format(time.RFC3339)
+	if wr := r.Witness; wr != nil {
+		switch {
+		case wr.Missing != "":
+			fmt.Fprintf(w, "\nNo witness: %s.\n", wr.Missing)
+		default:
+			fmt.Fprintf(w, "\nWitnesses: %d node(s), %d instance(s), from %s.\n", len(wr.Nodes), wr.Instances, wr.Source)
+			if len(wr.Unwitness) > 0 {
+				fmt.Fprintf(w, "No witness for node(s) %s.\n", strings.Join(wr.Unwitness, ", "))
+			}
+		}
+		if wr.WeakerNote != "" {
+			fmt.Fprintf(w, "Weaker proof: %s.\n", wr.WeakerNote)
+		}
+	}
 	if r.OK() {
 		fmt.Fprintf(w, "\nVerified: %d instance(s), %d records, %d signed checkpoint(s), %s: every seq is present or named by a loss record, every record matches its instance's chain and every checkpoint's signature, no instance between two is missing.\n",
 			len(r.Instances), records, checkpoints, window)

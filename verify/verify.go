@@ -76,6 +76,12 @@ type Proof struct {
 	Stopped       bool      `json:"stopped"`        // its stop record is in the window
 	Newest        time.Time `json:"newest"`
 	Previous      string    `json:"previous,omitempty"` // the instance its start record names as the one before it on the node
+	// WitnessedSeq is the last seq of the checkpoint the node's witness
+	// holds for the instance, when the trail has that checkpoint, validly
+	// signed, with the same chain head (0: none found).
+	WitnessedSeq uint64 `json:"witnessed_seq,omitempty"`
+
+	witnessMismatch bool // the trail has the witnessed checkpoint's seq range with another head
 }
 
 // Report is the verdict on a window.
@@ -85,6 +91,8 @@ type Report struct {
 	Verified  bool      `json:"verified"`
 	Instances []Proof   `json:"instances"`
 	Findings  []Finding `json:"findings"`
+	// Witness says which nodes' witnesses the proof used, or why none.
+	Witness *WitnessReport `json:"witness,omitempty"`
 }
 
 // OK reports whether nothing was found wrong.
@@ -106,6 +114,11 @@ type Options struct {
 	// TrustedKey (base64, as start records carry it), when set, is the only
 	// key checkpoints may be signed with.
 	TrustedKey string
+	// Witnessed are the instances that the nodes' witnesses name, by
+	// instance id (see witness.go): an instance's checkpoints must be signed
+	// with the key its witness holds, and its witnessed checkpoint must be
+	// in the trail.
+	Witnessed map[string]Witnessed
 }
 
 // DefaultOptions fit the agent's defaults (a checkpoint every 10 s and every

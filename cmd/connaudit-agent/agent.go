@@ -65,7 +65,15 @@ func runAgent(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ledger.EnableCheckpoints(shipper.CheckpointConfig{Instance: instanceID, Key: key, Records: cfg.CheckpointRecords})
+	wit, err := newWitness(cfg, instanceID, key, reg, logger)
+	if err != nil {
+		return err
+	}
+	cpCfg := shipper.CheckpointConfig{Instance: instanceID, Key: key, Records: cfg.CheckpointRecords}
+	if wit != nil {
+		cpCfg.Witness = wit.Checkpointed
+	}
+	ledger.EnableCheckpoints(cpCfg)
 	lineage := agent.Lineage{Heartbeat: cfg.HeartbeatInterval}
 	prev, last, err := handoff.Previous(cfg.SpoolDir)
 	if err != nil {
@@ -136,6 +144,16 @@ func runAgent(ctx context.Context) error {
 	if dnsNames != nil {
 		health.AddCheck(dnsNames.Stalled)
 	}
+	if wit != nil {
+		if os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
+			// In a pod, where k8s/deploy grants the writes, a witness that
+			// cannot be written is a misconfiguration /readyz shows. From
+			// a kubeconfig (`make run` on a developer's machine) the log
+			// and the metric say it.
+			health.AddCheck(wit.Check)
+		}
+		wit.Start()
+	}
 	health.Start()
 	defer health.Stop()
 	profiles := agent.NewProfileServer(cfg.PprofAddr, logger)
@@ -159,6 +177,14 @@ func runAgent(ctx context.Context) error {
 	heartbeat.Stop()
 	flushed := delivery.Finish(ledger, cfg.ShutdownGrace)
 	heartbeat.Save()
+	if wit != nil {
+		// The final checkpoint, which the stop record follows.
+		wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := wit.Stop(wctx); err != nil {
+			logger.Warn("the node's witness does not hold this instance's final checkpoint", "err", err)
+		}
+		cancel()
+	}
 	_ = sdkExporter.Shutdown(context.Background())
 	stats := sp.Stats()
 	logger.Info("stopped", "flushed", flushed, "left_in_spool", stats.Records, "last_seq", ledger.LastSeq())

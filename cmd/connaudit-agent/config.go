@@ -48,6 +48,7 @@ type agentConfig struct {
 	HeartbeatInterval time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"10s" desc:"a signed connaudit.checkpoint record at least this often, also when idle"`
 	CheckpointRecords uint64        `envconfig:"CHECKPOINT_RECORDS" default:"1000" desc:"a signed connaudit.checkpoint record after this many records at most"`
 	SigningKeyFile    string        `envconfig:"SIGNING_KEY_FILE" desc:"Ed25519 private key (PEM, PKCS #8) that signs checkpoints; empty: a key made at start"`
+	WitnessNamespace  string        `envconfig:"WITNESS_NAMESPACE" default:"connaudit" desc:"namespace of the node's witness Lease (connaudit-witness-NODE), written when Kubernetes is on; empty: no witness"`
 
 	DNS                string        `envconfig:"DNS" default:"on" desc:"on or off: name connects' peers from the DNS answers their network namespace received (needs CAP_NET_ADMIN)"`
 	DNSRingBufferBytes int           `envconfig:"DNS_RING_BUFFER_BYTES" default:"4194304" desc:"kernel ring buffer for DNS answers, a power of two"`

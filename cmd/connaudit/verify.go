@@ -15,6 +15,7 @@ func newVerifyCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 		req     verify.Request
 		keyFile string
 		backend = &backendFlags{kube: kube}
+		wflags  witnessFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "verify",
@@ -23,7 +24,12 @@ func newVerifyCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 or named by a loss record, every record matches its instance's hash chain,
 every checkpoint's signature verifies, no instance between two that name each
 other is missing, and an instance that did not stop wrote its heartbeat up to
-the window's end. Exits 3 with the list of findings (node, instance, seq range,
+the window's end. The nodes' witnesses (the Leases connaudit-witness-NODE that
+only each node's agent may write, read through the kubeconfig's cluster) add:
+each witnessed instance's checkpoints are signed with the key its witness
+holds, and the checkpoint the witness holds (the latest, or an earlier
+instance's final one) is in the trail. Without a cluster or witness, verify
+says so and proves what the trail alone shows. Exits 3 with the list of findings (node, instance, seq range,
 and what is wrong: deleted, altered, inserted, reordered, unsigned, truncated)
 when the trail does not verify.`,
 		Example: expand(`  {{.}} verify --since 24h
@@ -45,6 +51,7 @@ when the trail does not verify.`,
 			if err != nil {
 				return err
 			}
+			req.Witnesses = wflags.read(cmd.Context(), backend, req.Nodes)
 			return verify.Run(cmd.Context(), b, req, cmd.OutOrStdout())
 		},
 	}
@@ -54,6 +61,7 @@ when the trail does not verify.`,
 	fs.StringVarP(&req.Format, "output", "o", "table", "output format: table or json")
 	fs.StringVar(&keyFile, "public-key", "", "the agents' Ed25519 public key (PEM, or base64): checkpoints must be signed with it (CONNAUDIT_SIGNING_KEY_FILE's public half)")
 	backend.addFlags(fs)
+	wflags.addFlags(fs)
 	kube.AddFlags(fs)
 	completeValues(cmd, "output", []string{"table", "json"})
 	return cmd

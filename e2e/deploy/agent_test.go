@@ -80,6 +80,8 @@ func startPodAgent(t *testing.T, opts podAgentOptions) *podAgent {
 		switch {
 		case e.Name == "CONNAUDIT_NODE_NAME":
 			v = opts.nodeName
+		case e.Name == "CONNAUDIT_WITNESS_NAMESPACE":
+			v = namespace // metadata.namespace
 		case e.Name == "GOMEMLIMIT":
 			v = strconv.FormatInt(ctr.Resources.Limits.Memory().Value(), 10)
 		case e.Name == "CONNAUDIT_LISTEN_ADDR":
@@ -288,8 +290,18 @@ func newAgentCluster(t *testing.T) *agentCluster {
 	must(t, err, "update pod status")
 	w.cgroup = podCgroup(t, string(w.pod.UID), containerID)
 
+	// The agent's own pod on the node: its token is bound to it, as the
+	// kubelet projects it, so the API server knows the agent's node (the
+	// witness policy needs that).
+	agentPod, err := client.CoreV1().Pods(namespace).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "connaudit-agent-" + w.nodeName},
+		Spec: corev1.PodSpec{NodeName: w.nodeName, ServiceAccountName: "connaudit-agent",
+			Containers: []corev1.Container{{Name: "agent", Image: "registry.example/connaudit:1"}}},
+	}, metav1.CreateOptions{})
+	must(t, err, "create the agent's pod")
 	tr, err := client.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, "connaudit-agent", &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)},
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600),
+			BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: agentPod.Name, UID: agentPod.UID}},
 	}, metav1.CreateOptions{})
 	must(t, err, "TokenRequest for connaudit-agent")
 	w.token = tr.Status.Token
@@ -401,6 +413,10 @@ func TestAgentAsDaemonSet(t *testing.T) {
 	if strings.Contains(strings.ToLower(log), "forbidden") {
 		t.Errorf("the agent's log has a forbidden error:\n%s", log)
 	}
+	// The node's witness names the instance, with the key of its start
+	// record and its final checkpoint, the one before its stop record.
+	checkWitness(t, w, vl)
+
 	// The capture is pinned in the agent's own directory of the host's bpffs.
 	pins, err := filepath.Glob(filepath.Join(hostBPF, "connaudit", "v*-*", "link_*"))
 	must(t, err, "list the pins")

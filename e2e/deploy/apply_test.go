@@ -165,8 +165,8 @@ plugins:
 }
 
 // The agent's ServiceAccount may list and watch what enrichment caches, and
-// nothing else: no get (it never reads single objects), no writes, no
-// Secrets or ConfigMaps.
+// write its node's witness Lease, and nothing else: no get of anything else,
+// no other writes, no Secrets or ConfigMaps.
 func TestAgentRBAC(t *testing.T) {
 	c := kubetest.Start(t, kubetest.Options{})
 	applyAll(t, c)
@@ -189,6 +189,16 @@ func TestAgentRBAC(t *testing.T) {
 		}
 	}
 	denied = append(denied, access{"", "pods/status", "update", "kube-system"}, access{"", "nodes", "proxy", ""})
+	// The node's witness: get, create and update Leases in its own
+	// namespace (witness-policy.yaml narrows that to its node's Lease), and
+	// no more: no list, watch, patch or delete, nowhere else.
+	for _, verb := range []string{"get", "create", "update"} {
+		allowed = append(allowed, access{"coordination.k8s.io", "leases", verb, namespace})
+		denied = append(denied, access{"coordination.k8s.io", "leases", verb, "kube-system"}, access{"coordination.k8s.io", "leases", verb, ""})
+	}
+	for _, verb := range []string{"list", "watch", "patch", "delete", "deletecollection"} {
+		denied = append(denied, access{"coordination.k8s.io", "leases", verb, namespace})
+	}
 
 	review := func(a access) (bool, string) {
 		t.Helper()
