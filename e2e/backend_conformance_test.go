@@ -7,10 +7,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
-
 	"github.com/connaudit/connaudit/backend/archive"
 	"github.com/connaudit/connaudit/backend/backendtest"
 	"github.com/connaudit/connaudit/backend/victorialogs"
@@ -120,19 +116,7 @@ func TestBackendConformance(t *testing.T) {
 	}
 
 	// advise asks the API server for the Services the records name.
-	for _, svc := range []struct{ ns, name, app string }{{"shop", "api", "api"}, {"billing", "gateway", "gateway"}} {
-		c := cluster.Client()
-		if _, err := c.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: svc.ns}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.CoreV1().Services(svc.ns).Create(t.Context(), &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Name: svc.name},
-			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": svc.app},
-				Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
-		}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createAdvisedServices(t, cluster)
 	kube := []string{"--kubeconfig", cluster.Kubeconfig()}
 	denyEgress := filepath.Join(t.TempDir(), "deny-egress.yaml")
 	if err := os.WriteFile(denyEgress, []byte(`apiVersion: networking.k8s.io/v1

@@ -66,19 +66,7 @@ func TestReadSideWhateverTheStreamFields(t *testing.T) {
 		}
 	}
 
-	for _, svc := range []struct{ ns, name, app string }{{"shop", "api", "api"}, {"billing", "gateway", "gateway"}} {
-		c := cluster.Client()
-		if _, err := c.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: svc.ns}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.CoreV1().Services(svc.ns).Create(t.Context(), &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Name: svc.name},
-			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": svc.app},
-				Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
-		}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createAdvisedServices(t, cluster)
 	kube := []string{"--kubeconfig", cluster.Kubeconfig()}
 
 	dir := t.TempDir()
@@ -133,4 +121,23 @@ spec:
 		}
 	}
 	t.Run("follow", func(t *testing.T) { testQueryFollow(t, gw) })
+}
+
+// createAdvisedServices creates the Services that advise looks up for the
+// generated trail's peers: shop/api and billing/gateway.
+func createAdvisedServices(t *testing.T, cluster *kubetest.Cluster) {
+	t.Helper()
+	for _, svc := range []struct{ ns, name, app string }{{"shop", "api", "api"}, {"billing", "gateway", "gateway"}} {
+		c := cluster.Client()
+		if _, err := c.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: svc.ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.CoreV1().Services(svc.ns).Create(t.Context(), &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: svc.name},
+			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": svc.app},
+				Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

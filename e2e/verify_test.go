@@ -33,17 +33,7 @@ func TestVerifyRealAgent(t *testing.T) {
 	_, otherPub := writeKeyPair(t)
 	s := startStack(t, "CONNAUDIT_HEARTBEAT_INTERVAL=1s", "CONNAUDIT_CHECKPOINT_RECORDS=50", "CONNAUDIT_SIGNING_KEY_FILE="+keyFile)
 	target := newConnectTarget(t)
-	var ids []string
-	for i := range 3 {
-		if i > 0 {
-			s.agent.Start()
-		}
-		id := newestInstance(t, s.vl, ids)
-		ids = append(ids, id)
-		target.connect(120)
-		waitConnects(t, s.vl, target.port, 120*(i+1), arrivalTimeout)
-		s.agent.Stop()
-	}
+	ids := runInstances(t, s, target, 3)
 	a, b, c := ids[0], ids[1], ids[2]
 	finalTrail(t, s.vl, c, a, b)
 
@@ -377,4 +367,22 @@ func writeKeyPair(t *testing.T) (private, public string) {
 		t.Fatal(err)
 	}
 	return private, public
+}
+
+// runInstances runs n agent instances one after the other on s, the first
+// already started, each storing 120 connects to target before it stops, and returns
+// their ids, oldest first.
+func runInstances(t *testing.T, s *stack, target *connectTarget, n int) []string {
+	t.Helper()
+	var ids []string
+	for i := range n {
+		if i > 0 {
+			s.agent.Start()
+		}
+		ids = append(ids, newestInstance(t, s.vl, ids))
+		target.connect(120)
+		waitConnects(t, s.vl, target.port, 120*(i+1), arrivalTimeout)
+		s.agent.Stop()
+	}
+	return ids
 }

@@ -30,17 +30,7 @@ func TestVerifyWitness(t *testing.T) {
 	}
 	s := startStack(t, "CONNAUDIT_HEARTBEAT_INTERVAL=1s", "CONNAUDIT_CHECKPOINT_RECORDS=50", "KUBECONFIG="+c.Kubeconfig(), "CONNAUDIT_KUBERNETES=on")
 	target := newConnectTarget(t)
-	var ids []string
-	for i := range 2 {
-		if i > 0 {
-			s.agent.Start()
-		}
-		id := newestInstance(t, s.vl, ids)
-		ids = append(ids, id)
-		target.connect(120)
-		waitConnects(t, s.vl, target.port, 120*(i+1), arrivalTimeout)
-		s.agent.Stop()
-	}
+	ids := runInstances(t, s, target, 2)
 	a, b := ids[0], ids[1]
 	finalTrail(t, s.vl, b, a)
 

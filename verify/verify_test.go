@@ -76,6 +76,13 @@ func writeInstance(t testing.TB, instanceID string, prev *handoff.State, t0 time
 	l.EmitAgentEvent(trail.EventAgentStop, "stopped", t0.Add(time.Hour), log.SeverityInfo, nil)
 	seq, head := l.Head()
 	state := handoff.State{Instance: instanceID, Seq: seq, Chain: head.String()}
+	rows := storedRows(t, sp)
+	return rows, state
+}
+
+// storedRows drains sp and returns its records as VictoriaLogs stores them.
+func storedRows(t testing.TB, sp *spool.Spool) []map[string]string {
+	t.Helper()
 	var rows []map[string]string
 	for sp.Stats().Records > 0 {
 		b, err := sp.Next(context.Background(), 1000, 0)
@@ -93,7 +100,7 @@ func writeInstance(t testing.TB, instanceID string, prev *handoff.State, t0 time
 			t.Fatal(err)
 		}
 	}
-	return rows, state
+	return rows
 }
 
 func run(t *testing.T, rows []map[string]string) *verify.Report {

@@ -67,23 +67,7 @@ func witnessedInstance(t *testing.T, id string, prev *handoff.State, n int, key 
 	}
 	l.EmitAgentEvent(trail.EventAgentStop, "stopped", time.Now(), log.SeverityInfo, nil)
 	seq, head := l.Head()
-	var rows []map[string]string
-	for sp.Stats().Records > 0 {
-		b, err := sp.Next(context.Background(), 1000, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range b.Records {
-			m, err := shipper.StoredFields(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rows = append(rows, m)
-		}
-		if err := sp.Ack(b); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rows := storedRows(t, sp)
 	return rows, in, handoff.State{Instance: id, Seq: seq, Chain: head.String()}
 }
 
