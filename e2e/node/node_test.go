@@ -220,7 +220,48 @@ patches:
 			kubectl.must("-n", "connaudit", "wait", "pod", "-l", sel, "--for=condition=Ready", "--timeout=180s")
 		}
 	})
+	verifiedWithWitness(t, w.kubectl)
 	t.Logf("whole run: %v", time.Since(start).Round(time.Second))
+}
+
+// verifiedWithWitness checks that the install's whole trail verifies against
+// the node's witness: each agent pod, the rollout's and the deletion's
+// included, wrote the Lease through the policy that admits only a token
+// bound to a pod on this node, and those that stopped are witnessed up to
+// their final checkpoint.
+func verifiedWithWitness(t *testing.T, kubectl kubectlCmd) {
+	t.Helper()
+	out, errOut, err := kubectl.run("", "connaudit", "verify", "--since", "2h", "-o", "json")
+	var rep struct {
+		Verified  bool `json:"verified"`
+		Instances []struct {
+			Instance     string `json:"instance"`
+			Stopped      bool   `json:"stopped"`
+			WitnessedSeq uint64 `json:"witnessed_seq"`
+		} `json:"instances"`
+		Witness struct {
+			Nodes   []string `json:"nodes"`
+			Missing string   `json:"missing"`
+		} `json:"witness"`
+	}
+	if jerr := json.Unmarshal([]byte(out), &rep); err != nil || jerr != nil || !rep.Verified ||
+		len(rep.Witness.Nodes) != 1 || rep.Witness.Nodes[0] != kubenode.NodeName {
+		t.Fatalf("kubectl connaudit verify --since 2h: %v %v, want verified against the witness of %s:\n%s%s", err, jerr, kubenode.NodeName, out, errOut)
+	}
+	stopped, witnessed := 0, 0
+	for _, ins := range rep.Instances {
+		if ins.Stopped {
+			stopped++
+			if ins.WitnessedSeq > 0 {
+				witnessed++
+			}
+		}
+	}
+	// The first agent, the rollout's and the deleted one stopped at least.
+	if stopped < 2 || witnessed != stopped {
+		t.Fatalf("%d instances stopped, %d of them witnessed up to their final checkpoint; want at least 2, all witnessed:\n%s", stopped, witnessed, out)
+	}
+	t.Logf("kubectl connaudit verify: %d instances, %d stopped and witnessed to their final checkpoint", len(rep.Instances), witnessed)
 }
 
 // attempt is one ATTEMPT line of mypod's log.
