@@ -99,7 +99,8 @@ func TestFaultCollectorKill9UnderLoad(t *testing.T) {
 
 // TestFaultVictoriaLogsHangs: VictoriaLogs stops answering (connections are
 // accepted and never answered) for 40 s, four times the agent's request
-// timeout, while connects go on. Nothing is lost once it answers again. A
+// timeout, while connects go on (a burst of 5,000, then 500/s). Nothing is
+// lost once it answers again. A
 // gateway that acknowledges end to end must not pile up the requests the
 // agent gave up on and sent again: its queue never holds more than two of
 // the agent's requests (the agent exports one request of at most 2,048
@@ -121,7 +122,10 @@ func TestFaultVictoriaLogsHangs(t *testing.T) {
 	px.hang(true)
 	const outage = 40 * time.Second
 	down := time.Now()
-	n2 := 0
+	// A burst first, so that the request the agent is stuck on is a full
+	// one (2,048 records): were the gateway to keep each copy the agent
+	// sends again after its 10 s timeout, four of them would be held.
+	n2, _ := target.connect(5000)
 	maxQueue, maxRSS := 0, 0
 	for time.Since(down) < outage {
 		if time.Since(down) < 30*time.Second {
