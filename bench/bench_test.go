@@ -64,6 +64,16 @@ var (
 
 const makeBench = "make bench"
 
+// collectorMode describes the collector configuration the bench runs
+// (teststack.CollectorConfig; CONNAUDIT_TEST_COLLECTOR_CONFIG selects another).
+func collectorMode() string {
+	c := teststack.CollectorConfig()
+	if c == "otel-collector/config.yaml" {
+		return c + ": fsynced persistent queue"
+	}
+	return c
+}
+
 // TestReport runs the benchmarks of the plan that BENCH_FULL selects and
 // writes the report into BENCH_OUT (default: a temporary directory).
 func TestReport(t *testing.T) {
@@ -91,7 +101,7 @@ func TestReport(t *testing.T) {
 	t.Logf("stack started in %s", time.Since(setupStart).Round(100*time.Millisecond))
 	report := &Report{Mode: p.mode, Commit: gitCommit(repoDir(t)), Started: time.Now(), Machine: machine(),
 		Setup: []string{
-			"Everything runs on this one host: kube-apiserver and etcd, VictoriaLogs, otelcol-connaudit with its fsynced persistent queue, the agent, and the load generator (a separate process, pinned to CPU 1, in the cgroup of a Deployment's pod on this node, so that every record carries that pod's resource and labels).",
+			"Everything runs on this one host: kube-apiserver and etcd, VictoriaLogs, otelcol-connaudit (" + collectorMode() + "), the agent, and the load generator (a separate process, pinned to CPU 1, in the cgroup of a Deployment's pod on this node, so that every record carries that pod's resource and labels).",
 			fmt.Sprintf("The API server holds %d pods on 100 nodes in 50 namespaces and %d Services; the agent's informers cache them (CONNAUDIT_KUBERNETES=on).", p.pods, p.services),
 			"The load (bench/loadgen) connects over loopback from 1,024 source addresses in 127.1.0.0/16 and closes with RST, so neither TIME_WAIT nor the port search limits it; the agent classifies its peer as loopback, so peer-pod attributes (labels, workload) are not in these records.",
 			"The agent runs with its defaults (export batches of 2,048, CONNAUDIT_EXPORT_MAX_DELAY=1s, fsync every 100ms) except that capture is not pinned (CONNAUDIT_BPF_PIN_DIR empty), so that stopping the agent detaches it. Its OTLP/HTTP requests pass through a byte-counting TCP proxy.",

@@ -188,7 +188,7 @@ func writeFile(t testing.TB, dir, name, data string) string {
 }
 
 // overlays are the kustomizations a user may apply.
-var overlays = []string{"k8s/deploy", "k8s/deploy/overlays/victorialogs-cluster", "k8s/deploy/overlays/mtls"}
+var overlays = []string{"k8s/deploy", "k8s/deploy/overlays/victorialogs-cluster", "k8s/deploy/overlays/mtls", "k8s/deploy/overlays/persistent-queue"}
 
 func must(t testing.TB, err error, what string, args ...any) {
 	t.Helper()

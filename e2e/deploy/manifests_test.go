@@ -249,6 +249,23 @@ func TestCollectorGateway(t *testing.T) {
 		t.Errorf("VL-Stream-Fields %q: want a stream per pod (k8s.pod.name)", fields)
 	}
 
+	// By default the gateway stores nothing and acknowledges an agent only
+	// once VictoriaLogs has the records; components/persistent-queue
+	// switches to the fsynced queue on the volume claim.
+	queue := gatewayQueue(t, r, "config.yaml")
+	if queue["wait_for_result"] != true || queue["storage"] != nil {
+		t.Errorf("default gateway sending_queue %v: want wait_for_result and no storage", queue)
+	}
+	pq := render(t, "k8s/deploy/overlays/persistent-queue")
+	merged := gatewayQueue(t, pq, "persistent-queue.yaml")
+	if merged["storage"] != "file_storage/queue" || merged["wait_for_result"] != false {
+		t.Errorf("persistent-queue sending_queue %v: want storage file_storage/queue without wait_for_result", merged)
+	}
+	pqc := pq.statefulSet(t, "connaudit-collector").Spec.Template.Spec.Containers[0]
+	if !slices.Contains(pqc.Args, "--config=/etc/otelcol-connaudit/persistent-queue.yaml") || !slices.Contains(pqc.Args, "--config=/etc/otelcol-connaudit/config.yaml") {
+		t.Errorf("persistent-queue overlay runs the collector with %v: want config.yaml and persistent-queue.yaml", pqc.Args)
+	}
+
 	svc := r.service(t, "connaudit-collector")
 	ports := map[string]int32{}
 	for _, p := range svc.Spec.Ports {
@@ -261,6 +278,19 @@ func TestCollectorGateway(t *testing.T) {
 	if ep, _ := envOf(agent, "OTEL_EXPORTER_OTLP_ENDPOINT"); ep != "http://connaudit-collector.connaudit.svc:4318" {
 		t.Errorf("agent exports to %q; want the collector Service's OTLP/HTTP port", ep)
 	}
+}
+
+// gatewayQueue is the otlp_http/victorialogs exporter's sending_queue in the
+// key of the rendered connaudit-collector ConfigMap.
+func gatewayQueue(t *testing.T, r rendered, key string) map[string]any {
+	t.Helper()
+	var cfg struct {
+		Exporters map[string]struct {
+			SendingQueue map[string]any `json:"sending_queue"`
+		}
+	}
+	must(t, yaml.Unmarshal([]byte(r.configMapData(t, "connaudit-collector", key)), &cfg), "parse the gateway configuration %s", key)
+	return cfg.Exporters["otlp_http/victorialogs"].SendingQueue
 }
 
 // `kubectl connaudit query` reaches VictoriaLogs through the API server's

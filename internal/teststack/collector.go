@@ -14,7 +14,10 @@ import (
 )
 
 // Collector is a bin/otelcol-connaudit process running the default
-// otel-collector/config.yaml, listening on free ports of 127.0.0.1, with its
+// otel-collector/config.yaml (or the file CONNAUDIT_TEST_COLLECTOR_CONFIG
+// names, relative to the repository root, such as
+// otel-collector/config-ack.yaml, so that the same tests and benchmarks
+// run against either gateway mode), listening on free ports of 127.0.0.1, with its
 // persistent queue in a temporary directory.
 type Collector struct {
 	t           testing.TB
@@ -31,7 +34,7 @@ type Collector struct {
 func StartCollector(t testing.TB, victoriaLogsURL string) *Collector {
 	t.Helper()
 	path := Binary(t, "otelcol-connaudit")
-	config := repoFile(t, "otel-collector/config.yaml")
+	config := repoFile(t, CollectorConfig())
 	c := &Collector{
 		t:           t,
 		grpcAddr:    fmt.Sprintf("127.0.0.1:%d", freePort(t)),
@@ -50,6 +53,16 @@ func StartCollector(t testing.TB, victoriaLogsURL string) *Collector {
 	t.Cleanup(c.proc.cleanup)
 	c.Start()
 	return c
+}
+
+// CollectorConfig is the collector configuration StartCollector runs,
+// relative to the repository root: CONNAUDIT_TEST_COLLECTOR_CONFIG, or
+// otel-collector/config.yaml when that is unset.
+func CollectorConfig() string {
+	if c := os.Getenv("CONNAUDIT_TEST_COLLECTOR_CONFIG"); c != "" {
+		return c
+	}
+	return "otel-collector/config.yaml"
 }
 
 // GRPCEndpoint returns the OTLP/gRPC address, "127.0.0.1:port".
