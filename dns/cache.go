@@ -250,13 +250,15 @@ func (c *Cache) Lookup(netns uint32, ip netip.Addr, atNs uint64) (name string, n
 	grace := uint64(c.cfg.Grace)
 	for i := range e.names[:e.n] {
 		b := &e.names[i]
-		if b.sinceNs > atNs || atNs > b.expiresNs+grace || slices.Contains(c.names, b.name) {
+		if b.sinceNs > atNs || atNs > b.expiresNs+grace {
 			continue
 		}
 		if by := b.answeredBy(atNs); len(c.names) == 0 || by > atNs-uint64(age) {
 			name, age, resolver = b.name, time.Duration(atNs-by), b.resolver
 		}
-		c.names = append(c.names, b.name)
+		if !slices.Contains(c.names, b.name) { // the same name from two resolvers
+			c.names = append(c.names, b.name)
+		}
 	}
 	if i := slices.Index(c.names, name); i > 0 { // the name that named the connect comes first
 		copy(c.names[1:i+1], c.names[:i])

@@ -383,4 +383,11 @@ func TestCacheNamesAConnectHandledAfterTheNextAnswer(t *testing.T) {
 	if name, names, _, r, _ := c.Lookup(1, ip, sec(106.5)); name != "api.example.com" || r != other || len(names) != 2 {
 		t.Fatalf("a connect after the other resolver's answer: %q %v from %s, want api.example.com (listed once) from %s", name, names, r, other)
 	}
+	// Answers from the two resolvers interleave: a connect is attributed to
+	// the one that answered last before it, though the other's run is newer.
+	c.Add(1, answer("api.example.com", 60, "203.0.113.80"), sec(107), resolver)
+	c.Add(1, answer("api.example.com", 60, "203.0.113.80"), sec(108), other)
+	if _, _, age, r, _ := c.Lookup(1, ip, sec(107.5)); r != resolver || age != 500*time.Millisecond {
+		t.Fatalf("a connect after %s's answer at 107: from %s, age %s", resolver, r, age)
+	}
 }
