@@ -22,6 +22,7 @@ import (
 	"github.com/connaudit/connaudit/dns/match"
 	"github.com/connaudit/connaudit/k8s"
 	"github.com/connaudit/connaudit/shipper"
+	"github.com/connaudit/connaudit/shipper/handoff"
 	"github.com/connaudit/connaudit/trail"
 )
 
@@ -103,6 +104,10 @@ type DNS struct {
 	HoldMax     int
 	// StallAfter: packets waiting this long with no progress make Stalled report.
 	StallAfter time.Duration
+	// Live counts the answers held for their receiver's identity, with the
+	// pipeline's events, for the next instance to report if this one is
+	// killed; nil keeps no count.
+	Live *handoff.Live
 
 	mu          sync.Mutex    // one reader of Packets at a time
 	busy        atomic.Bool   // the reader may hold a packet it has not handled
@@ -305,6 +310,7 @@ func (d *DNS) handle(p *capture.Packet, observed time.Time) {
 			h.answer.Addrs = slices.Clone(d.answer.Addrs)
 			h.rejected = rejected
 			d.held = append(d.held, h)
+			d.Live.Read(observed)
 			return
 		}
 		if d.holdOverflow == 0 {
@@ -342,6 +348,7 @@ func (d *DNS) retryHeld(now time.Time, all bool) {
 			continue
 		}
 		d.emit(&h.pkt, &h.answer, h.observed, h.rejected)
+		d.Live.Done()
 	}
 	clear(d.held[len(kept):])
 	d.held = kept

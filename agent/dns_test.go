@@ -21,6 +21,7 @@ import (
 	"github.com/connaudit/connaudit/dns/limit"
 	"github.com/connaudit/connaudit/dns/match"
 	"github.com/connaudit/connaudit/k8s/cgroup"
+	"github.com/connaudit/connaudit/shipper/handoff"
 	"github.com/connaudit/connaudit/trail"
 )
 
@@ -331,6 +332,34 @@ func TestAnswerWaitsForItsCgroupButNamesAtOnce(t *testing.T) {
 	d.retryHeld(time.Now(), false)
 	if len(sink.records) != 1 || sink.records[0]["container.id"] != containerID || sink.records[0]["dns.question.name"] != "new.example.com" {
 		t.Fatalf("records %v, want one naming container %s", sink.records, containerID)
+	}
+}
+
+// A held answer is counted in the live page while it waits, so that a
+// kill -9 then is reported by the next instance (agent_killed).
+func TestHeldAnswerIsCountedUntilWritten(t *testing.T) {
+	d, packets, sink := testDNS(t)
+	dir := t.TempDir()
+	live, err := handoff.OpenLive(dir, "instance-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { live.Close() })
+	cgroups := fakeCgroups{}
+	d.Cgroups, d.HoldTimeout, d.HoldMax, d.Live = cgroups, time.Minute, 10, live
+	now := bootNs()
+	packets.push(query(t, 1, now-1, "held.example.com."), packet(1, now, dnsAnswer(t, "held.example.com.", "203.0.113.7")))
+	d.drain(-1)
+	if last, ok, err := handoff.LoadLive(dir); err != nil || !ok || last.Unspooled != 1 {
+		t.Fatalf("page of the instance holding an answer: %+v, %v, %v; want 1 unspooled", last, ok, err)
+	}
+	cgroups[7] = cgroup.Info{Container: cgroup.Container{ContainerID: containerID}}
+	d.retryHeld(time.Now(), false)
+	if len(sink.records) != 1 {
+		t.Fatalf("records %v, want the held answer written", sink.records)
+	}
+	if last, _, err := handoff.LoadLive(dir); err != nil || last.Unspooled != 0 {
+		t.Fatalf("page after the answer was written: %+v, %v; want 0 unspooled", last, err)
 	}
 }
 

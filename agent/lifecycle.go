@@ -144,15 +144,16 @@ func (d *Delivery) waitForEmptySpool(grace time.Duration) bool {
 	return d.spool.Stats().Records == 0
 }
 
-// ReportUnspooled puts on record the connect events that the instance
-// before this one had read from the kernel and not spooled when it ended
+// ReportUnspooled puts on record the connect events and held DNS answers
+// that the instance before this one had read from the kernel and not
+// spooled when it ended
 // without stopping (kill -9, a crash): the kernel handed them over, so no
 // seq and no ring-buffer count will ever show them.
 func ReportUnspooled(l Ledger, last handoff.Final, logger *slog.Logger) {
 	if last.Unspooled == 0 {
 		return
 	}
-	logger.Warn("the previous agent instance ended holding connect events it had not spooled", "instance", last.Instance, "count", last.Unspooled)
+	logger.Warn("the previous agent instance ended holding events it had not spooled", "instance", last.Instance, "count", last.Unspooled)
 	l.Lose(shipper.Loss{Reason: trail.LossAgentKilled, Count: last.Unspooled, Last: last.ReadAt,
-		Detail: fmt.Sprintf("agent instance %s ended (killed or crashed) holding %d connect attempts it had read from the kernel and not spooled", last.Instance, last.Unspooled)})
+		Detail: fmt.Sprintf("agent instance %s ended (killed or crashed) holding %d connect attempts and DNS answers it had read from the kernel and not spooled", last.Instance, last.Unspooled)})
 }

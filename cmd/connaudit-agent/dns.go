@@ -58,7 +58,7 @@ func newDNS(cfg agentConfig, c *capture.Capture, p *agent.Pipeline, identities *
 		Limit:      limit.New(limit.Config{PerSecond: float64(cfg.DNSAnswersPerSec), Burst: 2 * float64(cfg.DNSAnswersPerSec), Netns: 4096}),
 		Identities: identities, Clock: bpf.NewBootClock(), Metrics: agent.NewDNSMetrics(reg, cache),
 		Log: logger.With("component", "dns"), DedupEntries: 65536,
-		HoldTimeout: cfg.HoldTimeout, HoldMax: 1024, StallAfter: 10 * time.Second}
+		HoldTimeout: cfg.HoldTimeout, HoldMax: 1024, StallAfter: 10 * time.Second, Live: p.Live}
 }
 
 var _ agent.Names = (*agent.DNS)(nil)

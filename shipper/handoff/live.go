@@ -37,8 +37,9 @@ const (
 
 // Live is a page in the spool directory that the running instance keeps
 // mapped and updates with plain stores: its last spooled seq and chain
-// value, and how many connect events it has read from the kernel and not
-// yet spooled (held for their pod or a DNS answer, or in hand). Stores into
+// value, and how many events it has read from the kernel and not yet
+// spooled: connect attempts held for their pod or a DNS answer, or in
+// hand, and DNS answers held for their receiver's pod. Stores into
 // a shared file mapping are in the page cache at once, so the next instance
 // reads them after a kill -9 of this one. A machine crash can lose them:
 // the chain head that Save syncs at every heartbeat covers that. The
@@ -53,7 +54,7 @@ type Final struct {
 	Instance  string
 	Seq       uint64 // the last seq it spooled; 0 for none
 	Chain     string // that record's connaudit.chain, hex
-	Unspooled uint64 // connect events it had read and not spooled
+	Unspooled uint64 // connect events and DNS answers it had read and not spooled
 	ReadAt    time.Time
 }
 
@@ -140,7 +141,7 @@ func (l *Live) Spooled(seq uint64, link [chainLinkSize]byte) {
 	atomic.StoreUint32(l.u32(offSlot), next)
 }
 
-// Read counts a connect event read from the kernel at t, not yet spooled.
+// Read counts an event read from the kernel at t, not yet spooled.
 func (l *Live) Read(t time.Time) {
 	if l == nil {
 		return
@@ -149,7 +150,7 @@ func (l *Live) Read(t time.Time) {
 	atomic.StoreUint64(l.u64(offReadAt), uint64(t.UnixNano()))
 }
 
-// Done counts a connect event spooled (or accounted for otherwise).
+// Done counts an event spooled (or accounted for otherwise).
 func (l *Live) Done() {
 	if l == nil {
 		return
