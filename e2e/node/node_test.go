@@ -178,6 +178,7 @@ patches:
 	startServer(t, nettool.binary, kubenode.Outsides[0], otherPort)
 	enforceAdvisedPolicy(t, n, kubectl.withPlugin(plugin), policy)
 	shippedPoliciesEnforced(t, n, kubectl.withPlugin(plugin))
+	hostNetworkForgerRefused(t, n, kubectl.withPlugin(plugin))
 	t.Logf("NetworkPolicies enforced after %v", time.Since(start).Round(time.Second))
 	if out, errOut, err := kubectl.withPlugin(plugin).run("", "connaudit", "coverage", "--strict", "--since", coveredFrom); err != nil {
 		t.Errorf("kubectl connaudit coverage --strict: %v\n%s%s", err, out, errOut)
