@@ -380,3 +380,43 @@ func outputOf(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).Output()
 	return string(out), err
 }
+
+// shippedPoliciesAgreeWithTrail replays the install's own trail since since
+// against the NetworkPolicies in force in connaudit (k8s/deploy's, as the
+// overlay applied them) with `advise check`. Every connection between
+// pods that the install needs (agents to the gateway, the gateway to
+// VictoriaLogs) is admitted; the intruder's refused connects are denied;
+// the only established connections denied come from the node itself (the
+// kubelet's probes, the API server's proxy, the host-network forger), which
+// kube-router, like most enforcers, lets through whatever the policies say.
+func shippedPoliciesAgreeWithTrail(t *testing.T, kubectl kubectlCmd, since string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "connaudit-policies.yaml")
+	writeFile(t, file, kubectl.must("-n", "connaudit", "get", "networkpolicy", "-o", "yaml"))
+	out, errOut, err := kubectl.run("", "connaudit", "advise", "check", "-f", file, "--since", since)
+	t.Logf("kubectl connaudit advise check (k8s/deploy's policies over the install's trail):\n%s%s", out, errOut)
+	if err != nil && !strings.Contains(err.Error(), "exit status 4") {
+		t.Fatalf("advise check: %v", err)
+	}
+	intruderDenied := false
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[0] == "SOURCE" || !strings.Contains(line, " of ") {
+			continue
+		}
+		outcome := f[3]
+		if f[0] == "host" || f[0] == "node" {
+			continue // from the node: the source column is "host NODE ADDR"
+		}
+		switch {
+		case f[0] == "default/pod/intruder" && outcome != "established":
+			intruderDenied = true
+		case f[0] == "default/pod/forger":
+		case outcome == "established":
+			t.Errorf("the shipped policies would deny an established connection between pods the install needs: %s", line)
+		}
+	}
+	if !intruderDenied {
+		t.Errorf("advise check does not list the intruder's blocked connects as denied:\n%s", out)
+	}
+}

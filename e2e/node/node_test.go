@@ -179,6 +179,7 @@ patches:
 	enforceAdvisedPolicy(t, n, kubectl.withPlugin(plugin), policy)
 	shippedPoliciesEnforced(t, n, kubectl.withPlugin(plugin))
 	hostNetworkForgerRefused(t, n, kubectl.withPlugin(plugin))
+	shippedPoliciesAgreeWithTrail(t, kubectl.withPlugin(plugin), coveredFrom)
 	t.Logf("NetworkPolicies enforced after %v", time.Since(start).Round(time.Second))
 	if out, errOut, err := kubectl.withPlugin(plugin).run("", "connaudit", "coverage", "--strict", "--since", coveredFrom); err != nil {
 		t.Errorf("kubectl connaudit coverage --strict: %v\n%s%s", err, out, errOut)
