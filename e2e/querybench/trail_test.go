@@ -35,8 +35,20 @@ import (
 	"github.com/connaudit/connaudit/verify"
 )
 
-// trailRecords is the size of each instance of BenchmarkTrail300k.
-const trailRecords = 300_000
+// trailRecords is the size of each instance of BenchmarkTrail300k:
+// 300,000, or CONNAUDIT_BENCH_TRAIL_RECORDS (issue 17's target is for
+// 1,000,000).
+func trailRecords(b *testing.B) uint64 {
+	s := os.Getenv("CONNAUDIT_BENCH_TRAIL_RECORDS")
+	if s == "" {
+		return 300_000
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n < 2 {
+		b.Fatalf("CONNAUDIT_BENCH_TRAIL_RECORDS=%q: want a count of at least 2", s)
+	}
+	return n
+}
 
 // BenchmarkTrail300k measures hole finding (coverage, which every query
 // runs) and verify over one agent instance of 300,000 chained, checkpointed
@@ -48,24 +60,26 @@ const trailRecords = 300_000
 // and the mapped binary: about 55-65 MB for any command).
 //
 //	go test -run '^$' -bench Trail300k -benchtime 5x ./e2e/querybench/
+//	CONNAUDIT_BENCH_TRAIL_RECORDS=1000000 go test -run '^$' -bench 'Trail300k/(cli-)?verify/node-whole' -benchtime 1x ./e2e/querybench/
 //	CONNAUDIT_BENCH_BASELINE=/path/to/older/connaudit go test -run '^$' -bench Trail300k/cli ./e2e/querybench/
 func BenchmarkTrail300k(b *testing.B) {
 	vl := teststack.StartVictoriaLogs(b)
 	t0 := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
 	loadStart := time.Now()
+	records := trailRecords(b)
 	for _, node := range []string{"node-whole", "node-hole"} {
 		drop := uint64(0)
 		if node == "node-hole" {
-			drop = trailRecords / 2
+			drop = records / 2
 		}
-		ingestTrail(b, vl, node, "instance-"+node, t0, trailRecords, drop)
+		ingestTrail(b, vl, node, "instance-"+node, t0, int(records), drop)
 	}
 	resp, err := http.Get(vl.URL() + "/internal/force_flush")
 	if err != nil {
 		b.Fatal(err)
 	}
 	resp.Body.Close()
-	b.Logf("loaded 2 × %d records in %v", trailRecords, time.Since(loadStart).Round(time.Millisecond))
+	b.Logf("loaded 2 × %d records in %v", records, time.Since(loadStart).Round(time.Millisecond))
 	from, to := t0.Add(-time.Minute), time.Now()
 
 	fetched := &countingTransport{}
