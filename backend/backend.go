@@ -116,7 +116,7 @@ var WorkloadKinds = func() map[string]string {
 // SourceWorkload is the workload that owns the record's source pod, by
 // trail.OwnerPrecedence; false for a pod without an owner or a host process.
 func (r Record) SourceWorkload() (Workload, bool) {
-	kind, name, ok := trail.SourceWorkload(func(k trail.Key) string { return r.Fields[string(k)] })
+	kind, name, ok := trail.SourceWorkload(r.Attr)
 	return Workload{Kind: string(kind), Name: name}, ok
 }
 
@@ -175,6 +175,10 @@ type Record struct {
 
 // Get returns a field's value, "" when absent.
 func (r Record) Get(name string) string { return r.Fields[name] }
+
+// Attr returns the value of an attribute of the record schema, "" when
+// absent: Get for the typed readers of package trail.
+func (r Record) Attr(k trail.Key) string { return r.Fields[string(k)] }
 
 // Labels returns the source pod's labels (the k8s.pod.label.<key> fields);
 // a label with an empty value is absent, as a store keeps it.
