@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/trail/coverage"
 )
 
 type instanceKey struct{ node, id string }
@@ -23,14 +24,14 @@ type instanceWindow struct {
 // with a connaudit.seq in [from, to), on the given nodes; their records
 // counted once each; the loss records of the window; and the seqs within
 // [MinSeq, MaxSeq] that no record of the instance holds, at any time.
-func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []string) (*backend.Coverage, error) {
-	c := &backend.Coverage{From: from, To: to, AsOf: time.Now()}
-	byKey := map[instanceKey]*backend.Instance{}
-	get := func(r backend.Record) *backend.Instance {
+func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []string) (*coverage.Coverage, error) {
+	c := &coverage.Coverage{From: from, To: to, AsOf: time.Now()}
+	byKey := map[instanceKey]*coverage.Instance{}
+	get := func(r backend.Record) *coverage.Instance {
 		k := instanceKey{r.Get(backend.FieldNode), r.Get(backend.FieldServiceInstanceID)}
 		in := byKey[k]
 		if in == nil {
-			in = &backend.Instance{Node: k.node, ID: k.id}
+			in = &coverage.Instance{Node: k.node, ID: k.id}
 			byKey[k] = in
 		}
 		return in
@@ -112,7 +113,7 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 		if in.Started.After(to) {
 			continue
 		}
-		slices.SortFunc(in.Losses, func(a, b backend.Loss) int { return a.Time.Compare(b.Time) })
+		slices.SortFunc(in.Losses, func(a, b coverage.Loss) int { return a.Time.Compare(b.Time) })
 		if w := wins[k]; w != nil {
 			in.Missing = b.missing(in, w)
 		}
@@ -122,7 +123,7 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 		c.Nodes = append(c.Nodes, n)
 	}
 	slices.Sort(c.Nodes)
-	slices.SortFunc(c.Instances, func(a, b backend.Instance) int {
+	slices.SortFunc(c.Instances, func(a, b coverage.Instance) int {
 		return cmp.Or(cmp.Compare(a.Node, b.Node), a.Started.Compare(b.Started))
 	})
 	return c, ctx.Err()
@@ -132,7 +133,7 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 // instance in the window, less the seqs it holds at other times (a record
 // drained from the pinned capture at a restart is older than its seq): each
 // with the times of the window's records just before and after it.
-func (b *Backend) missing(in *backend.Instance, w *instanceWindow) []backend.Hole {
+func (b *Backend) missing(in *coverage.Instance, w *instanceWindow) []coverage.Hole {
 	if in.MaxSeq-in.MinSeq+1 == int64(len(w.at)) {
 		return nil
 	}
@@ -152,7 +153,7 @@ func (b *Backend) missing(in *backend.Instance, w *instanceWindow) []backend.Hol
 		present = append(present, s)
 	}
 	slices.Sort(present)
-	var holes []backend.Hole
+	var holes []coverage.Hole
 	for i := 1; i < len(present); i++ {
 		lo, hi := present[i-1]+1, present[i]-1
 		if lo > hi {
@@ -163,18 +164,18 @@ func (b *Backend) missing(in *backend.Instance, w *instanceWindow) []backend.Hol
 		next := lo
 		for ; at < len(anyTime) && anyTime[at] <= hi; at++ {
 			if anyTime[at] > next {
-				holes = append(holes, backend.Hole{Seqs: backend.SeqRange{First: next, Last: anyTime[at] - 1}, After: w.at[lo-1], Before: w.at[hi+1]})
+				holes = append(holes, coverage.Hole{Seqs: coverage.SeqRange{First: next, Last: anyTime[at] - 1}, After: w.at[lo-1], Before: w.at[hi+1]})
 			}
 			next = anyTime[at] + 1
 		}
 		if next <= hi {
-			holes = append(holes, backend.Hole{Seqs: backend.SeqRange{First: next, Last: hi}, After: w.at[lo-1], Before: w.at[hi+1]})
+			holes = append(holes, coverage.Hole{Seqs: coverage.SeqRange{First: next, Last: hi}, After: w.at[lo-1], Before: w.at[hi+1]})
 		}
 	}
 	return holes
 }
 
-func lossOf(r backend.Record) backend.Loss {
+func lossOf(r backend.Record) coverage.Loss {
 	num := func(field string) int64 {
 		n, _ := strconv.ParseInt(r.Get(field), 10, 64)
 		return n
@@ -183,10 +184,10 @@ func lossOf(r backend.Record) backend.Loss {
 		t, _ := time.Parse(time.RFC3339Nano, r.Get(field))
 		return t
 	}
-	return backend.Loss{
+	return coverage.Loss{
 		Time: r.Time, Seq: num(backend.FieldSeq), Count: num(backend.FieldLostCount), Bytes: num(backend.FieldLostBytes),
 		Reason: r.Get(backend.FieldLostReason),
 		First:  tm(backend.FieldLostTimeMin), Last: tm(backend.FieldLostTimeMax),
-		Seqs: backend.SeqRange{First: num(backend.FieldLostSeqMin), Last: num(backend.FieldLostSeqMax)},
+		Seqs: coverage.SeqRange{First: num(backend.FieldLostSeqMin), Last: num(backend.FieldLostSeqMax)},
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/trail/coverage"
 )
 
 type instanceKey struct{ node, id string }
@@ -17,14 +18,14 @@ type instanceKey struct{ node, id string }
 // Coverage implements backend.Backend with three aggregating queries, and
 // for each instance whose counts do not add up a few counts per bucket of
 // sequence numbers (see scanMissing).
-func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []string) (*backend.Coverage, error) {
-	c := &backend.Coverage{From: from, To: to, AsOf: time.Now()}
-	byKey := map[instanceKey]*backend.Instance{}
-	get := func(row map[string]string) *backend.Instance {
+func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []string) (*coverage.Coverage, error) {
+	c := &coverage.Coverage{From: from, To: to, AsOf: time.Now()}
+	byKey := map[instanceKey]*coverage.Instance{}
+	get := func(row map[string]string) *coverage.Instance {
 		k := instanceKey{row[backend.FieldNode], row[backend.FieldServiceInstanceID]}
 		in := byKey[k]
 		if in == nil {
-			in = &backend.Instance{Node: k.node, ID: k.id}
+			in = &coverage.Instance{Node: k.node, ID: k.id}
 			byKey[k] = in
 		}
 		return in
@@ -130,7 +131,7 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 		if in.Started.After(to) {
 			continue
 		}
-		slices.SortFunc(in.Losses, func(a, b backend.Loss) int { return a.Time.Compare(b.Time) })
+		slices.SortFunc(in.Losses, func(a, b coverage.Loss) int { return a.Time.Compare(b.Time) })
 		if err := b.findMissing(ctx, from, to, in); err != nil {
 			return nil, err
 		}
@@ -140,7 +141,7 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 		c.Nodes = append(c.Nodes, n)
 	}
 	slices.Sort(c.Nodes)
-	slices.SortFunc(c.Instances, func(a, b backend.Instance) int {
+	slices.SortFunc(c.Instances, func(a, b coverage.Instance) int {
 		if a.Node != b.Node {
 			if a.Node < b.Node {
 				return -1
@@ -157,7 +158,7 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 // seqs it counted, in VictoriaLogs, so no query counts more than scanSpan
 // records: the instances are counted together up to that, and one with more
 // scanSpan seqs at a time.
-func (b *Backend) countDistinct(ctx context.Context, window, byInstance string, rows map[instanceKey]int64, byKey map[instanceKey]*backend.Instance) error {
+func (b *Backend) countDistinct(ctx context.Context, window, byInstance string, rows map[instanceKey]int64, byKey map[instanceKey]*coverage.Instance) error {
 	keys := make([]instanceKey, 0, len(rows))
 	for k := range rows {
 		keys = append(keys, k)
@@ -210,7 +211,7 @@ func (b *Backend) countDistinct(ctx context.Context, window, byInstance string, 
 // for exactly the numbers absent from [MinSeq, MaxSeq], those ranges are the
 // holes; otherwise VictoriaLogs counts the instance's sequence numbers per
 // bucket to find them (scanMissing), without listing them all.
-func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *backend.Instance) error {
+func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *coverage.Instance) error {
 	if in.Records == 0 {
 		return nil
 	}
@@ -220,14 +221,14 @@ func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *backe
 	}
 	// The loss records' ranges within [MinSeq, MaxSeq], merged: two loss
 	// records may name the same seqs.
-	var named []backend.SeqRange
+	var named []coverage.SeqRange
 	for _, l := range in.Losses {
 		lo, hi := max(l.Seqs.First, in.MinSeq), min(l.Seqs.Last, in.MaxSeq)
 		if l.Seqs.Len() > 0 && hi >= lo {
-			named = append(named, backend.SeqRange{First: lo, Last: hi})
+			named = append(named, coverage.SeqRange{First: lo, Last: hi})
 		}
 	}
-	slices.SortFunc(named, func(a, b backend.SeqRange) int { return cmp.Compare(a.First, b.First) })
+	slices.SortFunc(named, func(a, b coverage.SeqRange) int { return cmp.Compare(a.First, b.First) })
 	var merged runs
 	var explained int64
 	for _, r := range named {
@@ -249,7 +250,7 @@ func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *backe
 		}
 		for _, l := range in.Losses {
 			if l.Seqs.Len() > 0 {
-				in.Missing = append(in.Missing, backend.Hole{Seqs: l.Seqs, After: l.First, Before: l.Last})
+				in.Missing = append(in.Missing, coverage.Hole{Seqs: l.Seqs, After: l.First, Before: l.Last})
 			}
 		}
 		return nil
@@ -258,7 +259,7 @@ func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *backe
 }
 
 // noneIn reports whether no record of in in the window holds a seq of rs.
-func (b *Backend) noneIn(ctx context.Context, from, to time.Time, in *backend.Instance, rs []backend.SeqRange) (bool, error) {
+func (b *Backend) noneIn(ctx context.Context, from, to time.Time, in *coverage.Instance, rs []coverage.SeqRange) (bool, error) {
 	var terms []string
 	for _, r := range rs {
 		terms = append(terms, seqRange(r.First, r.Last))
@@ -273,8 +274,8 @@ func (b *Backend) noneIn(ctx context.Context, from, to time.Time, in *backend.In
 	return n == 0, err
 }
 
-func lossOf(row map[string]string) (backend.Loss, error) {
-	var l backend.Loss
+func lossOf(row map[string]string) (coverage.Loss, error) {
+	var l coverage.Loss
 	var err error
 	if l.Time, err = time.Parse(time.RFC3339Nano, row["_time"]); err != nil {
 		return l, fmt.Errorf("loss record with a bad _time: %v", row)
@@ -292,6 +293,6 @@ func lossOf(row map[string]string) (backend.Loss, error) {
 	l.Bytes = num(backend.FieldLostBytes)
 	l.Reason = row[backend.FieldLostReason]
 	l.First, l.Last = tm(backend.FieldLostTimeMin), tm(backend.FieldLostTimeMax)
-	l.Seqs = backend.SeqRange{First: num(backend.FieldLostSeqMin), Last: num(backend.FieldLostSeqMax)}
+	l.Seqs = coverage.SeqRange{First: num(backend.FieldLostSeqMin), Last: num(backend.FieldLostSeqMax)}
 	return l, nil
 }
