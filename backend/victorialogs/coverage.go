@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/trail"
 	"github.com/connaudit/connaudit/trail/coverage"
 )
 
@@ -19,17 +20,7 @@ type instanceKey struct{ node, id string }
 // for each instance whose counts do not add up a few counts per bucket of
 // sequence numbers (see scanMissing).
 func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []string) (*coverage.Coverage, error) {
-	c := &coverage.Coverage{From: from, To: to, AsOf: time.Now()}
-	byKey := map[instanceKey]*coverage.Instance{}
-	get := func(row map[string]string) *coverage.Instance {
-		k := instanceKey{row[backend.FieldNode], row[backend.FieldServiceInstanceID]}
-		in := byKey[k]
-		if in == nil {
-			in = &coverage.Instance{Node: k.node, ID: k.id}
-			byKey[k] = in
-		}
-		return in
-	}
+	cb := coverage.NewBuilder(from, to, nodes, time.Now())
 	nodeFilter := ""
 	if len(nodes) > 0 {
 		q := &query{}
@@ -46,20 +37,7 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 		if err != nil {
 			return fmt.Errorf("agent lifecycle row with a bad _time: %v", row)
 		}
-		in := get(row)
-		switch row[backend.FieldEventName] {
-		case backend.EventAgentStart:
-			if in.Started.IsZero() || t.Before(in.Started) {
-				in.Started, in.Resumed = t, row[backend.FieldResumed] == "true"
-				if hb, err := strconv.ParseFloat(row[backend.FieldHeartbeat], 64); err == nil && hb > 0 {
-					in.Heartbeat = time.Duration(hb * float64(time.Second))
-				}
-			}
-		case backend.EventAgentStop:
-			if t.After(in.Stopped) {
-				in.Stopped = t
-			}
-		}
+		cb.Lifecycle(trail.Event(row[backend.FieldEventName]), t, attrs(row))
 		return nil
 	})
 	if err != nil {
@@ -72,7 +50,7 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 		quote(backend.FieldSeq) + ") as maxseq, min(_time) as first, max(_time) as last"
 	rows := map[instanceKey]int64{}
 	err = b.rows(ctx, stats, func(row map[string]string) error {
-		in := get(row)
+		in := cb.Instance(row[backend.FieldNode], row[backend.FieldServiceInstanceID])
 		var errs [5]error
 		rows[instanceKey{in.Node, in.ID}], errs[0] = strconv.ParseInt(row["rows"], 10, 64)
 		in.MinSeq, errs[1] = strconv.ParseInt(row["minseq"], 10, 64)
@@ -89,68 +67,31 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 	if err != nil {
 		return nil, fmt.Errorf("count the agents' records: %w", err)
 	}
-	if err := b.countDistinct(ctx, window, byInstance, rows, byKey); err != nil {
+	if err := b.countDistinct(ctx, window, byInstance, rows, cb); err != nil {
 		return nil, fmt.Errorf("count the agents' distinct records: %w", err)
 	}
 
 	losses := nodeFilter + quote(backend.FieldEventName) + ":=" + quote(backend.EventLoss) + " " + timeRange(from, to)
-	seenLoss := map[instanceKey]map[int64]bool{}
 	err = b.rows(ctx, losses, func(row map[string]string) error {
-		l, err := lossOf(row)
+		t, err := time.Parse(time.RFC3339Nano, row["_time"])
 		if err != nil {
-			return err
+			return fmt.Errorf("loss record with a bad _time: %v", row)
 		}
-		in := get(row)
-		k := instanceKey{in.Node, in.ID}
-		if seenLoss[k] == nil {
-			seenLoss[k] = map[int64]bool{}
-		}
-		if !seenLoss[k][l.Seq] { // a replayed duplicate
-			seenLoss[k][l.Seq] = true
-			in.Losses = append(in.Losses, l)
-		}
+		cb.Loss(t, attrs(row))
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read loss records: %w", err)
 	}
 
-	nodeSet := map[string]bool{}
-	for _, n := range nodes {
-		nodeSet[n] = true
-	}
-	for k, in := range byKey {
-		if len(nodes) == 0 {
-			nodeSet[k.node] = true
-		}
-		// An instance that stopped before the window, or never sent a record
-		// in it and was followed by another, says nothing of the window.
-		if in.Records == 0 && !in.Stopped.IsZero() && in.Stopped.Before(from) {
-			continue
-		}
-		if in.Started.After(to) {
-			continue
-		}
-		slices.SortFunc(in.Losses, func(a, b coverage.Loss) int { return a.Time.Compare(b.Time) })
-		if err := b.findMissing(ctx, from, to, in); err != nil {
-			return nil, err
-		}
-		c.Instances = append(c.Instances, *in)
-	}
-	for n := range nodeSet {
-		c.Nodes = append(c.Nodes, n)
-	}
-	slices.Sort(c.Nodes)
-	slices.SortFunc(c.Instances, func(a, b coverage.Instance) int {
-		if a.Node != b.Node {
-			if a.Node < b.Node {
-				return -1
-			}
-			return 1
-		}
-		return a.Started.Compare(b.Started)
-	})
-	return c, nil
+	// An instance that stopped before the window, or started after it, says
+	// nothing of it (coverage.Builder.Coverage).
+	return cb.Coverage(func(in *coverage.Instance) error { return b.findMissing(ctx, from, to, in) })
+}
+
+// attrs is a row's attributes as package trail reads them.
+func attrs(row map[string]string) func(trail.Key) string {
+	return func(k trail.Key) string { return row[string(k)] }
 }
 
 // countDistinct sets the Records of the instances of rows (their records in
@@ -158,7 +99,7 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 // seqs it counted, in VictoriaLogs, so no query counts more than scanSpan
 // records: the instances are counted together up to that, and one with more
 // scanSpan seqs at a time.
-func (b *Backend) countDistinct(ctx context.Context, window, byInstance string, rows map[instanceKey]int64, byKey map[instanceKey]*coverage.Instance) error {
+func (b *Backend) countDistinct(ctx context.Context, window, byInstance string, rows map[instanceKey]int64, cb *coverage.Builder) error {
 	keys := make([]instanceKey, 0, len(rows))
 	for k := range rows {
 		keys = append(keys, k)
@@ -174,7 +115,7 @@ func (b *Backend) countDistinct(ctx context.Context, window, byInstance string, 
 			" count_uniq(" + quote(backend.FieldSeq) + ") as records"
 		batch, batchRows = batch[:0], 0
 		return b.rows(ctx, q, func(row map[string]string) error {
-			in := byKey[instanceKey{row[backend.FieldNode], row[backend.FieldServiceInstanceID]}]
+			in := cb.Lookup(row[backend.FieldNode], row[backend.FieldServiceInstanceID])
 			if in == nil {
 				return nil // an instance id on a node the first count did not see
 			}
@@ -187,7 +128,7 @@ func (b *Backend) countDistinct(ctx context.Context, window, byInstance string, 
 		})
 	}
 	for _, k := range keys {
-		in := byKey[k]
+		in := cb.Lookup(k.node, k.id)
 		if n := rows[k]; n <= scanSpan {
 			if batchRows+n > scanSpan {
 				if err := flush(); err != nil {
@@ -272,27 +213,4 @@ func (b *Backend) noneIn(ctx context.Context, from, to time.Time, in *coverage.I
 		return err
 	})
 	return n == 0, err
-}
-
-func lossOf(row map[string]string) (coverage.Loss, error) {
-	var l coverage.Loss
-	var err error
-	if l.Time, err = time.Parse(time.RFC3339Nano, row["_time"]); err != nil {
-		return l, fmt.Errorf("loss record with a bad _time: %v", row)
-	}
-	num := func(field string) int64 {
-		n, _ := strconv.ParseInt(row[field], 10, 64)
-		return n
-	}
-	tm := func(field string) time.Time {
-		t, _ := time.Parse(time.RFC3339Nano, row[field])
-		return t
-	}
-	l.Seq = num(backend.FieldSeq)
-	l.Count = num(backend.FieldLostCount)
-	l.Bytes = num(backend.FieldLostBytes)
-	l.Reason = row[backend.FieldLostReason]
-	l.First, l.Last = tm(backend.FieldLostTimeMin), tm(backend.FieldLostTimeMax)
-	l.Seqs = coverage.SeqRange{First: num(backend.FieldLostSeqMin), Last: num(backend.FieldLostSeqMax)}
-	return l, nil
 }

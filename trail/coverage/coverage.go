@@ -1,9 +1,10 @@
 // Package coverage is the trail's completeness, as README.md states it
 // ("Record schema", "Delivery guarantees"): the model of what a store knows
 // about the agents of a time window (Coverage: each agent instance's
-// lifetime, records, seq range, loss records and seq holes) and the rules
-// that find the gaps in it (Gaps). The rules are store-independent: a store
-// (backend/victorialogs, backend/archive) only reads.
+// lifetime, records, seq range, loss records and seq holes), the one way
+// every store assembles it from the records it reads (Builder), and the
+// rules that find the gaps in it (Gaps). The rules are store-independent: a
+// store (backend/victorialogs, backend/archive) only reads.
 //
 // Like trail, it depends on nothing of connaudit's but trail.
 package coverage
