@@ -11,9 +11,10 @@
 // service.instance.id and connaudit.seq) are removed by the Backend in every
 // answer: Records yields each record once, Summary and Coverage count it once.
 //
-// The gap logic of the trail (what counts as a hole, which loss record
-// explains it, which node went unwatched) is store-independent and lives in
-// gaps.go: see Gaps.
+// The coverage a store answers with, and the gap logic of the trail (what
+// counts as a hole, which loss record explains it, which node went
+// unwatched), are store-independent and live in package trail/coverage; the
+// dedup key is trail.RecordKey.
 package backend
 
 import (
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/connaudit/connaudit/trail"
+	"github.com/connaudit/connaudit/trail/coverage"
 	"k8s.io/apimachinery/pkg/labels"
 )
 
@@ -42,7 +44,7 @@ type Backend interface {
 	// [from, to): their lifetimes, record counts, loss records and seq holes.
 	// With nodes non-empty, exactly those nodes are reported, each even when
 	// nothing of it is stored.
-	Coverage(ctx context.Context, from, to time.Time, nodes []string) (*Coverage, error)
+	Coverage(ctx context.Context, from, to time.Time, nodes []string) (*coverage.Coverage, error)
 }
 
 // ErrUnreachable wraps the error of a Backend that could not be reached at
@@ -116,7 +118,7 @@ var WorkloadKinds = func() map[string]string {
 // SourceWorkload is the workload that owns the record's source pod, by
 // trail.OwnerPrecedence; false for a pod without an owner or a host process.
 func (r Record) SourceWorkload() (Workload, bool) {
-	kind, name, ok := trail.SourceWorkload(func(k trail.Key) string { return r.Fields[string(k)] })
+	kind, name, ok := trail.SourceWorkload(r.Attr)
 	return Workload{Kind: string(kind), Name: name}, ok
 }
 
@@ -175,6 +177,10 @@ type Record struct {
 
 // Get returns a field's value, "" when absent.
 func (r Record) Get(name string) string { return r.Fields[name] }
+
+// Attr returns the value of an attribute of the record schema, "" when
+// absent: Get for the typed readers of package trail.
+func (r Record) Attr(k trail.Key) string { return r.Fields[string(k)] }
 
 // Labels returns the source pod's labels (the k8s.pod.label.<key> fields);
 // a label with an empty value is absent, as a store keeps it.
@@ -236,74 +242,4 @@ type Peer struct {
 	Namespace string
 	Name      string
 	Address   string
-}
-
-// Coverage is what a store knows about the agents in a time window.
-type Coverage struct {
-	From, To time.Time
-	// AsOf is when the store was read: an instance whose heartbeat is not
-	// yet overdue then is taken as alive to the window's end. Zero: To.
-	AsOf      time.Time
-	Instances []Instance
-	// Nodes lists the nodes to account for, in name order: the ones asked
-	// for, else every node named by a record of the window or by an agent's
-	// start or stop before it.
-	Nodes []string
-}
-
-// Instance is one agent instance (one service.instance.id) on one node.
-type Instance struct {
-	Node string
-	ID   string
-	// Started is the time of its connaudit.agent.start record, zero if none
-	// is stored; Resumed is that record's connaudit.capture.resumed (capture
-	// went on from the previous agent: no connect was missed in between).
-	Started time.Time
-	Resumed bool
-	// Stopped is the time of its connaudit.agent.stop record, zero if none.
-	Stopped time.Time
-	// Heartbeat is the interval its start record promises a record at
-	// least once in (connaudit.heartbeat.interval); zero for an agent that
-	// promises none.
-	Heartbeat time.Duration
-	// FirstSeen and LastSeen are its first and last record in the window.
-	FirstSeen, LastSeen time.Time
-	// Records counts its distinct records in the window; MinSeq and MaxSeq
-	// are the smallest and largest connaudit.seq among them.
-	Records        int64
-	MinSeq, MaxSeq int64
-	// Losses are its connaudit.loss records in the window.
-	Losses []Loss
-	// Missing are the seq ranges within [MinSeq, MaxSeq] with no stored
-	// record, whether a loss record explains them or not (see Gaps).
-	Missing []Hole
-}
-
-// Loss is one connaudit.loss record.
-type Loss struct {
-	Time        time.Time
-	Seq         int64
-	Count       int64
-	Bytes       int64
-	Reason      string
-	First, Last time.Time // connaudit.lost.time.first/.last, zero if unknown
-	Seqs        SeqRange  // connaudit.lost.seq.first/.last, zero if none
-}
-
-// SeqRange is an inclusive range of connaudit.seq; the zero value is empty.
-type SeqRange struct{ First, Last int64 }
-
-// Len is the number of sequence numbers in the range.
-func (r SeqRange) Len() int64 {
-	if r.First == 0 || r.Last < r.First {
-		return 0
-	}
-	return r.Last - r.First + 1
-}
-
-// Hole is a range of missing sequence numbers, with the times of the stored
-// records just before and after it (zero when not known).
-type Hole struct {
-	Seqs          SeqRange
-	After, Before time.Time
 }

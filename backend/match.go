@@ -161,13 +161,9 @@ func outcomeIn(o string, outcomes []string) bool {
 	return false
 }
 
-// Key is the dedup key of a record: its service.instance.id and
-// connaudit.seq. A replayed copy has the same key; a record without either
-// has none (ok false) and is never a duplicate.
-func (r Record) Key() (k RecordKey, ok bool) {
-	k = RecordKey{Instance: r.Get(FieldServiceInstanceID), Seq: r.Get(FieldSeq)}
-	return k, k.Instance != "" && k.Seq != ""
+// Key is the dedup key of a record (trail.RecordKeyOf): its
+// service.instance.id and connaudit.seq. A replayed copy has the same key; a
+// record without either has none (ok false) and is never a duplicate.
+func (r Record) Key() (trail.RecordKey, bool) {
+	return trail.RecordKeyOf(r.Attr)
 }
-
-// RecordKey identifies a record of the trail; see Record.Key.
-type RecordKey struct{ Instance, Seq string }

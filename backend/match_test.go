@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connaudit/connaudit/trail"
 	"k8s.io/apimachinery/pkg/labels"
 )
 
@@ -117,7 +118,7 @@ func TestMatchOnlyConnects(t *testing.T) {
 }
 
 func TestRecordKey(t *testing.T) {
-	if k, ok := web.Key(); !ok || k != (RecordKey{"i1", "7"}) {
+	if k, ok := web.Key(); !ok || k != (trail.RecordKey{Instance: "i1", Seq: "7"}) {
 		t.Errorf("Key = %v, %v", k, ok)
 	}
 	if _, ok := host.Key(); ok {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/connaudit/connaudit/backend"
 	"github.com/connaudit/connaudit/internal/termsafe"
+	"github.com/connaudit/connaudit/trail/coverage"
 )
 
 // CoverageRequest is one `connaudit coverage`.
@@ -41,7 +42,7 @@ func Coverage(ctx context.Context, b backend.Backend, r CoverageRequest, stdout,
 		return fmt.Errorf("coverage: %w", err)
 	}
 	addNodes(c, r.Filter.Nodes, r.ExtraNodes)
-	gaps := backend.Gaps(c)
+	gaps := coverage.Gaps(c)
 	if r.Format == "json" {
 		enc := json.NewEncoder(stdout)
 		if err := enc.Encode(coverageJSON(c, gaps)); err != nil {
@@ -57,11 +58,11 @@ func Coverage(ctx context.Context, b backend.Backend, r CoverageRequest, stdout,
 	return nil
 }
 
-func writeCoverageTable(w io.Writer, c *backend.Coverage, gaps []backend.Gap, zone *time.Location) {
+func writeCoverageTable(w io.Writer, c *coverage.Coverage, gaps []coverage.Gap, zone *time.Location) {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(coverageColumns, "\t"))
 	for _, node := range c.Nodes {
-		ins := backend.NodeInstances(c, node)
+		ins := coverage.NodeInstances(c, node)
 		if len(ins) == 0 {
 			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t0\t-\t0\t0\t0\n", termsafe.String(node))
 			continue
@@ -73,7 +74,7 @@ func writeCoverageTable(w io.Writer, c *backend.Coverage, gaps []backend.Gap, zo
 			}
 			holes := 0
 			for _, g := range gaps {
-				if g.Kind == backend.GapSeqHole && g.Instance == in.ID {
+				if g.Kind == coverage.GapSeqHole && g.Instance == in.ID {
 					holes++
 				}
 			}
@@ -153,7 +154,7 @@ func jsonTime(t interface{ IsZero() bool }, s string) string {
 	return s
 }
 
-func coverageJSON(c *backend.Coverage, gaps []backend.Gap) coverageObject {
+func coverageJSON(c *coverage.Coverage, gaps []coverage.Gap) coverageObject {
 	o := coverageObject{From: c.From.UTC().Format(fullTime), To: c.To.UTC().Format(fullTime), Nodes: c.Nodes,
 		Instances: []instanceObject{}, Gaps: []gapObject{}}
 	for _, in := range c.Instances {

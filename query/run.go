@@ -11,6 +11,7 @@ import (
 
 	"github.com/connaudit/connaudit/backend"
 	"github.com/connaudit/connaudit/internal/termsafe"
+	"github.com/connaudit/connaudit/trail/coverage"
 )
 
 // Request is one `connaudit query`.
@@ -61,7 +62,7 @@ func Run(ctx context.Context, b backend.Backend, r Request, stdout, stderr io.Wr
 
 	// The gap check runs while the answer is read.
 	type gapResult struct {
-		gaps []backend.Gap
+		gaps []coverage.Gap
 		err  error
 	}
 	gapc := make(chan gapResult, 1)
@@ -74,7 +75,7 @@ func Run(ctx context.Context, b backend.Backend, r Request, stdout, stderr io.Wr
 			return
 		}
 		addNodes(c, r.Filter.Nodes, r.ExtraNodes)
-		gapc <- gapResult{gaps: backend.Gaps(c)}
+		gapc <- gapResult{gaps: coverage.Gaps(c)}
 	}()
 
 	var err error
@@ -152,13 +153,13 @@ func follow(ctx context.Context, b backend.Backend, r Request, stdout io.Writer)
 
 // ReportGaps writes one line per gap: where and when the trail may be
 // incomplete.
-func ReportGaps(w io.Writer, gaps []backend.Gap, zone *time.Location) {
+func ReportGaps(w io.Writer, gaps []coverage.Gap, zone *time.Location) {
 	for _, g := range gaps {
 		count := "count unknown"
 		if g.Count > 0 {
 			count = itoa(g.Count) + " records"
 		}
-		if g.Kind == backend.GapUncovered {
+		if g.Kind == coverage.GapUncovered {
 			count = "no agent"
 		}
 		fmt.Fprintf(w, "connaudit: the trail has a gap here: node %s, %s to %s, %s (%s: %s",
@@ -175,7 +176,7 @@ var Now = time.Now
 
 // addNodes adds the cluster's nodes to those c accounts for, unless the
 // question named its nodes.
-func addNodes(c *backend.Coverage, asked, extra []string) {
+func addNodes(c *coverage.Coverage, asked, extra []string) {
 	if len(asked) > 0 {
 		return
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/connaudit/connaudit/advise"
 	"github.com/connaudit/connaudit/backend"
 	"github.com/connaudit/connaudit/trail"
+	"github.com/connaudit/connaudit/trail/coverage"
 )
 
 // Selection is what to read.
@@ -63,9 +64,9 @@ func Load(ctx context.Context, b backend.Backend, sel Selection) (advise.History
 	if err != nil {
 		return h, fmt.Errorf("check the trail for gaps: %w", err)
 	}
-	for _, g := range backend.Gaps(cov) {
+	for _, g := range coverage.Gaps(cov) {
 		reason := g.Reason
-		if g.Kind != backend.GapLoss {
+		if g.Kind != coverage.GapLoss {
 			reason = string(g.Kind) + ": " + g.Reason
 		}
 		h.Gaps = append(h.Gaps, advise.Gap{Node: g.Node, Instance: g.Instance, Reason: reason, Count: g.Count, First: g.From, Last: g.To})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/connaudit/connaudit/backend"
 	"github.com/connaudit/connaudit/trail"
+	"github.com/connaudit/connaudit/trail/coverage"
 )
 
 // fakeBackend answers Flows by the filter's direction and Coverage with one
@@ -26,10 +27,10 @@ func (f *fakeBackend) Flows(_ context.Context, fl backend.Filter) ([]backend.Flo
 	return f.out, nil
 }
 
-func (f *fakeBackend) Coverage(_ context.Context, from, to time.Time, _ []string) (*backend.Coverage, error) {
-	return &backend.Coverage{From: from, To: to, Nodes: []string{"node-a"}, Instances: []backend.Instance{{
+func (f *fakeBackend) Coverage(_ context.Context, from, to time.Time, _ []string) (*coverage.Coverage, error) {
+	return &coverage.Coverage{From: from, To: to, Nodes: []string{"node-a"}, Instances: []coverage.Instance{{
 		Node: "node-a", ID: "i-1", Started: from.Add(-time.Hour), FirstSeen: from, LastSeen: to,
-		Losses: []backend.Loss{{Time: from.Add(time.Minute), Count: 5, Reason: "ring_buffer"}},
+		Losses: []coverage.Loss{{Time: from.Add(time.Minute), Count: 5, Reason: "ring_buffer"}},
 	}}}, nil
 }
 

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // Backend answers from the records of an archive, held in memory.
@@ -214,7 +215,7 @@ func inNodes(r backend.Record, nodes []string) bool {
 }
 
 // dedup remembers the keys of records seen.
-type dedup map[backend.RecordKey]struct{}
+type dedup map[trail.RecordKey]struct{}
 
 // seen reports whether a record with r's key was seen, and remembers it.
 func (d dedup) seen(r backend.Record) bool {

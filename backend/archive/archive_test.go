@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/trail/coverage"
 )
 
 var t0 = time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC)
@@ -133,7 +134,7 @@ func TestCoverageHoles(t *testing.T) {
 		t.Errorf("missing %v", got)
 	}
 	var gaps []string
-	for _, g := range backend.Gaps(c) {
+	for _, g := range coverage.Gaps(c) {
 		gaps = append(gaps, string(g.Kind)+":"+g.Reason)
 	}
 	if len(gaps) != 3 || !strings.HasPrefix(gaps[0], "loss:spool_full") || !strings.Contains(gaps[1], "8..8") || !strings.Contains(gaps[2], "10..11") {

@@ -1,13 +1,14 @@
 package archive
 
 import (
-	"cmp"
 	"context"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/trail"
+	"github.com/connaudit/connaudit/trail/coverage"
 )
 
 type instanceKey struct{ node, id string }
@@ -23,44 +24,18 @@ type instanceWindow struct {
 // with a connaudit.seq in [from, to), on the given nodes; their records
 // counted once each; the loss records of the window; and the seqs within
 // [MinSeq, MaxSeq] that no record of the instance holds, at any time.
-func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []string) (*backend.Coverage, error) {
-	c := &backend.Coverage{From: from, To: to, AsOf: time.Now()}
-	byKey := map[instanceKey]*backend.Instance{}
-	get := func(r backend.Record) *backend.Instance {
-		k := instanceKey{r.Get(backend.FieldNode), r.Get(backend.FieldServiceInstanceID)}
-		in := byKey[k]
-		if in == nil {
-			in = &backend.Instance{Node: k.node, ID: k.id}
-			byKey[k] = in
-		}
-		return in
-	}
+func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []string) (*coverage.Coverage, error) {
+	cb := coverage.NewBuilder(from, to, nodes, time.Now())
 
 	// Starts and stops of every agent up to the window's end.
 	for _, r := range b.window(time.Unix(0, 0), to) {
-		if !inNodes(r, nodes) {
-			continue
-		}
-		switch r.Get(backend.FieldEventName) {
-		case backend.EventAgentStart:
-			in := get(r)
-			if in.Started.IsZero() || r.Time.Before(in.Started) {
-				in.Started, in.Resumed = r.Time, r.Get(backend.FieldResumed) == "true"
-				if hb, err := strconv.ParseFloat(r.Get(backend.FieldHeartbeat), 64); err == nil && hb > 0 {
-					in.Heartbeat = time.Duration(hb * float64(time.Second))
-				}
-			}
-		case backend.EventAgentStop:
-			in := get(r)
-			if r.Time.After(in.Stopped) {
-				in.Stopped = r.Time
-			}
+		if inNodes(r, nodes) {
+			cb.Lifecycle(trail.Event(r.Get(backend.FieldEventName)), r.Time, r.Attr)
 		}
 	}
 
 	// The records of the window that carry a seq, and its loss records.
 	wins := map[instanceKey]*instanceWindow{}
-	seenLoss := map[instanceKey]map[int64]bool{}
 	for _, r := range b.window(from, to) {
 		if !inNodes(r, nodes) || r.Get(backend.FieldSeq) == "" {
 			continue
@@ -69,7 +44,7 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 		if err != nil {
 			continue // not a seq: no agent wrote it
 		}
-		in := get(r)
+		in := cb.Instance(r.Get(backend.FieldNode), r.Get(backend.FieldServiceInstanceID))
 		k := instanceKey{in.Node, in.ID}
 		w := wins[k]
 		if w == nil {
@@ -82,48 +57,17 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 		}
 		in.MinSeq, in.MaxSeq = min(in.MinSeq, seq), max(in.MaxSeq, seq)
 		in.LastSeen = r.Time
+		in.Records = int64(len(w.at))
 		if r.Get(backend.FieldEventName) == backend.EventLoss {
-			if seenLoss[k] == nil {
-				seenLoss[k] = map[int64]bool{}
-			}
-			l := lossOf(r)
-			if !seenLoss[k][l.Seq] { // a replayed duplicate
-				seenLoss[k][l.Seq] = true
-				in.Losses = append(in.Losses, l)
-			}
+			cb.Loss(r.Time, r.Attr)
 		}
 	}
 
-	nodeSet := map[string]bool{}
-	for _, n := range nodes {
-		nodeSet[n] = true
-	}
-	for k, in := range byKey {
-		if len(nodes) == 0 {
-			nodeSet[k.node] = true
-		}
-		if w := wins[k]; w != nil {
-			in.Records = int64(len(w.at))
-		}
-		// An instance that stopped before the window says nothing of it.
-		if in.Records == 0 && !in.Stopped.IsZero() && in.Stopped.Before(from) {
-			continue
-		}
-		if in.Started.After(to) {
-			continue
-		}
-		slices.SortFunc(in.Losses, func(a, b backend.Loss) int { return a.Time.Compare(b.Time) })
-		if w := wins[k]; w != nil {
+	c, _ := cb.Coverage(func(in *coverage.Instance) error {
+		if w := wins[instanceKey{in.Node, in.ID}]; w != nil {
 			in.Missing = b.missing(in, w)
 		}
-		c.Instances = append(c.Instances, *in)
-	}
-	for n := range nodeSet {
-		c.Nodes = append(c.Nodes, n)
-	}
-	slices.Sort(c.Nodes)
-	slices.SortFunc(c.Instances, func(a, b backend.Instance) int {
-		return cmp.Or(cmp.Compare(a.Node, b.Node), a.Started.Compare(b.Started))
+		return nil
 	})
 	return c, ctx.Err()
 }
@@ -132,7 +76,7 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 // instance in the window, less the seqs it holds at other times (a record
 // drained from the pinned capture at a restart is older than its seq): each
 // with the times of the window's records just before and after it.
-func (b *Backend) missing(in *backend.Instance, w *instanceWindow) []backend.Hole {
+func (b *Backend) missing(in *coverage.Instance, w *instanceWindow) []coverage.Hole {
 	if in.MaxSeq-in.MinSeq+1 == int64(len(w.at)) {
 		return nil
 	}
@@ -152,7 +96,7 @@ func (b *Backend) missing(in *backend.Instance, w *instanceWindow) []backend.Hol
 		present = append(present, s)
 	}
 	slices.Sort(present)
-	var holes []backend.Hole
+	var holes []coverage.Hole
 	for i := 1; i < len(present); i++ {
 		lo, hi := present[i-1]+1, present[i]-1
 		if lo > hi {
@@ -163,30 +107,13 @@ func (b *Backend) missing(in *backend.Instance, w *instanceWindow) []backend.Hol
 		next := lo
 		for ; at < len(anyTime) && anyTime[at] <= hi; at++ {
 			if anyTime[at] > next {
-				holes = append(holes, backend.Hole{Seqs: backend.SeqRange{First: next, Last: anyTime[at] - 1}, After: w.at[lo-1], Before: w.at[hi+1]})
+				holes = append(holes, coverage.Hole{Seqs: coverage.SeqRange{First: next, Last: anyTime[at] - 1}, After: w.at[lo-1], Before: w.at[hi+1]})
 			}
 			next = anyTime[at] + 1
 		}
 		if next <= hi {
-			holes = append(holes, backend.Hole{Seqs: backend.SeqRange{First: next, Last: hi}, After: w.at[lo-1], Before: w.at[hi+1]})
+			holes = append(holes, coverage.Hole{Seqs: coverage.SeqRange{First: next, Last: hi}, After: w.at[lo-1], Before: w.at[hi+1]})
 		}
 	}
 	return holes
-}
-
-func lossOf(r backend.Record) backend.Loss {
-	num := func(field string) int64 {
-		n, _ := strconv.ParseInt(r.Get(field), 10, 64)
-		return n
-	}
-	tm := func(field string) time.Time {
-		t, _ := time.Parse(time.RFC3339Nano, r.Get(field))
-		return t
-	}
-	return backend.Loss{
-		Time: r.Time, Seq: num(backend.FieldSeq), Count: num(backend.FieldLostCount), Bytes: num(backend.FieldLostBytes),
-		Reason: r.Get(backend.FieldLostReason),
-		First:  tm(backend.FieldLostTimeMin), Last: tm(backend.FieldLostTimeMax),
-		Seqs: backend.SeqRange{First: num(backend.FieldLostSeqMin), Last: num(backend.FieldLostSeqMax)},
-	}
 }

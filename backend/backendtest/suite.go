@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/trail/coverage"
 )
 
 // Run asks b, a store that holds Batches, every question of the suite, and
@@ -314,13 +315,13 @@ func testFlows(t *testing.T, b backend.Backend) {
 	}
 }
 
-func instanceText(in backend.Instance) string {
+func instanceText(in coverage.Instance) string {
 	return fmt.Sprintf("%s %s started %s resumed %v stopped %s heartbeat %s seen %s..%s records %d seq %d..%d losses %d",
 		in.Node, in.ID, offset(in.Started), in.Resumed, offset(in.Stopped), in.Heartbeat, offset(in.FirstSeen), offset(in.LastSeen),
 		in.Records, in.MinSeq, in.MaxSeq, len(in.Losses))
 }
 
-func gapText(g backend.Gap) string {
+func gapText(g coverage.Gap) string {
 	return fmt.Sprintf("%s %s %s %s..%s x%d: %s", g.Kind, g.Node, g.Instance, offset(g.From), offset(g.To), g.Count, g.Reason)
 }
 
@@ -389,7 +390,7 @@ func testCoverage(t *testing.T, b backend.Backend) {
 		for _, in := range c.Instances {
 			ins = append(ins, instanceText(in))
 		}
-		for _, g := range backend.Gaps(c) {
+		for _, g := range coverage.Gaps(c) {
 			gaps = append(gaps, gapText(g))
 		}
 		if !slices.Equal(c.Nodes, tc.wantNodes) {

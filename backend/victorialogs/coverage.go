@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/trail"
+	"github.com/connaudit/connaudit/trail/coverage"
 )
 
 type instanceKey struct{ node, id string }
@@ -17,18 +19,8 @@ type instanceKey struct{ node, id string }
 // Coverage implements backend.Backend with three aggregating queries, and
 // for each instance whose counts do not add up a few counts per bucket of
 // sequence numbers (see scanMissing).
-func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []string) (*backend.Coverage, error) {
-	c := &backend.Coverage{From: from, To: to, AsOf: time.Now()}
-	byKey := map[instanceKey]*backend.Instance{}
-	get := func(row map[string]string) *backend.Instance {
-		k := instanceKey{row[backend.FieldNode], row[backend.FieldServiceInstanceID]}
-		in := byKey[k]
-		if in == nil {
-			in = &backend.Instance{Node: k.node, ID: k.id}
-			byKey[k] = in
-		}
-		return in
-	}
+func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []string) (*coverage.Coverage, error) {
+	cb := coverage.NewBuilder(from, to, nodes, time.Now())
 	nodeFilter := ""
 	if len(nodes) > 0 {
 		q := &query{}
@@ -45,20 +37,7 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 		if err != nil {
 			return fmt.Errorf("agent lifecycle row with a bad _time: %v", row)
 		}
-		in := get(row)
-		switch row[backend.FieldEventName] {
-		case backend.EventAgentStart:
-			if in.Started.IsZero() || t.Before(in.Started) {
-				in.Started, in.Resumed = t, row[backend.FieldResumed] == "true"
-				if hb, err := strconv.ParseFloat(row[backend.FieldHeartbeat], 64); err == nil && hb > 0 {
-					in.Heartbeat = time.Duration(hb * float64(time.Second))
-				}
-			}
-		case backend.EventAgentStop:
-			if t.After(in.Stopped) {
-				in.Stopped = t
-			}
-		}
+		cb.Lifecycle(trail.Event(row[backend.FieldEventName]), t, attrs(row))
 		return nil
 	})
 	if err != nil {
@@ -71,7 +50,7 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 		quote(backend.FieldSeq) + ") as maxseq, min(_time) as first, max(_time) as last"
 	rows := map[instanceKey]int64{}
 	err = b.rows(ctx, stats, func(row map[string]string) error {
-		in := get(row)
+		in := cb.Instance(row[backend.FieldNode], row[backend.FieldServiceInstanceID])
 		var errs [5]error
 		rows[instanceKey{in.Node, in.ID}], errs[0] = strconv.ParseInt(row["rows"], 10, 64)
 		in.MinSeq, errs[1] = strconv.ParseInt(row["minseq"], 10, 64)
@@ -88,68 +67,31 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 	if err != nil {
 		return nil, fmt.Errorf("count the agents' records: %w", err)
 	}
-	if err := b.countDistinct(ctx, window, byInstance, rows, byKey); err != nil {
+	if err := b.countDistinct(ctx, window, byInstance, rows, cb); err != nil {
 		return nil, fmt.Errorf("count the agents' distinct records: %w", err)
 	}
 
 	losses := nodeFilter + quote(backend.FieldEventName) + ":=" + quote(backend.EventLoss) + " " + timeRange(from, to)
-	seenLoss := map[instanceKey]map[int64]bool{}
 	err = b.rows(ctx, losses, func(row map[string]string) error {
-		l, err := lossOf(row)
+		t, err := time.Parse(time.RFC3339Nano, row["_time"])
 		if err != nil {
-			return err
+			return fmt.Errorf("loss record with a bad _time: %v", row)
 		}
-		in := get(row)
-		k := instanceKey{in.Node, in.ID}
-		if seenLoss[k] == nil {
-			seenLoss[k] = map[int64]bool{}
-		}
-		if !seenLoss[k][l.Seq] { // a replayed duplicate
-			seenLoss[k][l.Seq] = true
-			in.Losses = append(in.Losses, l)
-		}
+		cb.Loss(t, attrs(row))
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read loss records: %w", err)
 	}
 
-	nodeSet := map[string]bool{}
-	for _, n := range nodes {
-		nodeSet[n] = true
-	}
-	for k, in := range byKey {
-		if len(nodes) == 0 {
-			nodeSet[k.node] = true
-		}
-		// An instance that stopped before the window, or never sent a record
-		// in it and was followed by another, says nothing of the window.
-		if in.Records == 0 && !in.Stopped.IsZero() && in.Stopped.Before(from) {
-			continue
-		}
-		if in.Started.After(to) {
-			continue
-		}
-		slices.SortFunc(in.Losses, func(a, b backend.Loss) int { return a.Time.Compare(b.Time) })
-		if err := b.findMissing(ctx, from, to, in); err != nil {
-			return nil, err
-		}
-		c.Instances = append(c.Instances, *in)
-	}
-	for n := range nodeSet {
-		c.Nodes = append(c.Nodes, n)
-	}
-	slices.Sort(c.Nodes)
-	slices.SortFunc(c.Instances, func(a, b backend.Instance) int {
-		if a.Node != b.Node {
-			if a.Node < b.Node {
-				return -1
-			}
-			return 1
-		}
-		return a.Started.Compare(b.Started)
-	})
-	return c, nil
+	// An instance that stopped before the window, or started after it, says
+	// nothing of it (coverage.Builder.Coverage).
+	return cb.Coverage(func(in *coverage.Instance) error { return b.findMissing(ctx, from, to, in) })
+}
+
+// attrs is a row's attributes as package trail reads them.
+func attrs(row map[string]string) func(trail.Key) string {
+	return func(k trail.Key) string { return row[string(k)] }
 }
 
 // countDistinct sets the Records of the instances of rows (their records in
@@ -157,7 +99,7 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 // seqs it counted, in VictoriaLogs, so no query counts more than scanSpan
 // records: the instances are counted together up to that, and one with more
 // scanSpan seqs at a time.
-func (b *Backend) countDistinct(ctx context.Context, window, byInstance string, rows map[instanceKey]int64, byKey map[instanceKey]*backend.Instance) error {
+func (b *Backend) countDistinct(ctx context.Context, window, byInstance string, rows map[instanceKey]int64, cb *coverage.Builder) error {
 	keys := make([]instanceKey, 0, len(rows))
 	for k := range rows {
 		keys = append(keys, k)
@@ -173,7 +115,7 @@ func (b *Backend) countDistinct(ctx context.Context, window, byInstance string, 
 			" count_uniq(" + quote(backend.FieldSeq) + ") as records"
 		batch, batchRows = batch[:0], 0
 		return b.rows(ctx, q, func(row map[string]string) error {
-			in := byKey[instanceKey{row[backend.FieldNode], row[backend.FieldServiceInstanceID]}]
+			in := cb.Lookup(row[backend.FieldNode], row[backend.FieldServiceInstanceID])
 			if in == nil {
 				return nil // an instance id on a node the first count did not see
 			}
@@ -186,7 +128,7 @@ func (b *Backend) countDistinct(ctx context.Context, window, byInstance string, 
 		})
 	}
 	for _, k := range keys {
-		in := byKey[k]
+		in := cb.Lookup(k.node, k.id)
 		if n := rows[k]; n <= scanSpan {
 			if batchRows+n > scanSpan {
 				if err := flush(); err != nil {
@@ -210,7 +152,7 @@ func (b *Backend) countDistinct(ctx context.Context, window, byInstance string, 
 // for exactly the numbers absent from [MinSeq, MaxSeq], those ranges are the
 // holes; otherwise VictoriaLogs counts the instance's sequence numbers per
 // bucket to find them (scanMissing), without listing them all.
-func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *backend.Instance) error {
+func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *coverage.Instance) error {
 	if in.Records == 0 {
 		return nil
 	}
@@ -220,14 +162,14 @@ func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *backe
 	}
 	// The loss records' ranges within [MinSeq, MaxSeq], merged: two loss
 	// records may name the same seqs.
-	var named []backend.SeqRange
+	var named []coverage.SeqRange
 	for _, l := range in.Losses {
 		lo, hi := max(l.Seqs.First, in.MinSeq), min(l.Seqs.Last, in.MaxSeq)
 		if l.Seqs.Len() > 0 && hi >= lo {
-			named = append(named, backend.SeqRange{First: lo, Last: hi})
+			named = append(named, coverage.SeqRange{First: lo, Last: hi})
 		}
 	}
-	slices.SortFunc(named, func(a, b backend.SeqRange) int { return cmp.Compare(a.First, b.First) })
+	slices.SortFunc(named, func(a, b coverage.SeqRange) int { return cmp.Compare(a.First, b.First) })
 	var merged runs
 	var explained int64
 	for _, r := range named {
@@ -249,7 +191,7 @@ func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *backe
 		}
 		for _, l := range in.Losses {
 			if l.Seqs.Len() > 0 {
-				in.Missing = append(in.Missing, backend.Hole{Seqs: l.Seqs, After: l.First, Before: l.Last})
+				in.Missing = append(in.Missing, coverage.Hole{Seqs: l.Seqs, After: l.First, Before: l.Last})
 			}
 		}
 		return nil
@@ -258,7 +200,7 @@ func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *backe
 }
 
 // noneIn reports whether no record of in in the window holds a seq of rs.
-func (b *Backend) noneIn(ctx context.Context, from, to time.Time, in *backend.Instance, rs []backend.SeqRange) (bool, error) {
+func (b *Backend) noneIn(ctx context.Context, from, to time.Time, in *coverage.Instance, rs []coverage.SeqRange) (bool, error) {
 	var terms []string
 	for _, r := range rs {
 		terms = append(terms, seqRange(r.First, r.Last))
@@ -271,27 +213,4 @@ func (b *Backend) noneIn(ctx context.Context, from, to time.Time, in *backend.In
 		return err
 	})
 	return n == 0, err
-}
-
-func lossOf(row map[string]string) (backend.Loss, error) {
-	var l backend.Loss
-	var err error
-	if l.Time, err = time.Parse(time.RFC3339Nano, row["_time"]); err != nil {
-		return l, fmt.Errorf("loss record with a bad _time: %v", row)
-	}
-	num := func(field string) int64 {
-		n, _ := strconv.ParseInt(row[field], 10, 64)
-		return n
-	}
-	tm := func(field string) time.Time {
-		t, _ := time.Parse(time.RFC3339Nano, row[field])
-		return t
-	}
-	l.Seq = num(backend.FieldSeq)
-	l.Count = num(backend.FieldLostCount)
-	l.Bytes = num(backend.FieldLostBytes)
-	l.Reason = row[backend.FieldLostReason]
-	l.First, l.Last = tm(backend.FieldLostTimeMin), tm(backend.FieldLostTimeMax)
-	l.Seqs = backend.SeqRange{First: num(backend.FieldLostSeqMin), Last: num(backend.FieldLostSeqMax)}
-	return l, nil
 }

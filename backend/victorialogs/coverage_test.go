@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connaudit/connaudit/backend"
 	"github.com/connaudit/connaudit/backend/victorialogs"
 	"github.com/connaudit/connaudit/internal/recordgen"
 	"github.com/connaudit/connaudit/internal/teststack"
+	"github.com/connaudit/connaudit/trail/coverage"
 	"github.com/connaudit/connaudit/verify"
 )
 
@@ -28,12 +28,12 @@ var holesT0 = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 type holeCase struct {
 	name  string
 	n     int64
-	drop  []backend.SeqRange
+	drop  []coverage.SeqRange
 	dup   []int64
 	early []int64
-	loss  *backend.SeqRange // seqs a loss record (stored just after them) names
-	far   int64             // a last record with this seq (forged), at the time of seq n+1
-	want  []backend.SeqRange
+	loss  *coverage.SeqRange // seqs a loss record (stored just after them) names
+	far   int64              // a last record with this seq (forged), at the time of seq n+1
+	want  []coverage.SeqRange
 }
 
 // recTime is when the record at seq s of c was seen.
@@ -44,15 +44,15 @@ func (c holeCase) recTime(s int64) time.Time {
 	return seqTime(s)
 }
 
-func seqs(rs ...int64) []backend.SeqRange {
-	var out []backend.SeqRange
+func seqs(rs ...int64) []coverage.SeqRange {
+	var out []coverage.SeqRange
 	for i := 0; i < len(rs); i += 2 {
-		out = append(out, backend.SeqRange{First: rs[i], Last: rs[i+1]})
+		out = append(out, coverage.SeqRange{First: rs[i], Last: rs[i+1]})
 	}
 	return out
 }
 
-func in(rs []backend.SeqRange, s int64) bool {
+func in(rs []coverage.SeqRange, s int64) bool {
 	for _, r := range rs {
 		if s >= r.First && s <= r.Last {
 			return true
@@ -140,14 +140,14 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
-func coverage(t testing.TB, vl *teststack.VictoriaLogs, nodes ...string) *backend.Coverage {
+func coverageOf(t testing.TB, vl *teststack.VictoriaLogs, nodes ...string) *coverage.Coverage {
 	t.Helper()
 	c, _ := countedCoverage(t, vl, nodes...)
 	return c
 }
 
-// countedCoverage is coverage, and how many queries it took.
-func countedCoverage(t testing.TB, vl *teststack.VictoriaLogs, nodes ...string) (*backend.Coverage, int64) {
+// countedCoverage is coverageOf, and how many queries it took.
+func countedCoverage(t testing.TB, vl *teststack.VictoriaLogs, nodes ...string) (*coverage.Coverage, int64) {
 	t.Helper()
 	tr := &countingTransport{}
 	b, err := victorialogs.New(victorialogs.Config{URL: vl.URL(), Client: &http.Client{Transport: tr}})
@@ -161,8 +161,8 @@ func countedCoverage(t testing.TB, vl *teststack.VictoriaLogs, nodes ...string) 
 	return c, tr.n.Load()
 }
 
-func missing(in backend.Instance) []backend.SeqRange {
-	var out []backend.SeqRange
+func missing(in coverage.Instance) []coverage.SeqRange {
+	var out []coverage.SeqRange
 	for _, h := range in.Missing {
 		out = append(out, h.Seqs)
 	}
@@ -188,19 +188,19 @@ func TestCoverageFindsHoles(t *testing.T) {
 		// A forged record with a seq far beyond the others.
 		{name: "forged", n: 1000, far: 1 << 50, want: seqs(1001, 1<<50-1)},
 		// A loss record names 300-309; 600 is missing without one.
-		{name: "loss", n: 1000, loss: &backend.SeqRange{First: 300, Last: 309}, drop: seqs(600, 600), want: seqs(300, 309, 600, 600)},
+		{name: "loss", n: 1000, loss: &coverage.SeqRange{First: 300, Last: 309}, drop: seqs(600, 600), want: seqs(300, 309, 600, 600)},
 	}
 	vl := teststack.StartVictoriaLogs(t)
 	load(t, vl, cases)
 	for _, limits := range []struct{ fanout, span, list int64 }{{4, 64, 8}, {4, 1 << 22, 8}, {64, 1 << 22, 4096}} {
 		t.Run(fmt.Sprintf("fanout%d-span%d-list%d", limits.fanout, limits.span, limits.list), func(t *testing.T) {
 			defer victorialogs.SetScanLimits(limits.fanout, limits.span, limits.list)()
-			c := coverage(t, vl)
+			c := coverageOf(t, vl)
 			if len(c.Instances) != len(cases) {
 				t.Fatalf("%d instances, want %d: %+v", len(c.Instances), len(cases), c.Instances)
 			}
 			for _, tc := range cases {
-				i := slices.IndexFunc(c.Instances, func(in backend.Instance) bool { return in.ID == "instance-"+tc.name })
+				i := slices.IndexFunc(c.Instances, func(in coverage.Instance) bool { return in.ID == "instance-"+tc.name })
 				if i < 0 {
 					t.Errorf("%s: instance not reported", tc.name)
 					continue
@@ -208,7 +208,7 @@ func TestCoverageFindsHoles(t *testing.T) {
 				inst := c.Instances[i]
 				var stored int64
 				for s := int64(1); s <= tc.n; s++ {
-					if !in(tc.drop, s) && !slices.Contains(tc.early, s) && (tc.loss == nil || !in([]backend.SeqRange{*tc.loss}, s)) {
+					if !in(tc.drop, s) && !slices.Contains(tc.early, s) && (tc.loss == nil || !in([]coverage.SeqRange{*tc.loss}, s)) {
 						stored++
 					}
 				}
@@ -248,8 +248,8 @@ func TestCoverageFindsHoles(t *testing.T) {
 				t.Logf("coverage of node-forged took %d queries", n)
 			}
 			var holes []string
-			for _, g := range backend.Gaps(c) {
-				if g.Kind == backend.GapSeqHole && g.Instance == "instance-loss" {
+			for _, g := range coverage.Gaps(c) {
+				if g.Kind == coverage.GapSeqHole && g.Instance == "instance-loss" {
 					holes = append(holes, g.Reason)
 				}
 			}
@@ -268,7 +268,7 @@ func TestCoverageFindsHoleInLargeInstance(t *testing.T) {
 	}
 	vl := teststack.StartVictoriaLogs(t)
 	load(t, vl, []holeCase{{name: "large", n: 120_000, drop: seqs(77_777, 77_777), dup: []int64{77_778, 100_000}}})
-	c := coverage(t, vl, "node-large")
+	c := coverageOf(t, vl, "node-large")
 	if len(c.Instances) != 1 {
 		t.Fatalf("instances %+v", c.Instances)
 	}

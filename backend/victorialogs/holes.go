@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/trail/coverage"
 )
 
 // Finding an instance's missing sequence numbers without listing them all.
@@ -41,7 +42,7 @@ const neighbourBatch = 512
 type seqScan struct {
 	b      *Backend
 	filter string // the instance, and the time range if any
-	emit   func(backend.SeqRange)
+	emit   func(coverage.SeqRange)
 }
 
 func (s *seqScan) query(extra string) string {
@@ -52,7 +53,7 @@ func (s *seqScan) query(extra string) string {
 func (s *seqScan) absent(ctx context.Context, lo, hi int64) error {
 	switch span := hi - lo + 1; {
 	case span <= scanList:
-		return s.list(ctx, []backend.SeqRange{{First: lo, Last: hi}})
+		return s.list(ctx, []coverage.SeqRange{{First: lo, Last: hi}})
 	case span <= scanSpan:
 		return s.buckets(ctx, lo, hi, true)
 	default:
@@ -77,7 +78,7 @@ func (s *seqScan) buckets(ctx context.Context, lo, hi int64, distinct bool) erro
 		var err error
 		switch n := counts[k]; {
 		case n == 0:
-			s.emit(backend.SeqRange{First: a, Last: z})
+			s.emit(coverage.SeqRange{First: a, Last: z})
 		case distinct && n >= z-a+1:
 		case distinct, z-a+1 <= scanSpan:
 			err = s.absent(ctx, a, z)
@@ -152,7 +153,7 @@ func floorTo(n, w int64) int64 {
 
 // list emits the runs of rs (ascending, together at most scanList seqs)
 // with no record, from one listing of their records.
-func (s *seqScan) list(ctx context.Context, rs []backend.SeqRange) error {
+func (s *seqScan) list(ctx context.Context, rs []coverage.SeqRange) error {
 	var terms []string
 	var total int64
 	for _, r := range rs {
@@ -165,7 +166,7 @@ func (s *seqScan) list(ctx context.Context, rs []backend.SeqRange) error {
 		offs[i] = offs[i-1] + rs[i-1].Len()
 	}
 	index := func(n int64) int64 {
-		i, _ := slices.BinarySearchFunc(rs, n, func(r backend.SeqRange, n int64) int { return cmp.Compare(r.Last, n) })
+		i, _ := slices.BinarySearchFunc(rs, n, func(r coverage.SeqRange, n int64) int { return cmp.Compare(r.Last, n) })
 		if i < len(rs) && n >= rs[i].First {
 			return offs[i] + n - rs[i].First
 		}
@@ -194,7 +195,7 @@ func (s *seqScan) list(ctx context.Context, rs []backend.SeqRange) error {
 				continue
 			}
 			if start >= 0 {
-				s.emit(backend.SeqRange{First: start, Last: n - 1})
+				s.emit(coverage.SeqRange{First: start, Last: n - 1})
 				start = -1
 			}
 		}
@@ -208,9 +209,9 @@ func seqRange(lo, hi int64) string {
 }
 
 // runs merges ascending runs that touch.
-type runs []backend.SeqRange
+type runs []coverage.SeqRange
 
-func (rs *runs) add(r backend.SeqRange) {
+func (rs *runs) add(r coverage.SeqRange) {
 	if n := len(*rs); n > 0 && (*rs)[n-1].Last+1 >= r.First {
 		(*rs)[n-1].Last = max((*rs)[n-1].Last, r.Last)
 		return
@@ -224,7 +225,7 @@ func (rs *runs) add(r backend.SeqRange) {
 // numbered when the agent read them: one drained from the pinned capture at
 // a restart is older than the start record before it in seq. Such a record
 // is outside the window, not missing.
-func (b *Backend) scanMissing(ctx context.Context, from, to time.Time, in *backend.Instance) error {
+func (b *Backend) scanMissing(ctx context.Context, from, to time.Time, in *coverage.Instance) error {
 	var inWindow runs
 	win := &seqScan{b: b, filter: instanceFilter(in, timeRange(from, to)), emit: inWindow.add}
 	if err := win.absent(ctx, in.MinSeq, in.MaxSeq); err != nil {
@@ -242,7 +243,7 @@ func (b *Backend) scanMissing(ctx context.Context, from, to time.Time, in *backe
 	// per query. Runs of two holes never touch: a record lies between.
 	var found runs
 	anyTime := &seqScan{b: b, filter: instanceFilter(in, ""), emit: found.add}
-	var batch []backend.SeqRange
+	var batch []coverage.SeqRange
 	var batchLen int64
 	flush := func() error {
 		if len(batch) == 0 {
@@ -279,14 +280,14 @@ func (b *Backend) scanMissing(ctx context.Context, from, to time.Time, in *backe
 		for inWindow[h].Last < r.First {
 			h++
 		}
-		in.Missing = append(in.Missing, backend.Hole{Seqs: r, After: at[inWindow[h].First-1], Before: at[inWindow[h].Last+1]})
+		in.Missing = append(in.Missing, coverage.Hole{Seqs: r, After: at[inWindow[h].First-1], Before: at[inWindow[h].Last+1]})
 	}
 	return nil
 }
 
 // neighbourTimes returns, by seq, the times of the records in the window
 // just before and just after each run, which are in it.
-func (b *Backend) neighbourTimes(ctx context.Context, from, to time.Time, in *backend.Instance, rs runs) (map[int64]time.Time, error) {
+func (b *Backend) neighbourTimes(ctx context.Context, from, to time.Time, in *coverage.Instance, rs runs) (map[int64]time.Time, error) {
 	want := make([]string, 0, 2*len(rs))
 	for _, r := range rs {
 		want = append(want, strconv.FormatInt(r.First-1, 10), strconv.FormatInt(r.Last+1, 10))
@@ -314,7 +315,7 @@ func (b *Backend) neighbourTimes(ctx context.Context, from, to time.Time, in *ba
 }
 
 // instanceFilter is the LogsQL filter of in's records that match filter.
-func instanceFilter(in *backend.Instance, filter string) string {
+func instanceFilter(in *coverage.Instance, filter string) string {
 	q := &query{}
 	q.in(backend.FieldNode, []string{in.Node})
 	q.add(quote(backend.FieldServiceInstanceID) + ":=" + quote(in.ID))

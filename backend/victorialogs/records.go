@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/connaudit/connaudit/backend"
+	"github.com/connaudit/connaudit/trail"
 )
 
 // dupSlack is how many rows beyond the limit are asked for, so that
@@ -149,13 +150,13 @@ func toRecord(row map[string]string) (backend.Record, error) {
 // only that run's keys are kept.
 type timeRunDedup struct {
 	at   time.Time
-	keys map[backend.RecordKey]struct{}
+	keys map[trail.RecordKey]struct{}
 }
 
 func (d *timeRunDedup) seen(r backend.Record) bool {
 	if !r.Time.Equal(d.at) || d.keys == nil {
 		d.at = r.Time
-		d.keys = map[backend.RecordKey]struct{}{}
+		d.keys = map[trail.RecordKey]struct{}{}
 	}
 	k, ok := r.Key()
 	if !ok {
@@ -170,13 +171,13 @@ func (d *timeRunDedup) seen(r backend.Record) bool {
 
 // recentDedup remembers the last n keys, for a live stream in arrival order.
 type recentDedup struct {
-	keys map[backend.RecordKey]struct{}
-	ring []backend.RecordKey
+	keys map[trail.RecordKey]struct{}
+	ring []trail.RecordKey
 	next int
 }
 
 func newRecentDedup(n int) *recentDedup {
-	return &recentDedup{keys: make(map[backend.RecordKey]struct{}, n), ring: make([]backend.RecordKey, n)}
+	return &recentDedup{keys: make(map[trail.RecordKey]struct{}, n), ring: make([]trail.RecordKey, n)}
 }
 
 func (d *recentDedup) seen(r backend.Record) bool {
