@@ -64,9 +64,10 @@ func trailRecords(b *testing.B) uint64 {
 //	CONNAUDIT_BENCH_BASELINE=/path/to/older/connaudit go test -run '^$' -bench Trail300k/cli ./e2e/querybench/
 func BenchmarkTrail300k(b *testing.B) {
 	vl := teststack.StartVictoriaLogs(b)
-	t0 := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
-	loadStart := time.Now()
 	records := trailRecords(b)
+	// The records are 10 ms apart (ingestTrail) and all in the past.
+	t0 := time.Now().Add(-time.Hour - time.Duration(records)*10*time.Millisecond).Truncate(time.Second)
+	loadStart := time.Now()
 	for _, node := range []string{"node-whole", "node-hole"} {
 		drop := uint64(0)
 		if node == "node-hole" {
