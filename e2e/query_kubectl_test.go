@@ -254,6 +254,13 @@ func TestKubectlPlugin(t *testing.T) {
 	_ = follow.Process.Signal(syscall.SIGINT)
 	_ = follow.Wait()
 
+	// advise reports the same gaps as query, the cluster's nodes included
+	// (node-z ran no agent), so that the two agree about one window.
+	res = kubectl("connaudit", "advise", "networkpolicy", "-n", "default", "--since", "1h")
+	if res.code != 0 || !strings.Contains(res.stdout+res.stderr, "node node-z") {
+		t.Errorf("kubectl connaudit advise networkpolicy: exit %d; its gaps lack node-z, which query reports\nstdout %s\nstderr %s", res.code, res.stdout, res.stderr)
+	}
+
 	res = kubectl("connaudit", "coverage", "--since", "1h", "-o", "json")
 	if res.code != 0 || !strings.Contains(res.stdout, `"nodes":["node-a","node-z"]`) || !strings.Contains(res.stdout, `"instance":"inst-kubectl"`) {
 		t.Errorf("kubectl connaudit coverage: exit %d\nstdout %s\nstderr %s", res.code, res.stdout, res.stderr)

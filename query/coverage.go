@@ -41,7 +41,7 @@ func Coverage(ctx context.Context, b backend.Backend, r CoverageRequest, stdout,
 	if err != nil {
 		return fmt.Errorf("coverage: %w", err)
 	}
-	addNodes(c, r.Filter.Nodes, r.ExtraNodes)
+	c.AddNodes(r.Filter.Nodes, r.ExtraNodes)
 	gaps := coverage.Gaps(c)
 	if r.Format == "json" {
 		enc := json.NewEncoder(stdout)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -74,7 +73,7 @@ func Run(ctx context.Context, b backend.Backend, r Request, stdout, stderr io.Wr
 			gapc <- gapResult{err: err}
 			return
 		}
-		addNodes(c, r.Filter.Nodes, r.ExtraNodes)
+		c.AddNodes(r.Filter.Nodes, r.ExtraNodes)
 		gapc <- gapResult{gaps: coverage.Gaps(c)}
 	}()
 
@@ -173,20 +172,6 @@ func ReportGaps(w io.Writer, gaps []coverage.Gap, zone *time.Location) {
 
 // Now is the clock of the commands, a variable for tests.
 var Now = time.Now
-
-// addNodes adds the cluster's nodes to those c accounts for, unless the
-// question named its nodes.
-func addNodes(c *coverage.Coverage, asked, extra []string) {
-	if len(asked) > 0 {
-		return
-	}
-	for _, n := range extra {
-		if !slices.Contains(c.Nodes, n) {
-			c.Nodes = append(c.Nodes, n)
-		}
-	}
-	slices.Sort(c.Nodes)
-}
 
 // noneFound says, as kubectl does, where an empty answer looked.
 func noneFound(w io.Writer, f backend.Filter, zone *time.Location) {

@@ -56,6 +56,8 @@ type CheckRequest struct {
 	Stdin     io.Reader
 	Namespace string // of policies that name none
 	From, To  time.Time
+	// ClusterNodes are the nodes the cluster has, whose gaps count too.
+	ClusterNodes []string
 }
 
 // ErrDenied is returned when the policies would have denied connections
@@ -80,7 +82,7 @@ func Check(ctx context.Context, b backend.Backend, cluster advise.Cluster, r Che
 		}
 	}
 	slices.Sort(namespaces)
-	h, err := history.Load(ctx, b, history.Selection{From: r.From, To: r.To, Namespaces: namespaces})
+	h, err := history.Load(ctx, b, history.Selection{From: r.From, To: r.To, Namespaces: namespaces, ClusterNodes: r.ClusterNodes})
 	if err != nil {
 		return err
 	}

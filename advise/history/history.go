@@ -28,6 +28,9 @@ type Selection struct {
 	// is every flow into the namespaces (the advisor picks its workloads).
 	Selector  labels.Selector
 	Workloads []backend.Workload
+	// ClusterNodes are the nodes the cluster has (from its API server), whose
+	// gaps count even when the trail names them nowhere, as query's do.
+	ClusterNodes []string
 }
 
 // Load reads the flows that start in the selection's namespaces (with its
@@ -64,6 +67,7 @@ func Load(ctx context.Context, b backend.Backend, sel Selection) (advise.History
 	if err != nil {
 		return h, fmt.Errorf("check the trail for gaps: %w", err)
 	}
+	cov.AddNodes(nil, sel.ClusterNodes)
 	for _, g := range coverage.Gaps(cov) {
 		reason := g.Reason
 		if g.Kind != coverage.GapLoss {

@@ -125,9 +125,10 @@ With no connection of the selection in the window it fails, unless
 			}
 			opts.Cluster = adviseCluster(kubeFlags)
 			req := command.NetworkPolicyRequest{
-				Selection: history.Selection{From: f.From, To: f.To, Namespaces: f.Namespaces, Selector: f.Selector, Workloads: f.Workloads},
-				Options:   opts,
-				Query:     describe(fl, workload, f.From, f.To),
+				Selection: history.Selection{From: f.From, To: f.To, Namespaces: f.Namespaces, Selector: f.Selector, Workloads: f.Workloads,
+					ClusterNodes: clusterNodes(cmd.Context(), backend, cmd)},
+				Options: opts,
+				Query:   describe(fl, workload, f.From, f.To),
 			}
 			return command.NetworkPolicy(cmd.Context(), b, req, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
@@ -202,7 +203,8 @@ established would have been denied.`,
 			if err != nil {
 				return err
 			}
-			req := command.CheckRequest{Paths: paths, Stdin: os.Stdin, Namespace: adviseNamespace(cmd, kubeFlags), From: f.From, To: f.To}
+			req := command.CheckRequest{Paths: paths, Stdin: os.Stdin, Namespace: adviseNamespace(cmd, kubeFlags), From: f.From, To: f.To,
+				ClusterNodes: clusterNodes(cmd.Context(), backend, cmd)}
 			return command.Check(cmd.Context(), b, adviseCluster(kubeFlags), req, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}

@@ -99,7 +99,7 @@ func clusterNodes(ctx context.Context, b *backendFlags, cmd *cobra.Command) []st
 			return names
 		}
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "connaudit: cannot list the cluster's nodes (%v); coverage covers the nodes the trail names\n", err)
+	fmt.Fprintf(cmd.ErrOrStderr(), "connaudit: cannot list the cluster's nodes (%v); the gap check covers only the nodes the trail names\n", err)
 	return nil
 }
 

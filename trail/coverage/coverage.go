@@ -9,7 +9,10 @@
 // Like trail, it depends on nothing of connaudit's but trail.
 package coverage
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Coverage is what a store knows about the agents in a time window.
 type Coverage struct {
@@ -22,6 +25,22 @@ type Coverage struct {
 	// for, else every node named by a record of the window or by an agent's
 	// start or stop before it.
 	Nodes []string
+}
+
+// AddNodes makes c account for nodes too (the cluster's, which the trail
+// may not name at all: a node whose agent never ran), unless asked names
+// the nodes of the question. Every command that reports gaps adds the same
+// nodes, so that they agree about one window.
+func (c *Coverage) AddNodes(asked, nodes []string) {
+	if len(asked) > 0 {
+		return
+	}
+	for _, n := range nodes {
+		if !slices.Contains(c.Nodes, n) {
+			c.Nodes = append(c.Nodes, n)
+		}
+	}
+	slices.Sort(c.Nodes)
 }
 
 // Instance is one agent instance (one service.instance.id) on one node.
