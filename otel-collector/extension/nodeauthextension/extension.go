@@ -13,10 +13,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/connaudit/connaudit/otel-collector/internal/kubeapi"
 	"go.opentelemetry.io/collector/client"
 	"go.opentelemetry.io/collector/component"
 	"go.uber.org/zap"
+
+	"github.com/connaudit/connaudit/otel-collector/internal/kubeapi"
 )
 
 // NodeAttribute is the client.AuthData attribute that names the node whose
