@@ -2,9 +2,11 @@ package otlp
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 )
@@ -110,4 +112,94 @@ func (k *keyPair) certificate() (*tls.Certificate, error) {
 	}
 	k.certSeen, k.keySeen, k.cert = certSeen, keySeen, &pair
 	return k.cert, nil
+}
+
+// caPool is the CA bundle that verifies the gateway, read again whenever its
+// file changes: the shipped gateway publishes its CA in a ConfigMap that
+// kubelet mounts, possibly after the agent started, and replaces when the
+// CA changes.
+type caPool struct {
+	name, path string // the variable that named the file, and the file
+
+	mu   sync.Mutex
+	seen os.FileInfo
+	pool *x509.CertPool
+}
+
+// newCAPool checks a file that is there already. A file that is not there
+// yet is no error until a handshake needs it, provided its directory exists:
+// kubelet mounts an optional ConfigMap volume as an empty directory and adds
+// the file when the ConfigMap appears, while a directory that does not exist
+// is a wrong path, which waiting would not fix.
+func newCAPool(name, path string) (*caPool, error) {
+	c := &caPool{name: name, path: path}
+	_, err := c.get()
+	if errors.Is(err, os.ErrNotExist) {
+		if fi, derr := os.Stat(filepath.Dir(path)); derr != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("%s=%s: neither the file nor its directory exists; mount the gateway's CA there (the ConfigMap connaudit-gateway-ca)", name, path)
+		}
+		return c, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// get returns the file's current pool; while it is being replaced, the
+// previous one.
+func (c *caPool) get() (*x509.CertPool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fi, isNew, err := changed(c.path, c.seen)
+	if err != nil {
+		if c.pool != nil {
+			return c.pool, nil
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("the gateway has not published its CA at %s (%s) yet; records wait in the spool: %w", c.path, c.name, err)
+		}
+		return nil, fmt.Errorf("%s: %w", c.name, err)
+	}
+	if !isNew {
+		return c.pool, nil
+	}
+	pem, err := os.ReadFile(c.path)
+	if err != nil {
+		if c.pool != nil {
+			return c.pool, nil
+		}
+		return nil, fmt.Errorf("%s: %w", c.name, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		if c.pool != nil {
+			return c.pool, nil // half written; the next handshake reads it again
+		}
+		return nil, fmt.Errorf("%s: %s holds no PEM certificate", c.name, c.path)
+	}
+	c.seen, c.pool = fi, pool
+	return pool, nil
+}
+
+// verify checks the server's chain, and that it is issued for host, against
+// the current pool.
+func (c *caPool) verify(host string, cs tls.ConnectionState) error {
+	pool, err := c.get()
+	if err != nil {
+		return err
+	}
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("the server presented no certificate")
+	}
+	inter := x509.NewCertPool()
+	for _, cert := range cs.PeerCertificates[1:] {
+		inter.AddCert(cert)
+	}
+	_, err = cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: host, Roots: pool, Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	if err != nil {
+		return fmt.Errorf("verify the gateway's certificate for %s against %s (%s): %w", host, c.path, c.name, err)
+	}
+	return nil
 }
