@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -207,15 +206,7 @@ func TestAgentRBAC(t *testing.T) {
 		if len(res) == 2 {
 			attrs.Subresource = res[1]
 		}
-		sar, err := c.Client().AuthorizationV1().SubjectAccessReviews().Create(context.Background(), &authorizationv1.SubjectAccessReview{
-			Spec: authorizationv1.SubjectAccessReviewSpec{
-				User:               sa,
-				Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:connaudit", "system:authenticated"},
-				ResourceAttributes: attrs,
-			},
-		}, metav1.CreateOptions{})
-		must(t, err, "SubjectAccessReview")
-		return sar.Status.Allowed, sar.Status.Reason
+		return accessReview(t, c, sa, attrs)
 	}
 	for _, a := range allowed {
 		if ok, reason := review(a); !ok {
@@ -266,15 +257,8 @@ func TestGatewayRBAC(t *testing.T) {
 	}
 	review := func(a access) bool {
 		t.Helper()
-		sar, err := c.Client().AuthorizationV1().SubjectAccessReviews().Create(t.Context(), &authorizationv1.SubjectAccessReview{
-			Spec: authorizationv1.SubjectAccessReviewSpec{
-				User:               sa,
-				Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:connaudit", "system:authenticated"},
-				ResourceAttributes: &authorizationv1.ResourceAttributes{Resource: a.resource, Verb: a.verb, Namespace: a.namespace, Name: a.name},
-			},
-		}, metav1.CreateOptions{})
-		must(t, err, "SubjectAccessReview")
-		return sar.Status.Allowed
+		ok, _ := accessReview(t, c, sa, &authorizationv1.ResourceAttributes{Resource: a.resource, Verb: a.verb, Namespace: a.namespace, Name: a.name})
+		return ok
 	}
 	for _, a := range allowed {
 		if !review(a) {
@@ -286,4 +270,19 @@ func TestGatewayRBAC(t *testing.T) {
 			t.Errorf("%s may %s %s %q in %s; want denied", sa, a.verb, a.resource, a.name, a.namespace)
 		}
 	}
+}
+
+// accessReview asks the API server whether ServiceAccount user (in
+// namespace connaudit) may do attrs, and why.
+func accessReview(t *testing.T, c *kubetest.Cluster, user string, attrs *authorizationv1.ResourceAttributes) (bool, string) {
+	t.Helper()
+	sar, err := c.Client().AuthorizationV1().SubjectAccessReviews().Create(t.Context(), &authorizationv1.SubjectAccessReview{
+		Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:               user,
+			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:connaudit", "system:authenticated"},
+			ResourceAttributes: attrs,
+		},
+	}, metav1.CreateOptions{})
+	must(t, err, "SubjectAccessReview")
+	return sar.Status.Allowed, sar.Status.Reason
 }

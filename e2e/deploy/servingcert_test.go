@@ -246,12 +246,8 @@ func TestGatewayWithoutItsRoleSaysWhatIsMissing(t *testing.T) {
 	// RBAC takes effect through the API server's informers: wait (bounded)
 	// until the gateway may no longer read the Secret.
 	for i := 0; ; i++ {
-		sar, err := c.Client().AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User:               "system:serviceaccount:connaudit:connaudit-collector",
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Resource: "secrets", Verb: "get", Name: gatewayCA},
-		}}, metav1.CreateOptions{})
-		must(t, err, "SubjectAccessReview")
-		if !sar.Status.Allowed {
+		if ok, _ := accessReview(t, c, "system:serviceaccount:connaudit:connaudit-collector",
+			&authorizationv1.ResourceAttributes{Namespace: namespace, Resource: "secrets", Verb: "get", Name: gatewayCA}); !ok {
 			break
 		}
 		if i == 100 {

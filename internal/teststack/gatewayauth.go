@@ -1,6 +1,7 @@
 package teststack
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,7 +9,6 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -151,29 +151,16 @@ func applyGatewayRBAC(t testing.TB, c *kubetest.Cluster) {
 		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
 			t.Fatalf("teststack: %s: %v", path, err)
 		}
-		decode := func(into any) {
-			if err := yaml.UnmarshalStrict([]byte(doc), into); err != nil {
-				t.Fatalf("teststack: %s: %s: %v", path, meta.Kind, err)
-			}
-		}
 		var err error
 		switch meta.Kind {
 		case "ServiceAccount":
-			var o corev1.ServiceAccount
-			decode(&o)
-			_, err = client.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
+			err = createFrom(ctx, doc, client.CoreV1().ServiceAccounts(Namespace).Create)
 		case "ClusterRoleBinding":
-			var o rbacv1.ClusterRoleBinding
-			decode(&o)
-			_, err = client.RbacV1().ClusterRoleBindings().Create(ctx, &o, metav1.CreateOptions{})
+			err = createFrom(ctx, doc, client.RbacV1().ClusterRoleBindings().Create)
 		case "Role":
-			var o rbacv1.Role
-			decode(&o)
-			_, err = client.RbacV1().Roles(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
+			err = createFrom(ctx, doc, client.RbacV1().Roles(Namespace).Create)
 		case "RoleBinding":
-			var o rbacv1.RoleBinding
-			decode(&o)
-			_, err = client.RbacV1().RoleBindings(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
+			err = createFrom(ctx, doc, client.RbacV1().RoleBindings(Namespace).Create)
 		default:
 			t.Fatalf("teststack: %s: a %q; teach applyGatewayRBAC to create it", path, meta.Kind)
 		}
@@ -181,4 +168,14 @@ func applyGatewayRBAC(t testing.TB, c *kubetest.Cluster) {
 			t.Fatalf("teststack: create %s of %s: %v", meta.Kind, path, err)
 		}
 	}
+}
+
+// createFrom decodes one YAML document (strictly) and creates it.
+func createFrom[T any](ctx context.Context, doc string, create func(context.Context, *T, metav1.CreateOptions) (*T, error)) error {
+	var o T
+	if err := yaml.UnmarshalStrict([]byte(doc), &o); err != nil {
+		return err
+	}
+	_, err := create(ctx, &o, metav1.CreateOptions{})
+	return err
 }

@@ -326,6 +326,9 @@ func (s *issuer) publish(ctx context.Context, api *kubeapi.Client, caPEM []byte)
 		if err != nil {
 			return err
 		}
+		// Create it, or update the one there; a conflict (another replica
+		// came first, or it changed meanwhile) means look again.
+		method, url, verb := http.MethodPost, path, "create"
 		switch resp.Code {
 		case http.StatusOK:
 			var have configMap
@@ -335,35 +338,24 @@ func (s *issuer) publish(ctx context.Context, api *kubeapi.Client, caPEM []byte)
 			if have.Data["ca.crt"] == string(caPEM) {
 				return nil
 			}
+			method, url, verb = http.MethodPut, path+"/"+s.cfg.CAConfigMap, "update"
 			want.Metadata.ResourceVersion = have.Metadata.ResourceVersion
-			resp, err = api.Do(ctx, http.MethodPut, path+"/"+s.cfg.CAConfigMap, want)
-			if err != nil {
-				return err
-			}
-			switch resp.Code {
-			case http.StatusOK, http.StatusCreated:
-				s.log.Info("published the CA certificate", zap.String("configmap", s.cfg.Namespace+"/"+s.cfg.CAConfigMap))
-				return nil
-			case http.StatusConflict, http.StatusNotFound: // changed or deleted meanwhile: look again
-			default:
-				return s.refused(resp, "update", "configmaps")
-			}
 		case http.StatusNotFound:
 			want.Metadata.ResourceVersion = ""
-			resp, err = api.Do(ctx, http.MethodPost, path, want)
-			if err != nil {
-				return err
-			}
-			switch resp.Code {
-			case http.StatusCreated, http.StatusOK:
-				s.log.Info("published the CA certificate", zap.String("configmap", s.cfg.Namespace+"/"+s.cfg.CAConfigMap))
-				return nil
-			case http.StatusConflict: // another replica published first: compare
-			default:
-				return s.refused(resp, "create", "configmaps")
-			}
 		default:
 			return s.refused(resp, "get", "configmaps")
+		}
+		resp, err = api.Do(ctx, method, url, want)
+		if err != nil {
+			return err
+		}
+		switch resp.Code {
+		case http.StatusOK, http.StatusCreated:
+			s.log.Info("published the CA certificate", zap.String("configmap", s.cfg.Namespace+"/"+s.cfg.CAConfigMap))
+			return nil
+		case http.StatusConflict, http.StatusNotFound: // look again
+		default:
+			return s.refused(resp, verb, "configmaps")
 		}
 	}
 	return fmt.Errorf("configmap %s/%s: changed by someone else while publishing, three times over", s.cfg.Namespace, s.cfg.CAConfigMap)
