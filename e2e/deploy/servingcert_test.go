@@ -125,6 +125,26 @@ func TestGatewayServesTLSWithItsOwnCA(t *testing.T) {
 	connects(t, listener.String(), n)
 	vl.WaitFor(t, fmt.Sprintf(`event_name:="tcp.connect" network.peer.port:=%d k8s.node.name:="node-a"`, listener.Port()), n, time.Minute)
 
+	// An agent that starts before the CA is published (kubelet mounts the
+	// optional ConfigMap volume empty) keeps its records, says why, and
+	// delivers them once the file appears.
+	late := filepath.Join(t.TempDir(), "ca.crt")
+	waiting := teststack.StartAgent(t, col, "CONNAUDIT_NODE_NAME=node-b", "CONNAUDIT_KUBERNETES=off",
+		"CONNAUDIT_EXPORT_TOKEN_FILE="+auth.AgentToken("node-b"), "OTEL_EXPORTER_OTLP_CERTIFICATE="+late)
+	listenerB := netnstest.Listen(t, "tcp4", "127.0.0.1:0")
+	connects(t, listenerB.String(), n)
+	for i := 0; !strings.Contains(waiting.LogTail(64<<10), "has not published its CA at "+late); i++ {
+		if i == 300 {
+			t.Fatalf("the agent never said the CA is not published yet:\n%s", waiting.LogTail(4096))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	caPEM, err := os.ReadFile(col.CAFile())
+	must(t, err, "read the published CA")
+	writeFile(t, filepath.Dir(late), "ca.crt.new", string(caPEM))
+	must(t, os.Rename(late+".new", late), "publish the CA to the waiting agent")
+	vl.WaitFor(t, fmt.Sprintf(`event_name:="tcp.connect" network.peer.port:=%d k8s.node.name:="node-b"`, listenerB.Port()), n, time.Minute)
+
 	// Refused: a client that trusts only the system's CAs, and plaintext
 	// OTLP/HTTP and OTLP/gRPC.
 	body := forged("node-a", "tls-test", "tcp.connect", 1, "tls-test")

@@ -48,15 +48,12 @@ func newIssuer(cfg *Config, log *zap.Logger) *issuer {
 
 // Start runs before the receivers start (the service starts extensions
 // first), so the certificate file is there when they load it.
-func (s *issuer) Start(_ context.Context, _ component.Host) error {
+func (s *issuer) Start(ctx context.Context, _ component.Host) error {
 	api, err := kubeapi.New(s.cfg.Config)
 	if err != nil {
 		return err
 	}
 	defer api.CloseIdleConnections()
-	// Start's own context is not the place for the API calls' lifetime:
-	// each call is bounded by the client's timeout.
-	ctx := context.Background()
 	caPEM, err := s.loadOrCreateCA(ctx, api)
 	if err != nil {
 		return err
