@@ -178,8 +178,9 @@ func TestAgentDaemonSet(t *testing.T) {
 	} else if v, _ := envOf(c, "CONNAUDIT_EXPORT_TOKEN_FILE"); v != "/var/run/secrets/connaudit/"+tokenVol.Projected.Sources[0].ServiceAccountToken.Path {
 		t.Errorf("CONNAUDIT_EXPORT_TOKEN_FILE=%q does not name the projected token", v)
 	}
-	if len(spec.Volumes) != 7 {
-		t.Errorf("%d volumes; want exactly the seven above (a new host mount needs a review)", len(spec.Volumes))
+	// And the gateway's CA, an optional ConfigMap (TestCollectorGateway).
+	if len(spec.Volumes) != 8 {
+		t.Errorf("%d volumes; want exactly the seven above and the gateway's CA (a new host mount needs a review)", len(spec.Volumes))
 	}
 }
 
