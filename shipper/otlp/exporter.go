@@ -143,7 +143,7 @@ func tlsFromEnv(host string) (*tls.Config, error) {
 		}
 		// Read again on every handshake that finds the files changed: a
 		// renewed certificate is used without a restart.
-		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return pair.certificate() }
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return pair.get() }
 	}
 	return cfg, nil
 }
