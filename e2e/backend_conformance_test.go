@@ -43,7 +43,7 @@ func ingestConformance(t *testing.T, start func(vlURL string) *teststack.Collect
 			if token != nil {
 				tok = token(n)
 			}
-			if err := recordgen.PostAs(t.Context(), col.HTTPEndpoint()+"/v1/logs", tok, byNode[n]); err != nil {
+			if err := recordgen.PostWith(t.Context(), col.HTTPClient(), col.HTTPEndpoint()+"/v1/logs", tok, byNode[n]); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -179,7 +179,7 @@ func (f *qFixture) post(t *testing.T, recs []recordgen.Record) {
 		byNode[n] = append(byNode[n], r)
 	}
 	for _, n := range nodes {
-		if err := recordgen.PostAs(t.Context(), f.col.HTTPEndpoint()+"/v1/logs", f.token(n), byNode[n]); err != nil {
+		if err := recordgen.PostWith(t.Context(), f.col.HTTPClient(), f.col.HTTPEndpoint()+"/v1/logs", f.token(n), byNode[n]); err != nil {
 			t.Fatal(err)
 		}
 	}

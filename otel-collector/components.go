@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
 
 	"github.com/connaudit/connaudit/otel-collector/extension/nodeauthextension"
+	"github.com/connaudit/connaudit/otel-collector/extension/servingcertextension"
 	"github.com/connaudit/connaudit/otel-collector/processor/nodebindingprocessor"
 )
 
@@ -37,7 +38,7 @@ const (
 //	receivers:  otlp
 //	processors: memory_limiter, connaudit_node_binding
 //	exporters:  otlp_http (alias otlphttp), otlp_grpc (alias otlp), file, debug
-//	extensions: file_storage, health_check, connaudit_node_auth
+//	extensions: file_storage, health_check, connaudit_node_auth, connaudit_serving_cert
 func components() (otelcol.Factories, error) {
 	var err error
 	factories := otelcol.Factories{
@@ -49,6 +50,7 @@ func components() (otelcol.Factories, error) {
 		filestorage.NewFactory(),
 		healthcheckextension.NewFactory(),
 		nodeauthextension.NewFactory(),
+		servingcertextension.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err
@@ -57,6 +59,7 @@ func components() (otelcol.Factories, error) {
 		filestorage.NewFactory().Type():          "github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage " + contribVersion,
 		healthcheckextension.NewFactory().Type(): "github.com/open-telemetry/opentelemetry-collector-contrib/extension/healthcheckextension " + contribVersion,
 		nodeauthextension.NewFactory().Type():    ownModule + "/extension/nodeauthextension",
+		servingcertextension.NewFactory().Type(): ownModule + "/extension/servingcertextension",
 	}
 
 	factories.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](

@@ -30,6 +30,7 @@ require (
 	go.opentelemetry.io/collector/service v0.161.0
 	go.uber.org/zap v1.28.0
 	google.golang.org/grpc v1.83.2
+	k8s.io/apimachinery v0.35.4
 )
 
 require (
@@ -187,7 +188,6 @@ require (
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260803160001-6ac0973c030d // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/inf.v0 v0.9.1 // indirect
-	k8s.io/apimachinery v0.35.4 // indirect
 	k8s.io/client-go v0.35.4 // indirect
 	k8s.io/klog/v2 v2.140.0 // indirect
 	k8s.io/kube-openapi v0.0.0-20260721132016-d427ff9ee9ad // indirect

@@ -36,7 +36,7 @@ func TestFactoriesHaveRequiredComponents(t *testing.T) {
 	// otlphttp and otlp are the deprecated aliases of otlp_http and otlp_grpc.
 	check("exporter", func(ty component.Type) bool { _, ok := f.Exporters[ty]; return ok },
 		"otlp_http", "otlphttp", "otlp_grpc", "otlp", "file", "debug")
-	check("extension", func(ty component.Type) bool { _, ok := f.Extensions[ty]; return ok }, "file_storage", "health_check", "connaudit_node_auth")
+	check("extension", func(ty component.Type) bool { _, ok := f.Extensions[ty]; return ok }, "file_storage", "health_check", "connaudit_node_auth", "connaudit_serving_cert")
 }
 
 // TestValidateSubcommand runs `otelcol-connaudit validate --config config.yaml`

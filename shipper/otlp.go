@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
 	"go.opentelemetry.io/otel/exporters/stdout/stdoutlog"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/connaudit/connaudit/shipper/otlp"
 )
@@ -70,9 +72,18 @@ func NewSDKExporter(ctx context.Context, output, tokenFile string, console io.Wr
 			return nil, fmt.Errorf("CONNAUDIT_EXPORT_TOKEN_FILE: %w", err)
 		}
 	}
+	cfg, err := otlp.ConfigFromEnv()
+	if err != nil {
+		return nil, err
+	}
 	_, compression := firstEnv("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION")
 	if protocol == ProtocolGRPC {
 		var opts []otlploggrpc.Option
+		if cfg.TLS != nil && strings.HasPrefix(cfg.URL, "https://") {
+			// The same TLS as OTLP/HTTP: the CA file and the client
+			// certificate are read again when they change.
+			opts = append(opts, otlploggrpc.WithTLSCredentials(credentials.NewTLS(cfg.TLS)))
+		}
 		if compression == "" {
 			opts = append(opts, otlploggrpc.WithCompressor("gzip"))
 		}
@@ -80,10 +91,6 @@ func NewSDKExporter(ctx context.Context, output, tokenFile string, console io.Wr
 			opts = append(opts, otlploggrpc.WithDialOption(grpc.WithPerRPCCredentials(bearer{token})))
 		}
 		return otlp.NewGRPC(ctx, opts...)
-	}
-	cfg, err := otlp.ConfigFromEnv()
-	if err != nil {
-		return nil, err
 	}
 	cfg.Token = token
 	return otlp.New(cfg), nil

@@ -72,6 +72,9 @@ func startPodAgent(t *testing.T, opts podAgentOptions) *podAgent {
 		// The projected token for the gateway; this test's collector is
 		// the dev one, which does not review it (auth_test.go does).
 		"/var/run/secrets/connaudit/token": dir + "/gateway-token/token",
+		// The gateway's CA, not published (this test's collector is the
+		// dev one, over http): an optional ConfigMap volume, mounted empty.
+		"/var/run/connaudit/gateway-ca/ca.crt": dir + "/gateway-ca/ca.crt",
 	}
 	bpfMount := hostPathMount(t, ds.Spec.Template.Spec, "/sys/fs/bpf")
 	env := []string{"PATH=/usr/bin:/bin"}
@@ -97,7 +100,7 @@ func startPodAgent(t *testing.T, opts podAgentOptions) *podAgent {
 	}
 	env = append(env, "KUBERNETES_SERVICE_HOST="+strings.Split(opts.apiServer, ":")[0], "KUBERNETES_SERVICE_PORT="+strings.Split(opts.apiServer, ":")[1])
 	env = append(env, opts.env...)
-	for _, p := range []string{"host/proc", "host/sys/fs/cgroup", bpfMount, "sa", "gateway-token"} {
+	for _, p := range []string{"host/proc", "host/sys/fs/cgroup", bpfMount, "sa", "gateway-token", "gateway-ca"} {
 		must(t, os.MkdirAll(filepath.Join(dir, p), 0o755), "mkdir")
 	}
 	// As a kubelet's hostPath DirectoryOrCreate makes it.

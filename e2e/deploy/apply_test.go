@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -207,15 +206,7 @@ func TestAgentRBAC(t *testing.T) {
 		if len(res) == 2 {
 			attrs.Subresource = res[1]
 		}
-		sar, err := c.Client().AuthorizationV1().SubjectAccessReviews().Create(context.Background(), &authorizationv1.SubjectAccessReview{
-			Spec: authorizationv1.SubjectAccessReviewSpec{
-				User:               sa,
-				Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:connaudit", "system:authenticated"},
-				ResourceAttributes: attrs,
-			},
-		}, metav1.CreateOptions{})
-		must(t, err, "SubjectAccessReview")
-		return sar.Status.Allowed, sar.Status.Reason
+		return accessReview(t, c, sa, attrs)
 	}
 	for _, a := range allowed {
 		if ok, reason := review(a); !ok {
@@ -241,4 +232,57 @@ type collectWarnings struct{ got []string }
 
 func (w *collectWarnings) HandleWarningHeader(_ int, _ string, text string) {
 	w.got = append(w.got, text)
+}
+
+// The gateway's ServiceAccount may read and update the CA's Secret and
+// ConfigMap by name, and create Secrets and ConfigMaps in its namespace (RBAC
+// cannot narrow create by name), and no more: it reads no other Secret,
+// lists none, deletes nothing, and has nothing outside its namespace.
+func TestGatewayRBAC(t *testing.T) {
+	c := kubetest.Start(t, kubetest.Options{})
+	applyAll(t, c)
+	sa := "system:serviceaccount:connaudit:connaudit-collector"
+	type access struct{ resource, verb, namespace, name string }
+	var allowed, denied []access
+	for _, r := range []string{"secrets", "configmaps"} {
+		for _, verb := range []string{"get", "update"} {
+			allowed = append(allowed, access{r, verb, namespace, "connaudit-gateway-ca"})
+			denied = append(denied, access{r, verb, namespace, "another"}, access{r, verb, "kube-system", "connaudit-gateway-ca"})
+		}
+		allowed = append(allowed, access{r, "create", namespace, ""})
+		denied = append(denied, access{r, "create", "kube-system", ""})
+		for _, verb := range []string{"list", "watch", "patch", "delete", "deletecollection"} {
+			denied = append(denied, access{r, verb, namespace, ""}, access{r, verb, namespace, "connaudit-gateway-ca"})
+		}
+	}
+	review := func(a access) bool {
+		t.Helper()
+		ok, _ := accessReview(t, c, sa, &authorizationv1.ResourceAttributes{Resource: a.resource, Verb: a.verb, Namespace: a.namespace, Name: a.name})
+		return ok
+	}
+	for _, a := range allowed {
+		if !review(a) {
+			t.Errorf("%s may not %s %s %q in %s; connaudit_serving_cert needs it", sa, a.verb, a.resource, a.name, a.namespace)
+		}
+	}
+	for _, a := range denied {
+		if review(a) {
+			t.Errorf("%s may %s %s %q in %s; want denied", sa, a.verb, a.resource, a.name, a.namespace)
+		}
+	}
+}
+
+// accessReview asks the API server whether ServiceAccount user (in
+// namespace connaudit) may do attrs, and why.
+func accessReview(t *testing.T, c *kubetest.Cluster, user string, attrs *authorizationv1.ResourceAttributes) (bool, string) {
+	t.Helper()
+	sar, err := c.Client().AuthorizationV1().SubjectAccessReviews().Create(t.Context(), &authorizationv1.SubjectAccessReview{
+		Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:               user,
+			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:connaudit", "system:authenticated"},
+			ResourceAttributes: attrs,
+		},
+	}, metav1.CreateOptions{})
+	must(t, err, "SubjectAccessReview")
+	return sar.Status.Allowed, sar.Status.Reason
 }

@@ -62,7 +62,7 @@ func post(t *testing.T, col *teststack.Collector, tokenFile string, body []byte)
 		must(t, err, "read token")
 		req.Header.Set("Authorization", "Bearer "+string(token))
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := col.HTTPClient().Do(req)
 	must(t, err, "post to the gateway")
 	defer resp.Body.Close()
 	text, _ := io.ReadAll(io.LimitReader(resp.Body, 512))

@@ -178,8 +178,9 @@ func TestAgentDaemonSet(t *testing.T) {
 	} else if v, _ := envOf(c, "CONNAUDIT_EXPORT_TOKEN_FILE"); v != "/var/run/secrets/connaudit/"+tokenVol.Projected.Sources[0].ServiceAccountToken.Path {
 		t.Errorf("CONNAUDIT_EXPORT_TOKEN_FILE=%q does not name the projected token", v)
 	}
-	if len(spec.Volumes) != 7 {
-		t.Errorf("%d volumes; want exactly the seven above (a new host mount needs a review)", len(spec.Volumes))
+	// And the gateway's CA, an optional ConfigMap (TestCollectorGateway).
+	if len(spec.Volumes) != 8 {
+		t.Errorf("%d volumes; want exactly the seven above and the gateway's CA (a new host mount needs a review)", len(spec.Volumes))
 	}
 }
 
@@ -275,8 +276,25 @@ func TestCollectorGateway(t *testing.T) {
 		t.Errorf("collector Service ports %v; want otlp-grpc 4317 and otlp-http 4318", ports)
 	}
 	agent := r.daemonSet(t, "connaudit-agent").Spec.Template.Spec.Containers[0]
-	if ep, _ := envOf(agent, "OTEL_EXPORTER_OTLP_ENDPOINT"); ep != "http://connaudit-collector.connaudit.svc:4318" {
-		t.Errorf("agent exports to %q; want the collector Service's OTLP/HTTP port", ep)
+	if ep, _ := envOf(agent, "OTEL_EXPORTER_OTLP_ENDPOINT"); ep != "https://connaudit-collector.connaudit.svc:4318" {
+		t.Errorf("agent exports to %q; want the collector Service's OTLP/HTTP port, over TLS", ep)
+	}
+	// The agent trusts the CA the gateway publishes, mounted optional so
+	// that the agent starts before the gateway published it.
+	ca, _ := envOf(agent, "OTEL_EXPORTER_OTLP_CERTIFICATE")
+	var caVol *corev1.Volume
+	for _, m := range agent.VolumeMounts {
+		if strings.HasPrefix(ca, m.MountPath+"/") {
+			for _, v := range r.daemonSet(t, "connaudit-agent").Spec.Template.Spec.Volumes {
+				if v.Name == m.Name {
+					caVol = &v
+				}
+			}
+		}
+	}
+	if caVol == nil || caVol.ConfigMap == nil || caVol.ConfigMap.Name != "connaudit-gateway-ca" || caVol.ConfigMap.Optional == nil || !*caVol.ConfigMap.Optional ||
+		filepath.Base(ca) != "ca.crt" {
+		t.Errorf("OTEL_EXPORTER_OTLP_CERTIFICATE=%q: want ca.crt of the optional ConfigMap volume connaudit-gateway-ca, got volume %+v", ca, caVol)
 	}
 }
 

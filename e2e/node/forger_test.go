@@ -14,8 +14,9 @@ import (
 	"github.com/connaudit/connaudit/internal/kubenode"
 )
 
-// gatewayScheme is how the shipped gateway serves OTLP/HTTP.
-const gatewayScheme = "http"
+// gatewayScheme is how the shipped gateway serves OTLP/HTTP: over TLS, with
+// its own CA (connaudit_serving_cert); the forger does not verify it.
+const gatewayScheme = "https"
 
 // forgedConnect is an OTLP/JSON request with one tcp.connect record that
 // plants finance/payroll-0 → 198.51.100.66 into this node's trail.

@@ -236,12 +236,13 @@ var client = &http.Client{Timeout: 60 * time.Second}
 // Post sends the records as one OTLP/HTTP protobuf request to url: a
 // collector's …/v1/logs, or VictoriaLogs' /insert/opentelemetry/v1/logs.
 func Post(ctx context.Context, url string, recs []Record) error {
-	return PostAs(ctx, url, "", recs)
+	return PostWith(ctx, client, url, "", recs)
 }
 
-// PostAs is Post with a bearer token, as an agent presents its own to the
-// shipped gateway; no token when it is empty.
-func PostAs(ctx context.Context, url, token string, recs []Record) error {
+// PostWith is Post through c, such as a client that trusts the shipped
+// gateway's CA (teststack.Collector.HTTPClient), with a bearer token, as an
+// agent presents its own to the shipped gateway; no token when it is empty.
+func PostWith(ctx context.Context, c *http.Client, url, token string, recs []Record) error {
 	body, err := proto.Marshal(Request(recs))
 	if err != nil {
 		return fmt.Errorf("encode %d records: %w", len(recs), err)
@@ -254,7 +255,7 @@ func PostAs(ctx context.Context, url, token string, recs []Record) error {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := client.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return fmt.Errorf("post %d records to %s: %w", len(recs), url, err)
 	}

@@ -52,6 +52,9 @@ func StartAgentBinary(t testing.TB, col *Collector, path string, env ...string) 
 		"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
 		"OTEL_EXPORTER_OTLP_ENDPOINT="+col.HTTPEndpoint(),
 	)
+	if col.caFile != "" {
+		full = append(full, "OTEL_EXPORTER_OTLP_CERTIFICATE="+col.caFile)
+	}
 	full = append(full, env...)
 	a.proc = newProcess(t, "connaudit-agent", path, nil, full)
 	t.Cleanup(a.proc.cleanup)

@@ -26,6 +26,7 @@ type Collector struct {
 	httpAddr    string
 	metricsPort int
 	storageDir  string
+	caFile      string // the published CA of a gateway that serves TLS
 }
 
 // StartCollector starts the collector exporting to the VictoriaLogs at
@@ -68,9 +69,15 @@ func CollectorConfig() string {
 // GRPCEndpoint returns the OTLP/gRPC address, "127.0.0.1:port".
 func (c *Collector) GRPCEndpoint() string { return c.grpcAddr }
 
-// HTTPEndpoint returns the OTLP/HTTP base URL, "http://127.0.0.1:port"; logs
-// go to HTTPEndpoint()+"/v1/logs".
-func (c *Collector) HTTPEndpoint() string { return "http://" + c.httpAddr }
+// HTTPEndpoint returns the OTLP/HTTP base URL, "http://127.0.0.1:port", or
+// https when the collector serves TLS (CAFile); logs go to
+// HTTPEndpoint()+"/v1/logs".
+func (c *Collector) HTTPEndpoint() string {
+	if c.caFile != "" {
+		return "https://" + c.httpAddr
+	}
+	return "http://" + c.httpAddr
+}
 
 // MetricsURL returns the URL of the collector's own Prometheus metrics.
 func (c *Collector) MetricsURL() string {

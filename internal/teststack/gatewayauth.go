@@ -1,6 +1,7 @@
 package teststack
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,10 +9,10 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 
 	"github.com/connaudit/connaudit/internal/kubetest"
 )
@@ -40,8 +41,10 @@ type GatewayAuth struct {
 }
 
 // NewGatewayAuth creates, unless k8s/deploy was applied already, the
-// connaudit namespace, the agent's and the gateway's ServiceAccounts and the
-// gateway's system:auth-delegator binding, as k8s/deploy defines them.
+// connaudit namespace, the agent's ServiceAccount, and everything
+// k8s/deploy/base/collector-rbac.yaml defines for the gateway, read from
+// that file: its ServiceAccount, its system:auth-delegator binding, and the
+// Role its serving certificate needs.
 func NewGatewayAuth(t testing.TB, c *kubetest.Cluster) *GatewayAuth {
 	t.Helper()
 	g := &GatewayAuth{t: t, cluster: c, dir: t.TempDir()}
@@ -54,16 +57,9 @@ func NewGatewayAuth(t testing.TB, c *kubetest.Cluster) *GatewayAuth {
 	}
 	_, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{})
 	create("namespace", err)
-	for _, sa := range []string{AgentAccount, GatewayAccount} {
-		_, err = client.CoreV1().ServiceAccounts(Namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{})
-		create("ServiceAccount "+sa, err)
-	}
-	_, err = client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "connaudit-collector-auth-delegator"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:auth-delegator"},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: GatewayAccount, Namespace: Namespace}},
-	}, metav1.CreateOptions{})
-	create("the gateway's ClusterRoleBinding", err)
+	_, err = client.CoreV1().ServiceAccounts(Namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: AgentAccount}}, metav1.CreateOptions{})
+	create("ServiceAccount "+AgentAccount, err)
+	applyGatewayRBAC(t, c)
 
 	tr, err := client.CoreV1().ServiceAccounts(Namespace).CreateToken(ctx, GatewayAccount, &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)},
@@ -139,4 +135,47 @@ func (g *GatewayAuth) write(name, content string) string {
 		g.t.Fatalf("teststack: %v", err)
 	}
 	return path
+}
+
+// applyGatewayRBAC creates the objects of k8s/deploy/base/collector-rbac.yaml.
+func applyGatewayRBAC(t testing.TB, c *kubetest.Cluster) {
+	t.Helper()
+	path := repoFile(t, "k8s/deploy/base/collector-rbac.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("teststack: %v", err)
+	}
+	ctx, client := t.Context(), c.Client()
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		var meta metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatalf("teststack: %s: %v", path, err)
+		}
+		var err error
+		switch meta.Kind {
+		case "ServiceAccount":
+			err = createFrom(ctx, doc, client.CoreV1().ServiceAccounts(Namespace).Create)
+		case "ClusterRoleBinding":
+			err = createFrom(ctx, doc, client.RbacV1().ClusterRoleBindings().Create)
+		case "Role":
+			err = createFrom(ctx, doc, client.RbacV1().Roles(Namespace).Create)
+		case "RoleBinding":
+			err = createFrom(ctx, doc, client.RbacV1().RoleBindings(Namespace).Create)
+		default:
+			t.Fatalf("teststack: %s: a %q; teach applyGatewayRBAC to create it", path, meta.Kind)
+		}
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("teststack: create %s of %s: %v", meta.Kind, path, err)
+		}
+	}
+}
+
+// createFrom decodes one YAML document (strictly) and creates it.
+func createFrom[T any](ctx context.Context, doc string, create func(context.Context, *T, metav1.CreateOptions) (*T, error)) error {
+	var o T
+	if err := yaml.UnmarshalStrict([]byte(doc), &o); err != nil {
+		return err
+	}
+	_, err := create(ctx, &o, metav1.CreateOptions{})
+	return err
 }

@@ -9,10 +9,12 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -118,7 +120,7 @@ func TestClientCertificateIsReloaded(t *testing.T) {
 	certFile, keyFile := writeKeyPair(t, dir, "agent-1", t0)
 	t.Setenv("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", certFile)
 	t.Setenv("OTEL_EXPORTER_OTLP_CLIENT_KEY", keyFile)
-	cfg, err := tlsFromEnv()
+	cfg, err := tlsFromEnv("gateway.example")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,5 +146,113 @@ func TestClientCertificateIsReloaded(t *testing.T) {
 	rotate(t, keyFile, "garbage", t0.Add(2*time.Minute))
 	if got := subject(); got != "agent-1-renewed" {
 		t.Errorf("during a broken renewal the certificate is %q", got)
+	}
+}
+
+// testCA is a CA that signs server certificates.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  string
+}
+
+func newTestCA(t *testing.T) testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return testCA{cert, key, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
+}
+
+// serve starts an OTLP/HTTP stand-in on 127.0.0.1 whose certificate, signed
+// by ca, names dnsName (and 127.0.0.1 when dnsName is empty).
+func (ca testCA) serve(t *testing.T, dnsName string) *httptest.Server {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	if dnsName != "" {
+		tmpl.DNSNames = []string{dnsName}
+	} else {
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// The gateway's CA may be published after the agent started, and replaced:
+// exports fail, saying why, until the file is there, and verify against its
+// current content on every new connection, host name included.
+func TestServerCAIsReadWhenItChanges(t *testing.T) {
+	ca, other := newTestCA(t), newTestCA(t)
+	srv := ca.serve(t, "")
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
+	t.Setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", caFile)
+	cfg, err := ConfigFromEnv()
+	if err != nil {
+		t.Fatalf("a CA file not published yet: %v", err)
+	}
+	export := func() error {
+		x := New(cfg) // a new connection each time
+		defer x.Shutdown(t.Context())
+		return x.Export(t.Context(), variedRecords(t)[:1])
+	}
+	if err := export(); err == nil || !strings.Contains(err.Error(), "has not published its CA at "+caFile) {
+		t.Fatalf("export before the CA is published: %v", err)
+	}
+	t0 := time.Now().Add(-time.Hour)
+	rotate(t, caFile, other.pem, t0)
+	if err := export(); err == nil || !strings.Contains(err.Error(), "unknown authority") {
+		t.Fatalf("export to a server another CA signed: %v", err)
+	}
+	rotate(t, caFile, ca.pem, t0.Add(time.Minute))
+	if err := export(); err != nil {
+		t.Fatalf("export once the right CA is there: %v", err)
+	}
+	// Half written: the last good CA stays.
+	rotate(t, caFile, "-----BEGIN", t0.Add(2*time.Minute))
+	if err := export(); err != nil {
+		t.Fatalf("export while the CA file is half written: %v", err)
+	}
+
+	// The host name is checked, although InsecureSkipVerify is set.
+	wrongName := ca.serve(t, "someone-else.example")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", wrongName.URL)
+	rotate(t, caFile, ca.pem, t0.Add(3*time.Minute))
+	if cfg, err = ConfigFromEnv(); err != nil {
+		t.Fatal(err)
+	}
+	if err := export(); err == nil || !strings.Contains(err.Error(), "127.0.0.1") {
+		t.Fatalf("export to a certificate for another name: %v", err)
+	}
+}
+
+func TestServerCAFileWithoutCertificate(t *testing.T) {
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(caFile, []byte("not PEM"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", caFile)
+	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), "OTEL_EXPORTER_OTLP_CERTIFICATE") {
+		t.Errorf("a CA file with no certificate: %v", err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -83,7 +82,8 @@ func ConfigFromEnv() (Config, error) {
 		}
 		cfg.Gzip = v == "gzip"
 	}
-	tlsCfg, err := tlsFromEnv()
+	u, _ := url.Parse(cfg.URL)
+	tlsCfg, err := tlsFromEnv(u.Hostname())
 	if err != nil {
 		return cfg, err
 	}
@@ -109,7 +109,9 @@ func env(suffix string) (string, string) {
 	return name, os.Getenv(name)
 }
 
-func tlsFromEnv() (*tls.Config, error) {
+// tlsFromEnv is the TLS configuration of the standard variables, for a
+// server named host (the endpoint's host name or IP address).
+func tlsFromEnv(host string) (*tls.Config, error) {
 	caName, ca := env("CERTIFICATE")
 	certName, cert := env("CLIENT_CERTIFICATE")
 	keyName, key := env("CLIENT_KEY")
@@ -118,14 +120,18 @@ func tlsFromEnv() (*tls.Config, error) {
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if ca != "" {
-		pem, err := os.ReadFile(ca)
+		pool, err := newCAPool(caName, ca)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", caName, err)
+			return nil, err
 		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s: %s holds no PEM certificate", caName, ca)
-		}
+		// crypto/tls verifies against a RootCAs fixed when the connection
+		// is made and cannot read a CA file again; InsecureSkipVerify only
+		// hands verification to VerifyConnection, which checks the chain
+		// and the host name itself, against the file's current CA, on every
+		// handshake. A CA not published yet fails the handshake, not the
+		// agent: records wait in the spool until the file appears.
+		cfg.InsecureSkipVerify = true
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error { return pool.verify(host, cs) }
 	}
 	if (cert == "") != (key == "") {
 		return nil, fmt.Errorf("%s and %s go together: set both or neither", certName, keyName)
@@ -137,7 +143,7 @@ func tlsFromEnv() (*tls.Config, error) {
 		}
 		// Read again on every handshake that finds the files changed: a
 		// renewed certificate is used without a restart.
-		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return pair.certificate() }
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return pair.get() }
 	}
 	return cfg, nil
 }

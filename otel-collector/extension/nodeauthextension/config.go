@@ -5,19 +5,16 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/connaudit/connaudit/otel-collector/internal/kubeapi"
 )
 
 // Config says which API server reviews the agents' tokens and whose tokens
 // are accepted.
 type Config struct {
-	// APIServer is the Kubernetes API server's URL. Empty: the in-cluster
-	// one, from KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT.
-	APIServer string `mapstructure:"api_server"`
-	// CAFile verifies the API server's certificate.
-	CAFile string `mapstructure:"ca_file"`
-	// TokenFile holds the gateway's own token, re-read when it rotates; it
+	// The API server (api_server, ca_file, token_file); the gateway's token
 	// needs create on tokenreviews (the system:auth-delegator ClusterRole).
-	TokenFile string `mapstructure:"token_file"`
+	kubeapi.Config `mapstructure:",squash"`
 	// Audience is what the agents' projected tokens are issued for, so that
 	// a token meant for anything else is refused.
 	Audience string `mapstructure:"audience"`
@@ -28,15 +25,9 @@ type Config struct {
 	CacheTTL time.Duration `mapstructure:"cache_ttl"`
 }
 
-const (
-	inClusterCA    = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
-	inClusterToken = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-)
-
 func createDefaultConfig() *Config {
 	return &Config{
-		CAFile:          inClusterCA,
-		TokenFile:       inClusterToken,
+		Config:          kubeapi.DefaultConfig(),
 		Audience:        "connaudit",
 		ServiceAccounts: []string{"connaudit/connaudit-agent"},
 		CacheTTL:        time.Minute,
@@ -60,8 +51,5 @@ func (c *Config) Validate() error {
 	if c.CacheTTL < 0 {
 		return fmt.Errorf("cache_ttl: %s is negative", c.CacheTTL)
 	}
-	if c.TokenFile == "" {
-		return errors.New("token_file: empty; the gateway needs a token to ask the API server for reviews")
-	}
-	return nil
+	return c.Config.Validate()
 }

@@ -1,19 +1,13 @@
 package nodeauthextension
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -22,6 +16,8 @@ import (
 	"go.opentelemetry.io/collector/client"
 	"go.opentelemetry.io/collector/component"
 	"go.uber.org/zap"
+
+	"github.com/connaudit/connaudit/otel-collector/internal/kubeapi"
 )
 
 // NodeAttribute is the client.AuthData attribute that names the node whose
@@ -41,8 +37,7 @@ type authenticator struct {
 	accounts []string // usernames: system:serviceaccount:NS:NAME
 	now      func() time.Time
 
-	url    string
-	client *http.Client
+	api *kubeapi.Client
 
 	mu    sync.Mutex
 	cache map[[sha256.Size]byte]identity
@@ -64,35 +59,17 @@ func newAuthenticator(cfg *Config, log *zap.Logger) *authenticator {
 }
 
 func (a *authenticator) Start(context.Context, component.Host) error {
-	a.url = strings.TrimRight(a.cfg.APIServer, "/")
-	if a.url == "" {
-		host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
-		if host == "" || port == "" {
-			return errors.New("api_server is empty and this is not a pod (KUBERNETES_SERVICE_HOST is unset): name the API server")
-		}
-		a.url = "https://" + net.JoinHostPort(host, port)
+	api, err := kubeapi.New(a.cfg.Config)
+	if err != nil {
+		return err
 	}
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if a.cfg.CAFile != "" {
-		pem, err := os.ReadFile(a.cfg.CAFile)
-		if err != nil {
-			return fmt.Errorf("ca_file: %w", err)
-		}
-		tlsCfg.RootCAs = x509.NewCertPool()
-		if !tlsCfg.RootCAs.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("ca_file %s: no PEM certificate in it", a.cfg.CAFile)
-		}
-	}
-	if _, err := os.ReadFile(a.cfg.TokenFile); err != nil {
-		return fmt.Errorf("token_file: %w", err)
-	}
-	a.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
+	a.api = api
 	return nil
 }
 
 func (a *authenticator) Shutdown(context.Context) error {
-	if a.client != nil {
-		a.client.CloseIdleConnections()
+	if a.api != nil {
+		a.api.CloseIdleConnections()
 	}
 	return nil
 }
@@ -186,32 +163,19 @@ type tokenReviewStatus struct {
 
 // review asks the API server who the token belongs to.
 func (a *authenticator) review(ctx context.Context, token string) (identity, error) {
-	own, err := os.ReadFile(a.cfg.TokenFile)
-	if err != nil {
-		return identity{}, fmt.Errorf("read the gateway's own token: %w", err)
-	}
-	body, _ := json.Marshal(tokenReview{APIVersion: "authentication.k8s.io/v1", Kind: "TokenReview",
+	resp, err := a.api.Do(ctx, http.MethodPost, "/apis/authentication.k8s.io/v1/tokenreviews", tokenReview{APIVersion: "authentication.k8s.io/v1", Kind: "TokenReview",
 		Spec: tokenReviewSpec{Token: token, Audiences: []string{a.cfg.Audience}}})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.url+"/apis/authentication.k8s.io/v1/tokenreviews", bytes.NewReader(body))
-	if err != nil {
-		return identity{}, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(own)))
-	resp, err := a.client.Do(req)
 	if err != nil {
 		a.log.Warn("cannot review an agent's token: the API server is unreachable; the agent keeps its records spooled and retries", zap.Error(err))
 		return identity{}, fmt.Errorf("token review: %w", err)
 	}
-	defer resp.Body.Close()
-	text, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+	if resp.Code != http.StatusCreated && resp.Code != http.StatusOK {
 		a.log.Warn("the API server refused a token review; the gateway needs create on tokenreviews (ClusterRole system:auth-delegator)",
-			zap.String("status", resp.Status), zap.ByteString("body", text))
-		return identity{}, fmt.Errorf("token review: %s", resp.Status)
+			zap.Int("status", resp.Code), zap.ByteString("body", resp.Body))
+		return identity{}, fmt.Errorf("token review: HTTP %d", resp.Code)
 	}
 	var tr tokenReview
-	if err := json.Unmarshal(text, &tr); err != nil {
+	if err := json.Unmarshal(resp.Body, &tr); err != nil {
 		return identity{}, fmt.Errorf("token review answer: %w", err)
 	}
 	st := tr.Status
