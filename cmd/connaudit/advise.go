@@ -126,7 +126,7 @@ With no connection of the selection in the window it fails, unless
 			opts.Cluster = adviseCluster(kubeFlags)
 			req := command.NetworkPolicyRequest{
 				Selection: history.Selection{From: f.From, To: f.To, Namespaces: f.Namespaces, Selector: f.Selector, Workloads: f.Workloads,
-					ClusterNodes: clusterNodes(cmd.Context(), backend, cmd)},
+					ClusterNodes: clusterNodes(cmd.Context(), backend, cmd, f.To)},
 				Options: opts,
 				Query:   describe(fl, workload, f.From, f.To),
 			}
@@ -204,7 +204,7 @@ established would have been denied.`,
 				return err
 			}
 			req := command.CheckRequest{Paths: paths, Stdin: os.Stdin, Namespace: adviseNamespace(cmd, kubeFlags), From: f.From, To: f.To,
-				ClusterNodes: clusterNodes(cmd.Context(), backend, cmd)}
+				ClusterNodes: clusterNodes(cmd.Context(), backend, cmd, f.To)}
 			return command.Check(cmd.Context(), b, adviseCluster(kubeFlags), req, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}

@@ -46,7 +46,7 @@ never ran an agent shows up.`,
 				return err
 			}
 			if len(fl.Nodes) == 0 {
-				req.ExtraNodes = clusterNodes(cmd.Context(), backend, cmd)
+				req.ExtraNodes = clusterNodes(cmd.Context(), backend, cmd, f.To)
 			}
 			return query.Coverage(cmd.Context(), b, req, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
@@ -77,11 +77,12 @@ func addLocalTimeFlag(fs *pflag.FlagSet, zone **time.Location) {
 	fs.Lookup("local-time").NoOptDefVal = "true"
 }
 
-// clusterNodes lists the nodes of the kubeconfig context's cluster, or
-// none (with a note on stderr) when there is no context or it cannot list;
-// none when the trail is read from an archive, which a cluster of today
-// does not describe.
-func clusterNodes(ctx context.Context, b *backendFlags, cmd *cobra.Command) []string {
+// clusterNodes lists the nodes of the kubeconfig context's cluster that
+// it created before the window's end (a node that joined later has no
+// gap in it), or none (with a note on stderr) when there is no context or
+// it cannot list; none when the trail is read from an archive, which a
+// cluster of today does not describe.
+func clusterNodes(ctx context.Context, b *backendFlags, cmd *cobra.Command, before time.Time) []string {
 	if b.offline() {
 		return nil
 	}
@@ -92,9 +93,11 @@ func clusterNodes(ctx context.Context, b *backendFlags, cmd *cobra.Command) []st
 	if err == nil {
 		var nodes *corev1.NodeList
 		if nodes, err = client.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err == nil {
-			names := make([]string, len(nodes.Items))
-			for i, n := range nodes.Items {
-				names[i] = n.Name
+			var names []string
+			for _, n := range nodes.Items {
+				if n.CreationTimestamp.Time.Before(before) {
+					names = append(names, n.Name)
+				}
 			}
 			return names
 		}

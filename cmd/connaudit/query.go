@@ -69,7 +69,7 @@ stderr; --strict makes such a gap exit with status 3.`,
 				return err
 			}
 			if len(fl.Nodes) == 0 && !req.Follow {
-				req.ExtraNodes = clusterNodes(cmd.Context(), backend, cmd)
+				req.ExtraNodes = clusterNodes(cmd.Context(), backend, cmd, req.Filter.To)
 			}
 			return query.Run(cmd.Context(), b, req, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
