@@ -69,6 +69,14 @@ type Canon struct {
 	spans []span
 	out   []byte
 	num   []byte
+	keys  []byte // the record's keys, in the order they were added
+	// The order the last sorted record's keys sorted into (indexes into
+	// spans), and those keys: the records of one builder repeat their keys
+	// in the same order, so the next record with the same keys is put in
+	// order without a sort. lastKeys is empty when the last record had a
+	// key twice, whose order then depends on the values.
+	lastKeys  []byte
+	lastOrder []int
 }
 
 // span is one attribute in attrs: its length-prefixed key is attrs[start:key],
@@ -140,17 +148,42 @@ func addRaw[K ~string | ~[]byte](c *Canon, key K, v []byte) {
 
 // Leaf is the hash of the canonical form of the record built since Reset.
 func (c *Canon) Leaf() Link {
-	slices.SortFunc(c.spans, func(a, b span) int {
-		if r := bytes.Compare(c.attrs[a.start:a.key], c.attrs[b.start:b.key]); r != 0 {
-			return r
-		}
-		return bytes.Compare(c.attrs[a.key:a.end], c.attrs[b.key:b.end])
-	})
-	c.out = append(c.out[:0], c.head...)
+	c.keys = c.keys[:0]
 	for _, s := range c.spans {
+		c.keys = append(c.keys, c.attrs[s.start:s.key]...)
+	}
+	if len(c.lastOrder) != len(c.spans) || !bytes.Equal(c.keys, c.lastKeys) {
+		c.sortKeys()
+	}
+	c.out = append(c.out[:0], c.head...)
+	for _, i := range c.lastOrder {
+		s := c.spans[i]
 		c.out = append(c.out, c.attrs[s.start:s.end]...)
 	}
 	return sha256.Sum256(c.out)
+}
+
+// sortKeys sets lastOrder to the order of spans by key, then value, and
+// remembers the keys it holds for, unless a key repeats.
+func (c *Canon) sortKeys() {
+	key := func(i int) []byte { return c.attrs[c.spans[i].start:c.spans[i].key] }
+	c.lastOrder = c.lastOrder[:0]
+	for i := range c.spans {
+		c.lastOrder = append(c.lastOrder, i)
+	}
+	slices.SortFunc(c.lastOrder, func(a, b int) int {
+		if r := bytes.Compare(key(a), key(b)); r != 0 {
+			return r
+		}
+		return bytes.Compare(c.attrs[c.spans[a].key:c.spans[a].end], c.attrs[c.spans[b].key:c.spans[b].end])
+	})
+	c.lastKeys = append(c.lastKeys[:0], c.keys...)
+	for i := 1; i < len(c.lastOrder); i++ {
+		if bytes.Equal(key(c.lastOrder[i-1]), key(c.lastOrder[i])) {
+			c.lastKeys = c.lastKeys[:0] // matches no record that has a key
+			return
+		}
+	}
 }
 
 // Canonical is the canonical form Leaf hashed, for diagnostics; valid until

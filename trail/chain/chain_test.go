@@ -150,6 +150,38 @@ func TestChainOrderMatters(t *testing.T) {
 	}
 }
 
+// A Canon reused for many records, which skips the sort when a record
+// repeats the last one's keys, hashes each as a fresh Canon does: the
+// same keys with other values, the same keys added in another order, fewer
+// keys, and a key given twice (whose order depends on its values).
+func TestReusedCanonHashesAsAFreshOne(t *testing.T) {
+	type attr struct{ k, v string }
+	records := [][]attr{
+		{{"b", "1"}, {"a", "2"}, {"c", "3"}},
+		{{"b", "9"}, {"a", "8"}, {"c", "7"}},
+		{{"a", "8"}, {"b", "9"}, {"c", "7"}},
+		{{"a", "8"}, {"b", "9"}},
+		{{"k", "z"}, {"k", "a"}, {"j", "1"}},
+		{{"k", "a"}, {"k", "z"}, {"j", "1"}},
+		{{"k", "b"}, {"k", "c"}, {"j", "1"}},
+		{},
+		{{"b", "1"}, {"a", "2"}, {"c", "3"}},
+	}
+	leaf := func(c *Canon, rec []attr) Link {
+		c.Reset([]byte("tcp.connect"), 1, 9, []byte("body"))
+		for _, a := range rec {
+			c.String(a.k, a.v)
+		}
+		return c.Leaf()
+	}
+	var reused Canon
+	for i, rec := range records {
+		if got, want := leaf(&reused, rec), leaf(&Canon{}, rec); got != want {
+			t.Errorf("record %d %v: reused Canon %s, fresh %s", i, rec, got, want)
+		}
+	}
+}
+
 func BenchmarkLeafAndLink(b *testing.B) {
 	var c Canon
 	body := []byte("curl (pid 4242) -> 127.0.0.1:8080 established in 0.21 ms")
