@@ -183,6 +183,18 @@ func chainedConnect() (payload, resource []byte) {
 	return append([]byte(nil), cb.Build(&ev, now, now, now, src)...), res.Bytes()
 }
 
+// chainNext stamps payload with l's next seq and makes it l's chain head,
+// as the ledger does for each record.
+func chainNext(b *testing.B, l *Ledger, payload []byte) {
+	l.seq++
+	stampSeq(payload, l.seq)
+	link, err := l.chain.link(payload)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l.chain.head = link
+}
+
 // BenchmarkLedgerChain is what chaining adds to the ledger per connect
 // record: decoding it into its canonical form, and two SHA-256.
 func BenchmarkLedgerChain(b *testing.B) {
@@ -190,13 +202,7 @@ func BenchmarkLedgerChain(b *testing.B) {
 	l := &Ledger{}
 	b.ReportAllocs()
 	for b.Loop() {
-		l.seq++
-		stampSeq(payload, l.seq)
-		link, err := l.chain.link(payload)
-		if err != nil {
-			b.Fatal(err)
-		}
-		l.chain.head = link
+		chainNext(b, l, payload)
 	}
 }
 
@@ -219,13 +225,7 @@ func BenchmarkChainAndCheckpointsAt5000PerSecond(b *testing.B) {
 	var cp Encoder
 	b.ReportAllocs()
 	for b.Loop() {
-		l.seq++
-		stampSeq(payload, l.seq)
-		link, err := l.chain.link(payload)
-		if err != nil {
-			b.Fatal(err)
-		}
-		l.chain.head = link
+		chainNext(b, l, payload)
 		if l.seq+1-first < every {
 			continue
 		}
@@ -236,12 +236,7 @@ func BenchmarkChainAndCheckpointsAt5000PerSecond(b *testing.B) {
 		cp.Int(trail.KeyCheckpointCount, int64(c.Count))
 		cp.String(trail.KeyCheckpointHead, c.Head.String())
 		cp.String(trail.KeyCheckpointSignature, checkpoint.Sign(key, c))
-		l.seq++
-		rec := cp.Bytes()
-		stampSeq(rec, l.seq)
-		if l.chain.head, err = l.chain.link(rec); err != nil {
-			b.Fatal(err)
-		}
+		chainNext(b, l, cp.Bytes())
 		first = l.seq + 1
 	}
 	perRecord := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
