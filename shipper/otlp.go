@@ -5,13 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
-
-	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
-	"go.opentelemetry.io/otel/exporters/stdout/stdoutlog"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/connaudit/connaudit/shipper/otlp"
 )
@@ -42,25 +35,30 @@ func OTLPProtocol() (string, error) {
 	return "", fmt.Errorf("%s=%q is not a protocol: use grpc or http/protobuf", name, v)
 }
 
-// ValidateOTLPEnv checks the standard OTLP variables that the SDK would
-// otherwise ignore quietly when malformed.
+// ValidateOTLPEnv checks the standard OTLP variables, which the exporters
+// read when the agent starts.
 func ValidateOTLPEnv() error {
-	if _, err := OTLPProtocol(); err != nil {
+	protocol, err := OTLPProtocol()
+	if err != nil {
 		return err
 	}
-	_, err := otlp.ConfigFromEnv()
+	if protocol == ProtocolGRPC {
+		_, err = otlp.GRPCConfigFromEnv()
+	} else {
+		_, err = otlp.ConfigFromEnv()
+	}
 	return err
 }
 
-// NewSDKExporter builds the exporter for output. OTLP exporters read the
-// standard OTEL_EXPORTER_OTLP_* variables; compression is gzip unless they
-// say otherwise. OTLP/HTTP goes through connaudit's own exporter (package
-// otlp), which writes the wire format without the SDK's intermediate structs.
-// A tokenFile, when given, holds the bearer token sent with every export,
-// read again whenever the file changes.
-func NewSDKExporter(ctx context.Context, output, tokenFile string, console io.Writer) (sdklog.Exporter, error) {
+// NewSender builds the sender for output. OTLP senders read the standard
+// OTEL_EXPORTER_OTLP_* variables; compression is gzip unless they say
+// otherwise. A tokenFile, when given, holds the bearer token sent with every
+// export, read again whenever the file changes. The console sender writes
+// each record as a JSON line on console.
+// ctx is not kept: a sender connects lazily, on its first Send.
+func NewSender(ctx context.Context, output, tokenFile string, console io.Writer) (otlp.Sender, error) {
 	if output == OutputConsole {
-		return stdoutlog.New(stdoutlog.WithWriter(console))
+		return otlp.NewConsole(console), nil
 	}
 	protocol, err := OTLPProtocol()
 	if err != nil {
@@ -72,44 +70,21 @@ func NewSDKExporter(ctx context.Context, output, tokenFile string, console io.Wr
 			return nil, fmt.Errorf("CONNAUDIT_EXPORT_TOKEN_FILE: %w", err)
 		}
 	}
+	if protocol == ProtocolGRPC {
+		cfg, err := otlp.GRPCConfigFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Token = token
+		return otlp.NewGRPC(cfg)
+	}
 	cfg, err := otlp.ConfigFromEnv()
 	if err != nil {
 		return nil, err
 	}
-	_, compression := firstEnv("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION")
-	if protocol == ProtocolGRPC {
-		var opts []otlploggrpc.Option
-		if cfg.TLS != nil && strings.HasPrefix(cfg.URL, "https://") {
-			// The same TLS as OTLP/HTTP: the CA file and the client
-			// certificate are read again when they change.
-			opts = append(opts, otlploggrpc.WithTLSCredentials(credentials.NewTLS(cfg.TLS)))
-		}
-		if compression == "" {
-			opts = append(opts, otlploggrpc.WithCompressor("gzip"))
-		}
-		if token != nil {
-			opts = append(opts, otlploggrpc.WithDialOption(grpc.WithPerRPCCredentials(bearer{token})))
-		}
-		return otlp.NewGRPC(ctx, opts...)
-	}
 	cfg.Token = token
 	return otlp.New(cfg), nil
 }
-
-// bearer sends the token file's token with every gRPC call.
-type bearer struct{ token *otlp.TokenFile }
-
-func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	t, err := b.token.Token()
-	if err != nil {
-		return nil, err
-	}
-	return map[string]string{"authorization": "Bearer " + t}, nil
-}
-
-// RequireTransportSecurity is false so that a gateway on loopback or behind
-// a mesh works too; OTEL_EXPORTER_OTLP_CERTIFICATE turns TLS on.
-func (bearer) RequireTransportSecurity() bool { return false }
 
 func firstEnv(names ...string) (string, string) {
 	for _, n := range names {

@@ -92,13 +92,13 @@ func runAgent(ctx context.Context) error {
 	heartbeat := &agent.Heartbeat{Ledger: ledger, Interval: cfg.HeartbeatInterval, Dir: cfg.SpoolDir, Instance: instanceID, Log: logger}
 	agent.ReportSpoolDamage(ledger, recovery, logger)
 
-	sdkExporter, err := shipper.NewSDKExporter(ctx, cfg.Output, cfg.ExportTokenFile, os.Stdout)
+	sender, err := shipper.NewSender(ctx, cfg.Output, cfg.ExportTokenFile, os.Stdout)
 	if err != nil {
 		return fmt.Errorf("create exporter: %w", err)
 	}
 	exporter := shipper.NewExporter(shipper.ExportConfig{
 		BatchRecords: cfg.ExportBatch, BatchBytes: 1 << 20, MaxDelay: cfg.ExportMaxDelay, MaxBackoff: cfg.ExportMaxBackoff, Version: version,
-	}, sp, sdkExporter, ledger, metrics, logger)
+	}, sp, sender, ledger, metrics, logger)
 
 	captureStart := time.Now()
 	tracer, err := bpf.Load(cfg.capture())
@@ -185,7 +185,7 @@ func runAgent(ctx context.Context) error {
 		}
 		cancel()
 	}
-	_ = sdkExporter.Shutdown(context.Background())
+	_ = sender.Shutdown(context.Background())
 	stats := sp.Stats()
 	logger.Info("stopped", "flushed", flushed, "left_in_spool", stats.Records, "last_seq", ledger.LastSeq())
 	return captureErr

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
 	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	"google.golang.org/protobuf/proto"
 )
@@ -40,24 +39,57 @@ const DefaultUserAgent = "connaudit OTLP/HTTP logs exporter"
 // specification defines it, each variable's _LOGS_ form first. Compression
 // is gzip when neither form is set.
 func ConfigFromEnv() (Config, error) {
-	cfg := Config{URL: "http://localhost:4318/v1/logs", Timeout: 10 * time.Second, Gzip: true, Headers: http.Header{}}
+	target := "http://localhost:4318/v1/logs"
 	if v := os.Getenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"); v != "" {
 		u, err := parseEndpoint("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", v)
 		if err != nil {
-			return cfg, err
+			return Config{}, err
 		}
 		if u.Path == "" {
 			u.Path = "/"
 		}
-		cfg.URL = u.String()
+		target = u.String()
 	} else if v := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"); v != "" {
 		u, err := parseEndpoint("OTEL_EXPORTER_OTLP_ENDPOINT", v)
 		if err != nil {
-			return cfg, err
+			return Config{}, err
 		}
 		u.Path = strings.TrimSuffix(u.Path, "/") + "/v1/logs"
-		cfg.URL = u.String()
+		target = u.String()
 	}
+	return configFromEnv(target)
+}
+
+// GRPCConfigFromEnv is ConfigFromEnv for OTLP/gRPC, reading the variables as
+// the SDK's otlploggrpc does: URL is the endpoint's scheme://host:port, its
+// path ignored; https:// means TLS, http:// plaintext. With no endpoint set
+// it is localhost:4317 over TLS, or plaintext when
+// OTEL_EXPORTER_OTLP_(LOGS_)INSECURE is true.
+func GRPCConfigFromEnv() (Config, error) {
+	var u *url.URL
+	if name, v := env("ENDPOINT"); v != "" {
+		var err error
+		if u, err = parseEndpoint(name, v); err != nil {
+			return Config{}, err
+		}
+	} else {
+		u = &url.URL{Scheme: "https", Host: "localhost:4317"}
+		if name, v := env("INSECURE"); v != "" {
+			insecure, err := strconv.ParseBool(v)
+			if err != nil {
+				return Config{}, fmt.Errorf("%s=%q: want true or false", name, v)
+			}
+			if insecure {
+				u.Scheme = "http"
+			}
+		}
+	}
+	return configFromEnv(u.Scheme + "://" + u.Host)
+}
+
+// configFromEnv reads what the variables say besides the endpoint, target.
+func configFromEnv(target string) (Config, error) {
+	cfg := Config{URL: target, Timeout: 10 * time.Second, Gzip: true, Headers: http.Header{}}
 	if name, v := env("HEADERS"); v != "" {
 		for _, pair := range strings.Split(v, ",") {
 			k, val, ok := strings.Cut(pair, "=")
@@ -148,15 +180,13 @@ func tlsFromEnv(host string) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// Exporter is an sdklog.Exporter that sends each Export as one OTLP/HTTP
-// protobuf request. It does not retry: its caller does, and learns from
-// StatusError whether retrying can help.
+// Exporter is a Sender over OTLP/HTTP. It does not retry: its caller does,
+// and learns from the error's type whether retrying can help.
 type Exporter struct {
 	cfg    Config
 	client *http.Client
 
-	mu   sync.Mutex // one Export at a time: they share the buffers
-	enc  Encoder
+	mu   sync.Mutex // one Send at a time: they share the buffers
 	body bytes.Buffer
 	gz   *gzip.Writer
 }
@@ -196,14 +226,14 @@ func (e *StatusError) Error() string {
 // maxResponseBytes bounds what is read of a response body.
 const maxResponseBytes = 64 << 10
 
-// Export sends recs in one request.
-func (x *Exporter) Export(ctx context.Context, recs []sdklog.Record) error {
-	if len(recs) == 0 {
+// Send posts req, compressed if so configured.
+func (x *Exporter) Send(ctx context.Context, req []byte) error {
+	if len(req) == 0 {
 		return nil
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	payload := x.enc.Encode(recs)
+	payload := req
 	if x.gz != nil {
 		x.body.Reset()
 		x.gz.Reset(&x.body)
@@ -215,30 +245,30 @@ func (x *Exporter) Export(ctx context.Context, recs []sdklog.Record) error {
 		}
 		payload = x.body.Bytes()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, x.cfg.URL, bytes.NewReader(payload))
+	post, err := http.NewRequestWithContext(ctx, http.MethodPost, x.cfg.URL, bytes.NewReader(payload))
 	if err != nil {
 		return err
 	}
 	for k, v := range x.cfg.Headers {
-		req.Header[k] = v
+		post.Header[k] = v
 	}
 	if x.cfg.Token != nil {
 		token, err := x.cfg.Token.Token()
 		if err != nil {
 			return err
 		}
-		req.Header.Set("Authorization", "Bearer "+token)
+		post.Header.Set("Authorization", "Bearer "+token)
 	}
-	req.Header.Set("Content-Type", "application/x-protobuf")
+	post.Header.Set("Content-Type", "application/x-protobuf")
 	if x.gz != nil {
-		req.Header.Set("Content-Encoding", "gzip")
+		post.Header.Set("Content-Encoding", "gzip")
 	}
 	ua := x.cfg.UserAgent
 	if ua == "" {
 		ua = DefaultUserAgent
 	}
-	req.Header.Set("User-Agent", ua)
-	resp, err := x.client.Do(req)
+	post.Header.Set("User-Agent", ua)
+	resp, err := x.client.Do(post)
 	if err != nil {
 		return err
 	}
@@ -274,10 +304,7 @@ func (x *Exporter) Shutdown(context.Context) error {
 	return nil
 }
 
-// ForceFlush does nothing: Export holds nothing back.
-func (x *Exporter) ForceFlush(context.Context) error { return nil }
-
-var _ sdklog.Exporter = (*Exporter)(nil)
+var _ Sender = (*Exporter)(nil)
 
 // retryAfter reads a Retry-After header: seconds, or an HTTP date.
 func retryAfter(v string, now time.Time) time.Duration {

@@ -3,85 +3,148 @@ package otlp
 import (
 	"context"
 	"fmt"
-	"sync"
+	"net/url"
+	"time"
 
-	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
 	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/encoding/gzip"
+	protocodec "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 )
 
-// GRPCExporter is the SDK's OTLP/gRPC exporter with its failures typed as
-// this package's HTTP exporter types them. The SDK reports a partial success
-// as an error of an internal type, so the exporter reads the collector's
-// answer itself, in a client interceptor.
+// GRPCUserAgent names connaudit's exporter to the collector (gRPC appends its own).
+const GRPCUserAgent = "connaudit OTLP/gRPC logs exporter"
+
+const exportMethod = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+
+// GRPCExporter is a Sender over OTLP/gRPC: each request is one unary
+// LogsService/Export call carrying req as it is. It does not retry.
 type GRPCExporter struct {
-	sdklog.Exporter
-	mu   sync.Mutex // one Export at a time: last belongs to it
-	last *grpcCall
+	cfg  Config
+	conn *grpc.ClientConn
+	md   metadata.MD
+	call []grpc.CallOption
 }
 
-// grpcCall is what the interceptor saw of the last attempt of an Export.
-type grpcCall struct {
-	err       error
-	partial   *collogspb.ExportLogsPartialSuccess
-	marshalEr error // the request could not be marshalled: its records are at fault
-}
-
-// NewGRPC returns the SDK's gRPC exporter, configured by opts and the
-// standard OTEL_EXPORTER_OTLP_* variables, with typed failures.
-func NewGRPC(ctx context.Context, opts ...otlploggrpc.Option) (*GRPCExporter, error) {
-	x := &GRPCExporter{}
-	opts = append(opts, otlploggrpc.WithDialOption(grpc.WithChainUnaryInterceptor(x.intercept)))
-	inner, err := otlploggrpc.New(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("create OTLP/gRPC exporter: %w", err)
+// NewGRPC returns an exporter for cfg, as GRPCConfigFromEnv reads it: TLS
+// (cfg.TLS, or the system's roots when nil) for an https:// URL, plaintext
+// for http://. It connects lazily, on the first Send.
+func NewGRPC(cfg Config) (*GRPCExporter, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("OTLP/gRPC endpoint %q: want http:// or https://host:port", cfg.URL)
 	}
-	x.Exporter = inner
+	creds := insecure.NewCredentials()
+	if u.Scheme == "https" {
+		creds = credentials.NewTLS(cfg.TLS)
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds), grpc.WithUserAgent(GRPCUserAgent)}
+	if cfg.Token != nil {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer{cfg.Token}))
+	}
+	conn, err := grpc.NewClient(u.Host, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("OTLP/gRPC client for %s: %w", u.Host, err)
+	}
+	x := &GRPCExporter{cfg: cfg, conn: conn, md: metadata.MD{}, call: []grpc.CallOption{grpc.ForceCodecV2(rawCodec{})}}
+	for k, v := range cfg.Headers {
+		x.md.Append(k, v...)
+	}
+	if cfg.Gzip {
+		x.call = append(x.call, grpc.UseCompressor(gzip.Name))
+	}
 	return x, nil
 }
 
-func (x *GRPCExporter) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	err := invoker(ctx, method, req, reply, cc, opts...)
-	call := &grpcCall{err: err}
-	if r, ok := reply.(*collogspb.ExportLogsServiceResponse); ok && err == nil {
-		call.partial = r.GetPartialSuccess()
+// Send makes one Export call with req.
+func (x *GRPCExporter) Send(ctx context.Context, req []byte) error {
+	if len(req) == 0 {
+		return nil
 	}
-	if status.Code(err) == codes.Internal {
-		// gRPC words a marshalling failure as an Internal status; marshal
-		// again (only on this rare path) to learn whether that is what it was.
-		if m, ok := req.(proto.Message); ok {
-			if _, merr := proto.Marshal(m); merr != nil {
-				call.marshalEr = merr
-			}
+	if x.cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, x.cfg.Timeout)
+		defer cancel()
+	}
+	if len(x.md) > 0 {
+		ctx = metadata.NewOutgoingContext(ctx, x.md)
+	}
+	var answer collogspb.ExportLogsServiceResponse
+	if err := x.conn.Invoke(ctx, exportMethod, req, &answer, x.call...); err != nil {
+		return classifyGRPC(fmt.Errorf("failed to send logs to %s: %w", x.conn.Target(), err))
+	}
+	if p := answer.GetPartialSuccess(); p != nil && (p.GetRejectedLogRecords() != 0 || p.GetErrorMessage() != "") {
+		return &PartialSuccessError{Rejected: p.GetRejectedLogRecords(), Message: p.GetErrorMessage()}
+	}
+	return nil
+}
+
+// Shutdown closes the connection.
+func (x *GRPCExporter) Shutdown(context.Context) error { return x.conn.Close() }
+
+var _ Sender = (*GRPCExporter)(nil)
+
+// classifyGRPC types a failed call as classifyStatus types an HTTP answer:
+// InvalidArgument is permanent (the collector's word for records it cannot
+// take); Unavailable throttles, and so does any status with RetryInfo,
+// which sets the delay; anything else is transient. ResourceExhausted
+// without RetryInfo stays transient and not busy, so that the export loop
+// shrinks the batch: it is also how a server refuses a message too large.
+func classifyGRPC(err error) error {
+	s, _ := status.FromError(err)
+	var delay time.Duration
+	for _, d := range s.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			delay = ri.GetRetryDelay().AsDuration()
 		}
 	}
-	x.last = call
+	switch {
+	case s.Code() == codes.InvalidArgument:
+		return &PermanentError{Err: err}
+	case s.Code() == codes.Unavailable || delay > 0:
+		return &ThrottleError{Err: err, Delay: delay}
+	}
 	return err
 }
 
-// Export sends recs; a failure is a PermanentError (InvalidArgument, or
-// records that cannot be marshalled), a PartialSuccessError, or as the SDK
-// reported it (transient).
-func (x *GRPCExporter) Export(ctx context.Context, recs []sdklog.Record) error {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	x.last = nil
-	err := x.Exporter.Export(ctx, recs)
-	call := x.last
-	if err == nil || call == nil {
-		return err
+// rawCodec sends a request's bytes as they are, already encoded, and decodes
+// the answer as gRPC's proto codec does. Its name is proto's, so that the
+// collector decodes the request as usual.
+type rawCodec struct{}
+
+var protoCodec = encoding.GetCodecV2(protocodec.Name)
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	b, ok := v.([]byte)
+	if !ok {
+		return nil, fmt.Errorf("rawCodec cannot send a %T", v)
 	}
-	switch {
-	case call.marshalEr != nil:
-		return &PermanentError{Err: fmt.Errorf("%w (%w)", err, call.marshalEr)}
-	case call.err == nil && call.partial != nil:
-		return &PartialSuccessError{Rejected: call.partial.GetRejectedLogRecords(), Message: call.partial.GetErrorMessage()}
-	case status.Code(call.err) == codes.InvalidArgument:
-		return &PermanentError{Err: err}
-	}
-	return err
+	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
 }
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error { return protoCodec.Unmarshal(data, v) }
+
+func (rawCodec) Name() string { return protocodec.Name }
+
+// bearer sends the token file's token with every call.
+type bearer struct{ token *TokenFile }
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	t, err := b.token.Token()
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"authorization": "Bearer " + t}, nil
+}
+
+// RequireTransportSecurity is false so that a gateway on loopback or behind
+// a mesh works too; https:// in the endpoint turns TLS on.
+func (bearer) RequireTransportSecurity() bool { return false }
