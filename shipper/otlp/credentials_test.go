@@ -36,7 +36,7 @@ func rotate(t *testing.T, path, content string, at time.Time) {
 }
 
 // A rotated token is sent from the next export on, with no restart.
-func TestExportSendsTheCurrentToken(t *testing.T) {
+func TestSendSendsTheCurrentToken(t *testing.T) {
 	var got []string
 	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		got = append(got, r.Header.Get("Authorization"))
@@ -56,19 +56,19 @@ func TestExportSendsTheCurrentToken(t *testing.T) {
 	}
 	cfg.Token = token
 	x := New(cfg)
-	recs := variedRecords(t)[:1]
-	if err := x.Export(t.Context(), recs); err != nil {
+	_, req := testRequest(t)
+	if err := x.Send(t.Context(), req); err != nil {
 		t.Fatal(err)
 	}
 	rotate(t, path, "second", t0.Add(time.Minute))
-	if err := x.Export(t.Context(), recs); err != nil {
+	if err := x.Send(t.Context(), req); err != nil {
 		t.Fatal(err)
 	}
 	// Between the removal of the old file and the new one, the last token.
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	if err := x.Export(t.Context(), recs); err != nil {
+	if err := x.Send(t.Context(), req); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"Bearer first", "Bearer second", "Bearer second"}
@@ -172,9 +172,19 @@ func newTestCA(t *testing.T) testCA {
 	return testCA{cert, key, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
 }
 
-// serve starts an OTLP/HTTP stand-in on 127.0.0.1 whose certificate, signed
-// by ca, names dnsName (and 127.0.0.1 when dnsName is empty).
+// serve starts an OTLP/HTTP stand-in on 127.0.0.1 with ca.serverCert(dnsName).
 func (ca testCA) serve(t *testing.T, dnsName string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.serverCert(t, dnsName)}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// serverCert is a server certificate signed by ca that names dnsName (and
+// 127.0.0.1 when dnsName is empty).
+func (ca testCA) serverCert(t *testing.T, dnsName string) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -191,11 +201,7 @@ func (ca testCA) serve(t *testing.T, dnsName string) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return srv
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 // The gateway's CA may be published after the agent started, and replaced:
@@ -214,7 +220,8 @@ func TestServerCAIsReadWhenItChanges(t *testing.T) {
 	export := func() error {
 		x := New(cfg) // a new connection each time
 		defer x.Shutdown(t.Context())
-		return x.Export(t.Context(), variedRecords(t)[:1])
+		_, req := testRequest(t)
+		return x.Send(t.Context(), req)
 	}
 	if err := export(); err == nil || !strings.Contains(err.Error(), "has not published its CA at "+caFile) {
 		t.Fatalf("export before the CA is published: %v", err)

@@ -225,47 +225,55 @@ func TestEncodeRepairsInvalidUTF8(t *testing.T) {
 	}
 }
 
-func TestExportSendsWhatTheCollectorExpects(t *testing.T) {
-	recs := variedRecords(t)
-	var got *http.Request
-	var body []byte
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got = r
-		zr, err := gzip.NewReader(r.Body)
-		if err != nil {
-			t.Errorf("the body is not gzip: %v", err)
-			return
-		}
-		body, _ = io.ReadAll(zr)
-	}))
-	defer srv.Close()
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL+"/prefix/")
-	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20abc,x-tenant = shop ")
-	cfg, err := ConfigFromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.UserAgent = "connaudit/test"
-	x := New(cfg)
-	if err := x.Export(t.Context(), recs); err != nil {
-		t.Fatal(err)
-	}
-	if got.URL.Path != "/prefix/v1/logs" || got.Header.Get("Content-Type") != "application/x-protobuf" ||
-		got.Header.Get("Content-Encoding") != "gzip" || got.Header.Get("Authorization") != "Bearer abc" ||
-		got.Header.Get("X-Tenant") != "shop" || got.Header.Get("User-Agent") != "connaudit/test" {
-		t.Fatalf("request %s %v", got.URL, got.Header)
-	}
-	want := reference(t, recs)
-	sent := decode(t, body)
-	sortResources(want)
-	sortResources(sent)
-	if !proto.Equal(sent, want) {
-		t.Fatalf("the request body decodes as\n%s", prototext.Format(sent))
+// The request reaches the collector as it was given, compressed unless
+// compression is off, with the configured headers.
+func TestSendPostsWhatTheCollectorExpects(t *testing.T) {
+	want, req := testRequest(t)
+	for _, compression := range []string{"gzip", "none"} {
+		t.Run(compression, func(t *testing.T) {
+			var got *http.Request
+			var body []byte
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got = r
+				var in io.Reader = r.Body
+				if r.Header.Get("Content-Encoding") == "gzip" {
+					zr, err := gzip.NewReader(r.Body)
+					if err != nil {
+						t.Errorf("the body is not gzip: %v", err)
+						return
+					}
+					in = zr
+				}
+				body, _ = io.ReadAll(in)
+			}))
+			defer srv.Close()
+			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL+"/prefix/")
+			t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20abc,x-tenant = shop ")
+			t.Setenv("OTEL_EXPORTER_OTLP_COMPRESSION", compression)
+			cfg, err := ConfigFromEnv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.UserAgent = "connaudit/test"
+			x := New(cfg)
+			if err := x.Send(t.Context(), req); err != nil {
+				t.Fatal(err)
+			}
+			wantEncoding := map[string]string{"gzip": "gzip", "none": ""}[compression]
+			if got.URL.Path != "/prefix/v1/logs" || got.Header.Get("Content-Type") != "application/x-protobuf" ||
+				got.Header.Get("Content-Encoding") != wantEncoding || got.Header.Get("Authorization") != "Bearer abc" ||
+				got.Header.Get("X-Tenant") != "shop" || got.Header.Get("User-Agent") != "connaudit/test" {
+				t.Fatalf("request %s %v", got.URL, got.Header)
+			}
+			if sent := decode(t, body); !proto.Equal(sent, want) {
+				t.Fatalf("the request body decodes as\n%s", prototext.Format(sent))
+			}
+		})
 	}
 }
 
-func TestExportReportsWhatTheCollectorSaid(t *testing.T) {
-	recs := variedRecords(t)[:1]
+func TestSendReportsWhatTheCollectorSaid(t *testing.T) {
+	_, req := testRequest(t)
 	for _, c := range []struct {
 		name       string
 		status     int
@@ -301,7 +309,7 @@ func TestExportReportsWhatTheCollectorSaid(t *testing.T) {
 			}))
 			defer srv.Close()
 			x := New(Config{URL: srv.URL + "/v1/logs", Timeout: time.Second})
-			err := x.Export(t.Context(), recs)
+			err := x.Send(t.Context(), req)
 			var partial *PartialSuccessError
 			var status *StatusError
 			switch {
@@ -389,7 +397,7 @@ func TestCertificateWithoutPEM(t *testing.T) {
 	}
 }
 
-func TestExportTrustsTheConfiguredCertificate(t *testing.T) {
+func TestSendTrustsTheConfiguredCertificate(t *testing.T) {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	srv.Config.ErrorLog = stdlog.New(io.Discard, "", 0) // the refused handshake
 	srv.StartTLS()
@@ -398,20 +406,20 @@ func TestExportTrustsTheConfiguredCertificate(t *testing.T) {
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	recs := variedRecords(t)[:1]
+	_, req := testRequest(t)
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
 	cfg, err := ConfigFromEnv()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := New(cfg).Export(t.Context(), recs); err == nil || !strings.Contains(err.Error(), "certificate") {
+	if err := New(cfg).Send(t.Context(), req); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("an unknown server certificate was accepted: %v", err)
 	}
 	t.Setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", ca)
 	if cfg, err = ConfigFromEnv(); err != nil {
 		t.Fatal(err)
 	}
-	if err := New(cfg).Export(t.Context(), recs); err != nil {
+	if err := New(cfg).Send(t.Context(), req); err != nil {
 		t.Fatalf("with OTEL_EXPORTER_OTLP_CERTIFICATE: %v", err)
 	}
 }
