@@ -7,12 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
-	"go.opentelemetry.io/otel/log"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
-	"go.opentelemetry.io/otel/sdk/resource"
+	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/connaudit/connaudit/shipper/otlp"
 )
 
 // arriveTimeout covers the exporter's retry back-off (at most 10 s between
@@ -94,42 +95,22 @@ func TestQueueSurvivesCollectorRestart(t *testing.T) {
 	checkArrived(t, vl, sent)
 }
 
-func httpExporter(t *testing.T, col *Collector) sdklog.Exporter {
+func httpExporter(t *testing.T, col *Collector) otlp.Sender {
 	t.Helper()
-	exp, err := otlploghttp.New(context.Background(),
-		otlploghttp.WithEndpointURL(col.HTTPEndpoint()+"/v1/logs"),
-		otlploghttp.WithInsecure())
-	if err != nil {
-		t.Fatalf("new otlploghttp exporter: %v", err)
-	}
+	exp := otlp.New(otlp.Config{URL: col.HTTPEndpoint() + "/v1/logs", Gzip: true, Timeout: 10 * time.Second})
 	t.Cleanup(func() { _ = exp.Shutdown(context.Background()) })
 	return exp
 }
 
-func grpcExporter(t *testing.T, col *Collector) sdklog.Exporter {
+func grpcExporter(t *testing.T, col *Collector) otlp.Sender {
 	t.Helper()
-	exp, err := otlploggrpc.New(context.Background(),
-		otlploggrpc.WithEndpoint(col.GRPCEndpoint()),
-		otlploggrpc.WithInsecure())
+	exp, err := otlp.NewGRPC(otlp.Config{URL: "http://" + col.GRPCEndpoint(), Gzip: true, Timeout: 10 * time.Second})
 	if err != nil {
-		t.Fatalf("new otlploggrpc exporter: %v", err)
+		t.Fatalf("new OTLP/gRPC exporter: %v", err)
 	}
 	t.Cleanup(func() { _ = exp.Shutdown(context.Background()) })
 	return exp
 }
-
-// capture is an sdklog.Processor that keeps the records emitted to it, so that
-// the test can export them itself and see the exporter's error (the SDK's own
-// processors only report errors to the global handler).
-type capture struct{ records []sdklog.Record }
-
-func (c *capture) OnEmit(_ context.Context, r *sdklog.Record) error {
-	c.records = append(c.records, r.Clone())
-	return nil
-}
-func (c *capture) Enabled(context.Context, sdklog.EnabledParameters) bool { return true }
-func (c *capture) Shutdown(context.Context) error                         { return nil }
-func (c *capture) ForceFlush(context.Context) error                       { return nil }
 
 // sentRecord is what a test expects to find in VictoriaLogs.
 type sentRecord struct {
@@ -138,38 +119,47 @@ type sentRecord struct {
 	time time.Time
 }
 
+func str(k, v string) *commonpb.KeyValue {
+	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
+}
+
+func integer(k string, v int64) *commonpb.KeyValue {
+	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}}}
+}
+
 // send exports n records tagged run=<run> and seq=0..n-1 through exp in one
 // request, and fails the test if the export fails.
-func send(t *testing.T, exp sdklog.Exporter, run string, n int) []sentRecord {
+func send(t *testing.T, exp otlp.Sender, run string, n int) []sentRecord {
 	t.Helper()
-	res := resource.NewSchemaless(
-		attribute.String("service.name", "connaudit-teststack"),
-		attribute.String("k8s.pod.name", "pod-a"),
-	)
-	var c capture
-	provider := sdklog.NewLoggerProvider(sdklog.WithResource(res), sdklog.WithProcessor(&c))
-	logger := provider.Logger("teststack", log.WithInstrumentationVersion("v1.2.3"))
+	scope := &logspb.ScopeLogs{Scope: &commonpb.InstrumentationScope{Name: "teststack", Version: "v1.2.3"}}
+	req := &collogspb.ExportLogsServiceRequest{ResourceLogs: []*logspb.ResourceLogs{{
+		Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{
+			str("service.name", "connaudit-teststack"), str("k8s.pod.name", "pod-a")}},
+		ScopeLogs: []*logspb.ScopeLogs{scope},
+	}}}
 	start := time.Now().Truncate(time.Millisecond)
 	sent := make([]sentRecord, n)
 	for i := range n {
 		sent[i] = sentRecord{run: run, seq: i, time: start.Add(time.Duration(i) * time.Millisecond)}
-		var r log.Record
-		r.SetTimestamp(sent[i].time)
-		r.SetEventName("connaudit.tcp.connect")
-		r.SetSeverity(log.SeverityInfo)
-		r.SetSeverityText("INFO")
-		r.SetBody(attribute.StringValue(fmt.Sprintf("connect %s %d", run, i)))
-		r.AddAttributes(
-			attribute.String("run", run),
-			attribute.Int("seq", i),
-			attribute.String("network.peer.address", "198.51.100.7"),
-			attribute.Int("network.peer.port", 443),
-		)
-		logger.Emit(context.Background(), r)
+		scope.LogRecords = append(scope.LogRecords, &logspb.LogRecord{
+			TimeUnixNano:   uint64(sent[i].time.UnixNano()),
+			EventName:      "connaudit.tcp.connect",
+			SeverityNumber: logspb.SeverityNumber_SEVERITY_NUMBER_INFO,
+			SeverityText:   "INFO",
+			Body:           &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: fmt.Sprintf("connect %s %d", run, i)}},
+			Attributes: []*commonpb.KeyValue{
+				str("run", run), integer("seq", int64(i)),
+				str("network.peer.address", "198.51.100.7"), integer("network.peer.port", 443),
+			},
+		})
+	}
+	body, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := exp.Export(ctx, c.records); err != nil {
+	if err := exp.Send(ctx, body); err != nil {
 		t.Fatalf("export %d records of run %q: %v", n, run, err)
 	}
 	return sent
