@@ -204,7 +204,7 @@ func TestConsoleOutput(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("agent exit: %v\n%s", err, stderr.String())
 	}
-	if out := cmd.Stdout.(*syncWriter).String(); !strings.Contains(out, `"EventName":"tcp.connect"`) || !strings.Contains(out, "connaudit.agent.stop") {
+	if out := cmd.Stdout.(*syncWriter).String(); !strings.Contains(out, `"eventName":"tcp.connect"`) || !strings.Contains(out, "connaudit.agent.stop") {
 		t.Errorf("stdout lacks the tcp.connect event name or the stop record:\n%.2000s", out)
 	}
 }
