@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
 	collogpb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	logpb "go.opentelemetry.io/proto/otlp/logs/v1"
 	"google.golang.org/grpc"
@@ -114,14 +112,14 @@ func (s *otlpSink) snapshot() (requests int, seqs []int64, losses []*logpb.LogRe
 	return s.requests, slices.Clone(s.seqs), slices.Clone(s.losses)
 }
 
-func httpExporter(t *testing.T, sink *otlpSink) sdklog.Exporter {
+func httpExporter(t *testing.T, sink *otlpSink) otlp.Sender {
 	t.Helper()
 	srv := httptest.NewServer(sink)
 	t.Cleanup(srv.Close)
 	return otlp.New(otlp.Config{URL: srv.URL + "/v1/logs", Gzip: true, Timeout: 10 * time.Second})
 }
 
-func grpcExporter(t *testing.T, sink *otlpSink) sdklog.Exporter {
+func grpcExporter(t *testing.T, sink *otlpSink) otlp.Sender {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -131,7 +129,7 @@ func grpcExporter(t *testing.T, sink *otlpSink) sdklog.Exporter {
 	collogpb.RegisterLogsServiceServer(srv, sink)
 	go srv.Serve(l)
 	t.Cleanup(srv.Stop)
-	exp, err := otlp.NewGRPC(t.Context(), otlploggrpc.WithEndpoint(l.Addr().String()), otlploggrpc.WithInsecure())
+	exp, err := otlp.NewGRPC(otlp.Config{URL: "http://" + l.Addr().String(), Gzip: true, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +156,7 @@ func spoolWithPoison(t *testing.T, n, poison int) (*spool.Spool, *Ledger) {
 }
 
 // runExporter runs an Exporter until done says so, for at most 30 seconds.
-func runExporter(t *testing.T, sp *spool.Spool, sh *Ledger, exp sdklog.Exporter, cfg ExportConfig, done func() bool) *Exporter {
+func runExporter(t *testing.T, sp *spool.Spool, sh *Ledger, exp otlp.Sender, cfg ExportConfig, done func() bool) *Exporter {
 	t.Helper()
 	cfg.MaxBackoff = max(cfg.MaxBackoff, time.Millisecond)
 	x := NewExporter(cfg, sp, exp, sh, sh.metrics, sh.log)
@@ -177,7 +175,7 @@ func runExporter(t *testing.T, sp *spool.Spool, sh *Ledger, exp sdklog.Exporter,
 // becomes a rejected loss record naming its seq, and every other record
 // arrives, over HTTP (400) and gRPC (InvalidArgument) alike.
 func TestPermanentlyRefusedRecordBecomesALossRecord(t *testing.T) {
-	for name, newExporter := range map[string]func(*testing.T, *otlpSink) sdklog.Exporter{
+	for name, newExporter := range map[string]func(*testing.T, *otlpSink) otlp.Sender{
 		"http": httpExporter, "grpc": grpcExporter,
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -220,7 +218,7 @@ func TestPermanentlyRefusedRecordBecomesALossRecord(t *testing.T) {
 // A real OTLP partial_success response is reported as a rejected loss with
 // the count the collector gave, over HTTP and gRPC alike.
 func TestPartialSuccessResponseIsReported(t *testing.T) {
-	for name, newExporter := range map[string]func(*testing.T, *otlpSink) sdklog.Exporter{
+	for name, newExporter := range map[string]func(*testing.T, *otlpSink) otlp.Sender{
 		"http": httpExporter, "grpc": grpcExporter,
 	} {
 		t.Run(name, func(t *testing.T) {
