@@ -21,14 +21,14 @@ import (
 )
 
 // Config is what the standard OTEL_EXPORTER_OTLP_* variables say about an
-// OTLP/HTTP logs exporter.
+// OTLP/HTTP or OTLP/gRPC logs exporter.
 type Config struct {
-	URL       string        // full URL of the logs endpoint
+	URL       string        // full URL of the logs endpoint; for gRPC http:// or https://host:port
 	Headers   http.Header   // sent with every request
 	Timeout   time.Duration // of one request
 	Gzip      bool          // compress request bodies
 	TLS       *tls.Config   // nil: the default
-	UserAgent string        // empty: DefaultUserAgent
+	UserAgent string        // empty: DefaultUserAgent, or GRPCUserAgent
 	Token     *TokenFile    // nil: no Authorization header
 }
 

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// GRPCUserAgent names connaudit's exporter to the collector (gRPC appends its own).
+// GRPCUserAgent names connaudit's gRPC exporter to the collector (gRPC appends its own).
 const GRPCUserAgent = "connaudit OTLP/gRPC logs exporter"
 
 const exportMethod = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
@@ -46,7 +46,11 @@ func NewGRPC(cfg Config) (*GRPCExporter, error) {
 	if u.Scheme == "https" {
 		creds = credentials.NewTLS(cfg.TLS)
 	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds), grpc.WithUserAgent(GRPCUserAgent)}
+	ua := cfg.UserAgent
+	if ua == "" {
+		ua = GRPCUserAgent
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds), grpc.WithUserAgent(ua)}
 	if cfg.Token != nil {
 		opts = append(opts, grpc.WithPerRPCCredentials(bearer{cfg.Token}))
 	}
