@@ -358,7 +358,7 @@ func (d *DNS) emit(p *capture.Packet, a *dns.Answer, observed time.Time, rejecte
 	d.Trail.Emit(d.builder.Build(&shipper.DNSAnswer{
 		Answer: a, Received: d.Clock.Wall(p.TimeNs), Observed: observed, Rejected: rejected,
 		NetNS: p.NetNS, CgroupID: p.CgroupID, TCP: p.Transport == capture.TCP, Resolver: p.Server.String(),
-		Resource: d.resource(p.CgroupID, d.Clock.Wall(p.TimeNs)), Attrs: d.attrs.Bytes(),
+		Resource: d.resource(p.CgroupID, d.Clock.Wall(p.TimeNs)), Attrs: d.attrs.KeyValues(),
 	}))
 }
 
@@ -405,7 +405,7 @@ func (d *DNS) duplicate(p *capture.Packet, rejected bool) bool {
 // resource is the pod of the receiving socket's cgroup when it is known now,
 // else the node's; d.attrs gets what tells the two apart. DNS answers are
 // not held for their pod to reach the cache.
-func (d *DNS) resource(cgroupID uint64, at time.Time) []byte {
+func (d *DNS) resource(cgroupID uint64, at time.Time) *shipper.Resource {
 	d.attrs.Reset()
 	if d.Cgroups == nil {
 		return d.Identities.Node()

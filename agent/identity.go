@@ -9,14 +9,14 @@ import (
 	"github.com/connaudit/connaudit/shipper"
 )
 
-// IdentityEncoder encodes resources and peer attributes once per snapshot:
+// IdentityEncoder builds resources and peer attributes once per snapshot:
 // the enricher replaces a snapshot whenever it changes, so its pointer is a
 // sound cache key.
 type IdentityEncoder struct {
 	base      map[attribute.Key]attribute.Value // the agent's resource
-	node      []byte                            // base, encoded: host processes' resource
-	workloads map[*k8s.Workload][]byte
-	peers     map[*k8s.Peer][]byte
+	node      *shipper.Resource                 // base: host processes' resource
+	workloads map[*k8s.Workload]*shipper.Resource
+	peers     map[*k8s.Peer][]attribute.KeyValue
 }
 
 // maxCached bounds each cache; stale snapshots are dropped wholesale.
@@ -26,17 +26,17 @@ const maxCached = 16384
 func NewIdentityEncoder(base map[attribute.Key]attribute.Value) *IdentityEncoder {
 	return &IdentityEncoder{
 		base:      base,
-		node:      shipper.EncodeAttrs(base),
-		workloads: make(map[*k8s.Workload][]byte),
-		peers:     make(map[*k8s.Peer][]byte),
+		node:      shipper.NewResource(base),
+		workloads: make(map[*k8s.Workload]*shipper.Resource),
+		peers:     make(map[*k8s.Peer][]attribute.KeyValue),
 	}
 }
 
-// Node is the encoded resource of host processes: the agent's own.
-func (e *IdentityEncoder) Node() []byte { return e.node }
+// Node is the resource of host processes: the agent's own.
+func (e *IdentityEncoder) Node() *shipper.Resource { return e.node }
 
 // workload is the resource of a pod container: the agent's, plus the pod's.
-func (e *IdentityEncoder) workload(w *k8s.Workload) []byte {
+func (e *IdentityEncoder) workload(w *k8s.Workload) *shipper.Resource {
 	if b, ok := e.workloads[w]; ok {
 		return b
 	}
@@ -44,7 +44,7 @@ func (e *IdentityEncoder) workload(w *k8s.Workload) []byte {
 	for _, kv := range w.Attrs {
 		attrs[kv.Key] = kv.Value
 	}
-	b := shipper.EncodeAttrs(attrs)
+	b := shipper.NewResource(attrs)
 	if len(e.workloads) >= maxCached {
 		clear(e.workloads)
 	}
@@ -52,11 +52,11 @@ func (e *IdentityEncoder) workload(w *k8s.Workload) []byte {
 	return b
 }
 
-func (e *IdentityEncoder) peer(p *k8s.Peer) []byte {
+func (e *IdentityEncoder) peer(p *k8s.Peer) []attribute.KeyValue {
 	if b, ok := e.peers[p]; ok {
 		return b
 	}
-	b := shipper.EncodeKeyValues(p.Attrs)
+	b := shipper.KeyValues(p.Attrs)
 	if len(e.peers) >= maxCached {
 		clear(e.peers)
 	}

@@ -179,12 +179,12 @@ func (p *Pipeline) handle(ev *bpf.Event, observed time.Time, final bool) {
 		return // held
 	}
 	if p.Kubernetes != nil {
-		p.extra.Raw(p.Identities.peer(p.Kubernetes.Peer(ev.Peer.Addr(), start)))
+		p.extra.Append(p.Identities.peer(p.Kubernetes.Peer(ev.Peer.Addr(), start))...)
 	}
 	if p.Names != nil && !p.name(ev, start, observed, final, &src) {
 		return // held
 	}
-	src.Attrs = p.extra.Bytes()
+	src.Attrs = p.extra.KeyValues()
 	p.Trail.Emit(p.builder.Build(ev, start, end, observed, &src))
 	p.Live.Done()
 	p.Metrics.ConnectToSpool.Observe(time.Since(end).Seconds())

@@ -110,8 +110,7 @@ func (f *fakeTrail) Emit(payload []byte) {
 		panic(err)
 	}
 	m := map[string]string{"event_name": r.EventName}
-	res, _ := shipper.DecodeAttrs(r.Resource, nil)
-	for _, kv := range append(res, r.Attrs...) {
+	for _, kv := range append(r.Resource, r.Attrs...) {
 		m[string(kv.Key)] = kv.Value.Emit()
 	}
 	f.records = append(f.records, m)

@@ -209,6 +209,19 @@ func TestConsoleOutput(t *testing.T) {
 	}
 }
 
+// OTEL_EXPORTER_OTLP_PROTOCOL=grpc: the agent sends its spooled requests
+// over OTLP/gRPC, gzipped, to the collector, which stores them.
+func TestAgentExportsOverGRPC(t *testing.T) {
+	vl := teststack.StartVictoriaLogs(t)
+	col := teststack.StartCollector(t, vl.URL())
+	teststack.StartAgent(t, col, "OTEL_EXPORTER_OTLP_PROTOCOL=grpc", "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+col.GRPCEndpoint())
+	target := newConnectTarget(t)
+	if made, _ := target.connect(50); made != 50 {
+		t.Fatalf("made %d connects of 50", made)
+	}
+	waitConnects(t, vl, target.port, 50, arrivalTimeout)
+}
+
 // syncWriter lets the test read what a child process writes meanwhile.
 type syncWriter struct {
 	mu sync.Mutex

@@ -1047,11 +1047,7 @@ func readSpool(t *testing.T, dir string) []spoolSegment {
 				t.Fatalf("%s: record at %d: %v", path, off, err)
 			}
 			f := spoolFrame{off: off, end: off + spoolFrameHeader + n, seq: rec.Seq}
-			res, err := shipper.DecodeAttrs(rec.Resource, nil)
-			if err != nil {
-				t.Fatalf("%s: resource at %d: %v", path, off, err)
-			}
-			for _, kv := range res {
+			for _, kv := range rec.Resource {
 				if kv.Key == "service.instance.id" {
 					f.instance = kv.Value.AsString()
 				}

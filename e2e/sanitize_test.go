@@ -1,26 +1,24 @@
 package e2e
 
 import (
+	"encoding/binary"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/log"
 
 	"github.com/connaudit/connaudit/internal/teststack"
-	"github.com/connaudit/connaudit/shipper"
 	"github.com/connaudit/connaudit/shipper/spool"
 	"github.com/connaudit/connaudit/trail"
 )
 
 // OTEL_RESOURCE_ATTRIBUTES=team=%FF puts the byte 0xff into every record's
 // resource, which protobuf refuses; and a spool left by an agent that did not
-// sanitize holds such a record already. Both once stopped delivery for good.
-// Now the left-over record and new ones arrive, with the value made valid.
+// sanitize holds such a record already, in the spool's version 1 format.
+// Both once stopped delivery for good. Now the left-over record and new ones
+// arrive, with the value made valid.
 func TestInvalidUTF8DoesNotStallDelivery(t *testing.T) {
 	vl := teststack.StartVictoriaLogs(t)
 	col := teststack.StartCollector(t, vl.URL())
@@ -30,12 +28,10 @@ func TestInvalidUTF8DoesNotStallDelivery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh := shipper.NewLedger(sp, nil, shipper.NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	var e shipper.Encoder
 	badResource := []byte{4, 't', 'e', 'a', 'm', 1, 1, 0xff} // team="\xff", encoded as an unsanitizing agent did
-	now := time.Now()
-	e.Reset(trail.EventAgentStop, now, now, log.SeverityInfo, []byte("left over by an older agent"), badResource)
-	sh.Emit(e.Bytes())
+	if err := sp.Append(v1Payload(1, time.Now(), trail.EventAgentStop, "left over by an older agent", badResource)); err != nil {
+		t.Fatal(err)
+	}
 	if err := sp.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -57,4 +53,21 @@ func TestInvalidUTF8DoesNotStallDelivery(t *testing.T) {
 	if left["team"] != "\uFFFD" {
 		t.Errorf("left-over record: team = %q, want U+FFFD", left["team"])
 	}
+}
+
+// v1Payload is a record as agents before encode-once spooled it (spool
+// payload version 1): header, event, body, resource (an attribute list),
+// no attributes.
+func v1Payload(seq uint64, at time.Time, event trail.Event, body string, resource []byte) []byte {
+	le := binary.LittleEndian
+	p := []byte{1}
+	p = le.AppendUint64(p, seq)
+	p = le.AppendUint64(p, uint64(at.UnixNano()))
+	p = le.AppendUint64(p, uint64(at.UnixNano()))
+	p = append(p, byte(log.SeverityInfo))
+	for _, s := range [][]byte{[]byte(event), []byte(body), resource} {
+		p = binary.AppendUvarint(p, uint64(len(s)))
+		p = append(p, s...)
+	}
+	return p
 }

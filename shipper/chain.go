@@ -2,21 +2,18 @@ package shipper
 
 import (
 	"crypto/ed25519"
-	"encoding/binary"
 	"fmt"
-	"math"
 	"strconv"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
 
+	"github.com/connaudit/connaudit/shipper/otlp"
 	"github.com/connaudit/connaudit/trail"
 	"github.com/connaudit/connaudit/trail/chain"
 	"github.com/connaudit/connaudit/trail/checkpoint"
 )
-
-var seqKey = []byte(trail.KeySeq)
 
 // chainer keeps an instance's hash chain over the records that reach the
 // spool, in seq order. A record the spool refuses does not advance it: its
@@ -25,60 +22,56 @@ type chainer struct {
 	canon   chain.Canon
 	head    chain.Link
 	headSeq uint64 // the seq whose chain value head is; 0 before the first
+	attr    func(key []byte, v otlp.Value) error // c.add, made once
 }
 
-// link is the chain value of payload (seq already stamped) after the head.
+// link is the chain value after the head of a payload whose seq is stamped
+// and appended: the canonical form of what the payload sends.
 func (c *chainer) link(payload []byte) (chain.Link, error) {
-	if len(payload) < headerSize || payload[0] != recordVersion {
-		return chain.Link{}, errTruncated
-	}
-	le := binary.LittleEndian
-	d := decoder{b: payload[headerSize:]}
-	event, body, res := d.bytes(), d.bytes(), d.bytes()
-	if d.err != nil {
-		return chain.Link{}, d.err
-	}
-	c.canon.Reset(event, int64(le.Uint64(payload[9:])), int64(payload[25]), body)
-	if err := canonAttrs(&c.canon, res); err != nil {
-		return chain.Link{}, fmt.Errorf("resource: %w", err)
-	}
-	if err := canonAttrs(&c.canon, d.b); err != nil {
+	res, rec, err := splitPayload(payload)
+	if err != nil {
 		return chain.Link{}, err
 	}
-	c.canon.Int(seqKey, int64(le.Uint64(payload[seqOffset:])))
+	if c.attr == nil {
+		c.attr = c.add
+	}
+	var h otlp.LogRecordHead
+	// The head is read first: Reset must precede the attributes.
+	if err := otlp.ReadLogRecord(rec, &h, nil); err != nil {
+		return chain.Link{}, err
+	}
+	c.canon.Reset(h.EventName, int64(h.Time), h.Severity, h.Body.Str)
+	if err := otlp.ReadResource(res, c.attr); err != nil {
+		return chain.Link{}, err
+	}
+	if err := otlp.ReadLogRecord(rec, &h, c.attr); err != nil {
+		return chain.Link{}, err
+	}
 	return chain.Next(c.head, c.canon.Leaf()), nil
 }
 
-// canonAttrs adds an encoded attribute list to the canonical form, typed as
-// the exporter sends it.
-func canonAttrs(c *chain.Canon, b []byte) error {
-	d := decoder{b: b}
-	for len(d.b) > 0 && d.err == nil {
-		key := d.bytes()
-		switch kind := d.byte(); kind {
-		case kindString:
-			c.Bytes(key, d.bytes())
-		case kindInt:
-			c.Int(key, d.varint())
-		case kindFloat:
-			c.Float(key, math.Float64frombits(d.u64()))
-		case kindBool:
-			c.Bool(key, d.byte() != 0)
-		default:
-			if d.err == nil {
-				return fmt.Errorf("attribute %q: unknown kind %d", key, kind)
-			}
-		}
+// add adds an attribute to the canonical form, typed as it is sent.
+func (c *chainer) add(key []byte, v otlp.Value) error {
+	switch v.Kind {
+	case otlp.KindString:
+		c.canon.Bytes(key, v.Str)
+	case otlp.KindInt:
+		c.canon.Int(key, v.Int)
+	case otlp.KindDouble:
+		c.canon.Float(key, v.Double)
+	case otlp.KindBool:
+		c.canon.Bool(key, v.Bool)
+	case otlp.KindEmpty:
+	default:
+		return fmt.Errorf("attribute %q: a kind the trail does not hold", key)
 	}
-	return d.err
+	return nil
 }
 
 // appendChain appends the connaudit.chain attribute; it is the payload's last.
 func appendChain(payload []byte, l chain.Link) []byte {
-	payload = appendText(payload, string(trail.KeyChain))
-	payload = append(payload, kindString)
-	payload = binary.AppendUvarint(payload, 2*chain.Size)
-	return l.AppendText(payload)
+	var hex [2 * chain.Size]byte
+	return otlp.AppendAttribute(payload, attribute.String(string(trail.KeyChain), string(l.AppendText(hex[:0]))))
 }
 
 // Head is the seq and chain value of the last record that reached the
@@ -183,10 +176,6 @@ func StoredFields(payload []byte) (map[string]string, error) {
 	if err := Decode(payload, &r); err != nil {
 		return nil, err
 	}
-	res, err := DecodeAttrs(r.Resource, nil)
-	if err != nil {
-		return nil, fmt.Errorf("resource: %w", err)
-	}
 	m := map[string]string{
 		"_time":              r.Timestamp.UTC().Format(time.RFC3339Nano),
 		"_msg":               r.Body,
@@ -194,7 +183,7 @@ func StoredFields(payload []byte) (map[string]string, error) {
 		"severity_number":    strconv.Itoa(int(r.Severity)),
 		string(trail.KeySeq): strconv.FormatUint(r.Seq, 10),
 	}
-	for _, kv := range append(res, r.Attrs...) {
+	for _, kv := range append(r.Resource, r.Attrs...) {
 		var v string
 		switch kv.Value.Type() {
 		case attribute.FLOAT64:

@@ -5,6 +5,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
 	"golang.org/x/sys/unix"
 
@@ -14,11 +15,11 @@ import (
 
 // Source is what the stages after the kernel learned about a connect attempt.
 type Source struct {
-	Resource       []byte // encoded AttrList of the OTLP resource the record belongs to
+	Resource       *Resource // the OTLP resource the record belongs to
 	ContainerID    string
 	ExecutablePath string
 	ServerName     string // the name the application resolved the peer from, when known (server.address)
-	Attrs          []byte // further encoded attributes, appended as they are
+	Attrs          []attribute.KeyValue // further attributes, built by an AttrList
 }
 
 // ConnectBuilder encodes tcp.connect records. It reuses its buffers, so the
@@ -84,7 +85,7 @@ func (b *ConnectBuilder) Build(ev *bpf.Event, start, end, observed time.Time, sr
 		e.String(trail.KeyContainerID, src.ContainerID)
 	}
 	e.Int(trail.KeyNetNS, int64(ev.NetNS))
-	e.Raw(src.Attrs)
+	e.Append(src.Attrs...)
 	return e.Bytes()
 }
 

@@ -1,57 +1,27 @@
 package shipper
 
 import (
-	"encoding/binary"
 	"net/netip"
+	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
 
 	"github.com/connaudit/connaudit/dns"
 	"github.com/connaudit/connaudit/trail"
 )
 
-// Addr encodes an address as a string attribute without allocating.
-func (e *AttrList) Addr(key trail.Key, a netip.Addr) {
+// Addr adds an address as a string attribute.
+func (l *AttrList) Addr(key trail.Key, a netip.Addr) {
 	var b [64]byte
-	e.StringBytes(key, a.AppendTo(b[:0]))
+	l.StringBytes(key, a.AppendTo(b[:0]))
 }
 
-// StringList encodes vs, valid UTF-8 each, as one string joined by ", ",
-// without allocating. DNS names in their presentation form (package dns)
-// hold no ',' or ' ': those are escaped.
-func (e *AttrList) StringList(key trail.Key, vs []string) {
-	n := 0
-	for i, v := range vs {
-		if i > 0 {
-			n += 2
-		}
-		n += len(v)
-	}
-	if n > MaxTextBytes {
-		e.String(key, joinList(vs)) // rare: let appendText bound it
-		return
-	}
-	e.buf = appendText(e.buf, string(key))
-	e.buf = append(e.buf, kindString)
-	e.buf = binary.AppendUvarint(e.buf, uint64(n))
-	for i, v := range vs {
-		if i > 0 {
-			e.buf = append(e.buf, ", "...)
-		}
-		e.buf = append(e.buf, v...)
-	}
-}
-
-func joinList(vs []string) string {
-	var b []byte
-	for i, v := range vs {
-		if i > 0 {
-			b = append(b, ", "...)
-		}
-		b = append(b, v...)
-	}
-	return string(b)
+// StringList adds vs as one string joined by ", ". DNS names in their
+// presentation form (package dns) hold no ',' or ' ': those are escaped.
+func (l *AttrList) StringList(key trail.Key, vs []string) {
+	l.String(key, strings.Join(vs, ", "))
 }
 
 // DNSAnswer is one answer as the trail records it.
@@ -65,8 +35,8 @@ type DNSAnswer struct {
 	Resolver string // the server's address
 	// Rejected, when set, says why the answer named nothing (a dns.rejected record).
 	Rejected string
-	Resource []byte // encoded resource: the receiving process's pod, or the node
-	Attrs    []byte // further encoded attributes
+	Resource *Resource            // the receiving process's pod, or the node
+	Attrs    []attribute.KeyValue // further attributes, built by an AttrList
 }
 
 // DNSAnswerBuilder encodes dns.answer records, reusing its buffers: the bytes
@@ -122,6 +92,6 @@ func (b *DNSAnswerBuilder) Build(a *DNSAnswer) []byte {
 	}
 	e.Int(trail.KeyNetNS, int64(a.NetNS))
 	e.Int(trail.KeyCgroupID, int64(a.CgroupID))
-	e.Raw(a.Attrs)
+	e.Append(a.Attrs...)
 	return e.Bytes()
 }

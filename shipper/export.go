@@ -9,10 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/log"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
-	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/connaudit/connaudit/shipper/otlp"
 	"github.com/connaudit/connaudit/shipper/spool"
@@ -36,32 +32,35 @@ type ExportConfig struct {
 type Exporter struct {
 	cfg         ExportConfig
 	spool       *spool.Spool
-	exp         sdklog.Exporter
+	exp         otlp.Sender
 	ledger      *Ledger
 	metrics     *Metrics
 	log         *slog.Logger
-	providers   *providerCache
-	out         []sdklog.Record
-	seqs        []uint64 // connaudit.seq of each record in out
-	undecodable []uint64 // seqs of this batch's records this version cannot decode
-	rejected    []uint64 // seqs of this batch's records the collector refused for good
+	framer      otlp.Framer
+	records     []spooled // the batch being exported, as spooled
+	undecodable []uint64  // seqs of this batch's records this version cannot read
+	rejected    []uint64  // seqs of this batch's records the collector refused for good
 	rejectedErr error
-	rec         Record
-	strs        interner
-	attrs       []attribute.KeyValue // of the record being emitted, for captureProcessor
-	failingNs   atomic.Int64         // unix ns of the first failure of the current failing streak, 0 when healthy
+	v1          v1Converter
+	failingNs   atomic.Int64 // unix ns of the first failure of the current failing streak, 0 when healthy
 	running     atomic.Bool
 	drain       chan struct{} // closed by Drain
 	drainOnce   sync.Once
 	corruptSeen int64
 }
 
+// spooled is one record of a batch: its resource and LogRecord, as the
+// spool holds them.
+type spooled struct {
+	seq           uint64
+	resource, rec []byte
+}
+
 // NewExporter wires the export loop. The ledger receives the losses the
 // export finds: spool damage, undecodable records, records the collector rejected.
-func NewExporter(cfg ExportConfig, sp *spool.Spool, exp sdklog.Exporter, ledger *Ledger, m *Metrics, logger *slog.Logger) *Exporter {
-	x := &Exporter{cfg: cfg, spool: sp, exp: exp, ledger: ledger, metrics: m, log: logger, drain: make(chan struct{})}
-	x.providers = newProviderCache(1024, cfg.Version, &x.out, &x.attrs)
-	return x
+func NewExporter(cfg ExportConfig, sp *spool.Spool, exp otlp.Sender, ledger *Ledger, m *Metrics, logger *slog.Logger) *Exporter {
+	return &Exporter{cfg: cfg, spool: sp, exp: exp, ledger: ledger, metrics: m, log: logger, drain: make(chan struct{}),
+		framer: otlp.Framer{Scope: scopeName, Version: cfg.Version}}
 }
 
 // FailingSince is when the current streak of failed exports began, or zero.
@@ -85,7 +84,6 @@ func (x *Exporter) Drain() { x.drainOnce.Do(func() { close(x.drain) }) }
 // go on with nobody exporting. Records of an unacknowledged batch stay in the
 // spool and are exported again.
 func (x *Exporter) Run(ctx context.Context) {
-	defer x.providers.shutdown()
 	restart := newBackoff(100*time.Millisecond, x.cfg.MaxBackoff)
 	for {
 		x.running.Store(true)
@@ -124,8 +122,8 @@ func (x *Exporter) export(ctx context.Context) error {
 			continue // read the batch again, with what arrived meanwhile
 		}
 		x.reportCorruption()
-		x.convert(ctx, batch.Records)
-		switch err := x.deliver(ctx, x.out, x.seqs); {
+		x.read(batch.Records)
+		switch err := x.deliver(ctx, x.records); {
 		case errors.Is(err, errShrink):
 			// A batch the collector keeps refusing may be too big for it:
 			// retry its first half, and grow back after successes.
@@ -205,30 +203,26 @@ func (x *Exporter) reportCorruption() {
 	x.corruptSeen = corrupt
 }
 
-// convert turns spooled payloads into SDK records, in x.out with their seqs
-// in x.seqs, and notes the seqs of those it cannot decode.
-func (x *Exporter) convert(ctx context.Context, payloads [][]byte) {
-	x.out, x.seqs = x.out[:0], x.seqs[:0]
+// read splits spooled payloads into x.records, converting those an older
+// agent spooled, and notes the seqs of those it cannot read.
+func (x *Exporter) read(payloads [][]byte) {
+	x.records = x.records[:0]
 	x.undecodable, x.rejected, x.rejectedErr = x.undecodable[:0], x.rejected[:0], nil
 	for _, p := range payloads {
-		if err := decodeRecord(p, &x.rec, &x.strs); err != nil {
-			x.undecodable = append(x.undecodable, payloadSeq(p))
+		seq := payloadSeq(p)
+		if len(p) > 0 && p[0] == v1Version {
+			var err error
+			if p, err = x.v1.convert(p); err != nil {
+				x.undecodable = append(x.undecodable, seq)
+				continue
+			}
+		}
+		res, rec, err := splitPayload(p)
+		if err != nil {
+			x.undecodable = append(x.undecodable, seq)
 			continue
 		}
-		r := &x.rec
-		var lr log.Record
-		lr.SetEventName(r.EventName)
-		lr.SetTimestamp(r.Timestamp)
-		lr.SetObservedTimestamp(r.Observed)
-		lr.SetSeverity(r.Severity)
-		lr.SetSeverityText(severityText(r.Severity))
-		lr.SetBody(attribute.StringValue(r.Body))
-		r.Attrs = append(r.Attrs, attribute.Int64(string(trail.KeySeq), int64(r.Seq)))
-		// The processor sets the attributes on the SDK record in one copy:
-		// through lr, the SDK would copy them twice, growing one at a time.
-		x.attrs = r.Attrs
-		x.providers.logger(r.Resource).Emit(ctx, lr)
-		x.seqs = append(x.seqs, r.Seq)
+		x.records = append(x.records, spooled{seq: seq, resource: res, rec: rec})
 	}
 }
 
@@ -264,33 +258,38 @@ const failedTriesBeforeShrink = 3
 // Records the collector refuses for good are found by bisection and noted in
 // x.rejected; the others are delivered. A batch of more than one record that
 // keeps failing transiently yields errShrink.
-func (x *Exporter) deliver(ctx context.Context, recs []sdklog.Record, seqs []uint64) error {
+func (x *Exporter) deliver(ctx context.Context, recs []spooled) error {
 	err := x.send(ctx, recs)
 	var refused *otlp.PermanentError
 	if !errors.As(err, &refused) {
 		return err
 	}
 	if len(recs) == 1 {
-		x.rejected = append(x.rejected, seqs[0])
+		x.rejected = append(x.rejected, recs[0].seq)
 		x.rejectedErr = refused.Err
 		return nil
 	}
 	half := len(recs) / 2
-	if err := x.deliver(ctx, recs[:half], seqs[:half]); err != nil {
+	if err := x.deliver(ctx, recs[:half]); err != nil {
 		return err
 	}
-	return x.deliver(ctx, recs[half:], seqs[half:])
+	return x.deliver(ctx, recs[half:])
 }
 
 // send exports recs, retrying transient failures with backoff.
-func (x *Exporter) send(ctx context.Context, recs []sdklog.Record) error {
+func (x *Exporter) send(ctx context.Context, recs []spooled) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	x.framer.Reset()
+	for _, r := range recs {
+		x.framer.Add(r.resource, r.rec)
+	}
+	req := x.framer.Bytes()
 	start := time.Now()
 	retry := newBackoff(100*time.Millisecond, x.cfg.MaxBackoff)
 	for try := 1; ; try++ {
-		err := x.exp.Export(ctx, recs)
+		err := x.exp.Send(ctx, req)
 		partial, isPartial := otlp.AsPartialSuccess(err)
 		if err == nil || isPartial {
 			if isPartial {
@@ -336,88 +335,3 @@ func (x *Exporter) reportPartialSuccess(err *otlp.PartialSuccessError) {
 		x.ledger.Lose(Loss{Reason: trail.LossRejected, Count: n, Detail: err.Error()})
 	}
 }
-
-func severityText(s log.Severity) string {
-	switch {
-	case s >= log.SeverityError:
-		return "ERROR"
-	case s >= log.SeverityWarn:
-		return "WARN"
-	default:
-		return "INFO"
-	}
-}
-
-// providerCache keeps one LoggerProvider per resource: a record's OTLP
-// resource is its provider's. The oldest providers are shut down past max.
-type providerCache struct {
-	max     int
-	version string
-	out     *[]sdklog.Record
-	attrs   *[]attribute.KeyValue
-	byRes   map[string]*providerEntry
-	order   []string
-}
-
-type providerEntry struct {
-	provider *sdklog.LoggerProvider
-	logger   log.Logger
-}
-
-func newProviderCache(max int, version string, out *[]sdklog.Record, attrs *[]attribute.KeyValue) *providerCache {
-	return &providerCache{max: max, version: version, out: out, attrs: attrs, byRes: make(map[string]*providerEntry)}
-}
-
-func (c *providerCache) logger(res []byte) log.Logger {
-	if e, ok := c.byRes[string(res)]; ok {
-		return e.logger
-	}
-	attrs, err := DecodeAttrs(res, nil)
-	if err != nil {
-		attrs = append(attrs, attribute.String(string(trail.KeyResourceError), err.Error()))
-	}
-	p := sdklog.NewLoggerProvider(
-		sdklog.WithResource(resource.NewSchemaless(attrs...)),
-		sdklog.WithProcessor(captureProcessor{c.out, c.attrs}),
-		sdklog.WithAttributeCountLimit(-1),
-		// Records are built with unique keys; the SDK's dedup would build a map per record.
-		sdklog.WithAllowKeyDuplication(),
-	)
-	e := &providerEntry{provider: p, logger: p.Logger("github.com/connaudit/connaudit", log.WithInstrumentationVersion(c.version))}
-	key := string(res)
-	c.byRes[key] = e
-	c.order = append(c.order, key)
-	if len(c.order) > c.max {
-		old := c.order[0]
-		c.order = c.order[1:]
-		_ = c.byRes[old].provider.Shutdown(context.Background())
-		delete(c.byRes, old)
-	}
-	return e.logger
-}
-
-func (c *providerCache) shutdown() {
-	for _, e := range c.byRes {
-		_ = e.provider.Shutdown(context.Background())
-	}
-}
-
-// captureProcessor hands each emitted record to the export loop, which
-// exports it itself: the SDK's BatchProcessor would drop records silently.
-// It gives the record the attributes in *attrs (the log.Record emitted
-// carries none); SetAttributes copies them into storage of the record's own,
-// so the record needs no Clone.
-type captureProcessor struct {
-	out   *[]sdklog.Record
-	attrs *[]attribute.KeyValue
-}
-
-func (p captureProcessor) OnEmit(_ context.Context, r *sdklog.Record) error {
-	rec := *r
-	rec.SetAttributes(*p.attrs...)
-	*p.out = append(*p.out, rec)
-	return nil
-}
-func (captureProcessor) Enabled(context.Context, sdklog.EnabledParameters) bool { return true }
-func (captureProcessor) Shutdown(context.Context) error                         { return nil }
-func (captureProcessor) ForceFlush(context.Context) error                       { return nil }

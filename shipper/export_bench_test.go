@@ -1,6 +1,7 @@
 package shipper
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,15 +9,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
 
 	"github.com/connaudit/connaudit/shipper/otlp"
 )
@@ -26,9 +24,9 @@ import (
 // attributes, the pod's identity, labels and owner) and a peer pod with its
 // workload and labels, and distinct addresses, ports and times.
 func realisticBatch(n int) [][]byte {
-	var resources [][]byte
+	var resources []*Resource
 	for p := range 8 {
-		resources = append(resources, EncodeAttrs(map[attribute.Key]attribute.Value{
+		resources = append(resources, NewResource(map[attribute.Key]attribute.Value{
 			"service.name": attribute.StringValue("connaudit"), "service.version": attribute.StringValue("v0.4.0"),
 			"service.instance.id": attribute.StringValue("5f0c2a9e-8d1b-4c3a-9e7f-0a1b2c3d4e5f"), "host.name": attribute.StringValue("node-a"),
 			"k8s.node.name": attribute.StringValue("node-a"), "k8s.cluster.name": attribute.StringValue("prod-eu-1"),
@@ -62,20 +60,17 @@ func realisticBatch(n int) [][]byte {
 		ev.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 64, 0, byte(10 + i%8)}), uint16(32768+i))
 		ev.Peer = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 64, 1, byte(i % 4)}), 5432)
 		at := start.Add(time.Duration(i) * 397 * time.Microsecond)
-		src := &Source{Resource: resources[i%8], ExecutablePath: "/usr/local/bin/web-server", Attrs: peer.Bytes()}
-		p := append([]byte(nil), b.Build(&ev, at, at.Add(210*time.Microsecond), at.Add(3*time.Millisecond), src)...)
-		stampSeq(p, uint64(i+1))
-		out[i] = p
+		src := &Source{Resource: resources[i%8], ExecutablePath: "/usr/local/bin/web-server", Attrs: peer.KeyValues()}
+		out[i] = appendSeq(bytes.Clone(b.Build(&ev, at, at.Add(210*time.Microsecond), at.Add(3*time.Millisecond), src)), uint64(i+1))
 	}
 	return out
 }
 
 // BenchmarkExport is the export path per record at full batches of 2,048
-// realistic records: decoding from the spool, building SDK records
-// ("convert"), and the OTLP encoding, gzip and HTTP request to a loopback
-// server by connaudit's exporter ("otlp") and, as the baseline beside it, by
-// the SDK's otlploghttp ("sdk_otlploghttp"). "both" is convert and otlp, the
-// agent's path. wire-B/record is the compressed request body.
+// realistic records: reading them from spooled payloads and framing them
+// into a request ("frame"), and that plus gzip and the HTTP request to a
+// loopback server ("send", the agent's whole export path).
+// wire-B/record is the compressed request body.
 func BenchmarkExport(b *testing.B) {
 	const batch = 2048
 	payloads := realisticBatch(batch)
@@ -87,57 +82,41 @@ func BenchmarkExport(b *testing.B) {
 	}))
 	defer srv.Close()
 	ctx := context.Background()
-	sdkExp, err := otlploghttp.New(ctx, otlploghttp.WithEndpoint(strings.TrimPrefix(srv.URL, "http://")), otlploghttp.WithInsecure(),
-		otlploghttp.WithCompression(otlploghttp.GzipCompression))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sdkExp.Shutdown(ctx)
 	exp := otlp.New(otlp.Config{URL: srv.URL + "/v1/logs", Gzip: true, Timeout: 10 * time.Second})
 	defer exp.Shutdown(ctx)
 	x := NewExporter(ExportConfig{BatchRecords: batch, Version: "bench"}, nil, exp, nil,
 		NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
-	defer x.providers.shutdown()
-	x.convert(ctx, payloads)
-	if len(x.out) != batch || len(x.undecodable) != 0 {
-		b.Fatalf("converted %d records, %d undecodable", len(x.out), len(x.undecodable))
+	x.read(payloads)
+	if len(x.records) != batch || len(x.undecodable) != 0 {
+		b.Fatalf("read %d records, %d undecodable", len(x.records), len(x.undecodable))
 	}
 
 	perRecord := func(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/record")
 		b.ReportMetric(0, "ns/op")
 	}
-	b.Run("convert", func(b *testing.B) {
+	b.Run("frame", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			x.convert(ctx, payloads)
+			x.read(payloads)
+			x.framer.Reset()
+			for _, r := range x.records {
+				x.framer.Add(r.resource, r.rec)
+			}
+			x.framer.Bytes()
 		}
 		perRecord(b)
 	})
-	for _, e := range []struct {
-		name string
-		exp  sdklog.Exporter
-	}{{"otlp", exp}, {"sdk_otlploghttp", sdkExp}} {
-		b.Run(e.name, func(b *testing.B) {
-			b.ReportAllocs()
-			body.Store(0)
-			for b.Loop() {
-				if err := e.exp.Export(ctx, x.out); err != nil {
-					b.Fatal(err)
-				}
-			}
-			perRecord(b)
-			b.ReportMetric(float64(body.Load())/float64(b.N*batch), "wire-B/record")
-		})
-	}
-	b.Run("both", func(b *testing.B) {
+	b.Run("send", func(b *testing.B) {
 		b.ReportAllocs()
+		body.Store(0)
 		for b.Loop() {
-			x.convert(ctx, payloads)
-			if err := exp.Export(ctx, x.out); err != nil {
+			x.read(payloads)
+			if err := x.send(ctx, x.records); err != nil {
 				b.Fatal(err)
 			}
 		}
 		perRecord(b)
+		b.ReportMetric(float64(body.Load())/float64(b.N*batch), "wire-B/record")
 	})
 }

@@ -1,8 +1,12 @@
 package shipper
 
 import (
+	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
+	"google.golang.org/protobuf/proto"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -14,8 +18,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.opentelemetry.io/otel/attribute"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"golang.org/x/sys/unix"
 
 	"github.com/connaudit/connaudit/shipper/otlp"
@@ -32,27 +34,41 @@ type sizeLimitedExporter struct {
 	losses []string // connaudit.lost.reason of each loss record
 }
 
-func (e *sizeLimitedExporter) Export(_ context.Context, records []sdklog.Record) error {
+func (e *sizeLimitedExporter) Send(_ context.Context, req []byte) error {
+	records := requestRecords(req)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if len(records) > e.max {
 		return errors.New("rpc error: code = ResourceExhausted desc = grpc: received message larger than max")
 	}
 	for _, r := range records {
-		r.WalkAttributes(func(kv attribute.KeyValue) bool {
-			switch kv.Key {
+		for _, kv := range r.GetAttributes() {
+			switch kv.GetKey() {
 			case "connaudit.seq":
-				e.seqs = append(e.seqs, kv.Value.AsInt64())
+				e.seqs = append(e.seqs, kv.GetValue().GetIntValue())
 			case "connaudit.lost.reason":
-				e.losses = append(e.losses, kv.Value.AsString())
+				e.losses = append(e.losses, kv.GetValue().GetStringValue())
 			}
-			return true
-		})
+		}
 	}
 	return nil
 }
-func (e *sizeLimitedExporter) Shutdown(context.Context) error   { return nil }
-func (e *sizeLimitedExporter) ForceFlush(context.Context) error { return nil }
+func (e *sizeLimitedExporter) Shutdown(context.Context) error { return nil }
+
+// requestRecords are the log records of an encoded ExportLogsServiceRequest.
+func requestRecords(req []byte) []*logspb.LogRecord {
+	var m collogspb.ExportLogsServiceRequest
+	if err := proto.Unmarshal(req, &m); err != nil {
+		panic(fmt.Sprintf("the exporter framed a request protobuf cannot read: %v", err))
+	}
+	var out []*logspb.LogRecord
+	for _, rl := range m.GetResourceLogs() {
+		for _, sl := range rl.GetScopeLogs() {
+			out = append(out, sl.GetLogRecords()...)
+		}
+	}
+	return out
+}
 
 func (e *sizeLimitedExporter) exported() []int64 {
 	e.mu.Lock()
@@ -242,16 +258,16 @@ type throttlingExporter struct {
 	sizes     []int // records per request
 }
 
-func (e *throttlingExporter) Export(ctx context.Context, records []sdklog.Record) error {
+func (e *throttlingExporter) Send(ctx context.Context, req []byte) error {
 	e.mu.Lock()
 	e.calls = append(e.calls, time.Now())
-	e.sizes = append(e.sizes, len(records))
+	e.sizes = append(e.sizes, len(requestRecords(req)))
 	busy := len(e.calls) <= e.busyCalls
 	e.mu.Unlock()
 	if busy {
 		return &otlp.ThrottleError{Err: &otlp.StatusError{Code: 429, Status: "429 Too Many Requests", RetryAfter: e.wait}, Delay: e.wait}
 	}
-	return e.sizeLimitedExporter.Export(ctx, records)
+	return e.sizeLimitedExporter.Send(ctx, req)
 }
 
 // A collector's Retry-After is honoured even when the backoff is shorter.

@@ -29,7 +29,7 @@ type Ledger struct {
 	spool    *spool.Spool
 	metrics  *Metrics
 	log      *slog.Logger
-	resource []byte // the agent's own resource, for the records it writes about itself
+	resource *Resource // the agent's own, for the records it writes about itself
 	dropped  dropped
 	owed     []notice // reports the spool refused, oldest first
 	lastTry  time.Time
@@ -62,13 +62,13 @@ func (l *Ledger) KeepLive(live *handoff.Live) {
 	l.live = live
 }
 
-// NewLedger returns a Ledger that appends to sp. resource is the agent's encoded resource.
-func NewLedger(sp *spool.Spool, resource []byte, m *Metrics, logger *slog.Logger) *Ledger {
+// NewLedger returns a Ledger that appends to sp. resource is the agent's.
+func NewLedger(sp *spool.Spool, resource *Resource, m *Metrics, logger *slog.Logger) *Ledger {
 	return &Ledger{spool: sp, resource: resource, metrics: m, log: logger}
 }
 
-// Emit stamps the next sequence number into an encoded record and appends it
-// to the spool. A record the spool refuses is counted, and reported by a
+// Emit stamps the next sequence number into an encoded record (an
+// Encoder's payload, which it may append to) and appends it to the spool. A record the spool refuses is counted, and reported by a
 // connaudit.loss record as soon as the spool accepts records again.
 func (l *Ledger) Emit(payload []byte) {
 	l.mu.Lock()
@@ -219,7 +219,7 @@ func (l *Ledger) write(n notice) bool {
 // append stamps and appends; the caller holds mu.
 func (l *Ledger) append(payload []byte) bool {
 	l.seq++
-	stampSeq(payload, l.seq)
+	payload = appendSeq(payload, l.seq)
 	link, err := l.chain.link(payload)
 	if err != nil {
 		// Our own encoder wrote it: this is a bug, and the verifier will name the record.

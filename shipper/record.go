@@ -1,295 +1,266 @@
 package shipper
 
 import (
+	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"math"
-	"strings"
+	"sort"
+	"sync"
 	"time"
 	"unicode/utf8"
 
-	"github.com/connaudit/connaudit/trail"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
+	"go.opentelemetry.io/otel/sdk/resource"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/connaudit/connaudit/shipper/otlp"
+	"github.com/connaudit/connaudit/trail"
 )
 
-// A record is encoded once, on the hot path, and decoded only for export.
-// The encoding is the spool's payload, so it must stay readable by later
-// versions: bump recordVersion and keep decoding the old one.
+// A record is emitted through the OpenTelemetry Logs SDK once, on the hot
+// path, and its processor (spoolProcessor) encodes it as OTLP into the
+// spool payload; export frames spooled payloads into requests without
+// decoding them. The payload must stay readable by later versions: bump
+// recordVersion and keep reading the old one (record_v1.go).
 //
-//	version   u8
-//	seq       u64 little endian (fixed offset: Emit stamps it)
+//	version   u8 (2)
+//	seq       u64 little endian (fixed offset: the ledger stamps it)
 //	timestamp i64 little endian, unix nanoseconds
 //	observed  i64 little endian, unix nanoseconds
-//	severity  u8
-//	event     str
-//	body      str
-//	resource  str (an encoded attribute list; records that share it share an OTLP resource)
-//	attrs     attribute list, to the end of the payload
+//	resource  uvarint length, then the content of an OTLP Resource message
+//	record    the content of an OTLP LogRecord message, to the end
 //
-// str is a uvarint length and bytes. An attribute list is a sequence of
-// (key str, kind u8, value) with value str, zigzag varint, float64 bits or bool byte.
+// The ledger appends connaudit.seq and connaudit.chain to the record as its
+// last attributes.
 const (
-	recordVersion = 1
+	recordVersion = 2
 	seqOffset     = 1
-	headerSize    = 1 + 8 + 8 + 8 + 1
+	headerSize    = 1 + 8 + 8 + 8
 )
 
-const (
-	kindString = 1
-	kindInt    = 2
-	kindFloat  = 3
-	kindBool   = 4
-)
+// scopeName is the instrumentation scope of every record.
+const scopeName = "github.com/connaudit/connaudit"
 
-// AttrList encodes a list of attributes without allocating once its buffer has grown.
-type AttrList struct{ buf []byte }
+// AttrList builds a record's attributes. Every string is bounded and made
+// valid UTF-8 (SanitizeText) as it is added.
+type AttrList struct{ kvs []attribute.KeyValue }
 
-// Bytes is the encoding; valid until the next change.
-func (e *AttrList) Bytes() []byte { return e.buf }
+// KeyValues are the attributes added since Reset; valid until the next change.
+func (l *AttrList) KeyValues() []attribute.KeyValue { return l.kvs }
 
 // Reset empties the list.
-func (e *AttrList) Reset() { e.buf = e.buf[:0] }
+func (l *AttrList) Reset() { l.kvs = l.kvs[:0] }
 
-// Encoder builds one record: a header, then its attributes.
-type Encoder struct{ AttrList }
-
-// Reset starts a record. The resource is an encoded AttrList; Emit stamps the
-// sequence number.
-func (e *Encoder) Reset(event trail.Event, ts, observed time.Time, sev log.Severity, body, resource []byte) {
-	e.buf = append(e.buf[:0], recordVersion)
-	e.buf = binary.LittleEndian.AppendUint64(e.buf, 0)
-	e.buf = binary.LittleEndian.AppendUint64(e.buf, uint64(ts.UnixNano()))
-	e.buf = binary.LittleEndian.AppendUint64(e.buf, uint64(observed.UnixNano()))
-	e.buf = append(e.buf, byte(sev))
-	e.buf = appendText(e.buf, string(event))
-	e.buf = appendTextBytes(e.buf, body)
-	e.buf = appendBytes(e.buf, resource)
-}
-
-func (e *AttrList) String(key trail.Key, v string) {
-	e.buf = appendText(e.buf, string(key))
-	e.buf = append(e.buf, kindString)
-	e.buf = appendText(e.buf, v)
+func (l *AttrList) String(key trail.Key, v string) {
+	l.kvs = append(l.kvs, attribute.String(string(key), text(v)))
 }
 
 // StringBytes is String for a value held in a byte slice.
-func (e *AttrList) StringBytes(key trail.Key, v []byte) {
-	e.buf = appendText(e.buf, string(key))
-	e.buf = append(e.buf, kindString)
-	e.buf = appendTextBytes(e.buf, v)
+func (l *AttrList) StringBytes(key trail.Key, v []byte) { l.String(key, string(v)) }
+
+func (l *AttrList) Int(key trail.Key, v int64) { l.kvs = append(l.kvs, attribute.Int64(string(key), v)) }
+
+func (l *AttrList) Float(key trail.Key, v float64) {
+	l.kvs = append(l.kvs, attribute.Float64(string(key), v))
 }
 
-func (e *AttrList) Int(key trail.Key, v int64) {
-	e.buf = appendText(e.buf, string(key))
-	e.buf = append(e.buf, kindInt)
-	e.buf = binary.AppendVarint(e.buf, v)
-}
+func (l *AttrList) Bool(key trail.Key, v bool) { l.kvs = append(l.kvs, attribute.Bool(string(key), v)) }
 
-func (e *AttrList) Float(key trail.Key, v float64) {
-	e.buf = appendText(e.buf, string(key))
-	e.buf = append(e.buf, kindFloat)
-	e.buf = binary.LittleEndian.AppendUint64(e.buf, math.Float64bits(v))
-}
+// Append adds attributes that an AttrList built (so already bounded and valid).
+func (l *AttrList) Append(kvs ...attribute.KeyValue) { l.kvs = append(l.kvs, kvs...) }
 
-func (e *AttrList) Bool(key trail.Key, v bool) {
-	e.buf = appendText(e.buf, string(key))
-	e.buf = append(e.buf, kindBool)
-	b := byte(0)
-	if v {
-		b = 1
+// Value adds an attribute of any type under a key from outside (a label,
+// say), both bounded and made valid; slices are written as their JSON-like
+// text.
+func (l *AttrList) Value(key string, v attribute.Value) {
+	k := string(text(key))
+	switch v.Type() {
+	case attribute.BOOL:
+		l.kvs = append(l.kvs, attribute.Bool(k, v.AsBool()))
+	case attribute.INT64:
+		l.kvs = append(l.kvs, attribute.Int64(k, v.AsInt64()))
+	case attribute.FLOAT64:
+		l.kvs = append(l.kvs, attribute.Float64(k, v.AsFloat64()))
+	default:
+		l.kvs = append(l.kvs, attribute.String(k, text(v.Emit())))
 	}
-	e.buf = append(e.buf, b)
 }
 
-// Raw appends an already encoded attribute list.
-func (e *AttrList) Raw(attrs []byte) { e.buf = append(e.buf, attrs...) }
-
-func appendBytes(b, v []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(v)))
-	return append(b, v...)
-}
-
-// Record is a decoded record, ready to become an OTLP log record.
-type Record struct {
-	Seq       uint64
-	Timestamp time.Time
-	Observed  time.Time
-	Severity  log.Severity
-	EventName string
-	Body      string
-	Resource  []byte // encoded attribute list; aliases the payload
-	Attrs     []attribute.KeyValue
-}
-
-var errTruncated = errors.New("truncated record")
-
-// Decode parses a payload. Attrs is appended to r.Attrs[:0] to reuse its storage.
-func Decode(payload []byte, r *Record) error { return decodeRecord(payload, r, nil) }
-
-// decodeRecord is Decode, taking the strings that repeat from record to
-// record (keys, enum values, names) from in when it is not nil.
-func decodeRecord(payload []byte, r *Record, in *interner) error {
-	if len(payload) < headerSize {
-		return errTruncated
+// KeyValues is kvs as an AttrList adds them: bounded and valid, in order.
+func KeyValues(kvs []attribute.KeyValue) []attribute.KeyValue {
+	var l AttrList
+	for _, kv := range kvs {
+		l.Value(string(kv.Key), kv.Value)
 	}
-	if payload[0] != recordVersion {
-		return fmt.Errorf("record version %d is not supported by this agent (it reads version %d)", payload[0], recordVersion)
+	return l.kvs
+}
+
+// Resource is the OTLP resource of records, with its encoding and the SDK
+// LoggerProvider that emits its records, made on first use.
+type Resource struct {
+	attrs   []attribute.KeyValue
+	encoded []byte // content of an OTLP Resource message
+	once    sync.Once
+	logger  log.Logger
+}
+
+// NewResource is the resource of a set of attributes, in key order, so that
+// equal sets encode equally.
+func NewResource(attrs map[attribute.Key]attribute.Value) *Resource {
+	keys := make([]string, 0, len(attrs))
+	for k := range attrs {
+		keys = append(keys, string(k))
 	}
-	le := binary.LittleEndian
-	r.Seq = le.Uint64(payload[seqOffset:])
-	r.Timestamp = time.Unix(0, int64(le.Uint64(payload[9:])))
-	r.Observed = time.Unix(0, int64(le.Uint64(payload[17:])))
-	r.Severity = log.Severity(payload[25])
-	d := decoder{b: payload[headerSize:], in: in}
-	r.EventName = d.shortStr()
-	r.Body = d.str()
-	r.Resource = d.bytes()
-	if d.err != nil {
-		return d.err
+	sort.Strings(keys)
+	var l AttrList
+	for _, k := range keys {
+		l.Value(k, attrs[attribute.Key(k)])
 	}
-	var err error
-	r.Attrs, err = d.attrs(r.Attrs[:0])
-	return err
+	return newResource(l.kvs)
 }
 
-// DecodeAttrs appends the attributes of an encoded list to dst.
-func DecodeAttrs(b []byte, dst []attribute.KeyValue) ([]attribute.KeyValue, error) {
-	d := decoder{b: b}
-	return d.attrs(dst)
+func newResource(kvs []attribute.KeyValue) *Resource {
+	return &Resource{attrs: kvs, encoded: otlp.AppendResource(nil, kvs)}
 }
 
-func (d *decoder) attrs(dst []attribute.KeyValue) ([]attribute.KeyValue, error) {
-	for len(d.b) > 0 && d.err == nil {
-		key := d.shortStr()
-		kind := d.byte()
-		switch kind {
-		case kindString:
-			dst = append(dst, attribute.String(key, d.shortStr()))
-		case kindInt:
-			dst = append(dst, attribute.Int64(key, d.varint()))
-		case kindFloat:
-			dst = append(dst, attribute.Float64(key, math.Float64frombits(d.u64())))
-		case kindBool:
-			dst = append(dst, attribute.Bool(key, d.byte() != 0))
-		default:
-			if d.err == nil {
-				d.err = fmt.Errorf("attribute %q: unknown kind %d", key, kind)
-			}
-		}
+// Attributes are the resource's attributes.
+func (r *Resource) Attributes() []attribute.KeyValue { return r.attrs }
+
+func (r *Resource) sdkLogger() log.Logger {
+	r.once.Do(func() {
+		p := sdklog.NewLoggerProvider(
+			sdklog.WithResource(resource.NewSchemaless(r.attrs...)),
+			sdklog.WithProcessor(spoolProcessor{}),
+			sdklog.WithAttributeCountLimit(-1),
+			// Records are built with unique keys; the SDK's dedup would build a map per record.
+			sdklog.WithAllowKeyDuplication(),
+		)
+		r.logger = p.Logger(scopeName)
+	})
+	return r.logger
+}
+
+// Encoder builds one record at a time: Reset, attributes, then Bytes emits
+// it through the SDK and returns its payload.
+type Encoder struct {
+	AttrList
+	event    trail.Event
+	ts       time.Time
+	observed time.Time
+	sev      log.Severity
+	body     []byte
+	res      *Resource
+
+	ctx     context.Context // carries the encoder to spoolProcessor
+	record  otlp.RecordEncoder
+	payload []byte
+}
+
+// noResource is the resource of records built with none.
+var noResource = newResource(nil)
+
+// Reset starts a record of res (nil: no resource attributes); the ledger
+// stamps its sequence number.
+func (e *Encoder) Reset(event trail.Event, ts, observed time.Time, sev log.Severity, body []byte, res *Resource) {
+	if res == nil {
+		res = noResource
 	}
-	return dst, d.err
+	e.AttrList.Reset()
+	e.event, e.ts, e.observed, e.sev, e.res = event, ts, observed, sev, res
+	e.body = append(e.body[:0], body...)
 }
 
-type decoder struct {
-	b   []byte
-	err error
-	in  *interner // may be nil
+type encoderKey struct{}
+
+// Bytes emits the record through the SDK and returns its spool payload,
+// valid until the next Reset.
+func (e *Encoder) Bytes() []byte {
+	if e.ctx == nil {
+		e.ctx = context.WithValue(context.Background(), encoderKey{}, e)
+	}
+	var r log.Record
+	r.SetEventName(string(e.event))
+	r.SetTimestamp(e.ts)
+	r.SetObservedTimestamp(e.observed)
+	r.SetSeverity(e.sev)
+	r.SetSeverityText(severityText(e.sev))
+	r.SetBody(attribute.StringValue(text(string(e.body))))
+	e.payload = e.payload[:0]
+	e.res.sdkLogger().Emit(e.ctx, r)
+	return e.payload
 }
 
-// interner hands out one string per distinct short byte string, so that
-// decoding a batch does not allocate the same keys and values again for
-// every record. It holds at most internMax strings and starts over when full.
-type interner struct{ strs map[string]string }
+// spoolProcessor is the SDK processor that encodes each emitted record,
+// once, into the payload of the Encoder that emitted it. The export loop
+// exports the spool itself: the SDK's BatchProcessor would drop records
+// silently.
+type spoolProcessor struct{}
 
-const (
-	internMax = 4096
-	internLen = 64 // longer strings (bodies, most paths) rarely repeat
-)
+func (spoolProcessor) OnEmit(ctx context.Context, r *sdklog.Record) error {
+	e, ok := ctx.Value(encoderKey{}).(*Encoder)
+	if !ok {
+		return fmt.Errorf("a record emitted outside shipper.Encoder: %q", r.EventName())
+	}
+	// The SDK record carries the attributes like any other; set here, they
+	// are copied once rather than twice (log.Record, then the SDK's).
+	r.SetAttributes(e.kvs...)
+	b := append(e.payload[:0], recordVersion)
+	b = binary.LittleEndian.AppendUint64(b, 0)
+	b = binary.LittleEndian.AppendUint64(b, uint64(r.Timestamp().UnixNano()))
+	b = binary.LittleEndian.AppendUint64(b, uint64(r.ObservedTimestamp().UnixNano()))
+	b = protowire.AppendBytes(b, e.res.encoded)
+	e.payload = e.record.Append(b, r)
+	return nil
+}
+func (spoolProcessor) Enabled(context.Context, sdklog.EnabledParameters) bool { return true }
+func (spoolProcessor) Shutdown(context.Context) error                         { return nil }
+func (spoolProcessor) ForceFlush(context.Context) error                       { return nil }
 
-func (in *interner) str(b []byte) string {
-	if s, ok := in.strs[string(b)]; ok {
+func severityText(s log.Severity) string {
+	switch {
+	case s >= log.SeverityError:
+		return "ERROR"
+	case s >= log.SeverityWarn:
+		return "WARN"
+	default:
+		return "INFO"
+	}
+}
+
+// text is s bounded and valid (SanitizeText), without a copy when it already is.
+func text(s string) string {
+	if len(s) <= MaxTextBytes && utf8.ValidString(s) {
 		return s
 	}
-	s := string(b)
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, replacementChar)
-	}
-	if in.strs == nil || len(in.strs) >= internMax {
-		in.strs = make(map[string]string, 256)
-	}
-	in.strs[string(b)] = s
-	return s
+	return SanitizeText(s)
 }
 
-// shortStr is str for a string that is likely to repeat.
-func (d *decoder) shortStr() string {
-	if d.in == nil {
-		return d.str()
+// splitPayload is a version 2 payload's resource and record.
+func splitPayload(p []byte) (res, rec []byte, err error) {
+	if len(p) < headerSize {
+		return nil, nil, errTruncated
 	}
-	b := d.bytes()
-	if len(b) > internLen {
-		return validString(b)
+	if p[0] != recordVersion {
+		return nil, nil, fmt.Errorf("record version %d is not supported by this agent (it reads versions %d and %d)", p[0], v1Version, recordVersion)
 	}
-	return d.in.str(b)
+	res, n := protowire.ConsumeBytes(p[headerSize:])
+	if n < 0 {
+		return nil, nil, errTruncated
+	}
+	return res, p[headerSize+n:], nil
 }
 
-func (d *decoder) bytes() []byte {
-	n, w := binary.Uvarint(d.b)
-	if w <= 0 || n > uint64(len(d.b)-w) {
-		d.fail()
-		return nil
-	}
-	v := d.b[w : w+int(n)]
-	d.b = d.b[w+int(n):]
-	return v
-}
-
-// str decodes a string, made valid UTF-8: a spool written by an agent that
-// did not sanitize must still drain, and protobuf refuses invalid UTF-8.
-func (d *decoder) str() string { return validString(d.bytes()) }
-
-func validString(b []byte) string {
-	if !utf8.Valid(b) {
-		return strings.ToValidUTF8(string(b), replacementChar)
-	}
-	return string(b)
-}
-
-func (d *decoder) byte() byte {
-	if len(d.b) < 1 {
-		d.fail()
-		return 0
-	}
-	v := d.b[0]
-	d.b = d.b[1:]
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	v, w := binary.Varint(d.b)
-	if w <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[w:]
-	return v
-}
-
-func (d *decoder) u64() uint64 {
-	if len(d.b) < 8 {
-		d.fail()
-		return 0
-	}
-	v := binary.LittleEndian.Uint64(d.b)
-	d.b = d.b[8:]
-	return v
-}
-
-func (d *decoder) fail() {
-	if d.err == nil {
-		d.err = errTruncated
-	}
-	d.b = nil
-}
-
-func stampSeq(payload []byte, seq uint64) {
+// appendSeq stamps seq into a payload and appends it as the record's
+// connaudit.seq attribute.
+func appendSeq(payload []byte, seq uint64) []byte {
 	binary.LittleEndian.PutUint64(payload[seqOffset:], seq)
+	return otlp.AppendAttribute(payload, attribute.Int64(string(trail.KeySeq), int64(seq)))
 }
 
-// payloadSeq is the seq Emit stamped, at a fixed offset in every version; 0
-// when the payload is too short to hold one.
+// payloadSeq is the seq the ledger stamped, at a fixed offset in every
+// version; 0 when the payload is too short to hold one.
 func payloadSeq(payload []byte) uint64 {
 	if len(payload) < seqOffset+8 {
 		return 0
@@ -300,7 +271,7 @@ func payloadSeq(payload []byte) uint64 {
 // recordObserved is when the agent read the record's event; the zero time
 // when the payload is not a record this version reads.
 func recordObserved(payload []byte) time.Time {
-	if len(payload) < headerSize || payload[0] != recordVersion {
+	if len(payload) < headerSize || (payload[0] != recordVersion && payload[0] != v1Version) {
 		return time.Time{}
 	}
 	return time.Unix(0, int64(binary.LittleEndian.Uint64(payload[17:])))
@@ -308,4 +279,58 @@ func recordObserved(payload []byte) time.Time {
 
 func recordTime(payload []byte) time.Time {
 	return time.Unix(0, int64(binary.LittleEndian.Uint64(payload[seqOffset+8:])))
+}
+
+// Record is a decoded record, for tests and tools: the export loop never
+// decodes one.
+type Record struct {
+	Seq       uint64
+	Timestamp time.Time
+	Observed  time.Time
+	Severity  log.Severity
+	EventName string
+	Body      string
+	Resource  []attribute.KeyValue
+	Attrs     []attribute.KeyValue // connaudit.seq and connaudit.chain included when stamped
+}
+
+// Decode parses a payload of either version.
+func Decode(payload []byte, r *Record) error {
+	if len(payload) > 0 && payload[0] == v1Version {
+		return decodeV1(payload, r)
+	}
+	res, rec, err := splitPayload(payload)
+	if err != nil {
+		return err
+	}
+	*r = Record{Seq: payloadSeq(payload)}
+	if err := otlp.ReadResource(res, func(k []byte, v otlp.Value) error {
+		r.Resource = append(r.Resource, keyValue(k, v))
+		return nil
+	}); err != nil {
+		return err
+	}
+	var h otlp.LogRecordHead
+	if err := otlp.ReadLogRecord(rec, &h, func(k []byte, v otlp.Value) error {
+		r.Attrs = append(r.Attrs, keyValue(k, v))
+		return nil
+	}); err != nil {
+		return err
+	}
+	r.Timestamp, r.Observed = time.Unix(0, int64(h.Time)), time.Unix(0, int64(h.Observed))
+	r.Severity, r.EventName, r.Body = log.Severity(h.Severity), string(h.EventName), string(h.Body.Str)
+	return nil
+}
+
+func keyValue(k []byte, v otlp.Value) attribute.KeyValue {
+	switch v.Kind {
+	case otlp.KindInt:
+		return attribute.Int64(string(k), v.Int)
+	case otlp.KindDouble:
+		return attribute.Float64(string(k), v.Double)
+	case otlp.KindBool:
+		return attribute.Bool(string(k), v.Bool)
+	default:
+		return attribute.String(string(k), string(v.Str))
+	}
 }

@@ -1,6 +1,7 @@
 package shipper
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"net/netip"
 	"syscall"
@@ -35,17 +36,14 @@ func attrMap(attrs []attribute.KeyValue) map[string]attribute.Value {
 }
 
 func TestConnectRecordRoundTrip(t *testing.T) {
-	var l AttrList
-	l.String("service.name", "connaudit")
-	resource := append([]byte(nil), l.Bytes()...)
+	resource := NewResource(map[attribute.Key]attribute.Value{"service.name": attribute.StringValue("connaudit")})
 
 	ev := testEvent()
 	start := time.Unix(1700000000, 123456789)
 	end := start.Add(210 * time.Microsecond)
 	observed := end.Add(time.Millisecond)
 	var b ConnectBuilder
-	payload := b.Build(&ev, start, end, observed, &Source{Resource: resource, ContainerID: "abc", ExecutablePath: "/usr/bin/curl"})
-	stampSeq(payload, 7)
+	payload := appendSeq(b.Build(&ev, start, end, observed, &Source{Resource: resource, ContainerID: "abc", ExecutablePath: "/usr/bin/curl"}), 7)
 
 	var r Record
 	if err := Decode(payload, &r); err != nil {
@@ -57,8 +55,8 @@ func TestConnectRecordRoundTrip(t *testing.T) {
 	if r.Body != "curl (pid 4242) -> 127.0.0.1:8080 established in 0.21 ms" {
 		t.Errorf("body %q", r.Body)
 	}
-	if string(r.Resource) != string(resource) {
-		t.Errorf("resource not preserved")
+	if len(r.Resource) != 1 || r.Resource[0] != attribute.String("service.name", "connaudit") {
+		t.Errorf("resource %v, want service.name=connaudit", r.Resource)
 	}
 	a := attrMap(r.Attrs)
 	for k, want := range map[string]attribute.Value{
@@ -150,7 +148,7 @@ func TestDecodeRejectsDamage(t *testing.T) {
 func FuzzDecodeRecord(f *testing.F) {
 	ev := testEvent()
 	var b ConnectBuilder
-	f.Add(append([]byte(nil), b.Build(&ev, time.Now(), time.Now(), time.Now(), &Source{Resource: []byte{}})...))
+	f.Add(append([]byte(nil), b.Build(&ev, time.Now(), time.Now(), time.Now(), &Source{})...))
 	f.Add([]byte{recordVersion})
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		var r Record
@@ -161,7 +159,7 @@ func FuzzDecodeRecord(f *testing.F) {
 func BenchmarkBuildConnect(b *testing.B) {
 	ev := testEvent()
 	var cb ConnectBuilder
-	src := &Source{Resource: []byte("resource"), ExecutablePath: "/usr/bin/curl"}
+	src := &Source{Resource: NewResource(map[attribute.Key]attribute.Value{"service.name": attribute.StringValue("connaudit")}), ExecutablePath: "/usr/bin/curl"}
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -171,24 +169,24 @@ func BenchmarkBuildConnect(b *testing.B) {
 
 // chainedConnect is a connect record of a pod, and its resource, as the
 // chain benchmarks hash them.
-func chainedConnect() (payload, resource []byte) {
+func chainedConnect() (payload []byte, resource *Resource) {
 	ev := testEvent()
 	var cb ConnectBuilder
-	var res AttrList
-	res.String(trail.KeyServiceInstanceID, "i-1")
-	res.String(trail.KeyK8sNodeName, "node-1")
-	res.String(trail.KeyK8sPodName, "web-7d9f8-abcde")
-	src := &Source{Resource: res.Bytes(), ExecutablePath: "/usr/bin/curl"}
+	res := NewResource(map[attribute.Key]attribute.Value{
+		attribute.Key(trail.KeyServiceInstanceID): attribute.StringValue("i-1"),
+		attribute.Key(trail.KeyK8sNodeName):       attribute.StringValue("node-1"),
+		attribute.Key(trail.KeyK8sPodName):        attribute.StringValue("web-7d9f8-abcde"),
+	})
+	src := &Source{Resource: res, ExecutablePath: "/usr/bin/curl"}
 	now := time.Now()
-	return append([]byte(nil), cb.Build(&ev, now, now, now, src)...), res.Bytes()
+	return bytes.Clone(cb.Build(&ev, now, now, now, src)), res
 }
 
-// chainNext stamps payload with l's next seq and makes it l's chain head,
-// as the ledger does for each record.
+// chainNext stamps payload (an Encoder's, with room after it) with l's next
+// seq and makes it l's chain head, as the ledger does for each record.
 func chainNext(b *testing.B, l *Ledger, payload []byte) {
 	l.seq++
-	stampSeq(payload, l.seq)
-	link, err := l.chain.link(payload)
+	link, err := l.chain.link(appendSeq(payload, l.seq))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -148,7 +148,7 @@ func spoolWithPoison(t *testing.T, n, poison int) (*spool.Spool, *Ledger) {
 	for i := 1; i <= n; i++ {
 		src := &Source{}
 		if i == poison {
-			src.Attrs = bad.Bytes()
+			src.Attrs = bad.KeyValues()
 		}
 		sh.Emit(b.Build(&ev, time.Now(), time.Now(), time.Now(), src))
 	}

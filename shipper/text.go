@@ -1,7 +1,6 @@
 package shipper
 
 import (
-	"encoding/binary"
 	"strings"
 	"unicode/utf8"
 )
@@ -12,31 +11,6 @@ import (
 const MaxTextBytes = 4096
 
 const replacementChar = "\uFFFD"
-
-// appendText appends s as a length-prefixed string, made valid UTF-8 and cut
-// to MaxTextBytes on a rune boundary. OTLP's protobuf encoding refuses invalid
-// UTF-8, so one bad byte would otherwise make a whole batch unexportable.
-func appendText(b []byte, s string) []byte {
-	if len(s) <= MaxTextBytes && utf8.ValidString(s) {
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		return append(b, s...)
-	}
-	return appendSanitized(b, s)
-}
-
-// appendTextBytes is appendText for a value held in a byte slice.
-func appendTextBytes(b, v []byte) []byte {
-	if len(v) <= MaxTextBytes && utf8.Valid(v) {
-		return appendBytes(b, v)
-	}
-	return appendSanitized(b, string(v))
-}
-
-func appendSanitized(b []byte, s string) []byte {
-	s = SanitizeText(s)
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
 
 // SanitizeText returns s as valid UTF-8 (invalid bytes become U+FFFD) of at
 // most MaxTextBytes bytes.

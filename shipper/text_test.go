@@ -14,7 +14,7 @@ import (
 // Whatever bytes a record is built from, it decodes to valid, bounded UTF-8.
 func TestRecordTextIsValidAndBounded(t *testing.T) {
 	long := strings.Repeat("é", MaxTextBytes) // 2 bytes a rune: cut mid-rune unless done right
-	res := EncodeAttrs(map[attribute.Key]attribute.Value{
+	res := NewResource(map[attribute.Key]attribute.Value{
 		"team":                 attribute.StringValue("\xff"),
 		"k8s.pod.label.x\xfe":  attribute.StringValue("ok"),
 		"container.image.name": attribute.StringValue(long),
@@ -28,10 +28,7 @@ func TestRecordTextIsValidAndBounded(t *testing.T) {
 	if err := Decode(e.Bytes(), &r); err != nil {
 		t.Fatal(err)
 	}
-	resAttrs, err := DecodeAttrs(r.Resource, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resAttrs := r.Resource
 	check := func(what, s string) {
 		t.Helper()
 		if !utf8.ValidString(s) || len(s) > MaxTextBytes {
@@ -52,28 +49,21 @@ func TestRecordTextIsValidAndBounded(t *testing.T) {
 	}
 }
 
-// A spool written before strings were sanitized still drains: decoding makes
-// them valid, so the record can be marshalled.
-func TestDecodeSanitizesOldPayloads(t *testing.T) {
-	var l AttrList
-	l.buf = appendBytes(l.buf, []byte("team"))
-	l.buf = append(l.buf, kindString)
-	l.buf = appendBytes(l.buf, []byte("\xff"))
-	var e Encoder
-	e.Reset(trail.EventConnect, time.Now(), time.Now(), log.SeverityInfo, []byte("body"), l.Bytes())
-	var r Record
-	if err := Decode(e.Bytes(), &r); err != nil {
+// A spool written before strings were sanitized, in the spool's version 1
+// format, still drains: converting it makes them valid, so the request can
+// be marshalled.
+func TestConvertSanitizesOldPayloads(t *testing.T) {
+	badResource := []byte{4, 't', 'e', 'a', 'm', v1String, 1, 0xff} // team="\xff"
+	var c v1Converter
+	p, err := c.convert(v1Payload(9, time.Now(), trail.EventConnect, "body\xfe", badResource, nil))
+	if err != nil {
 		t.Fatal(err)
 	}
-	attrs, err := DecodeAttrs(r.Resource, nil)
-	if err != nil || len(attrs) != 1 || attrs[0].Value.AsString() != "\uFFFD" {
-		t.Fatalf("decoded %v, %v: want team=U+FFFD", attrs, err)
+	var r Record
+	if err := Decode(p, &r); err != nil {
+		t.Fatal(err)
 	}
-}
-
-func BenchmarkAppendText(b *testing.B) {
-	buf := make([]byte, 0, 64)
-	for b.Loop() {
-		buf = appendText(buf[:0], "k8s.pod.label.app.kubernetes.io/name")
+	if len(r.Resource) != 1 || r.Resource[0].Value.AsString() != "\uFFFD" || r.Body != "body\uFFFD" || r.Seq != 9 {
+		t.Fatalf("converted to resource %v, body %q, seq %d: want team=U+FFFD, body U+FFFD, seq 9", r.Resource, r.Body, r.Seq)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
 
 	"github.com/connaudit/connaudit/shipper"
@@ -44,11 +45,12 @@ func writeInstance(t testing.TB, instanceID string, prev *handoff.State, t0 time
 		t.Fatal(err)
 	}
 	defer sp.Close()
-	var res shipper.AttrList
-	res.String(trail.KeyServiceName, "connaudit")
-	res.String(trail.KeyServiceInstanceID, instanceID)
-	res.String(trail.KeyK8sNodeName, "node-1")
-	l := shipper.NewLedger(sp, res.Bytes(), shipper.NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	res := shipper.NewResource(map[attribute.Key]attribute.Value{
+		attribute.Key(trail.KeyServiceName):       attribute.StringValue("connaudit"),
+		attribute.Key(trail.KeyServiceInstanceID): attribute.StringValue(instanceID),
+		attribute.Key(trail.KeyK8sNodeName):       attribute.StringValue("node-1"),
+	})
+	l := shipper.NewLedger(sp, res, shipper.NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	l.EnableCheckpoints(shipper.CheckpointConfig{Instance: instanceID, Key: key, Records: 100})
 	l.EmitAgentEvent(trail.EventAgentStart, "started", t0, log.SeverityInfo, func(a *shipper.AttrList) {
@@ -62,7 +64,7 @@ func writeInstance(t testing.TB, instanceID string, prev *handoff.State, t0 time
 	var enc shipper.Encoder
 	for i := range n {
 		ts := t0.Add(time.Duration(i) * time.Millisecond)
-		enc.Reset(trail.EventConnect, ts, ts, log.SeverityInfo, []byte("curl -> 198.51.100.7:80 established"), res.Bytes())
+		enc.Reset(trail.EventConnect, ts, ts, log.SeverityInfo, []byte("curl -> 198.51.100.7:80 established"), res)
 		enc.String(trail.KeyPeerAddress, "198.51.100.7")
 		enc.Int(trail.KeyProcessPID, int64(4000+i))
 		enc.Float(trail.KeyConnectDuration, float64(i+1)*0.000013)

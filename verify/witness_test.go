@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/log"
 
@@ -36,11 +38,12 @@ func witnessedInstance(t *testing.T, id string, prev *handoff.State, n int, key 
 		t.Fatal(err)
 	}
 	defer sp.Close()
-	var res shipper.AttrList
-	res.String(trail.KeyServiceName, "connaudit")
-	res.String(trail.KeyServiceInstanceID, id)
-	res.String(trail.KeyK8sNodeName, "node-1")
-	l := shipper.NewLedger(sp, res.Bytes(), shipper.NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	res := shipper.NewResource(map[attribute.Key]attribute.Value{
+		attribute.Key(trail.KeyServiceName):       attribute.StringValue("connaudit"),
+		attribute.Key(trail.KeyServiceInstanceID): attribute.StringValue(id),
+		attribute.Key(trail.KeyK8sNodeName):       attribute.StringValue("node-1"),
+	})
+	l := shipper.NewLedger(sp, res, shipper.NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if key == nil {
 		_, key, _ = ed25519.GenerateKey(rand.Reader)
 	}
@@ -61,7 +64,7 @@ func witnessedInstance(t *testing.T, id string, prev *handoff.State, n int, key 
 	var enc shipper.Encoder
 	for i := range n {
 		ts := t0.Add(time.Duration(i) * time.Microsecond)
-		enc.Reset(trail.EventConnect, ts, ts, log.SeverityInfo, []byte("curl -> 198.51.100.7:80 established"), res.Bytes())
+		enc.Reset(trail.EventConnect, ts, ts, log.SeverityInfo, []byte("curl -> 198.51.100.7:80 established"), res)
 		enc.String(trail.KeyPeerAddress, "198.51.100.7")
 		l.Emit(enc.Bytes())
 	}

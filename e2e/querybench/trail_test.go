@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
 
 	"github.com/connaudit/connaudit/backend/victorialogs"
@@ -262,12 +263,13 @@ func ingestTrail(b *testing.B, vl *teststack.VictoriaLogs, node, instance string
 		b.Fatal(err)
 	}
 	defer sp.Close()
-	var res shipper.AttrList
-	res.String(trail.KeyServiceName, "connaudit")
-	res.String(trail.KeyServiceInstanceID, instance)
-	res.String(trail.KeyK8sNodeName, node)
-	res.String(trail.KeyHostName, node)
-	l := shipper.NewLedger(sp, res.Bytes(), shipper.NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	res := shipper.NewResource(map[attribute.Key]attribute.Value{
+		attribute.Key(trail.KeyServiceName):       attribute.StringValue("connaudit"),
+		attribute.Key(trail.KeyServiceInstanceID): attribute.StringValue(instance),
+		attribute.Key(trail.KeyK8sNodeName):       attribute.StringValue(node),
+		attribute.Key(trail.KeyHostName):          attribute.StringValue(node),
+	})
+	l := shipper.NewLedger(sp, res, shipper.NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	l.EnableCheckpoints(shipper.CheckpointConfig{Instance: instance, Key: key, Records: 1000})
 	l.EmitAgentEvent(trail.EventAgentStart, "started", t0, log.SeverityInfo, func(a *shipper.AttrList) {
@@ -311,7 +313,7 @@ func ingestTrail(b *testing.B, vl *teststack.VictoriaLogs, node, instance string
 	var e shipper.Encoder
 	for i := range n - 2 {
 		ts := t0.Add(time.Duration(i+1) * 10 * time.Millisecond)
-		e.Reset(trail.EventConnect, ts, ts, log.SeverityInfo, []byte("curl -> 198.51.100.7:443 established"), res.Bytes())
+		e.Reset(trail.EventConnect, ts, ts, log.SeverityInfo, []byte("curl -> 198.51.100.7:443 established"), res)
 		e.String(trail.KeyPeerAddress, "198.51.100.7")
 		e.Int(trail.KeyPeerPort, 443)
 		e.Int(trail.KeyProcessPID, int64(4000+i%5000))

@@ -2,228 +2,22 @@ package otlp
 
 import (
 	"compress/gzip"
-	"context"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"io"
 	stdlog "log"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
-	"go.opentelemetry.io/otel/log"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
-	"go.opentelemetry.io/otel/sdk/resource"
-	"go.opentelemetry.io/otel/trace"
 	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
-	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 )
-
-// collect is a processor that keeps what it is given.
-type collect struct {
-	mu   sync.Mutex
-	recs []sdklog.Record
-}
-
-func (c *collect) OnEmit(_ context.Context, r *sdklog.Record) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.recs = append(c.recs, r.Clone())
-	return nil
-}
-func (*collect) Enabled(context.Context, sdklog.EnabledParameters) bool { return true }
-func (*collect) Shutdown(context.Context) error                         { return nil }
-func (*collect) ForceFlush(context.Context) error                       { return nil }
-
-// variedRecords are records of every value type, from two resources (one of
-// them empty) and three scopes, interleaved.
-func variedRecords(t *testing.T) []sdklog.Record {
-	t.Helper()
-	c := &collect{}
-	pod := resource.NewWithAttributes("https://opentelemetry.io/schemas/1.26.0",
-		attribute.String("k8s.pod.name", "web-0"), attribute.StringSlice("container.image.tags", []string{"1.4", "latest"}),
-		attribute.Int("connaudit.pid", 42))
-	providers := []*sdklog.LoggerProvider{
-		sdklog.NewLoggerProvider(sdklog.WithProcessor(c), sdklog.WithResource(pod)),
-		sdklog.NewLoggerProvider(sdklog.WithProcessor(c), sdklog.WithResource(resource.Empty())),
-	}
-	loggers := []log.Logger{
-		providers[0].Logger("github.com/connaudit/connaudit", log.WithInstrumentationVersion("v1.2.3"),
-			log.WithSchemaURL("https://example.com/schema"), log.WithInstrumentationAttributes(attribute.Bool("scope.flag", true))),
-		providers[1].Logger("github.com/connaudit/connaudit"),
-		providers[0].Logger(""),
-	}
-	at := time.Date(2026, 12, 1, 12, 0, 0, 123456789, time.UTC)
-	bodies := []attribute.Value{attribute.StringValue("curl (pid 1) -> 203.0.113.80:443 established"), {}, attribute.Int64Value(-7),
-		attribute.MapValue(attribute.String("nested", "yes"), attribute.Slice("list", attribute.IntValue(1), attribute.BoolValue(false)))}
-	for i := range 12 {
-		var r log.Record
-		r.SetTimestamp(at.Add(time.Duration(i) * time.Millisecond))
-		if i%3 != 0 {
-			r.SetObservedTimestamp(at.Add(time.Second))
-		}
-		r.SetSeverity(log.Severity(i % 26))
-		r.SetSeverityText([]string{"", "INFO", "WARN"}[i%3])
-		r.SetEventName([]string{"tcp.connect", "", "connaudit.loss"}[i%3])
-		r.SetBody(bodies[i%len(bodies)])
-		r.AddAttributes(
-			attribute.String("network.peer.address", "203.0.113.80"),
-			attribute.Int("network.peer.port", 443+i),
-			attribute.Float64("connaudit.connect.duration", 0.000038*float64(i)),
-			attribute.Bool("connaudit.retry", i%2 == 0),
-			attribute.ByteSlice("raw", []byte{0, 1, 0xff}),
-			attribute.String("empty", ""),
-			attribute.KeyValue{Key: "nothing"},
-			attribute.Slice("process.command_args", attribute.StringValue("curl"), attribute.StringValue("-s")),
-			attribute.Int64Slice("ints", []int64{1, -2}), attribute.BoolSlice("bools", []bool{true}), attribute.Float64Slice("floats", []float64{0.5}),
-			attribute.Map("peer", attribute.String("k8s.pod.name", "db-0"), attribute.Int64("n", 1<<40)),
-		)
-		loggers[i%len(loggers)].Emit(context.Background(), r)
-	}
-	// A trace context, as a record emitted within a span carries it.
-	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1, 2, 3}, SpanID: trace.SpanID{4, 5}, TraceFlags: trace.FlagsSampled})
-	var r log.Record
-	r.SetBody(attribute.StringValue("in a span"))
-	loggers[0].Emit(trace.ContextWithSpanContext(context.Background(), sc), r)
-	return c.recs
-}
-
-// reference is what the SDK's otlploghttp exporter sends for recs.
-func reference(t *testing.T, recs []sdklog.Record) *collogspb.ExportLogsServiceRequest {
-	t.Helper()
-	var body []byte
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ = io.ReadAll(r.Body)
-	}))
-	defer srv.Close()
-	exp, err := otlploghttp.New(t.Context(), otlploghttp.WithEndpointURL(srv.URL+"/v1/logs"), otlploghttp.WithRetry(otlploghttp.RetryConfig{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := exp.Export(t.Context(), recs); err != nil {
-		t.Fatal(err)
-	}
-	var req collogspb.ExportLogsServiceRequest
-	if err := proto.Unmarshal(body, &req); err != nil {
-		t.Fatal(err)
-	}
-	return &req
-}
-
-func decode(t *testing.T, wire []byte) *collogspb.ExportLogsServiceRequest {
-	t.Helper()
-	var req collogspb.ExportLogsServiceRequest
-	if err := proto.Unmarshal(wire, &req); err != nil {
-		t.Fatalf("our encoding does not decode: %v", err)
-	}
-	return &req
-}
-
-// sortResources orders resource_logs, which otlploghttp emits in map order.
-func sortResources(req *collogspb.ExportLogsServiceRequest) {
-	slices.SortFunc(req.ResourceLogs, func(a, b *logspb.ResourceLogs) int {
-		return strings.Compare(prototext.Format(a.GetResource()), prototext.Format(b.GetResource()))
-	})
-}
-
-func TestEncodeDecodesAsTheSDKExporterSends(t *testing.T) {
-	recs := variedRecords(t)
-	want := reference(t, recs)
-	var e Encoder
-	for round := range 2 { // the second Encode reuses the first one's buffers
-		got := decode(t, e.Encode(recs))
-		sortResources(got)
-		sortResources(want)
-		if !proto.Equal(got, want) {
-			t.Fatalf("round %d: our encoding decodes as\n%s\nthe SDK's as\n%s", round, prototext.Format(got), prototext.Format(want))
-		}
-	}
-	if len(want.ResourceLogs) != 2 || len(want.ResourceLogs[0].ScopeLogs)+len(want.ResourceLogs[1].ScopeLogs) != 3 {
-		t.Fatalf("the records should span 2 resources and 3 scopes: %s", prototext.Format(want))
-	}
-	if got := decode(t, e.Encode(recs[:1])); len(got.ResourceLogs) != 1 || len(got.ResourceLogs[0].ScopeLogs[0].LogRecords) != 1 {
-		t.Fatalf("a smaller batch after a larger one: %s", prototext.Format(got))
-	}
-}
-
-func TestEncodeGroupsInOrderOfFirstAppearance(t *testing.T) {
-	recs := variedRecords(t)
-	got := decode(t, new(Encoder).Encode(recs))
-	var names []string
-	for _, rl := range got.ResourceLogs {
-		for _, sl := range rl.ScopeLogs {
-			for _, lr := range sl.LogRecords {
-				names = append(names, lr.GetBody().String())
-			}
-		}
-	}
-	if len(names) != len(recs) {
-		t.Fatalf("%d records sent of %d", len(names), len(recs))
-	}
-	first := got.ResourceLogs[0].ScopeLogs[0]
-	if first.GetScope().GetVersion() != "v1.2.3" || first.LogRecords[0].GetTimeUnixNano() != uint64(recs[0].Timestamp().UnixNano()) {
-		t.Fatalf("the first group should be the first record's: %s", prototext.Format(first))
-	}
-}
-
-func TestEncodeLongRecords(t *testing.T) {
-	// Lengths of one, two and three varint bytes, around the boundaries.
-	for _, n := range []int{0, 1, 100, 127, 128, 16383, 16384, 300000} {
-		c := &collect{}
-		p := sdklog.NewLoggerProvider(sdklog.WithProcessor(c))
-		var r log.Record
-		r.SetBody(attribute.StringValue(strings.Repeat("x", n)))
-		p.Logger("l").Emit(context.Background(), r)
-		got := decode(t, new(Encoder).Encode(c.recs))
-		if body := got.ResourceLogs[0].ScopeLogs[0].LogRecords[0].GetBody().GetStringValue(); len(body) != n {
-			t.Fatalf("a body of %d bytes came back with %d", n, len(body))
-		}
-	}
-}
-
-func TestEncodeAllocatesNothingOnceWarm(t *testing.T) {
-	// Scalar values, as connaudit's records have: the attribute API copies
-	// slices out of a value.
-	c := &collect{}
-	res := resource.NewSchemaless(attribute.String("k8s.pod.name", "web-0"), attribute.Int("n", 1))
-	p := sdklog.NewLoggerProvider(sdklog.WithProcessor(c), sdklog.WithResource(res))
-	for i := range 100 {
-		var r log.Record
-		r.SetTimestamp(time.Now())
-		r.SetBody(attribute.StringValue("a connect"))
-		r.AddAttributes(attribute.String("network.peer.address", "203.0.113.80"), attribute.Int("network.peer.port", i),
-			attribute.Float64("connaudit.connect.duration", 0.5), attribute.Bool("b", true))
-		p.Logger(fmt.Sprint("scope", i%2)).Emit(context.Background(), r)
-	}
-	var e Encoder
-	e.Encode(c.recs)
-	if n := testing.AllocsPerRun(20, func() { e.Encode(c.recs) }); n != 0 {
-		t.Fatalf("Encode allocates %v times per batch once its buffers have grown", n)
-	}
-}
-
-func TestEncodeRepairsInvalidUTF8(t *testing.T) {
-	c := &collect{}
-	p := sdklog.NewLoggerProvider(sdklog.WithProcessor(c))
-	var r log.Record
-	r.AddAttributes(attribute.String("process.executable.name", "ok\xffok"))
-	p.Logger("l").Emit(context.Background(), r)
-	got := decode(t, new(Encoder).Encode(c.recs))
-	if v := got.ResourceLogs[0].ScopeLogs[0].LogRecords[0].Attributes[0].GetValue().GetStringValue(); v != "ok\uFFFDok" {
-		t.Fatalf("sent %q", v)
-	}
-}
 
 // The request reaches the collector as it was given, compressed unless
 // compression is off, with the configured headers.
