@@ -21,7 +21,7 @@ import (
 type chainer struct {
 	canon   chain.Canon
 	head    chain.Link
-	headSeq uint64 // the seq whose chain value head is; 0 before the first
+	headSeq uint64                               // the seq whose chain value head is; 0 before the first
 	attr    func(key []byte, v otlp.Value) error // c.add, made once
 }
 

@@ -18,7 +18,7 @@ type Source struct {
 	Resource       *Resource // the OTLP resource the record belongs to
 	ContainerID    string
 	ExecutablePath string
-	ServerName     string // the name the application resolved the peer from, when known (server.address)
+	ServerName     string               // the name the application resolved the peer from, when known (server.address)
 	Attrs          []attribute.KeyValue // further attributes, built by an AttrList
 }
 

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-
 	"github.com/connaudit/connaudit/shipper/otlp"
 	"github.com/connaudit/connaudit/shipper/spool"
 	"github.com/connaudit/connaudit/trail"

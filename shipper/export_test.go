@@ -1,12 +1,12 @@
 package shipper
 
 import (
-	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
-	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
-	"google.golang.org/protobuf/proto"
 	"context"
 	"errors"
 	"fmt"
+	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
+	"google.golang.org/protobuf/proto"
 	"io"
 	"log/slog"
 	"os"

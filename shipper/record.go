@@ -60,7 +60,9 @@ func (l *AttrList) String(key trail.Key, v string) {
 // StringBytes is String for a value held in a byte slice.
 func (l *AttrList) StringBytes(key trail.Key, v []byte) { l.String(key, string(v)) }
 
-func (l *AttrList) Int(key trail.Key, v int64) { l.kvs = append(l.kvs, attribute.Int64(string(key), v)) }
+func (l *AttrList) Int(key trail.Key, v int64) {
+	l.kvs = append(l.kvs, attribute.Int64(string(key), v))
+}
 
 func (l *AttrList) Float(key trail.Key, v float64) {
 	l.kvs = append(l.kvs, attribute.Float64(string(key), v))
