@@ -11,7 +11,7 @@ import (
 
 type discardTrail struct{ n int }
 
-func (d *discardTrail) Emit([]byte)                      { d.n++ }
+func (d *discardTrail) Emit(*shipper.Encoder)            { d.n++ }
 func (d *discardTrail) Lose(shipper.Loss)                {}
 func (d *discardTrail) Degrade(shipper.Degraded)         {}
 func (d *discardTrail) TryLose(shipper.Loss) bool        { return true }

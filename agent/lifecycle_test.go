@@ -28,7 +28,7 @@ func TestTakeoverLossSurvivesAFullSpoolAtStart(t *testing.T) {
 	var tiny shipper.Encoder
 	for i := 0; sp.Stats().Records == int64(i); i++ {
 		tiny.Reset(trail.EventAgentStop, time.Now(), time.Now(), 0, nil, nil)
-		ledger.Emit(tiny.Bytes())
+		ledger.Emit(tiny.Finish())
 	}
 
 	ReportTakeovers(ledger, []bpf.Takeover{{Dir: "/sys/fs/bpf/connaudit/v1-old", Unreported: bpf.Counters{RingBufferLost: 9}}},

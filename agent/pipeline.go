@@ -68,7 +68,7 @@ type Names interface {
 // it now, and say whether it did, so that a kernel count is marked reported
 // only once it is in the trail.
 type Trail interface {
-	Emit(payload []byte)
+	Emit(*shipper.Encoder)
 	Lose(shipper.Loss)
 	Degrade(shipper.Degraded)
 	TryLose(shipper.Loss) bool

@@ -176,7 +176,7 @@ type countingTrail struct {
 	emitted int
 }
 
-func (c *countingTrail) Emit(payload []byte) { c.emitted++; c.Trail.Emit(payload) }
+func (c *countingTrail) Emit(r *shipper.Encoder) { c.emitted++; c.Trail.Emit(r) }
 
 // benchPod is pod n of a realistic cluster: a Deployment's, with the usual
 // labels, running with its IP and container.

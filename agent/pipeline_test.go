@@ -104,9 +104,9 @@ type fakeTrail struct {
 	refuse   bool
 }
 
-func (f *fakeTrail) Emit(payload []byte) {
+func (f *fakeTrail) Emit(e *shipper.Encoder) {
 	var r shipper.Record
-	if err := shipper.Decode(payload, &r); err != nil {
+	if err := shipper.Decode(e.Payload(), &r); err != nil {
 		panic(err)
 	}
 	m := map[string]string{"event_name": r.EventName}

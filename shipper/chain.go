@@ -2,7 +2,6 @@ package shipper
 
 import (
 	"crypto/ed25519"
-	"fmt"
 	"strconv"
 	"time"
 
@@ -19,59 +18,19 @@ import (
 // spool, in seq order. A record the spool refuses does not advance it: its
 // seq is named by a loss record instead.
 type chainer struct {
-	canon   chain.Canon
 	head    chain.Link
-	headSeq uint64                               // the seq whose chain value head is; 0 before the first
-	attr    func(key []byte, v otlp.Value) error // c.add, made once
+	headSeq uint64 // the seq whose chain value head is; 0 before the first
 }
 
-// link is the chain value after the head of a payload whose seq is stamped
-// and appended: the canonical form of what the payload sends.
-func (c *chainer) link(payload []byte) (chain.Link, error) {
-	res, rec, err := splitPayload(payload)
-	if err != nil {
-		return chain.Link{}, err
-	}
-	if c.attr == nil {
-		c.attr = c.add
-	}
-	var h otlp.LogRecordHead
-	// The head is read first: Reset must precede the attributes.
-	if err := otlp.ReadLogRecord(rec, &h, nil); err != nil {
-		return chain.Link{}, err
-	}
-	c.canon.Reset(h.EventName, int64(h.Time), h.Severity, h.Body.Str)
-	if err := otlp.ReadResource(res, c.attr); err != nil {
-		return chain.Link{}, err
-	}
-	if err := otlp.ReadLogRecord(rec, &h, c.attr); err != nil {
-		return chain.Link{}, err
-	}
-	return chain.Next(c.head, c.canon.Leaf()), nil
-}
-
-// add adds an attribute to the canonical form, typed as it is sent.
-func (c *chainer) add(key []byte, v otlp.Value) error {
-	switch v.Kind {
-	case otlp.KindString:
-		c.canon.Bytes(key, v.Str)
-	case otlp.KindInt:
-		c.canon.Int(key, v.Int)
-	case otlp.KindDouble:
-		c.canon.Float(key, v.Double)
-	case otlp.KindBool:
-		c.canon.Bool(key, v.Bool)
-	case otlp.KindEmpty:
-	default:
-		return fmt.Errorf("attribute %q: a kind the trail does not hold", key)
-	}
-	return nil
+// link is the chain value, after the head, of a record whose seq is stamped.
+func (c *chainer) link(e *Encoder) chain.Link {
+	return chain.Next(c.head, e.canon.Leaf())
 }
 
 // appendChain appends the connaudit.chain attribute; it is the payload's last.
 func appendChain(payload []byte, l chain.Link) []byte {
 	var hex [2 * chain.Size]byte
-	return otlp.AppendAttribute(payload, attribute.String(string(trail.KeyChain), string(l.AppendText(hex[:0]))))
+	return otlp.AppendStringAttribute(payload, string(trail.KeyChain), l.AppendText(hex[:0]))
 }
 
 // Head is the seq and chain value of the last record that reached the
@@ -159,7 +118,7 @@ func (l *Ledger) writeCheckpoint() {
 	sig := checkpoint.Sign(cp.cfg.Key, c)
 	cp.enc.String(trail.KeyCheckpointSignature, sig)
 	cp.writing = true
-	spooled := l.append(cp.enc.Bytes())
+	spooled := l.append(cp.enc.Finish())
 	cp.writing = false
 	if spooled && cp.cfg.Witness != nil {
 		cp.cfg.Witness(c, sig, now)

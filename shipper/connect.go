@@ -23,7 +23,7 @@ type Source struct {
 }
 
 // ConnectBuilder encodes tcp.connect records. It reuses its buffers, so the
-// bytes it returns are valid until the next Build.
+// record it returns is valid until the next Build.
 type ConnectBuilder struct {
 	enc  Encoder
 	body []byte
@@ -32,7 +32,7 @@ type ConnectBuilder struct {
 }
 
 // Build encodes one connect attempt. start, end and observed are wall-clock times.
-func (b *ConnectBuilder) Build(ev *bpf.Event, start, end, observed time.Time, src *Source) []byte {
+func (b *ConnectBuilder) Build(ev *bpf.Event, start, end, observed time.Time, src *Source) *Encoder {
 	sev := log.SeverityWarn
 	if ev.Outcome == bpf.Established {
 		sev = log.SeverityInfo
@@ -86,7 +86,7 @@ func (b *ConnectBuilder) Build(ev *bpf.Event, start, end, observed time.Time, sr
 	}
 	e.Int(trail.KeyNetNS, int64(ev.NetNS))
 	e.Append(src.Attrs...)
-	return e.Bytes()
+	return e.Finish()
 }
 
 // errorType is the errno's name, or the outcome when the kernel gave none

@@ -39,8 +39,8 @@ type DNSAnswer struct {
 	Attrs    []attribute.KeyValue // further attributes, built by an AttrList
 }
 
-// DNSAnswerBuilder encodes dns.answer records, reusing its buffers: the bytes
-// it returns are valid until the next Build.
+// DNSAnswerBuilder encodes dns.answer records, reusing its buffers: the
+// record it returns is valid until the next Build.
 type DNSAnswerBuilder struct {
 	enc   Encoder
 	body  []byte
@@ -49,7 +49,7 @@ type DNSAnswerBuilder struct {
 }
 
 // Build encodes a, e.g. body "api.example.com -> 203.0.113.80, 2001:db8::80".
-func (b *DNSAnswerBuilder) Build(a *DNSAnswer) []byte {
+func (b *DNSAnswerBuilder) Build(a *DNSAnswer) *Encoder {
 	b.addrs = b.addrs[:0]
 	for _, ad := range a.Answer.Addrs {
 		b.addrs = append(b.addrs, ad.IP.String())
@@ -93,5 +93,5 @@ func (b *DNSAnswerBuilder) Build(a *DNSAnswer) []byte {
 	e.Int(trail.KeyNetNS, int64(a.NetNS))
 	e.Int(trail.KeyCgroupID, int64(a.CgroupID))
 	e.Append(a.Attrs...)
-	return e.Bytes()
+	return e.Finish()
 }

@@ -61,7 +61,7 @@ func realisticBatch(n int) [][]byte {
 		ev.Peer = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 64, 1, byte(i % 4)}), 5432)
 		at := start.Add(time.Duration(i) * 397 * time.Microsecond)
 		src := &Source{Resource: resources[i%8], ExecutablePath: "/usr/local/bin/web-server", Attrs: peer.KeyValues()}
-		out[i] = appendSeq(bytes.Clone(b.Build(&ev, at, at.Add(210*time.Microsecond), at.Add(3*time.Millisecond), src)), uint64(i+1))
+		out[i] = appendSeq(bytes.Clone(b.Build(&ev, at, at.Add(210*time.Microsecond), at.Add(3*time.Millisecond), src).Payload()), uint64(i+1))
 	}
 	return out
 }

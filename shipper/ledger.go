@@ -14,7 +14,6 @@ import (
 	"github.com/connaudit/connaudit/shipper/handoff"
 	"github.com/connaudit/connaudit/shipper/spool"
 	"github.com/connaudit/connaudit/trail"
-	"github.com/connaudit/connaudit/trail/chain"
 )
 
 // Ledger is the one writer of the trail. It alone stamps connaudit.seq,
@@ -67,14 +66,15 @@ func NewLedger(sp *spool.Spool, resource *Resource, m *Metrics, logger *slog.Log
 	return &Ledger{spool: sp, resource: resource, metrics: m, log: logger}
 }
 
-// Emit stamps the next sequence number into an encoded record (an
-// Encoder's payload, which it may append to) and appends it to the spool. A record the spool refuses is counted, and reported by a
-// connaudit.loss record as soon as the spool accepts records again.
-func (l *Ledger) Emit(payload []byte) {
+// Emit stamps the next sequence number and its chain value into a finished
+// record and appends it to the spool. A record the spool refuses is
+// counted, and reported by a connaudit.loss record as soon as the spool
+// accepts records again.
+func (l *Ledger) Emit(r *Encoder) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.settleIfRoom()
-	l.append(payload)
+	l.append(r)
 }
 
 // Loss describes records lost for one reason.
@@ -213,27 +213,22 @@ func (l *Ledger) write(n notice) bool {
 		x := n.degraded
 		l.buildNotice(trail.EventDegraded, "shipped with less identity: ", degradedKeys, string(x.Reason), x.Count, x.First, x.Last, x.Detail)
 	}
-	return l.append(l.enc.Bytes())
+	return l.append(l.enc.Finish())
 }
 
 // append stamps and appends; the caller holds mu.
-func (l *Ledger) append(payload []byte) bool {
+func (l *Ledger) append(r *Encoder) bool {
 	l.seq++
-	payload = appendSeq(payload, l.seq)
-	link, err := l.chain.link(payload)
-	if err != nil {
-		// Our own encoder wrote it: this is a bug, and the verifier will name the record.
-		l.log.Error("record left out of the hash chain", "seq", l.seq, "err", err)
-	} else {
-		payload = appendChain(payload, link)
-	}
-	err = l.spool.Append(payload)
+	r.payload = appendSeq(r.payload, l.seq)
+	r.canon.Int(string(trail.KeySeq), int64(l.seq))
+	link := l.chain.link(r)
+	r.payload = appendChain(r.payload, link)
+	payload := r.payload
+	err := l.spool.Append(payload)
 	if err == nil {
 		l.metrics.Spooled.Inc()
-		if link != (chain.Link{}) {
-			l.chain.head, l.chain.headSeq = link, l.seq
-			l.live.Spooled(l.seq, link)
-		}
+		l.chain.head, l.chain.headSeq = link, l.seq
+		l.live.Spooled(l.seq, link)
 		l.counted()
 		return true
 	}
@@ -263,7 +258,7 @@ func (l *Ledger) reportDropped() bool {
 	l.enc.Int(trail.KeyLostSeqFirst, int64(d.firstSeq))
 	l.enc.Int(trail.KeyLostSeqLast, int64(d.lastSeq))
 	l.dropped = dropped{}
-	if !l.append(l.enc.Bytes()) {
+	if !l.append(l.enc.Finish()) {
 		// Still refused: the new drop (this loss record included) carries on the count.
 		l.dropped.count += d.count
 		l.dropped.firstSeq, l.dropped.firstTime = d.firstSeq, d.firstTime
@@ -334,7 +329,7 @@ func (l *Ledger) EmitAgentEvent(name trail.Event, body string, at time.Time, sev
 			l.enc.Int(trail.KeySeqFinal, int64(l.seq+1))
 		}
 	}
-	l.append(l.enc.Bytes())
+	l.append(l.enc.Finish())
 }
 
 // Unreported logs what no record could describe yet; call it last.

@@ -92,7 +92,7 @@ func fullSpool(t *testing.T, m *Metrics) (*spool.Spool, *Ledger, func()) {
 	var tiny Encoder
 	for i := 0; sp.Stats().Records == int64(i) && i < 100000; i++ {
 		tiny.Reset(trail.EventAgentStop, time.Now(), time.Now(), 0, nil, nil)
-		l.Emit(tiny.Bytes())
+		l.Emit(tiny.Finish())
 	}
 	empty := func() {
 		for sp.Stats().Records > 0 {

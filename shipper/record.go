@@ -17,6 +17,7 @@ import (
 
 	"github.com/connaudit/connaudit/shipper/otlp"
 	"github.com/connaudit/connaudit/trail"
+	"github.com/connaudit/connaudit/trail/chain"
 )
 
 // A record is emitted through the OpenTelemetry Logs SDK once, on the hot
@@ -99,11 +100,13 @@ func KeyValues(kvs []attribute.KeyValue) []attribute.KeyValue {
 	return l.kvs
 }
 
-// Resource is the OTLP resource of records, with its encoding and the SDK
-// LoggerProvider that emits its records, made on first use.
+// Resource is the OTLP resource of records, with its encoding, its
+// attributes' canonical form and the SDK LoggerProvider that emits its
+// records, made on first use.
 type Resource struct {
 	attrs   []attribute.KeyValue
 	encoded []byte // content of an OTLP Resource message
+	canon   chain.Fragment
 	once    sync.Once
 	logger  log.Logger
 }
@@ -124,7 +127,27 @@ func NewResource(attrs map[attribute.Key]attribute.Value) *Resource {
 }
 
 func newResource(kvs []attribute.KeyValue) *Resource {
-	return &Resource{attrs: kvs, encoded: otlp.AppendResource(nil, kvs)}
+	var c chain.Canon
+	c.Reset("", 0, 0, "")
+	for _, kv := range kvs {
+		addCanon(&c, kv)
+	}
+	return &Resource{attrs: kvs, encoded: otlp.AppendResource(nil, kvs), canon: c.Fragment()}
+}
+
+// addCanon adds an attribute to a record's canonical form, typed as it is
+// sent. An AttrList holds no other types.
+func addCanon(c *chain.Canon, kv attribute.KeyValue) {
+	switch kv.Value.Type() {
+	case attribute.INT64:
+		c.Int(string(kv.Key), kv.Value.AsInt64())
+	case attribute.FLOAT64:
+		c.Float(string(kv.Key), kv.Value.AsFloat64())
+	case attribute.BOOL:
+		c.Bool(string(kv.Key), kv.Value.AsBool())
+	default:
+		c.String(string(kv.Key), kv.Value.AsString())
+	}
 }
 
 // Attributes are the resource's attributes.
@@ -144,8 +167,9 @@ func (r *Resource) sdkLogger() log.Logger {
 	return r.logger
 }
 
-// Encoder builds one record at a time: Reset, attributes, then Bytes emits
-// it through the SDK and returns its payload.
+// Encoder builds one record at a time: Reset, attributes, then Finish emits
+// it through the SDK, which encodes its payload; the ledger then stamps its
+// seq and chain value (Ledger.Emit).
 type Encoder struct {
 	AttrList
 	event    trail.Event
@@ -158,6 +182,7 @@ type Encoder struct {
 	ctx     context.Context // carries the encoder to spoolProcessor
 	record  otlp.RecordEncoder
 	payload []byte
+	canon   chain.Canon // of the payload, all but its seq
 }
 
 // noResource is the resource of records built with none.
@@ -176,9 +201,8 @@ func (e *Encoder) Reset(event trail.Event, ts, observed time.Time, sev log.Sever
 
 type encoderKey struct{}
 
-// Bytes emits the record through the SDK and returns its spool payload,
-// valid until the next Reset.
-func (e *Encoder) Bytes() []byte {
+// Finish emits the record through the SDK, which encodes it.
+func (e *Encoder) Finish() *Encoder {
 	if e.ctx == nil {
 		e.ctx = context.WithValue(context.Background(), encoderKey{}, e)
 	}
@@ -191,8 +215,12 @@ func (e *Encoder) Bytes() []byte {
 	r.SetBody(attribute.StringValue(text(string(e.body))))
 	e.payload = e.payload[:0]
 	e.res.sdkLogger().Emit(e.ctx, r)
-	return e.payload
+	return e
 }
+
+// Payload is the record's spool payload once finished: stamped with its seq
+// and chain value once the ledger has emitted it. Valid until the next Reset.
+func (e *Encoder) Payload() []byte { return e.payload }
 
 // spoolProcessor is the SDK processor that encodes each emitted record,
 // once, into the payload of the Encoder that emitted it. The export loop
@@ -214,7 +242,20 @@ func (spoolProcessor) OnEmit(ctx context.Context, r *sdklog.Record) error {
 	b = binary.LittleEndian.AppendUint64(b, uint64(r.ObservedTimestamp().UnixNano()))
 	b = protowire.AppendBytes(b, e.res.encoded)
 	e.payload = e.record.Append(b, r)
+	e.canonical(r.EventName(), r.Timestamp().UnixNano(), int64(r.Severity()), r.Body().AsString())
 	return nil
+}
+
+// canonical builds the canonical form of the record just encoded, from the
+// values it was encoded from (TestCanonOfValuesIsCanonOfBytes holds the two
+// together), so that chaining it parses nothing. Its seq is added by the
+// ledger.
+func (e *Encoder) canonical(event string, unixNano, severity int64, body string) {
+	e.canon.Reset(event, unixNano, severity, body)
+	e.canon.Add(e.res.canon)
+	for _, kv := range e.kvs {
+		addCanon(&e.canon, kv)
+	}
 }
 func (spoolProcessor) Enabled(context.Context, sdklog.EnabledParameters) bool { return true }
 func (spoolProcessor) Shutdown(context.Context) error                         { return nil }

@@ -43,7 +43,7 @@ func TestConnectRecordRoundTrip(t *testing.T) {
 	end := start.Add(210 * time.Microsecond)
 	observed := end.Add(time.Millisecond)
 	var b ConnectBuilder
-	payload := appendSeq(b.Build(&ev, start, end, observed, &Source{Resource: resource, ContainerID: "abc", ExecutablePath: "/usr/bin/curl"}), 7)
+	payload := appendSeq(b.Build(&ev, start, end, observed, &Source{Resource: resource, ContainerID: "abc", ExecutablePath: "/usr/bin/curl"}).Payload(), 7)
 
 	var r Record
 	if err := Decode(payload, &r); err != nil {
@@ -95,7 +95,7 @@ func TestFailedConnectRecord(t *testing.T) {
 	var b ConnectBuilder
 	start := time.Now()
 	var r Record
-	if err := Decode(b.Build(&ev, start, start.Add(1500*time.Microsecond), start, &Source{}), &r); err != nil {
+	if err := Decode(b.Build(&ev, start, start.Add(1500*time.Microsecond), start, &Source{}).Payload(), &r); err != nil {
 		t.Fatal(err)
 	}
 	a := attrMap(r.Attrs)
@@ -106,7 +106,7 @@ func TestFailedConnectRecord(t *testing.T) {
 		t.Errorf("body %q", r.Body)
 	}
 	ev.Outcome, ev.Errno = bpf.Aborted, 0
-	if err := Decode(b.Build(&ev, start, start, start, &Source{}), &r); err != nil {
+	if err := Decode(b.Build(&ev, start, start, start, &Source{}).Payload(), &r); err != nil {
 		t.Fatal(err)
 	}
 	if got := attrMap(r.Attrs)["error.type"].AsString(); got != "aborted" {
@@ -120,7 +120,7 @@ func TestOddProcessNames(t *testing.T) {
 	ev.SetComm("a\xff\x01b\nc\u00e9")
 	var b ConnectBuilder
 	var r Record
-	if err := Decode(b.Build(&ev, time.Now(), time.Now(), time.Now(), &Source{}), &r); err != nil {
+	if err := Decode(b.Build(&ev, time.Now(), time.Now(), time.Now(), &Source{}).Payload(), &r); err != nil {
 		t.Fatal(err)
 	}
 	if got := attrMap(r.Attrs)["process.executable.name"].AsString(); got != "a\uFFFD\uFFFDb\uFFFDc\u00e9" {
@@ -131,7 +131,7 @@ func TestOddProcessNames(t *testing.T) {
 func TestDecodeRejectsDamage(t *testing.T) {
 	ev := testEvent()
 	var b ConnectBuilder
-	payload := b.Build(&ev, time.Now(), time.Now(), time.Now(), &Source{})
+	payload := b.Build(&ev, time.Now(), time.Now(), time.Now(), &Source{}).Payload()
 	var r Record
 	for n := 0; n < len(payload); n++ {
 		if err := Decode(payload[:n], &r); err == nil && n < headerSize {
@@ -148,7 +148,7 @@ func TestDecodeRejectsDamage(t *testing.T) {
 func FuzzDecodeRecord(f *testing.F) {
 	ev := testEvent()
 	var b ConnectBuilder
-	f.Add(append([]byte(nil), b.Build(&ev, time.Now(), time.Now(), time.Now(), &Source{})...))
+	f.Add(bytes.Clone(b.Build(&ev, time.Now(), time.Now(), time.Now(), &Source{}).Payload()))
 	f.Add([]byte{recordVersion})
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		var r Record
@@ -167,51 +167,50 @@ func BenchmarkBuildConnect(b *testing.B) {
 	}
 }
 
-// chainedConnect is a connect record of a pod, and its resource, as the
-// chain benchmarks hash them.
-func chainedConnect() (payload []byte, resource *Resource) {
+// chainedConnect is a connect record of a pod, finished, as the chain
+// benchmarks chain it.
+func chainedConnect() *Encoder {
 	ev := testEvent()
-	var cb ConnectBuilder
+	cb := new(ConnectBuilder)
 	res := NewResource(map[attribute.Key]attribute.Value{
 		attribute.Key(trail.KeyServiceInstanceID): attribute.StringValue("i-1"),
 		attribute.Key(trail.KeyK8sNodeName):       attribute.StringValue("node-1"),
 		attribute.Key(trail.KeyK8sPodName):        attribute.StringValue("web-7d9f8-abcde"),
 	})
-	src := &Source{Resource: res, ExecutablePath: "/usr/bin/curl"}
 	now := time.Now()
-	return bytes.Clone(cb.Build(&ev, now, now, now, src)), res
+	return cb.Build(&ev, now, now, now, &Source{Resource: res, ExecutablePath: "/usr/bin/curl"})
 }
 
-// chainNext stamps payload (an Encoder's, with room after it) with l's next
-// seq and makes it l's chain head, as the ledger does for each record.
-func chainNext(b *testing.B, l *Ledger, payload []byte) {
+// chainNext does what chaining adds to a finished record: its canonical
+// form (built as the SDK processor builds it), its seq, and the two SHA-256
+// of its chain value, which becomes l's head.
+func chainNext(l *Ledger, e *Encoder) {
 	l.seq++
-	link, err := l.chain.link(appendSeq(payload, l.seq))
-	if err != nil {
-		b.Fatal(err)
-	}
-	l.chain.head = link
+	e.canonical(string(e.event), e.ts.UnixNano(), int64(e.sev), string(e.body))
+	e.canon.Int(string(trail.KeySeq), int64(l.seq))
+	l.chain.head = l.chain.link(e)
 }
 
 // BenchmarkLedgerChain is what chaining adds to the ledger per connect
-// record: decoding it into its canonical form, and two SHA-256.
+// record: its canonical form and two SHA-256.
 func BenchmarkLedgerChain(b *testing.B) {
-	payload, _ := chainedConnect()
+	e := chainedConnect()
 	l := &Ledger{}
 	b.ReportAllocs()
 	for b.Loop() {
-		chainNext(b, l, payload)
+		chainNext(l, e)
 	}
 }
 
 // BenchmarkChainAndCheckpointsAt5000PerSecond is what tamper evidence adds
 // to the agent per connect record at the default checkpoint interval
 // (CONNAUDIT_CHECKPOINT_RECORDS=1000): the record's chain value, and a
-// thousandth of a signed checkpoint (its Ed25519 signature and its own
-// chain value). %core@5000/s is that cost at 5,000 connects a second, in
-// percent of one core; at that rate the 10 s timer never fires first.
+// thousandth of a signed checkpoint (its Ed25519 signature, its encoding
+// and its own chain value). %core@5000/s is that cost at 5,000 connects a
+// second, in percent of one core; at that rate the 10 s timer never fires
+// first.
 func BenchmarkChainAndCheckpointsAt5000PerSecond(b *testing.B) {
-	payload, resource := chainedConnect()
+	e := chainedConnect()
 	now := time.Now()
 	_, key, err := ed25519.GenerateKey(nil)
 	if err != nil {
@@ -223,18 +222,18 @@ func BenchmarkChainAndCheckpointsAt5000PerSecond(b *testing.B) {
 	var cp Encoder
 	b.ReportAllocs()
 	for b.Loop() {
-		chainNext(b, l, payload)
+		chainNext(l, e)
 		if l.seq+1-first < every {
 			continue
 		}
 		c := checkpoint.Checkpoint{Instance: "i-1", First: first, Last: l.seq, Count: every, Head: l.chain.head}
-		cp.Reset(trail.EventCheckpoint, now, now, log.SeverityInfo, []byte("checkpoint"), resource)
+		cp.Reset(trail.EventCheckpoint, now, now, log.SeverityInfo, []byte("checkpoint"), e.res)
 		cp.Int(trail.KeyCheckpointSeqFirst, int64(c.First))
 		cp.Int(trail.KeyCheckpointSeqLast, int64(c.Last))
 		cp.Int(trail.KeyCheckpointCount, int64(c.Count))
 		cp.String(trail.KeyCheckpointHead, c.Head.String())
 		cp.String(trail.KeyCheckpointSignature, checkpoint.Sign(key, c))
-		chainNext(b, l, cp.Bytes())
+		chainNext(l, cp.Finish())
 		first = l.seq + 1
 	}
 	perRecord := float64(b.Elapsed().Nanoseconds()) / float64(b.N)

@@ -180,5 +180,5 @@ func (c *v1Converter) convert(p []byte) ([]byte, error) {
 	}
 	c.enc.Reset(trail.Event(r.EventName), r.Timestamp, r.Observed, r.Severity, []byte(r.Body), res)
 	c.enc.Append(r.Attrs...)
-	return appendSeq(bytes.Clone(c.enc.Bytes()), r.Seq), nil
+	return appendSeq(bytes.Clone(c.enc.Finish().Payload()), r.Seq), nil
 }

@@ -36,7 +36,7 @@ func TestConnectRecordFollowsTheSchema(t *testing.T) {
 	for _, ev := range []bpf.Event{established, refused, lost} {
 		var b ConnectBuilder
 		var r Record
-		if err := Decode(b.Build(&ev, time.Now(), time.Now(), time.Now(), src), &r); err != nil {
+		if err := Decode(b.Build(&ev, time.Now(), time.Now(), time.Now(), src).Payload(), &r); err != nil {
 			t.Fatal(err)
 		}
 		if r.EventName != string(trail.EventConnect) {

@@ -25,7 +25,7 @@ func TestRecordTextIsValidAndBounded(t *testing.T) {
 	e.StringBytes("k8s.pod.label.app", []byte("web\x80"))
 
 	var r Record
-	if err := Decode(e.Bytes(), &r); err != nil {
+	if err := Decode(e.Finish().Payload(), &r); err != nil {
 		t.Fatal(err)
 	}
 	resAttrs := r.Resource

@@ -97,7 +97,7 @@ func (c *canonicalizer) entry(row map[string]string) (entry, error) {
 	if strings.HasPrefix(body, missingMsgPrefix) {
 		body = ""
 	}
-	c.canon.Reset([]byte(e.event), e.time.UnixNano(), sev, []byte(body))
+	c.canon.Reset(e.event, e.time.UnixNano(), sev, body)
 	for k, v := range row {
 		if !storeFields[k] {
 			c.canon.String(k, v)

@@ -70,7 +70,7 @@ func writeInstance(t testing.TB, instanceID string, prev *handoff.State, t0 time
 		enc.Float(trail.KeyConnectDuration, float64(i+1)*0.000013)
 		enc.Bool(trail.KeyHostNetwork, i%2 == 0)
 		enc.String(trail.KeyEnrichment, "")
-		l.Emit(enc.Bytes())
+		l.Emit(enc.Finish())
 		if between != nil {
 			between(l, i)
 		}
@@ -304,7 +304,7 @@ func rechain(t *testing.T, rows []map[string]string) {
 		r := bySeq[s]
 		ts, _ := time.Parse(time.RFC3339Nano, r["_time"])
 		sev, _ := strconv.ParseInt(r["severity_number"], 10, 64)
-		c.Reset([]byte(r["event_name"]), ts.UnixNano(), sev, []byte(r["_msg"]))
+		c.Reset(r["event_name"], ts.UnixNano(), sev, r["_msg"])
 		for k, v := range r {
 			switch k {
 			case "_time", "_msg", "event_name", "severity_number", string(trail.KeyChain):

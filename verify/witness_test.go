@@ -66,7 +66,7 @@ func witnessedInstance(t *testing.T, id string, prev *handoff.State, n int, key 
 		ts := t0.Add(time.Duration(i) * time.Microsecond)
 		enc.Reset(trail.EventConnect, ts, ts, log.SeverityInfo, []byte("curl -> 198.51.100.7:80 established"), res)
 		enc.String(trail.KeyPeerAddress, "198.51.100.7")
-		l.Emit(enc.Bytes())
+		l.Emit(enc.Finish())
 	}
 	l.EmitAgentEvent(trail.EventAgentStop, "stopped", time.Now(), log.SeverityInfo, nil)
 	seq, head := l.Head()

@@ -320,7 +320,7 @@ func ingestTrail(b *testing.B, vl *teststack.VictoriaLogs, node, instance string
 		e.String(trail.KeyProcessExecName, "curl")
 		e.String(trail.KeyOutcome, "established")
 		e.Float(trail.KeyConnectDuration, float64(i%1000+1)*0.000013)
-		l.Emit(e.Bytes())
+		l.Emit(e.Finish())
 		if i%20_000 == 0 {
 			post()
 		}

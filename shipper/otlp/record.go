@@ -69,6 +69,19 @@ func AppendAttribute(b []byte, kv attribute.KeyValue) []byte {
 	return appendKeyValue(b, logAttributes, kv)
 }
 
+// AppendStringAttribute is AppendAttribute for a string attribute whose
+// value, valid UTF-8, is held in bytes.
+func AppendStringAttribute(b []byte, key string, value []byte) []byte {
+	var kv, v int
+	b, kv = openMessage(b, logAttributes)
+	b = appendString(b, keyValueKey, key)
+	b, v = openMessage(b, keyValueValue)
+	b = protowire.AppendTag(b, anyString, protowire.BytesType)
+	b = protowire.AppendBytes(b, value)
+	b = closeMessage(b, v)
+	return closeMessage(b, kv)
+}
+
 // AppendResource appends attrs as the content of an OTLP Resource message.
 func AppendResource(b []byte, attrs []attribute.KeyValue) []byte {
 	for _, kv := range attrs {

@@ -85,7 +85,7 @@ type span struct{ start, key, end int }
 
 // Reset starts a record. An empty body is treated as absent, as VictoriaLogs
 // stores it.
-func (c *Canon) Reset(event []byte, unixNano int64, severity int64, body []byte) {
+func (c *Canon) Reset(event string, unixNano int64, severity int64, body string) {
 	c.head = appendItem(c.head[:0], event)
 	c.num = strconv.AppendInt(c.num[:0], unixNano, 10)
 	c.head = appendItem(c.head, c.num)
@@ -104,20 +104,20 @@ func (c *Canon) String(key string, v string) { addAttr(c, key, v) }
 func (c *Canon) Bytes(key []byte, v []byte) { addAttr(c, key, v) }
 
 // Int adds an integer attribute.
-func (c *Canon) Int(key []byte, v int64) {
+func (c *Canon) Int(key string, v int64) {
 	c.num = strconv.AppendInt(c.num[:0], v, 10)
 	addRaw(c, key, c.num)
 }
 
 // Bool adds a boolean attribute.
-func (c *Canon) Bool(key []byte, v bool) {
+func (c *Canon) Bool(key string, v bool) {
 	c.num = strconv.AppendBool(c.num[:0], v)
 	addRaw(c, key, c.num)
 }
 
 // Float adds a double attribute, rendered as VictoriaLogs renders it on
 // ingest ('f', shortest) and then normalized.
-func (c *Canon) Float(key []byte, v float64) {
+func (c *Canon) Float(key string, v float64) {
 	c.num = strconv.AppendFloat(c.num[:0], v, 'f', -1, 64)
 	if len(c.num) <= maxNumberLen && bytes.IndexByte(c.num, '.') >= 0 {
 		// Normalize(shortest 'f') without a parse: shortest 'f' reads back as v.
@@ -144,6 +144,27 @@ func addRaw[K ~string | ~[]byte](c *Canon, key K, v []byte) {
 	k := len(c.attrs)
 	c.attrs = appendItem(c.attrs, v)
 	c.spans = append(c.spans, span{start, k, len(c.attrs)})
+}
+
+// Fragment is attributes in canonical form, built once and added to many
+// records: those of one resource, say.
+type Fragment struct {
+	attrs []byte
+	spans []span
+}
+
+// Fragment is the attributes added since Reset, as a Fragment of their own.
+func (c *Canon) Fragment() Fragment {
+	return Fragment{attrs: bytes.Clone(c.attrs), spans: slices.Clone(c.spans)}
+}
+
+// Add adds a fragment's attributes.
+func (c *Canon) Add(f Fragment) {
+	base := len(c.attrs)
+	c.attrs = append(c.attrs, f.attrs...)
+	for _, s := range f.spans {
+		c.spans = append(c.spans, span{s.start + base, s.key + base, s.end + base})
+	}
 }
 
 // Leaf is the hash of the canonical form of the record built since Reset.

@@ -8,13 +8,13 @@ import (
 // agentSide builds a record as the agent does, from typed values.
 func agentSide(body string, dur float64, pid int64) Link {
 	var c Canon
-	c.Reset([]byte("tcp.connect"), 1765090800123456789, 9, []byte(body))
+	c.Reset("tcp.connect", 1765090800123456789, 9, body)
 	c.Bytes([]byte("service.instance.id"), []byte("i-1"))
-	c.Float([]byte("connaudit.connect.duration"), dur)
-	c.Int([]byte("process.pid"), pid)
-	c.Bool([]byte("connaudit.host_network"), true)
+	c.Float("connaudit.connect.duration", dur)
+	c.Int("process.pid", pid)
+	c.Bool("connaudit.host_network", true)
 	c.Bytes([]byte("connaudit.k8s.enrichment"), nil) // empty: dropped like VictoriaLogs does
-	c.Int([]byte("connaudit.seq"), 7)
+	c.Int("connaudit.seq", 7)
 	return c.Leaf()
 }
 
@@ -22,7 +22,7 @@ func agentSide(body string, dur float64, pid int64) Link {
 // them back from VictoriaLogs.
 func backendSide(body string, fields map[string]string) Link {
 	var c Canon
-	c.Reset([]byte("tcp.connect"), 1765090800123456789, 9, []byte(body))
+	c.Reset("tcp.connect", 1765090800123456789, 9, body)
 	for k, v := range fields {
 		c.String(k, v)
 	}
@@ -88,7 +88,7 @@ func TestEveryPartIsBound(t *testing.T) {
 		t.Error("body changed: leaf unchanged")
 	}
 	var c Canon
-	c.Reset([]byte("tcp.connect"), 1765090800123456788, 9, []byte("b"))
+	c.Reset("tcp.connect", 1765090800123456788, 9, "b")
 	for k, v := range base {
 		c.String(k, v)
 	}
@@ -102,7 +102,7 @@ func TestEveryPartIsBound(t *testing.T) {
 func TestNoAmbiguousSplits(t *testing.T) {
 	leaf := func(kv ...string) Link {
 		var c Canon
-		c.Reset([]byte("e"), 1, 9, []byte("b"))
+		c.Reset("e", 1, 9, "b")
 		for i := 0; i < len(kv); i += 2 {
 			c.String(kv[i], kv[i+1])
 		}
@@ -168,7 +168,7 @@ func TestReusedCanonHashesAsAFreshOne(t *testing.T) {
 		{{"b", "1"}, {"a", "2"}, {"c", "3"}},
 	}
 	leaf := func(c *Canon, rec []attr) Link {
-		c.Reset([]byte("tcp.connect"), 1, 9, []byte("body"))
+		c.Reset("tcp.connect", 1, 9, "body")
 		for _, a := range rec {
 			c.String(a.k, a.v)
 		}
@@ -184,24 +184,24 @@ func TestReusedCanonHashesAsAFreshOne(t *testing.T) {
 
 func BenchmarkLeafAndLink(b *testing.B) {
 	var c Canon
-	body := []byte("curl (pid 4242) -> 127.0.0.1:8080 established in 0.21 ms")
-	keys := make([][]byte, 30)
+	body := "curl (pid 4242) -> 127.0.0.1:8080 established in 0.21 ms"
+	keys := make([]string, 30)
 	for i := range keys {
-		keys[i] = []byte("connaudit.some.attribute." + strconv.Itoa(29-i))
+		keys[i] = "connaudit.some.attribute." + strconv.Itoa(29-i)
 	}
-	val := []byte("some-value-of-a-typical-length")
+	val := "some-value-of-a-typical-length"
 	var head Link
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		c.Reset([]byte("tcp.connect"), int64(i), 9, body)
+		c.Reset("tcp.connect", int64(i), 9, body)
 		for j, k := range keys {
 			if j%3 == 0 {
 				c.Int(k, int64(i))
 			} else {
-				c.Bytes(k, val)
+				c.String(k, val)
 			}
 		}
-		c.Float([]byte("connaudit.connect.duration"), 0.000213)
+		c.Float("connaudit.connect.duration", 0.000213)
 		head = Next(head, c.Leaf())
 	}
 }
