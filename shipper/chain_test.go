@@ -94,6 +94,7 @@ func TestCanonOfValuesIsCanonOfBytes(t *testing.T) {
 			}
 		}
 		e.Float(trail.KeyConnectDuration, 0.1*float64(i)) // a double that prints with a fraction
+		e.Bool(trail.KeyHostNetwork, i%2 == 0)
 		l.Emit(e.Finish())
 	}
 	var d DNSAnswerBuilder

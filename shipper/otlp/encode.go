@@ -68,11 +68,68 @@ const lengthSlot = 5
 
 // appendKeyValue writes kv as a KeyValue message in field num.
 func appendKeyValue(b []byte, num protowire.Number, kv attribute.KeyValue) []byte {
+	if b, ok := appendScalarKeyValue(b, num, kv); ok {
+		return b
+	}
 	var start int
 	b, start = openMessage(b, num)
 	b = appendString(b, keyValueKey, string(kv.Key))
 	b = appendValue(b, keyValueValue, kv.Value)
 	return closeMessage(b, start)
+}
+
+// appendScalarKeyValue writes kv, when its key and value are valid scalars,
+// as every attribute of connaudit's records is, with the lengths of both
+// nested messages computed first: nothing is moved into place afterwards.
+func appendScalarKeyValue(b []byte, num protowire.Number, kv attribute.KeyValue) ([]byte, bool) {
+	key := string(kv.Key)
+	v := kv.Value
+	var anySize int
+	switch v.Type() {
+	case attribute.STRING:
+		if !utf8.ValidString(v.AsString()) {
+			return b, false
+		}
+		anySize = 1 + protowire.SizeBytes(len(v.AsString()))
+	case attribute.INT64:
+		anySize = 1 + protowire.SizeVarint(uint64(v.AsInt64()))
+	case attribute.BOOL:
+		anySize = 2
+	case attribute.FLOAT64:
+		anySize = 1 + 8
+	default:
+		return b, false
+	}
+	if !utf8.ValidString(key) {
+		return b, false
+	}
+	size := 1 + protowire.SizeBytes(anySize)
+	if key != "" {
+		size += 1 + protowire.SizeBytes(len(key))
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(size))
+	if key != "" {
+		b = protowire.AppendTag(b, keyValueKey, protowire.BytesType)
+		b = protowire.AppendString(b, key)
+	}
+	b = protowire.AppendTag(b, keyValueValue, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(anySize))
+	switch v.Type() {
+	case attribute.STRING:
+		b = protowire.AppendTag(b, anyString, protowire.BytesType)
+		b = protowire.AppendString(b, v.AsString())
+	case attribute.INT64:
+		b = protowire.AppendTag(b, anyInt, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(v.AsInt64()))
+	case attribute.BOOL:
+		b = protowire.AppendTag(b, anyBool, protowire.VarintType)
+		b = protowire.AppendVarint(b, protowire.EncodeBool(v.AsBool()))
+	case attribute.FLOAT64:
+		b = protowire.AppendTag(b, anyDouble, protowire.Fixed64Type)
+		b = protowire.AppendFixed64(b, math.Float64bits(v.AsFloat64()))
+	}
+	return b, true
 }
 
 // appendValue writes v as an AnyValue message in field num. An empty value is

@@ -75,8 +75,10 @@ func variedRecords(t *testing.T) []sdklog.Record {
 		r.AddAttributes(
 			attribute.String("network.peer.address", "203.0.113.80"),
 			attribute.Int("network.peer.port", 443+i),
+			attribute.Int("negative", -1<<40),
 			attribute.Float64("connaudit.connect.duration", 0.000038*float64(i)),
 			attribute.Bool("connaudit.retry", i%2 == 0),
+			attribute.String(strings.Repeat("k", 130), strings.Repeat("v", 20000)), // lengths of two and three varint bytes
 			attribute.ByteSlice("raw", []byte{0, 1, 0xff}),
 			attribute.String("empty", ""),
 			attribute.KeyValue{Key: "nothing"},
