@@ -115,6 +115,12 @@ func appendScalarKeyValue(b []byte, num protowire.Number, kv attribute.KeyValue)
 	}
 	b = protowire.AppendTag(b, keyValueValue, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(anySize))
+	return appendScalar(b, v), true
+}
+
+// appendScalar writes the content of an AnyValue holding a string (valid
+// UTF-8), integer, boolean or double.
+func appendScalar(b []byte, v attribute.Value) []byte {
 	switch v.Type() {
 	case attribute.STRING:
 		b = protowire.AppendTag(b, anyString, protowire.BytesType)
@@ -129,7 +135,7 @@ func appendScalarKeyValue(b []byte, num protowire.Number, kv attribute.KeyValue)
 		b = protowire.AppendTag(b, anyDouble, protowire.Fixed64Type)
 		b = protowire.AppendFixed64(b, math.Float64bits(v.AsFloat64()))
 	}
-	return b, true
+	return b
 }
 
 // appendValue writes v as an AnyValue message in field num. An empty value is
@@ -141,15 +147,8 @@ func appendValue(b []byte, num protowire.Number, v attribute.Value) []byte {
 	case attribute.STRING:
 		b = protowire.AppendTag(b, anyString, protowire.BytesType)
 		b = appendValidString(b, v.AsString())
-	case attribute.INT64:
-		b = protowire.AppendTag(b, anyInt, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(v.AsInt64()))
-	case attribute.BOOL:
-		b = protowire.AppendTag(b, anyBool, protowire.VarintType)
-		b = protowire.AppendVarint(b, protowire.EncodeBool(v.AsBool()))
-	case attribute.FLOAT64:
-		b = protowire.AppendTag(b, anyDouble, protowire.Fixed64Type)
-		b = protowire.AppendFixed64(b, math.Float64bits(v.AsFloat64()))
+	case attribute.INT64, attribute.BOOL, attribute.FLOAT64:
+		b = appendScalar(b, v)
 	case attribute.BYTESLICE:
 		b = protowire.AppendTag(b, anyBytes, protowire.BytesType)
 		b = protowire.AppendBytes(b, v.AsByteSlice())

@@ -8,6 +8,9 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
+// Reading encoded records back, for tests and tools: the agent encodes its
+// records once and never reads them.
+
 // ValueKind is the kind of an AnyValue this package reads.
 type ValueKind uint8
 
@@ -41,142 +44,119 @@ type LogRecordHead struct {
 
 var errMalformed = errors.New("malformed protobuf")
 
-// ReadLogRecord reads the content of an encoded LogRecord into h and calls
-// attr, unless nil, for each attribute, in order. It allocates nothing.
-func ReadLogRecord(b []byte, h *LogRecordHead, attr func(key []byte, v Value) error) error {
-	*h = LogRecordHead{}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+// field is one field of a message: a varint or fixed value in n, or the
+// bytes of a length-delimited one in b.
+type field struct {
+	num protowire.Number
+	typ protowire.Type
+	n   uint64
+	b   []byte
+}
+
+// eachField calls fn for each field of the message m, in order.
+func eachField(m []byte, fn func(f field) error) error {
+	for len(m) > 0 {
+		num, typ, n := protowire.ConsumeTag(m)
 		if n < 0 {
 			return errMalformed
 		}
-		b = b[n:]
-		switch {
-		case num == logTime && typ == protowire.Fixed64Type:
-			h.Time, n = protowire.ConsumeFixed64(b)
-		case num == logObservedTime && typ == protowire.Fixed64Type:
-			h.Observed, n = protowire.ConsumeFixed64(b)
-		case num == logSeverityNumber && typ == protowire.VarintType:
-			var v uint64
-			v, n = protowire.ConsumeVarint(b)
-			h.Severity = int64(v)
-		case num == logSeverityText && typ == protowire.BytesType:
-			h.SeverityText, n = protowire.ConsumeBytes(b)
-		case num == logEventName && typ == protowire.BytesType:
-			h.EventName, n = protowire.ConsumeBytes(b)
-		case num == logBody && typ == protowire.BytesType:
-			var m []byte
-			if m, n = protowire.ConsumeBytes(b); n >= 0 {
-				if err := readValue(m, &h.Body); err != nil {
-					return fmt.Errorf("body: %w", err)
-				}
-			}
-		case num == logAttributes && typ == protowire.BytesType && attr != nil:
-			var m []byte
-			if m, n = protowire.ConsumeBytes(b); n >= 0 {
-				if err := readKeyValue(m, attr); err != nil {
-					return err
-				}
-			}
+		m = m[n:]
+		f := field{num: num, typ: typ}
+		switch typ {
+		case protowire.VarintType:
+			f.n, n = protowire.ConsumeVarint(m)
+		case protowire.Fixed64Type:
+			f.n, n = protowire.ConsumeFixed64(m)
+		case protowire.BytesType:
+			f.b, n = protowire.ConsumeBytes(m)
 		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
+			n = protowire.ConsumeFieldValue(num, typ, m)
 		}
 		if n < 0 {
 			return errMalformed
 		}
-		b = b[n:]
+		m = m[n:]
+		if err := fn(f); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
+// ReadLogRecord reads the content of an encoded LogRecord into h and calls
+// attr, unless nil, for each attribute, in order.
+func ReadLogRecord(b []byte, h *LogRecordHead, attr func(key []byte, v Value) error) error {
+	*h = LogRecordHead{}
+	return eachField(b, func(f field) error {
+		switch {
+		case f.num == logTime && f.typ == protowire.Fixed64Type:
+			h.Time = f.n
+		case f.num == logObservedTime && f.typ == protowire.Fixed64Type:
+			h.Observed = f.n
+		case f.num == logSeverityNumber && f.typ == protowire.VarintType:
+			h.Severity = int64(f.n)
+		case f.num == logSeverityText && f.typ == protowire.BytesType:
+			h.SeverityText = f.b
+		case f.num == logEventName && f.typ == protowire.BytesType:
+			h.EventName = f.b
+		case f.num == logBody && f.typ == protowire.BytesType:
+			if err := readValue(f.b, &h.Body); err != nil {
+				return fmt.Errorf("body: %w", err)
+			}
+		case f.num == logAttributes && f.typ == protowire.BytesType && attr != nil:
+			return readKeyValue(f.b, attr)
+		}
+		return nil
+	})
+}
+
 // ReadResource calls attr for each attribute of an encoded Resource's content.
 func ReadResource(b []byte, attr func(key []byte, v Value) error) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return errMalformed
-		}
-		b = b[n:]
-		if num == resourceAttributes && typ == protowire.BytesType {
-			var m []byte
-			if m, n = protowire.ConsumeBytes(b); n >= 0 {
-				if err := readKeyValue(m, attr); err != nil {
-					return fmt.Errorf("resource: %w", err)
-				}
+	return eachField(b, func(f field) error {
+		if f.num == resourceAttributes && f.typ == protowire.BytesType {
+			if err := readKeyValue(f.b, attr); err != nil {
+				return fmt.Errorf("resource: %w", err)
 			}
-		} else {
-			n = protowire.ConsumeFieldValue(num, typ, b)
 		}
-		if n < 0 {
-			return errMalformed
-		}
-		b = b[n:]
-	}
-	return nil
+		return nil
+	})
 }
 
 func readKeyValue(b []byte, attr func(key []byte, v Value) error) error {
 	var key []byte
 	var v Value
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return errMalformed
-		}
-		b = b[n:]
+	err := eachField(b, func(f field) error {
 		switch {
-		case num == keyValueKey && typ == protowire.BytesType:
-			key, n = protowire.ConsumeBytes(b)
-		case num == keyValueValue && typ == protowire.BytesType:
-			var m []byte
-			if m, n = protowire.ConsumeBytes(b); n >= 0 {
-				if err := readValue(m, &v); err != nil {
-					return fmt.Errorf("attribute %q: %w", key, err)
-				}
+		case f.num == keyValueKey && f.typ == protowire.BytesType:
+			key = f.b
+		case f.num == keyValueValue && f.typ == protowire.BytesType:
+			if err := readValue(f.b, &v); err != nil {
+				return fmt.Errorf("attribute %q: %w", key, err)
 			}
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
 		}
-		if n < 0 {
-			return errMalformed
-		}
-		b = b[n:]
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	return attr(key, v)
 }
 
 func readValue(b []byte, v *Value) error {
 	*v = Value{}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return errMalformed
-		}
-		b = b[n:]
+	return eachField(b, func(f field) error {
 		switch {
-		case num == anyString && typ == protowire.BytesType:
-			v.Kind = KindString
-			v.Str, n = protowire.ConsumeBytes(b)
-		case num == anyInt && typ == protowire.VarintType:
-			var x uint64
-			x, n = protowire.ConsumeVarint(b)
-			v.Kind, v.Int = KindInt, int64(x)
-		case num == anyDouble && typ == protowire.Fixed64Type:
-			var x uint64
-			x, n = protowire.ConsumeFixed64(b)
-			v.Kind, v.Double = KindDouble, math.Float64frombits(x)
-		case num == anyBool && typ == protowire.VarintType:
-			var x uint64
-			x, n = protowire.ConsumeVarint(b)
-			v.Kind, v.Bool = KindBool, x != 0
+		case f.num == anyString && f.typ == protowire.BytesType:
+			v.Kind, v.Str = KindString, f.b
+		case f.num == anyInt && f.typ == protowire.VarintType:
+			v.Kind, v.Int = KindInt, int64(f.n)
+		case f.num == anyDouble && f.typ == protowire.Fixed64Type:
+			v.Kind, v.Double = KindDouble, math.Float64frombits(f.n)
+		case f.num == anyBool && f.typ == protowire.VarintType:
+			v.Kind, v.Bool = KindBool, f.n != 0
 		default:
 			v.Kind = KindOther
-			n = protowire.ConsumeFieldValue(num, typ, b)
 		}
-		if n < 0 {
-			return errMalformed
-		}
-		b = b[n:]
-	}
-	return nil
+		return nil
+	})
 }
