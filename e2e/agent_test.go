@@ -187,7 +187,7 @@ func TestConsoleOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	want := fmt.Sprintf("127.0.0.1:%d established", peer.Port) // the JSON escapes "->"
+	want := fmt.Sprintf("127.0.0.1:%d established", peer.Port) // the end of the record's body
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(cmd.Stdout.(*syncWriter).String(), want) {
 		if time.Now().After(deadline) {
