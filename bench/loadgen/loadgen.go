@@ -34,7 +34,15 @@ type Config struct {
 	Sources int
 	// Port is the listener's port on 127.0.0.1; 0 picks a free one.
 	Port int
+	// SampleEvery, when positive, samples every SampleEvery-th connect: it
+	// connects from a source address of its own (see SampleSource) and its
+	// wall time is reported in Result.Samples. The other connects are as
+	// without sampling.
+	SampleEvery int
 }
+
+// maxSamples is how many distinct sample sources 127.2.0.0/16 holds.
+const maxSamples = 1<<16 - 2
 
 // Validate reports a configuration that would not be bounded.
 func (c Config) Validate() error {
@@ -47,6 +55,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("duration %s must be positive: every load is bounded", c.Duration)
 	case c.Workers < 0 || c.Sources < 0 || c.Sources > 1<<16:
 		return fmt.Errorf("workers %d and sources %d must be in range", c.Workers, c.Sources)
+	case c.SampleEvery < 0 || (c.SampleEvery > 0 && c.Count/c.SampleEvery >= maxSamples):
+		return fmt.Errorf("sample every %d must not be negative and give fewer than %d samples of %d connects", c.SampleEvery, maxSamples, c.Count)
 	}
 	return nil
 }
@@ -58,7 +68,15 @@ type Result struct {
 	Failed   int64         `json:"failed"`   // of those, connects that did not succeed
 	Accepted int64         `json:"accepted"` // connections the listener accepted
 	Elapsed  time.Duration `json:"elapsed_ns"`
-	Rate     float64       `json:"rate"` // Made per second of Elapsed
+	Rate     float64       `json:"rate"`              // Made per second of Elapsed
+	Samples  []Sample      `json:"samples,omitempty"` // the sampled connects that succeeded (Config.SampleEvery)
+}
+
+// Sample is one sampled connect: its source address, unique in the load,
+// and the wall time just before connect() was called.
+type Sample struct {
+	Source    string `json:"source"`
+	ConnectNs int64  `json:"connect_unix_ns"`
 }
 
 // Run listens on 127.0.0.1, makes the connects cfg asks for, and returns once
@@ -99,6 +117,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	defer cancel()
 	dst := &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}
 	var next, failed atomic.Int64
+	var samples []Sample // slot k is the connect cfg.SampleEvery*k, written by its worker only
+	if cfg.SampleEvery > 0 {
+		samples = make([]Sample, (cfg.Count+cfg.SampleEvery-1)/cfg.SampleEvery)
+	}
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
@@ -123,7 +145,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 						}
 					}
 				}
-				err := connect(dst, source(int(i)%sources))
+				src := source(int(i) % sources)
+				sampled := cfg.SampleEvery > 0 && i%int64(cfg.SampleEvery) == 0
+				var at time.Time
+				if sampled {
+					src, at = SampleSource(int(i)/cfg.SampleEvery), time.Now()
+				}
+				err := connect(dst, src)
+				if sampled && err == nil {
+					samples[int(i)/cfg.SampleEvery] = Sample{Source: net.IP(src[:]).String(), ConnectNs: at.UnixNano()}
+				}
 				if err != nil {
 					failed.Add(1)
 					if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
@@ -145,6 +176,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	<-acceptDone
 	res := Result{Port: port, Made: made, Failed: failed.Load(), Accepted: accepted.Load(), Elapsed: elapsed,
 		Rate: float64(made) / elapsed.Seconds()}
+	for _, s := range samples {
+		if s.ConnectNs != 0 {
+			res.Samples = append(res.Samples, s)
+		}
+	}
 	select {
 	case err := <-errs:
 		return res, fmt.Errorf("out of file descriptors: %w", err)
@@ -157,6 +193,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 func source(n int) [4]byte {
 	n++
 	return [4]byte{127, 1, byte(n >> 8), byte(n)}
+}
+
+// SampleSource is the source address of the k-th sampled connect:
+// 127.2.0.1 upwards, apart from the addresses the other connects rotate over.
+func SampleSource(k int) [4]byte {
+	k++
+	return [4]byte{127, 2, byte(k >> 8), byte(k)}
 }
 
 // connect makes one blocking connect from src to dst and closes with RST.

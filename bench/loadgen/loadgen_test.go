@@ -58,3 +58,21 @@ func TestValidateRefusesUnboundedLoad(t *testing.T) {
 		}
 	}
 }
+
+func TestRunReportsEverySampledConnect(t *testing.T) {
+	before := time.Now().UnixNano()
+	res, err := Run(t.Context(), Config{Count: 1000, Duration: time.Minute, SampleEvery: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Samples) != 20 {
+		t.Fatalf("%d samples of 1000 connects every 50th, want 20", len(res.Samples))
+	}
+	seen := map[string]bool{}
+	for _, s := range res.Samples {
+		if !strings.HasPrefix(s.Source, "127.2.") || seen[s.Source] || s.ConnectNs < before || s.ConnectNs > time.Now().UnixNano() {
+			t.Fatalf("sample %+v: want a source of its own in 127.2.0.0/16 and a time within the load", s)
+		}
+		seen[s.Source] = true
+	}
+}

@@ -26,6 +26,8 @@ func main() {
 	flag.DurationVar(&cfg.Duration, "duration", 10*time.Second, "time to run, at most")
 	flag.IntVar(&cfg.Workers, "workers", 2, "concurrent connecting threads")
 	flag.IntVar(&cfg.Sources, "sources", 1024, "source addresses in 127.1.0.0/16 to rotate over")
+	flag.IntVar(&cfg.Port, "port", 0, "listener port on 127.0.0.1; 0: a free one")
+	flag.IntVar(&cfg.SampleEvery, "sample", 0, "report the source address and connect time of every n-th connect (from 127.2.0.0/16); 0: none")
 	cpu := flag.Int("cpu", -1, "pin the process to this CPU; -1: do not pin")
 	flag.Parse()
 
