@@ -46,6 +46,7 @@ type plan struct {
 	overheadCount    int           // connects per overhead run, at most
 	overheadDuration time.Duration // and its time bound
 	rates            []int         // fixed rates for figures 3 to 5
+	storeRates       []int         // of those, the rates for figures 9 and 10 (VictoriaLogs' bytes per record, latency until queryable)
 	rateDuration     time.Duration
 	steps            []int // rates tried for figure 6, lowest first
 	stepDuration     time.Duration
@@ -54,11 +55,11 @@ type plan struct {
 var (
 	fullPlan = plan{mode: "full", pods: 10000, services: 2000,
 		rounds: 5, overheadCount: 200_000, overheadDuration: 6 * time.Second,
-		rates: []int{500, 5000, 20000}, rateDuration: 20 * time.Second,
+		rates: []int{500, 5000, 20000}, storeRates: []int{500, 5000}, rateDuration: 20 * time.Second,
 		steps: []int{10000, 20000, 30000, 40000, 50000}, stepDuration: 30 * time.Second}
 	smokePlan = plan{mode: "smoke", pods: 20, services: 5,
 		rounds: 1, overheadCount: 3000, overheadDuration: 2 * time.Second,
-		rates: []int{500}, rateDuration: 2 * time.Second,
+		rates: []int{500}, storeRates: []int{500}, rateDuration: 2 * time.Second,
 		steps: []int{1000}, stepDuration: 2 * time.Second}
 )
 
@@ -165,6 +166,9 @@ func TestReport(t *testing.T) {
 	if want("rates") {
 		for _, r := range p.rates {
 			wantIDs = append(wantIDs, fmt.Sprintf("3@%d", r), fmt.Sprintf("4@%d", r), fmt.Sprintf("5@%d", r))
+		}
+		for _, r := range p.storeRates {
+			wantIDs = append(wantIDs, fmt.Sprintf("9@%d", r), fmt.Sprintf("10-p50@%d", r), fmt.Sprintf("10-p99@%d", r))
 		}
 	}
 	for _, id := range wantIDs {
@@ -294,16 +298,16 @@ func (b *bench) stopAgent(t *testing.T) {
 	}
 }
 
-// load runs the load generator in the load pod's cgroup.
-func (b *bench) load(t *testing.T, rate, count int, bound time.Duration) loadgen.Result {
+// load runs the load generator in the load pod's cgroup, with extra flags.
+func (b *bench) load(t *testing.T, rate, count int, bound time.Duration, extra ...string) loadgen.Result {
 	t.Helper()
 	dir, err := os.Open(b.cluster.cgroup)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer dir.Close()
-	cmd := exec.Command(b.loadgen, "-rate", fmt.Sprint(rate), "-count", fmt.Sprint(count), "-duration", bound.String(),
-		"-cpu", fmt.Sprint(b.loadCPU))
+	cmd := exec.Command(b.loadgen, append([]string{"-rate", fmt.Sprint(rate), "-count", fmt.Sprint(count), "-duration", bound.String(),
+		"-cpu", fmt.Sprint(b.loadCPU)}, extra...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd()), Pdeathsig: syscall.SIGKILL}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -585,13 +589,20 @@ func (b *bench) bpftraceRun(t *testing.T) (rate, nsPerConnect float64, err error
 	return res.Rate, float64(s1.runtime-s0.runtime) / float64(res.Made), nil
 }
 
-// rates measures figures 3 to 5 at each fixed rate of the plan.
+// rates measures figures 3 to 5 at each fixed rate of the plan, and
+// figures 9 and 10 at its storeRates: 9 over the same load, 10 over a load
+// of its own, since its polling would add to VictoriaLogs' CPU.
 func (b *bench) rates(t *testing.T, mem *memorySamples) []Figure {
 	b.startAgent(t)
 	var figs []Figure
 	for _, rate := range b.plan.rates {
 		count := int(float64(rate) * b.plan.rateDuration.Seconds())
+		store := slices.Contains(b.plan.storeRates, rate)
 		b.settle(t)
+		var s0 vlStorage
+		if store {
+			s0 = b.vlOnDisk(t)
+		}
 		b.quiesce(t) // e.g. the informers' initial sync of a just started agent
 		profiled := b.profileAgent(t, fmt.Sprintf("agent-%d.pprof", rate), b.plan.rateDuration)
 		u0 := b.usage(t)
@@ -614,6 +625,15 @@ func (b *bench) rates(t *testing.T, mem *memorySamples) []Figure {
 			f.Detail = detail
 		}
 		figs = append(figs, f3, f4, f5)
+		if !store {
+			continue
+		}
+		figs = append(figs, diskFigure(fmt.Sprintf("9@%d", rate), s0, b.vlOnDisk(t), cmd))
+		b.settle(t)
+		b.quiesce(t)
+		sampleEvery := max(1, rate/100) // about 100 samples a second
+		latencies, samples := b.latency(t, rate, count, sampleEvery, b.plan.rateDuration*3/2)
+		figs = append(figs, latencyFigures(rate, latencies, samples, sampleEvery, cmd)...)
 	}
 	return figs
 }
