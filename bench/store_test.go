@@ -119,6 +119,10 @@ func (b *bench) latency(t *testing.T, rate, count, sampleEvery int, bound time.D
 	since := time.Now().Add(-time.Minute)
 	made := make(chan int) // the samples the load made, once it is done
 	seen := make(chan map[string]time.Time)
+	stop := make(chan struct{}) // the load failed the test
+	defer close(stop)
+	var pollErrs int
+	var pollErr error
 	go func() {
 		// One kept-alive connection, so that polling adds no connects (each
 		// would be a record) of its own.
@@ -133,6 +137,8 @@ func (b *bench) latency(t *testing.T, rate, count, sampleEvery int, bound time.D
 			case want = <-made:
 				deadline = time.Now().Add(time.Minute)
 			case <-tick.C:
+			case <-stop:
+				return
 			}
 			if want >= 0 && (len(firstSeen) >= want || time.Now().After(deadline)) {
 				seen <- firstSeen
@@ -141,7 +147,7 @@ func (b *bench) latency(t *testing.T, rate, count, sampleEvery int, bound time.D
 			at := time.Now()
 			srcs, err := b.search(client, query, since)
 			if err != nil {
-				t.Logf("poll VictoriaLogs: %v", err)
+				pollErrs, pollErr = pollErrs+1, err // read once seen is sent
 			}
 			for _, src := range srcs {
 				if _, ok := firstSeen[src]; !ok {
@@ -153,6 +159,9 @@ func (b *bench) latency(t *testing.T, rate, count, sampleEvery int, bound time.D
 	res := b.load(t, rate, count, bound, "-port", fmt.Sprint(port), "-sample", fmt.Sprint(sampleEvery))
 	made <- len(res.Samples)
 	firstSeen := <-seen
+	if pollErrs > 0 {
+		t.Logf("%d polls of VictoriaLogs failed, the last with: %v", pollErrs, pollErr)
+	}
 	for _, s := range res.Samples {
 		if at, ok := firstSeen[s.Source]; ok {
 			latencies = append(latencies, at.Sub(time.Unix(0, s.ConnectNs)))
@@ -163,8 +172,8 @@ func (b *bench) latency(t *testing.T, rate, count, sampleEvery int, bound time.D
 }
 
 // search runs a LogsQL query over the records since start without flushing
-// VictoriaLogs first, as a user's query would, and returns the first field
-// of each row.
+// VictoriaLogs first, as a user's query would, and returns the values of
+// its rows' fields.
 func (b *bench) search(client *http.Client, logsql string, start time.Time) ([]string, error) {
 	form := url.Values{"query": {logsql}, "start": {start.UTC().Format(time.RFC3339Nano)}}
 	resp, err := client.PostForm(b.vl.URL()+"/select/logsql/query", form)
