@@ -104,7 +104,7 @@ func BenchmarkCoverage7Days(b *testing.B) {
 	fetched := &countingTransport{}
 	client := &http.Client{Transport: fetched}
 	if os.Getenv("CONNAUDIT_BENCH_7D_TRACE") == "1" {
-		client.Transport = &tracingTransport{b: b, next: fetched}
+		client.Transport = &tracingTransport{next: fetched}
 	}
 	be, err := victorialogs.New(victorialogs.Config{URL: vl.URL(), Client: client})
 	if err != nil {
@@ -545,10 +545,7 @@ func procStatusMB(b *testing.B, pid int, field string) float64 {
 }
 
 // tracingTransport logs each query, its time and the bytes of its answer.
-type tracingTransport struct {
-	b    *testing.B
-	next http.RoundTripper
-}
+type tracingTransport struct{ next http.RoundTripper }
 
 func (t *tracingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	start := time.Now()
@@ -557,7 +554,8 @@ func (t *tracingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	body, err := readAll(resp)
-	t.b.Logf("%v %d B  %s", time.Since(start).Round(time.Millisecond), len(body), r.URL.Query().Get("query"))
+	// To stderr: a benchmark's log is cut short.
+	fmt.Fprintf(os.Stderr, "%v %d B  %s\n", time.Since(start).Round(time.Millisecond), len(body), r.URL.Query().Get("query"))
 	resp.Body = readCloser{bytes.NewReader(body)}
 	return resp, err
 }
