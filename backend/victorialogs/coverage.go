@@ -152,7 +152,7 @@ func (b *Backend) countDistinct(ctx context.Context, from, to time.Time, window,
 			continue
 		}
 		var inWindow runs
-		s := &seqScan{b: b, filter: instanceFilter(in, timeRange(from, to)), emit: inWindow.add}
+		s := &seqScan{b: b, filter: instanceFilter(in, timeRange(from, to)), emit: inWindow.add, bounds: coverage.SeqRange{First: in.MinSeq, Last: in.MaxSeq}}
 		if err := s.absent(ctx, in.MinSeq, in.MaxSeq); err != nil {
 			return nil, err
 		}

@@ -43,6 +43,19 @@ type seqScan struct {
 	b      *Backend
 	filter string // the instance, and the time range if any
 	emit   func(coverage.SeqRange)
+	// bounds, when not empty, holds every seq that filter matches (the
+	// instance's MinSeq and MaxSeq in the window), so that a count of all
+	// of it needs no seq range filter: VictoriaLogs checks one row by row,
+	// even in a block that lies inside the range, and holds the values.
+	bounds coverage.SeqRange
+}
+
+// seqs is the filter of the records with a seq in [lo, hi].
+func (s *seqScan) seqs(lo, hi int64) string {
+	if s.bounds.Len() > 0 && lo <= s.bounds.First && hi >= s.bounds.Last {
+		return quote(backend.FieldSeq) + ":*"
+	}
+	return seqRange(lo, hi)
 }
 
 func (s *seqScan) query(extra string) string {
@@ -195,7 +208,7 @@ func (b *Backend) scanMissing(ctx context.Context, from, to time.Time, in *cover
 	if scanned != nil {
 		inWindow = *scanned
 	} else {
-		win := &seqScan{b: b, filter: instanceFilter(in, timeRange(from, to)), emit: inWindow.add}
+		win := &seqScan{b: b, filter: instanceFilter(in, timeRange(from, to)), emit: inWindow.add, bounds: coverage.SeqRange{First: in.MinSeq, Last: in.MaxSeq}}
 		if err := win.absent(ctx, in.MinSeq, in.MaxSeq); err != nil {
 			return fmt.Errorf("count the sequence numbers of agent instance %s: %w", in.ID, err)
 		}
@@ -307,7 +320,7 @@ func (s *seqScan) countBuckets(ctx context.Context, lo, hi int64, distinct bool)
 	if distinct {
 		count = "count_uniq(" + seq + ")"
 	}
-	q := s.query(seqRange(lo, hi) + " | stats by (" + seq + ":" + strconv.FormatInt(w, 10) + ") " + count + " as n")
+	q := s.query(s.seqs(lo, hi) + " | stats by (" + seq + ":" + strconv.FormatInt(w, 10) + ") " + count + " as n")
 	counts = make(map[int64]int64, scanFanout+1)
 	err = s.b.rows(ctx, q, func(row map[string]string) error {
 		k, err1 := strconv.ParseInt(row[backend.FieldSeq], 10, 64)
