@@ -67,7 +67,8 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 	if err != nil {
 		return nil, fmt.Errorf("count the agents' records: %w", err)
 	}
-	if err := b.countDistinct(ctx, window, byInstance, rows, cb); err != nil {
+	scanned, err := b.countDistinct(ctx, from, to, window, byInstance, rows, cb)
+	if err != nil {
 		return nil, fmt.Errorf("count the agents' distinct records: %w", err)
 	}
 
@@ -86,7 +87,13 @@ func (b *Backend) Coverage(ctx context.Context, from, to time.Time, nodes []stri
 
 	// An instance that stopped before the window, or started after it, says
 	// nothing of it (coverage.Builder.Coverage).
-	return cb.Coverage(func(in *coverage.Instance) error { return b.findMissing(ctx, from, to, in) })
+	return cb.Coverage(func(in *coverage.Instance) error {
+		var inWindow *runs
+		if rs, ok := scanned[instanceKey{in.Node, in.ID}]; ok {
+			inWindow = &rs
+		}
+		return b.findMissing(ctx, from, to, in, inWindow)
+	})
 }
 
 // attrs is a row's attributes as package trail reads them.
@@ -97,9 +104,13 @@ func attrs(row map[string]string) func(trail.Key) string {
 // countDistinct sets the Records of the instances of rows (their records in
 // window, duplicates included) to their distinct seqs. count_uniq holds the
 // seqs it counted, in VictoriaLogs, so no query counts more than scanSpan
-// records: the instances are counted together up to that, and one with more
-// scanSpan seqs at a time.
-func (b *Backend) countDistinct(ctx context.Context, window, byInstance string, rows map[instanceKey]int64, cb *coverage.Builder) error {
+// records: the instances with fewer are counted together, up to that many
+// records per query. One with more is scanned for the seqs of its range
+// that no record in the window holds (seqScan.absent, which counts distinct
+// seqs scanSpan at a time): its distinct records are its range less those,
+// and they are returned by instance, so that findMissing does not read its
+// records a second time.
+func (b *Backend) countDistinct(ctx context.Context, from, to time.Time, window, byInstance string, rows map[instanceKey]int64, cb *coverage.Builder) (map[instanceKey]runs, error) {
 	keys := make([]instanceKey, 0, len(rows))
 	for k := range rows {
 		keys = append(keys, k)
@@ -127,32 +138,36 @@ func (b *Backend) countDistinct(ctx context.Context, window, byInstance string, 
 			return nil
 		})
 	}
+	scanned := map[instanceKey]runs{}
 	for _, k := range keys {
 		in := cb.Lookup(k.node, k.id)
 		if n := rows[k]; n <= scanSpan {
 			if batchRows+n > scanSpan {
 				if err := flush(); err != nil {
-					return err
+					return nil, err
 				}
 			}
 			batch = append(batch, k.id)
 			batchRows += n
 			continue
 		}
-		s := &seqScan{b: b, filter: window + " " + quote(backend.FieldServiceInstanceID) + ":=" + quote(in.ID)}
-		var err error
-		if in.Records, err = s.distinct(ctx, in.MinSeq, in.MaxSeq); err != nil {
-			return err
+		var inWindow runs
+		s := &seqScan{b: b, filter: instanceFilter(in, timeRange(from, to)), emit: inWindow.add, bounds: coverage.SeqRange{First: in.MinSeq, Last: in.MaxSeq}}
+		if err := s.absent(ctx, in.MinSeq, in.MaxSeq); err != nil {
+			return nil, err
 		}
+		in.Records = in.MaxSeq - in.MinSeq + 1 - inWindow.seqs()
+		scanned[k] = inWindow
 	}
-	return flush()
+	return scanned, flush()
 }
 
 // findMissing fills in.Missing. When the loss records' seq ranges account
 // for exactly the numbers absent from [MinSeq, MaxSeq], those ranges are the
 // holes; otherwise VictoriaLogs counts the instance's sequence numbers per
-// bucket to find them (scanMissing), without listing them all.
-func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *coverage.Instance) error {
+// bucket to find them (scanMissing), without listing them all, unless
+// inWindow already holds what that count finds (countDistinct).
+func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *coverage.Instance, inWindow *runs) error {
 	if in.Records == 0 {
 		return nil
 	}
@@ -187,7 +202,7 @@ func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *cover
 			return fmt.Errorf("count the records of agent instance %s within its loss records' ranges: %w", in.ID, err)
 		}
 		if !ok {
-			return b.scanMissing(ctx, from, to, in)
+			return b.scanMissing(ctx, from, to, in, inWindow)
 		}
 		for _, l := range in.Losses {
 			if l.Seqs.Len() > 0 {
@@ -196,7 +211,7 @@ func (b *Backend) findMissing(ctx context.Context, from, to time.Time, in *cover
 		}
 		return nil
 	}
-	return b.scanMissing(ctx, from, to, in)
+	return b.scanMissing(ctx, from, to, in, inWindow)
 }
 
 // noneIn reports whether no record of in in the window holds a seq of rs.

@@ -43,6 +43,19 @@ type seqScan struct {
 	b      *Backend
 	filter string // the instance, and the time range if any
 	emit   func(coverage.SeqRange)
+	// bounds, when not empty, holds every seq that filter matches (the
+	// instance's MinSeq and MaxSeq in the window), so that a count of all
+	// of it needs no seq range filter: VictoriaLogs checks one row by row,
+	// even in a block that lies inside the range, and holds the values.
+	bounds coverage.SeqRange
+}
+
+// seqs is the filter of the records with a seq in [lo, hi].
+func (s *seqScan) seqs(lo, hi int64) string {
+	if s.bounds.Len() > 0 && lo <= s.bounds.First && hi >= s.bounds.Last {
+		return quote(backend.FieldSeq) + ":*"
+	}
+	return seqRange(lo, hi)
 }
 
 func (s *seqScan) query(extra string) string {
@@ -94,51 +107,6 @@ func (s *seqScan) buckets(ctx context.Context, lo, hi int64, distinct bool) erro
 		}
 	}
 	return nil
-}
-
-// distinct counts the distinct seqs of [lo, hi], at most scanSpan seqs per
-// count_uniq query; a longer range is first counted per bucket with
-// count(), so that empty stretches (before a forged seq far beyond the
-// others, say) cost nothing.
-func (s *seqScan) distinct(ctx context.Context, lo, hi int64) (int64, error) {
-	seq := quote(backend.FieldSeq)
-	if hi-lo+1 <= scanSpan {
-		var total int64
-		err := s.b.rows(ctx, s.query(seqRange(lo, hi)+" | stats count_uniq("+seq+") as n"), func(row map[string]string) error {
-			n, err := strconv.ParseInt(row["n"], 10, 64)
-			total += n
-			return err
-		})
-		return total, err
-	}
-	w, counts, err := s.countBuckets(ctx, lo, hi, false)
-	if err != nil {
-		return 0, err
-	}
-	var total int64
-	for k := floorTo(lo, w); k <= hi; k += w {
-		a, z := max(k, lo), min(k+w-1, hi)
-		n := counts[k]
-		switch {
-		case n == 0:
-			continue
-		case 2*n >= z-a+1 && z-a+1 > scanSpan: // dense: count it in pieces
-			for c := a; c <= z; c += scanSpan {
-				d, err := s.distinct(ctx, c, min(z, c+scanSpan-1))
-				if err != nil {
-					return 0, err
-				}
-				total += d
-			}
-			continue
-		}
-		d, err := s.distinct(ctx, a, z)
-		if err != nil {
-			return 0, err
-		}
-		total += d
-	}
-	return total, nil
 }
 
 // floorTo is the largest multiple of w not above n, as VictoriaLogs floors
@@ -211,6 +179,15 @@ func seqRange(lo, hi int64) string {
 // runs merges ascending runs that touch.
 type runs []coverage.SeqRange
 
+// seqs is how many seqs the runs hold.
+func (rs runs) seqs() int64 {
+	var n int64
+	for _, r := range rs {
+		n += r.Len()
+	}
+	return n
+}
+
 func (rs *runs) add(r coverage.SeqRange) {
 	if n := len(*rs); n > 0 && (*rs)[n-1].Last+1 >= r.First {
 		(*rs)[n-1].Last = max((*rs)[n-1].Last, r.Last)
@@ -224,12 +201,17 @@ func (rs *runs) add(r coverage.SeqRange) {
 // any time. Records are timestamped when the kernel saw the connect,
 // numbered when the agent read them: one drained from the pinned capture at
 // a restart is older than the start record before it in seq. Such a record
-// is outside the window, not missing.
-func (b *Backend) scanMissing(ctx context.Context, from, to time.Time, in *coverage.Instance) error {
+// is outside the window, not missing. The runs with no record in the
+// window are scanned (counted per bucket) unless scanned says them.
+func (b *Backend) scanMissing(ctx context.Context, from, to time.Time, in *coverage.Instance, scanned *runs) error {
 	var inWindow runs
-	win := &seqScan{b: b, filter: instanceFilter(in, timeRange(from, to)), emit: inWindow.add}
-	if err := win.absent(ctx, in.MinSeq, in.MaxSeq); err != nil {
-		return fmt.Errorf("count the sequence numbers of agent instance %s: %w", in.ID, err)
+	if scanned != nil {
+		inWindow = *scanned
+	} else {
+		win := &seqScan{b: b, filter: instanceFilter(in, timeRange(from, to)), emit: inWindow.add, bounds: coverage.SeqRange{First: in.MinSeq, Last: in.MaxSeq}}
+		if err := win.absent(ctx, in.MinSeq, in.MaxSeq); err != nil {
+			return fmt.Errorf("count the sequence numbers of agent instance %s: %w", in.ID, err)
+		}
 	}
 	if len(inWindow) == 0 {
 		return nil
@@ -338,7 +320,7 @@ func (s *seqScan) countBuckets(ctx context.Context, lo, hi int64, distinct bool)
 	if distinct {
 		count = "count_uniq(" + seq + ")"
 	}
-	q := s.query(seqRange(lo, hi) + " | stats by (" + seq + ":" + strconv.FormatInt(w, 10) + ") " + count + " as n")
+	q := s.query(s.seqs(lo, hi) + " | stats by (" + seq + ":" + strconv.FormatInt(w, 10) + ") " + count + " as n")
 	counts = make(map[int64]int64, scanFanout+1)
 	err = s.b.rows(ctx, q, func(row map[string]string) error {
 		k, err1 := strconv.ParseInt(row[backend.FieldSeq], 10, 64)

@@ -40,10 +40,17 @@ type VictoriaLogs struct {
 // when the test ends.
 func StartVictoriaLogs(t testing.TB) *VictoriaLogs {
 	t.Helper()
+	return StartVictoriaLogsOn(t, t.TempDir())
+}
+
+// StartVictoriaLogsOn is StartVictoriaLogs on the data directory dir, which
+// outlives the test: a benchmark can load it once and reuse it.
+func StartVictoriaLogsOn(t testing.TB, dir string) *VictoriaLogs {
+	t.Helper()
 	path := Binary(t, "victoria-logs")
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	args := []string{
-		"-storageDataPath=" + t.TempDir(),
+		"-storageDataPath=" + dir,
 		"-httpListenAddr=" + addr,
 		"-retentionPeriod=100y",
 		"-loggerLevel=WARN",
