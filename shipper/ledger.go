@@ -14,6 +14,7 @@ import (
 	"github.com/connaudit/connaudit/shipper/handoff"
 	"github.com/connaudit/connaudit/shipper/spool"
 	"github.com/connaudit/connaudit/trail"
+	"github.com/connaudit/connaudit/trail/chain"
 )
 
 // Ledger is the one writer of the trail. It alone stamps connaudit.seq,
@@ -216,15 +217,22 @@ func (l *Ledger) write(n notice) bool {
 	return l.append(l.enc.Finish())
 }
 
+// errNotEncoded is why a record with no payload is lost: the SDK did not
+// hand it to spoolProcessor (a provider shut down, say).
+var errNotEncoded = errors.New("the OpenTelemetry SDK did not hand the record to its processor")
+
 // append stamps and appends; the caller holds mu.
 func (l *Ledger) append(r *Encoder) bool {
 	l.seq++
-	r.payload = appendSeq(r.payload, l.seq)
-	r.canon.Int(string(trail.KeySeq), int64(l.seq))
-	link := l.chain.link(r)
-	r.payload = appendChain(r.payload, link)
-	payload := r.payload
-	err := l.spool.Append(payload)
+	err := errNotEncoded
+	var link chain.Link
+	if len(r.payload) >= headerSize {
+		r.payload = appendSeq(r.payload, l.seq)
+		r.canon.Int(string(trail.KeySeq), int64(l.seq))
+		link = l.chain.link(r)
+		r.payload = appendChain(r.payload, link)
+		err = l.spool.Append(r.payload)
+	}
 	if err == nil {
 		l.metrics.Spooled.Inc()
 		l.chain.head, l.chain.headSeq = link, l.seq
@@ -237,7 +245,7 @@ func (l *Ledger) append(r *Encoder) bool {
 		reason = trail.LossSpoolFull
 	}
 	d := &l.dropped
-	ts := recordTime(payload)
+	ts := r.ts
 	if d.count == 0 {
 		d.firstSeq, d.firstTime, d.reason, d.cause = l.seq, ts, reason, err
 		l.lastTry = time.Now()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/connaudit/connaudit/shipper/spool"
 	"github.com/connaudit/connaudit/trail"
@@ -219,5 +220,41 @@ func TestMetricsStartWithEveryReason(t *testing.T) {
 		if !slices.Contains(labels["connaudit_records_degraded_total"], string(r)) {
 			t.Errorf("connaudit_records_degraded_total{reason=%q} is not exported at start", r)
 		}
+	}
+}
+
+// A record the SDK never handed to the processor has no payload: it is lost
+// with its seq, counted, and named by a loss record, never spooled empty.
+func TestRecordWithoutPayloadIsALoss(t *testing.T) {
+	sp, sh := spooledShipper(t, 0)
+	var e Encoder
+	e.Reset(trail.EventConnect, time.Now(), time.Now(), 0, []byte("never finished"), nil)
+	sh.Emit(&e)
+	sh.EmitAgentEvent(trail.EventAgentStop, "stopped", time.Now(), 0, nil) // settles what is owed
+
+	batch, err := sp.Next(context.Background(), 10, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	var loss map[string]attribute.Value
+	for _, p := range batch.Records {
+		var r Record
+		if err := Decode(p, &r); err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, r.EventName)
+		if r.EventName == string(trail.EventLoss) {
+			loss = attrMap(r.Attrs)
+		}
+	}
+	if !slices.Equal(events, []string{string(trail.EventLoss), string(trail.EventAgentStop)}) {
+		t.Fatalf("spooled %v, want the loss record and the stop record", events)
+	}
+	if loss["connaudit.lost.seq.first"].AsInt64() != 1 || loss["connaudit.lost.seq.last"].AsInt64() != 1 || loss["connaudit.lost.reason"].AsString() != string(trail.LossSpoolError) {
+		t.Fatalf("loss record %v: want seq 1, spool_error", loss)
+	}
+	if n := testutil.ToFloat64(sh.metrics.Lost.WithLabelValues(string(trail.LossSpoolError))); n != 1 {
+		t.Fatalf("counted %v lost, want 1", n)
 	}
 }

@@ -78,7 +78,7 @@ func (l *AttrList) Append(kvs ...attribute.KeyValue) { l.kvs = append(l.kvs, kvs
 // say), both bounded and made valid; slices are written as their JSON-like
 // text.
 func (l *AttrList) Value(key string, v attribute.Value) {
-	k := string(text(key))
+	k := text(key)
 	switch v.Type() {
 	case attribute.BOOL:
 		l.kvs = append(l.kvs, attribute.Bool(k, v.AsBool()))
@@ -320,9 +320,6 @@ func recordObserved(payload []byte) time.Time {
 	return time.Unix(0, int64(binary.LittleEndian.Uint64(payload[17:])))
 }
 
-func recordTime(payload []byte) time.Time {
-	return time.Unix(0, int64(binary.LittleEndian.Uint64(payload[seqOffset+8:])))
-}
 
 // Record is a decoded record, for tests and tools: the export loop never
 // decodes one.
