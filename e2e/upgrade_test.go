@@ -78,9 +78,15 @@ func TestUpgradeDrainsAnOlderAgentsSpool(t *testing.T) {
 func buildAgentAt(t *testing.T, commit string) string {
 	t.Helper()
 	src := t.TempDir()
+	if exec.Command("git", "-C", "..", "cat-file", "-e", commit+"^{commit}").Run() != nil {
+		// A shallow clone lacks it: fetch it from where the clone came from.
+		if out, err := exec.Command("git", "-C", "..", "fetch", "--quiet", "--depth=1", "origin", commit).CombinedOutput(); err != nil {
+			t.Fatalf("commit %s is not in this clone and cannot be fetched from origin: %v: %s", commit, err, out)
+		}
+	}
 	archive := exec.Command("sh", "-c", `git -C .. archive --format=tar "$0" | tar -x -C "$1"`, commit, src)
 	if out, err := archive.CombinedOutput(); err != nil {
-		t.Fatalf("extract commit %s (the repository's history is needed; a shallow clone lacks it): %v: %s", commit, err, out)
+		t.Fatalf("extract commit %s: %v: %s", commit, err, out)
 	}
 	bin := filepath.Join(t.TempDir(), "connaudit-agent")
 	build := exec.Command("go", "build", "-ldflags", "-X main.version="+commit[:7], "-o", bin, "./cmd/connaudit-agent")
