@@ -41,7 +41,7 @@ const DefaultUserAgent = "connaudit OTLP/HTTP logs exporter"
 func ConfigFromEnv() (Config, error) {
 	target := "http://localhost:4318/v1/logs"
 	if v := os.Getenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"); v != "" {
-		u, err := parseEndpoint("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", v)
+		u, err := parseEndpoint("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", v, 4318)
 		if err != nil {
 			return Config{}, err
 		}
@@ -50,7 +50,7 @@ func ConfigFromEnv() (Config, error) {
 		}
 		target = u.String()
 	} else if v := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"); v != "" {
-		u, err := parseEndpoint("OTEL_EXPORTER_OTLP_ENDPOINT", v)
+		u, err := parseEndpoint("OTEL_EXPORTER_OTLP_ENDPOINT", v, 4318)
 		if err != nil {
 			return Config{}, err
 		}
@@ -69,7 +69,7 @@ func GRPCConfigFromEnv() (Config, error) {
 	var u *url.URL
 	if name, v := env("ENDPOINT"); v != "" {
 		var err error
-		if u, err = parseEndpoint(name, v); err != nil {
+		if u, err = parseEndpoint(name, v, 4317); err != nil {
 			return Config{}, err
 		}
 	} else {
@@ -123,10 +123,12 @@ func configFromEnv(target string) (Config, error) {
 	return cfg, nil
 }
 
-func parseEndpoint(name, v string) (*url.URL, error) {
+// parseEndpoint parses an endpoint variable; port is the protocol's own, for
+// the example in the error.
+func parseEndpoint(name, v string, port int) (*url.URL, error) {
 	u, err := url.Parse(v)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%s=%q: want a URL such as http://127.0.0.1:4318", name, v)
+		return nil, fmt.Errorf("%s=%q: want a URL such as http://127.0.0.1:%d", name, v, port)
 	}
 	return u, nil
 }

@@ -251,7 +251,7 @@ func TestGRPCConfigFromEnv(t *testing.T) {
 		{env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "https://col:4317", "OTEL_EXPORTER_OTLP_INSECURE": "true"}, url: "https://col:4317", gzip: true},
 		{env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:1", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "https://b:2"}, url: "https://b:2", gzip: true},
 		{env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:1", "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION": "none"}, url: "http://a:1"},
-		{env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "col:4317"}, err: "OTEL_EXPORTER_OTLP_ENDPOINT"},
+		{env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "col:4317"}, err: "OTEL_EXPORTER_OTLP_ENDPOINT=\"col:4317\": want a URL such as http://127.0.0.1:4317"},
 		{env: map[string]string{"OTEL_EXPORTER_OTLP_LOGS_INSECURE": "maybe"}, err: "OTEL_EXPORTER_OTLP_LOGS_INSECURE"},
 		{env: map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "10s"}, err: "milliseconds"},
 	} {

@@ -153,7 +153,7 @@ func TestConfigFromEnv(t *testing.T) {
 		{env: map[string]string{"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "http://b:2"}, url: "http://b:2/", gzip: true, timeout: 10 * time.Second},
 		{env: map[string]string{"OTEL_EXPORTER_OTLP_COMPRESSION": "gzip", "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION": "none", "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT": "2500"},
 			url: "http://localhost:4318/v1/logs", timeout: 2500 * time.Millisecond},
-		{env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "127.0.0.1:4318"}, err: "OTEL_EXPORTER_OTLP_ENDPOINT"},
+		{env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "127.0.0.1:4318"}, err: "want a URL such as http://127.0.0.1:4318"},
 		{env: map[string]string{"OTEL_EXPORTER_OTLP_COMPRESSION": "zstd"}, err: "use gzip or none"},
 		{env: map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "10s"}, err: "milliseconds"},
 		{env: map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "novalue"}, err: "OTEL_EXPORTER_OTLP_HEADERS"},
