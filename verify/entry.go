@@ -34,17 +34,29 @@ const missingMsgPrefix = "missing _msg field"
 // matter to the proof carry is behind a pointer.
 type entry struct {
 	seq     uint64
-	time    time.Time
-	event   string // interned for the agent's own events (eventName)
+	nanos   int64 // its time, in Unix nanoseconds
 	leaf    chain.Link
 	claimed chain.Link
-	chained bool // carries a well-formed connaudit.chain
 	*special
+	kind    uint8 // 1 + its index in trail.Events; 0: another event, named in special
+	chained bool  // carries a well-formed connaudit.chain
+}
+
+// time is the record's time.
+func (e *entry) time() time.Time { return time.Unix(0, e.nanos) }
+
+// event is the record's event name.
+func (e *entry) event() string {
+	if e.kind == 0 {
+		return e.other
+	}
+	return string(trail.Events[e.kind-1])
 }
 
 // special is what the records that matter to the proof carry; every other
 // record shares noSpecial, which is never written.
 type special struct {
+	other        string        // the event name of a record not of the agent's events
 	key          string        // start: the instance's public key
 	prev         *prevLink     // start: the instance before it on the node
 	heartbeat    time.Duration // start: the promised heartbeat
@@ -56,15 +68,14 @@ type special struct {
 
 var noSpecial = &special{}
 
-// eventName returns the agent's event names as constants, so that a
-// record's entry does not keep the row's copy alive.
-func eventName(s string) string {
-	for _, ev := range trail.Events {
+// eventKind is kind for an event name; 0 for a name not of the agent's.
+func eventKind(s string) uint8 {
+	for i, ev := range trail.Events {
 		if s == string(ev) {
-			return string(ev)
+			return uint8(i + 1)
 		}
 	}
-	return s
+	return 0
 }
 
 type checkpointR struct {
@@ -87,17 +98,22 @@ func (c *canonicalizer) entry(row map[string]string) (entry, error) {
 		return e, fmt.Errorf("record without a valid %s: %q", trail.KeySeq, row[string(trail.KeySeq)])
 	}
 	e.seq = seq
-	if e.time, err = time.Parse(time.RFC3339Nano, row[fieldTime]); err != nil {
+	t, err := time.Parse(time.RFC3339Nano, row[fieldTime])
+	if err != nil {
 		return e, fmt.Errorf("seq %d: bad %s %q", seq, fieldTime, row[fieldTime])
 	}
-	e.event = eventName(row[fieldEvent])
+	e.nanos = t.UnixNano()
+	e.kind = eventKind(row[fieldEvent])
 	e.special = noSpecial
+	if e.kind == 0 {
+		e.special = &special{other: row[fieldEvent]}
+	}
 	sev, _ := strconv.ParseInt(row[fieldSeverity], 10, 64)
 	body := row[fieldMsg]
 	if strings.HasPrefix(body, missingMsgPrefix) {
 		body = ""
 	}
-	c.canon.Reset(e.event, e.time.UnixNano(), sev, body)
+	c.canon.Reset(e.event(), e.nanos, sev, body)
 	for k, v := range row {
 		if !storeFields[k] {
 			c.canon.String(k, v)
@@ -110,11 +126,11 @@ func (c *canonicalizer) entry(row map[string]string) (entry, error) {
 		}
 	}
 	u := func(k trail.Key) uint64 { n, _ := strconv.ParseUint(row[string(k)], 10, 64); return n }
-	switch trail.Event(e.event) {
+	switch trail.Event(e.event()) {
 	case trail.EventAgentStart, trail.EventAgentStop, trail.EventCheckpoint, trail.EventLoss:
 		e.special = &special{}
 	}
-	switch trail.Event(e.event) {
+	switch trail.Event(e.event()) {
 	case trail.EventAgentStart:
 		e.key = row[string(trail.KeyAgentKey)]
 		e.prev = parsePrev(row)

@@ -168,7 +168,7 @@ func (j *judge) walk() {
 		}
 		for _, c := range copies {
 			if c != e {
-				j.find(s, s, Inserted, "a second, different record with seq %d (%s at %s) does not match the chain", s, c.event, c.time.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+				j.find(s, s, Inserted, "a second, different record with seq %d (%s at %s) does not match the chain", s, c.event(), c.time().UTC().Format("2006-01-02T15:04:05.000Z07:00"))
 			}
 		}
 		j.chosen = append(j.chosen, e)
@@ -179,10 +179,10 @@ func (j *judge) walk() {
 			have = false
 		}
 		expect = s + 1
-		if t := e.time; t.After(j.proof.Newest) {
+		if t := e.time(); t.After(j.proof.Newest) {
 			j.proof.Newest = t
 		}
-		switch trail.Event(e.event) {
+		switch trail.Event(e.event()) {
 		case trail.EventAgentStart:
 			if e.key != "" && !slices.Contains(j.in.keys, e.key) {
 				j.in.keys = append(j.in.keys, e.key)
@@ -270,7 +270,7 @@ func refusedRange(losses []lossRange, s uint64) bool {
 func (j *judge) explainHoles() []lossRange {
 	var losses []lossRange
 	for _, e := range j.chosen {
-		if trail.Event(e.event) == trail.EventLoss && e.lossF > 0 && e.lossL >= e.lossF {
+		if trail.Event(e.event()) == trail.EventLoss && e.lossF > 0 && e.lossL >= e.lossF {
 			losses = append(losses, lossRange{seqRange{e.lossF, e.lossL}, e.lossReason})
 			j.proof.Lost += e.lossL - e.lossF + 1
 		}
@@ -326,7 +326,7 @@ func (j *judge) explainHoles() []lossRange {
 	}
 	for i, s := range j.seqs {
 		if l, ok := covered(s); ok {
-			j.find(s, s, Inserted, "a %s record at a seq a loss record (%s) names as lost", j.chosen[i].event, l.reason)
+			j.find(s, s, Inserted, "a %s record at a seq a loss record (%s) names as lost", j.chosen[i].event(), l.reason)
 		}
 	}
 	return losses
@@ -347,7 +347,7 @@ func (j *judge) checkEnds(losses []lossRange) {
 	last := j.seqs[len(j.seqs)-1]
 	var final, sealed uint64
 	for i, e := range j.chosen {
-		if trail.Event(e.event) == trail.EventAgentStart && j.seqs[0] > 1 && !j.proof.FromStart {
+		if trail.Event(e.event()) == trail.EventAgentStart && j.seqs[0] > 1 && !j.proof.FromStart {
 			j.find(1, j.seqs[0]-1, Deleted, "the start record (seq %d) is here but seqs before the first record are missing", j.seqs[i])
 			j.proof.FromStart = true
 		}
@@ -361,7 +361,7 @@ func (j *judge) checkEnds(losses []lossRange) {
 	if final > 0 {
 		for i, s := range j.seqs {
 			if s > final {
-				j.find(s, s, Inserted, "a %s record after the final seq %d the stop record states", j.chosen[i].event, final)
+				j.find(s, s, Inserted, "a %s record after the final seq %d the stop record states", j.chosen[i].event(), final)
 			}
 		}
 	}
@@ -462,11 +462,11 @@ func (j *judge) checkCheckpoints(broken func(first, last uint64) bool) {
 		if hb := 3 * j.in.heartbeat; maxUnsealed > 0 && hb > maxUnsealed {
 			maxUnsealed = hb // the instance promised checkpoints less often
 		}
-		tooOld := maxUnsealed > 0 && j.proof.Newest.Sub(e.time) > maxUnsealed
+		tooOld := maxUnsealed > 0 && j.proof.Newest.Sub(e.time()) > maxUnsealed
 		tooMany := j.opt.MaxUnsealedRecords > 0 && lastSeq-s > j.opt.MaxUnsealedRecords
 		if tooOld || tooMany {
 			j.find(s, lastSeq, Unsigned, "no valid checkpoint seals these records, though the instance wrote records %s later",
-				j.proof.Newest.Sub(e.time).Round(1e9))
+				j.proof.Newest.Sub(e.time()).Round(1e9))
 		}
 		return
 	}

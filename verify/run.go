@@ -178,7 +178,7 @@ func (v *Verifier) withoutStart() []string {
 		in.group()
 		has := false
 		for i := range in.seqs {
-			if trail.Event(in.at(i)[0].event) == trail.EventAgentStart {
+			if trail.Event(in.at(i)[0].event()) == trail.EventAgentStart {
 				has = true
 				break
 			}
