@@ -320,7 +320,6 @@ func recordObserved(payload []byte) time.Time {
 	return time.Unix(0, int64(binary.LittleEndian.Uint64(payload[17:])))
 }
 
-
 // Record is a decoded record, for tests and tools: the export loop never
 // decodes one.
 type Record struct {
