@@ -65,14 +65,21 @@ var (
 
 const makeBench = "make bench"
 
-// collectorMode describes the collector configuration the bench runs
-// (teststack.CollectorConfig; CONNAUDIT_TEST_COLLECTOR_CONFIG selects another).
+// shippedGatewayConfig is the collector configuration the bench runs unless
+// CONNAUDIT_TEST_COLLECTOR_CONFIG names another: the single-host form of the
+// gateway the cluster install ships (end-to-end acknowledgement).
+const shippedGatewayConfig = "otel-collector/config-ack.yaml"
+
+// collectorMode describes the collector configuration the bench runs.
 func collectorMode() string {
-	c := teststack.CollectorConfig()
-	if c == "otel-collector/config.yaml" {
+	switch c := teststack.CollectorConfig(); c {
+	case "otel-collector/config.yaml":
 		return c + ": fsynced persistent queue"
+	case shippedGatewayConfig:
+		return c + ": end-to-end acknowledgement, the shipped gateway's mode"
+	default:
+		return c
 	}
-	return c
 }
 
 // TestReport runs the benchmarks of the plan that BENCH_FULL selects and
@@ -97,6 +104,9 @@ func TestReport(t *testing.T) {
 		out = t.TempDir()
 	}
 
+	if os.Getenv("CONNAUDIT_TEST_COLLECTOR_CONFIG") == "" {
+		t.Setenv("CONNAUDIT_TEST_COLLECTOR_CONFIG", shippedGatewayConfig)
+	}
 	setupStart := time.Now()
 	b := newBench(t, p)
 	t.Logf("stack started in %s", time.Since(setupStart).Round(100*time.Millisecond))
