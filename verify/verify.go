@@ -3,8 +3,8 @@
 // hash chain (package trail/chain), explains holes with the instance's own
 // loss records, and checks every checkpoint's signature (package
 // trail/checkpoint) and the chain head it seals. It reads records as a
-// backend gives them back, every value a string, one at a time, and keeps a
-// few dozen bytes of each.
+// backend gives them back, every value a string, one at a time, an instance
+// a run of seqs at a time, and holds about 100 bytes of each record of a run.
 package verify
 
 import (
