@@ -43,7 +43,9 @@ type entry struct {
 }
 
 // time is the record's time.
-func (e *entry) time() time.Time { return time.Unix(0, e.nanos) }
+func (e *entry) time() time.Time { return timeOf(e.nanos) }
+
+func timeOf(nanos int64) time.Time { return time.Unix(0, nanos) }
 
 // event is the record's event name.
 func (e *entry) event() string {

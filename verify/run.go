@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/connaudit/connaudit/trail"
-	"time"
 )
 
 // Source is a store of the trail, as verify reads it: every record with
@@ -26,14 +28,17 @@ type Source interface {
 }
 
 // InstanceSource is a Source that can also give one instance's records at
-// a time, so that Run holds one instance's records, not the window's.
+// a time, in runs of ascending seqs, so that Run holds one run of one
+// instance's records, not the window's.
 type InstanceSource interface {
 	Source
 	// Instances lists the service.instance.id of every instance with a
 	// record that carries a connaudit.seq in [from, to) on the given nodes.
 	Instances(ctx context.Context, from, to time.Time, nodes []string) ([]string, error)
-	// InstanceTrail is Trail for one instance.
-	InstanceTrail(ctx context.Context, from, to time.Time, nodes []string, instance string, each func(map[string]string) error) error
+	// InstanceTrail is Trail for one instance, in runs: it calls endOfRun
+	// after each, and every record of a run has a larger seq than the
+	// records of the runs before it.
+	InstanceTrail(ctx context.Context, from, to time.Time, nodes []string, instance string, each func(map[string]string) error, endOfRun func()) error
 }
 
 // Request is one `connaudit verify`.
@@ -80,13 +85,9 @@ func Run(ctx context.Context, src Source, r Request, stdout io.Writer) error {
 			return fmt.Errorf("list the agent instances of the window: %w", err)
 		}
 		for _, id := range ids {
-			if err := is.InstanceTrail(ctx, r.From, r.To, r.Nodes, id, v.Add); err != nil {
-				return fmt.Errorf("read the trail of instance %s: %w", id, err)
-			}
-			if err := addStarts(); err != nil {
+			if err := readInstance(ctx, src, is, r, id, v); err != nil {
 				return err
 			}
-			v.Flush()
 		}
 	} else {
 		if err := src.Trail(ctx, r.From, r.To, r.Nodes, v.Add); err != nil {
@@ -117,6 +118,43 @@ func Run(ctx context.Context, src Source, r Request, stdout io.Writer) error {
 	if !rep.OK() {
 		return fmt.Errorf("%w: %d finding(s) in the window", ErrFindings, len(rep.Findings))
 	}
+	return nil
+}
+
+// readInstance reads one instance's records a run of seqs at a time,
+// judging each run once the next is read, and then judges the instance.
+func readInstance(ctx context.Context, src Source, is InstanceSource, r Request, id string, v *Verifier) error {
+	// Its start records before the window, whose key signs the window's
+	// checkpoints: read first, used only if the window has no start
+	// record, which would be in the first run.
+	var before []map[string]string
+	err := src.InstanceRecords(ctx, id, true, 0, r.To, func(row map[string]string) error {
+		before = append(before, maps.Clone(row))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read the start record of instance %s: %w", id, err)
+	}
+	first := true
+	var startErr error
+	endOfRun := func() {
+		if first {
+			first = false
+			if slices.Contains(v.withoutStart(), id) {
+				for _, row := range before {
+					startErr = errors.Join(startErr, v.AddStart(row))
+				}
+			}
+		}
+		v.Advance()
+	}
+	if err := is.InstanceTrail(ctx, r.From, r.To, r.Nodes, id, v.Add, endOfRun); err != nil {
+		return fmt.Errorf("read the trail of instance %s: %w", id, err)
+	}
+	if startErr != nil {
+		return fmt.Errorf("read the start record of instance %s: %w", id, startErr)
+	}
+	v.Flush()
 	return nil
 }
 

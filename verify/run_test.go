@@ -3,6 +3,7 @@ package verify_test
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -45,10 +46,13 @@ func (s sliceSource) InstanceRecords(_ context.Context, instance string, start b
 }
 
 // instanceSource is a sliceSource that gives one instance at a time, as
-// VictoriaLogs does, so that Run judges and lets go of each in turn.
+// VictoriaLogs does, in runs of runSeqs seqs (each run's records in the
+// order they were stored), so that Run judges and lets go of each run.
 type instanceSource struct {
 	sliceSource
-	listed []string // the instances InstanceTrail was asked for, in order
+	runSeqs uint64
+	listed  []string // the instances InstanceTrail was asked for, in order
+	runs    int
 }
 
 func (s *instanceSource) Instances(_ context.Context, _, _ time.Time, _ []string) ([]string, error) {
@@ -63,14 +67,33 @@ func (s *instanceSource) Instances(_ context.Context, _, _ time.Time, _ []string
 	return ids, nil
 }
 
-func (s *instanceSource) InstanceTrail(_ context.Context, _, _ time.Time, _ []string, instance string, each func(map[string]string) error) error {
+func (s *instanceSource) InstanceTrail(_ context.Context, _, _ time.Time, _ []string, instance string, each func(map[string]string) error, endOfRun func()) error {
 	s.listed = append(s.listed, instance)
+	if !s.window[instance] {
+		return nil
+	}
+	var rows []map[string]string
+	lo, hi := uint64(math.MaxUint64), uint64(0)
 	for _, r := range s.rows {
-		if r[string(trail.KeyServiceInstanceID)] == instance && s.window[instance] {
-			if err := each(r); err != nil {
-				return err
+		if r[string(trail.KeyServiceInstanceID)] == instance {
+			rows = append(rows, r)
+			lo, hi = min(lo, seqOf(r)), max(hi, seqOf(r))
+		}
+	}
+	size := s.runSeqs
+	if size == 0 {
+		size = hi - lo + 1 // one run
+	}
+	for first := lo; first <= hi; first += size {
+		for _, r := range rows {
+			if seqOf(r) >= first && seqOf(r)-first < size {
+				if err := each(r); err != nil {
+					return err
+				}
 			}
 		}
+		endOfRun()
+		s.runs++
 	}
 	return nil
 }
@@ -106,14 +129,18 @@ func TestRunOneInstanceAtATime(t *testing.T) {
 	if !errors.Is(err, verify.ErrFindings) || !strings.Contains(out.String(), `"instance":"instance-b"`) || !strings.Contains(out.String(), `"kind":"deleted"`) {
 		t.Errorf("err %v, report:\n%s", err, out.String())
 	}
-	// The same findings as from the whole window at once.
+	// The same findings as from the whole window at once, whether each
+	// instance comes whole or a few seqs at a time.
 	var whole strings.Builder
 	req := verify.Request{From: from, To: to, Format: "table"}
 	_ = verify.Run(t.Context(), sliceSource{kept, window}, req, &whole)
-	out.Reset()
-	_ = verify.Run(t.Context(), &instanceSource{sliceSource: sliceSource{kept, window}}, req, &out)
-	if out.String() != whole.String() {
-		t.Errorf("one instance at a time:\n%s\nthe whole window:\n%s", out.String(), whole.String())
+	for _, size := range []uint64{0, 1, 4} {
+		out.Reset()
+		src := &instanceSource{sliceSource: sliceSource{kept, window}, runSeqs: size}
+		_ = verify.Run(t.Context(), src, req, &out)
+		if out.String() != whole.String() || (size == 1) != (src.runs > 100) {
+			t.Errorf("one instance at a time, %d seqs a run (%d runs):\n%s\nthe whole window:\n%s", size, src.runs, out.String(), whole.String())
+		}
 	}
 	t.Log(out.String())
 }

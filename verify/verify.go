@@ -3,8 +3,8 @@
 // hash chain (package trail/chain), explains holes with the instance's own
 // loss records, and checks every checkpoint's signature (package
 // trail/checkpoint) and the chain head it seals. It reads records as a
-// backend gives them back, every value a string, one at a time, and keeps a
-// few dozen bytes of each.
+// backend gives them back, every value a string, one at a time, an instance
+// a run of seqs at a time, and holds about 100 bytes of each record of a run.
 package verify
 
 import (
@@ -128,12 +128,14 @@ var DefaultOptions = Options{MaxUnsealed: 30 * time.Second, MaxUnsealedRecords: 
 type instanceKey struct{ node, id string }
 
 type instance struct {
-	// entries are its records as added; group sorts them by seq (stably,
-	// so copies keep the order they came in) and indexes them.
+	// entries are its records added and not judged yet; group sorts them
+	// by seq (stably, so copies keep the order they came in) and indexes
+	// them.
 	entries []entry
 	grouped bool
 	seqs    []uint64 // distinct, ascending, once grouped
 	starts  []int32  // entries[starts[i]:starts[i+1]] are the copies of seqs[i]
+	j       *judge   // judges it, a run of seqs at a time
 	// Once judged (Flush), the records are let go; what lineage needs of
 	// them stays.
 	judged    bool
@@ -141,7 +143,6 @@ type instance struct {
 	links     []startLink   // its start records' links to the instance before
 	keys      []string      // public keys of start records
 	heartbeat time.Duration // promised by its start record
-	proof     *Proof
 }
 
 // Verifier collects records and then judges them.
@@ -200,6 +201,9 @@ func (v *Verifier) Add(row map[string]string) error {
 	e, err := v.canon.entry(row)
 	if err != nil {
 		return fmt.Errorf("instance %s: %w", row[string(trail.KeyServiceInstanceID)], err)
+	}
+	if in.j != nil && in.j.started && e.seq < in.j.expect {
+		return fmt.Errorf("instance %s: a record with seq %d after seqs up to %d were judged (Advance)", row[string(trail.KeyServiceInstanceID)], e.seq, in.j.expect-1)
 	}
 	in.entries = append(in.entries, e)
 	in.grouped = false
@@ -267,7 +271,7 @@ func (in *instance) copies(s uint64) []entry {
 
 // lastSeq is its largest seq, 0 without records.
 func (in *instance) lastSeq() uint64 {
-	if in.judged && in.entries == nil {
+	if in.judged {
 		return in.last
 	}
 	in.group()
@@ -275,6 +279,34 @@ func (in *instance) lastSeq() uint64 {
 		return 0
 	}
 	return in.seqs[len(in.seqs)-1]
+}
+
+// Advance judges the records added so far but those of each instance's
+// largest seq (the next seq's records decide which copy of a seq to keep),
+// and lets go of them. The caller then adds only records with larger seqs:
+// reading an instance a run of seqs at a time, it holds one run.
+func (v *Verifier) Advance() {
+	for k, in := range v.instances {
+		if in.judged || len(in.entries) == 0 {
+			continue
+		}
+		in.group()
+		if len(in.seqs) < 2 {
+			continue
+		}
+		j := v.judgeOf(k, in)
+		n := len(in.seqs) - 1
+		j.feed(0, n)
+		in.entries = slices.Clone(in.at(n))
+		in.seqs, in.starts, in.grouped = nil, nil, false
+	}
+}
+
+func (v *Verifier) judgeOf(k instanceKey, in *instance) *judge {
+	if in.j == nil {
+		in.j = newJudge(v.opt, k.node, k.id, in)
+	}
+	return in.j
 }
 
 // Flush judges every instance added since the last Flush and lets go of
@@ -287,14 +319,16 @@ func (v *Verifier) Flush() { v.judgeAll(true) }
 // records if release.
 func (v *Verifier) judgeAll(release bool) {
 	for k, in := range v.instances {
-		if in.judged || len(in.entries) == 0 {
+		if in.judged || len(in.entries) == 0 && in.j == nil {
 			continue
 		}
-		j := judge{opt: v.opt, node: k.node, id: k.id, in: in}
-		j.run()
+		j := v.judgeOf(k, in)
+		in.group()
+		j.feed(0, len(in.seqs))
+		j.finish()
 		v.verdicts = append(v.verdicts, verdict{k, j.proof, j.findings})
-		in.links, in.last = in.startLinks(k), in.lastSeq()
-		in.judged = true
+		in.links, in.last = j.links, j.proof.LastSeq
+		in.judged, in.j = true, nil
 		if release {
 			in.entries, in.seqs, in.starts, in.grouped = nil, nil, nil, false
 		}

@@ -1,13 +1,17 @@
 package verify_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
+	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -105,6 +109,8 @@ func storedRows(t testing.TB, sp *spool.Spool) []map[string]string {
 	return rows
 }
 
+// run judges rows whole, then again read a run of seqs at a time (as Run
+// reads a large instance), and fails unless both agree.
 func run(t *testing.T, rows []map[string]string) *verify.Report {
 	t.Helper()
 	v := verify.New(verify.DefaultOptions)
@@ -113,7 +119,50 @@ func run(t *testing.T, rows []map[string]string) *verify.Report {
 			t.Fatal(err)
 		}
 	}
+	whole := v.Report()
+	for _, size := range []uint64{1, 3, 64} {
+		if got := runInRuns(t, rows, size); !sameVerdict(whole, got) {
+			t.Errorf("read %d seqs at a time, the verdict differs from the whole instance's:\nwhole: %+v\n%v\nin runs: %+v\n%v",
+				size, whole.Instances, whole.Findings, got.Instances, got.Findings)
+		}
+	}
+	return whole
+}
+
+// runInRuns judges rows read size seqs at a time, in seq order.
+func runInRuns(t *testing.T, rows []map[string]string, size uint64) *verify.Report {
+	t.Helper()
+	sorted := slices.Clone(rows)
+	slices.SortStableFunc(sorted, func(a, b map[string]string) int { return cmp.Compare(seqOf(a), seqOf(b)) })
+	v := verify.New(verify.DefaultOptions)
+	for i := 0; i < len(sorted); {
+		end := (seqOf(sorted[i])/size + 1) * size
+		for ; i < len(sorted) && seqOf(sorted[i]) < end; i++ {
+			if err := v.Add(sorted[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		v.Advance()
+	}
 	return v.Report()
+}
+
+// sameVerdict compares two reports' proofs and findings (kind and seqs; a
+// record moved further than one run is altered there, not reordered).
+func sameVerdict(a, b *verify.Report) bool {
+	key := func(r *verify.Report) []string {
+		var out []string
+		for _, f := range r.Findings {
+			k := f.Kind
+			if k == verify.Reordered {
+				k = verify.Altered
+			}
+			out = append(out, fmt.Sprintf("%s %s %d-%d %s", f.Node, f.Instance, f.First, f.Last, k))
+		}
+		slices.Sort(out)
+		return out
+	}
+	return reflect.DeepEqual(a.Instances, b.Instances) && slices.Equal(key(a), key(b))
 }
 
 func seqOf(r map[string]string) uint64 {

@@ -39,15 +39,23 @@ type Config struct {
 	// DeniedHint is added to a 401 or 403 answer, telling the user which
 	// permission to ask for.
 	DeniedHint string
+	// TrailRunSeqs is how many seqs of an instance InstanceTrail reads at a
+	// time; 0: DefaultTrailRunSeqs.
+	TrailRunSeqs uint64
 }
+
+// DefaultTrailRunSeqs bounds what verify holds of an instance: about 100
+// bytes per record, so some 25 MB.
+const DefaultTrailRunSeqs = 1 << 18
 
 // Backend queries one VictoriaLogs.
 type Backend struct {
-	base   *url.URL
-	client *http.Client
-	header http.Header
-	hint   string
-	denied string
+	base    *url.URL
+	client  *http.Client
+	header  http.Header
+	hint    string
+	denied  string
+	runSeqs uint64
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -62,7 +70,11 @@ func New(cfg Config) (*Backend, error) {
 	if client == nil {
 		client = http.DefaultClient
 	}
-	return &Backend{base: u, client: client, header: cfg.Header, hint: cfg.Hint, denied: cfg.DeniedHint}, nil
+	runSeqs := cfg.TrailRunSeqs
+	if runSeqs == 0 {
+		runSeqs = DefaultTrailRunSeqs
+	}
+	return &Backend{base: u, client: client, header: cfg.Header, hint: cfg.Hint, denied: cfg.DeniedHint, runSeqs: runSeqs}, nil
 }
 
 // URL is the base URL the backend queries.
