@@ -179,19 +179,28 @@ func (r *Report) mergeInto(path string) {
 	if json.Unmarshal(data, &old) != nil {
 		return
 	}
-	have := map[string]bool{}
+	fresh := map[string]Figure{}
 	for _, f := range r.Figures {
-		have[f.ID] = true
+		fresh[f.ID] = f
 	}
+	// The earlier report's order, with this run's figures in their places
+	// and its new ones at the end.
 	var merged []Figure
 	for _, f := range old.Figures {
-		if !have[f.ID] {
-			if !strings.Contains(f.Detail, "commit ") {
-				f.Detail = strings.TrimPrefix(f.Detail+"; measured at commit "+old.Commit, "; ")
-			}
+		if nf, ok := fresh[f.ID]; ok {
+			merged = append(merged, nf)
+			delete(fresh, f.ID)
+			continue
+		}
+		if !strings.Contains(f.Detail, "commit ") {
+			f.Detail = strings.TrimPrefix(f.Detail+"; measured at commit "+old.Commit, "; ")
+		}
+		merged = append(merged, f)
+	}
+	for _, f := range r.Figures {
+		if _, ok := fresh[f.ID]; ok {
 			merged = append(merged, f)
 		}
 	}
-	r.Figures = append(merged, r.Figures...)
-	slices.SortStableFunc(r.Figures, func(a, b Figure) int { return strings.Compare(a.ID, b.ID) })
+	r.Figures = merged
 }
