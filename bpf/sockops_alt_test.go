@@ -21,6 +21,9 @@ import (
 const (
 	AltSockops        = "sockops"                // sock_ops alone
 	AltConnectSockops = "cgroup_connect+sockops" // cgroup/connect4+6 for the start, sock_ops for the outcome
+	// AltSockopsEmpty is a reference, not a capture: a sock_ops program
+	// that returns at once, the floor of any sock_ops design.
+	AltSockopsEmpty = "sockops_empty"
 )
 
 // altPrograms is what each variant attaches, the outcome's hook first, so
@@ -31,6 +34,9 @@ var altPrograms = map[string][]struct {
 }{
 	AltSockops: {
 		{sockopsProgSockopsOnly, ebpf.AttachCGroupSockOps},
+	},
+	AltSockopsEmpty: {
+		{sockopsProgSockopsEmpty, ebpf.AttachCGroupSockOps},
 	},
 	AltConnectSockops: {
 		{sockopsProgSockopsState, ebpf.AttachCGroupSockOps},

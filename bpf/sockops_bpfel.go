@@ -43,8 +43,10 @@ const (
 	sockopsMapAttempts      = "attempts"
 	sockopsMapCounters      = "counters"
 	sockopsMapEvents        = "events"
+	sockopsMapScratch       = "scratch"
 	sockopsProgConnect4     = "connect4"
 	sockopsProgConnect6     = "connect6"
+	sockopsProgSockopsEmpty = "sockops_empty"
 	sockopsProgSockopsOnly  = "sockops_only"
 	sockopsProgSockopsState = "sockops_state"
 )
@@ -93,6 +95,7 @@ type sockopsSpecs struct {
 type sockopsProgramSpecs struct {
 	Connect4     *ebpf.ProgramSpec `ebpf:"connect4"`
 	Connect6     *ebpf.ProgramSpec `ebpf:"connect6"`
+	SockopsEmpty *ebpf.ProgramSpec `ebpf:"sockops_empty"`
 	SockopsOnly  *ebpf.ProgramSpec `ebpf:"sockops_only"`
 	SockopsState *ebpf.ProgramSpec `ebpf:"sockops_state"`
 }
@@ -104,6 +107,7 @@ type sockopsMapSpecs struct {
 	Attempts *ebpf.MapSpec `ebpf:"attempts"`
 	Counters *ebpf.MapSpec `ebpf:"counters"`
 	Events   *ebpf.MapSpec `ebpf:"events"`
+	Scratch  *ebpf.MapSpec `ebpf:"scratch"`
 }
 
 // sockopsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -135,6 +139,7 @@ type sockopsMaps struct {
 	Attempts *ebpf.Map `ebpf:"attempts"`
 	Counters *ebpf.Map `ebpf:"counters"`
 	Events   *ebpf.Map `ebpf:"events"`
+	Scratch  *ebpf.Map `ebpf:"scratch"`
 }
 
 func (m *sockopsMaps) Close() error {
@@ -142,6 +147,7 @@ func (m *sockopsMaps) Close() error {
 		m.Attempts,
 		m.Counters,
 		m.Events,
+		m.Scratch,
 	)
 }
 
@@ -157,6 +163,7 @@ type sockopsVariables struct {
 type sockopsPrograms struct {
 	Connect4     *ebpf.Program `ebpf:"connect4"`
 	Connect6     *ebpf.Program `ebpf:"connect6"`
+	SockopsEmpty *ebpf.Program `ebpf:"sockops_empty"`
 	SockopsOnly  *ebpf.Program `ebpf:"sockops_only"`
 	SockopsState *ebpf.Program `ebpf:"sockops_state"`
 }
@@ -165,6 +172,7 @@ func (p *sockopsPrograms) Close() error {
 	return _SockopsClose(
 		p.Connect4,
 		p.Connect6,
+		p.SockopsEmpty,
 		p.SockopsOnly,
 		p.SockopsState,
 	)
