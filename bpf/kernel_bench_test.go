@@ -25,7 +25,8 @@ import (
 // "typed" is the object Load picks from Linux 6.2, "probe_reads" the one for
 // older kernels. "sockops" and "cgroup_connect+sockops" are the experimental
 // variants of sockops.c (issue 20, item 4; README.md, Performance), which
-// the agent does not use; "sockops_empty" is a sock_ops program that does
+// the agent does not use ("sockops_skstorage" keeps its attempts in socket
+// storage instead of an LRU hash); "sockops_empty" is a sock_ops program that does
 // nothing, the floor of any sock_ops design.
 func BenchmarkKernelPerConnect(b *testing.B) {
 	if os.Geteuid() != 0 {
@@ -45,7 +46,7 @@ func BenchmarkKernelPerConnect(b *testing.B) {
 	defer stats.Close()
 	b.Run("typed", func(b *testing.B) { benchmarkKernelPerConnect(b, rate, false) })
 	b.Run("probe_reads", func(b *testing.B) { benchmarkKernelPerConnect(b, rate, true) })
-	for _, variant := range []string{AltSockops, AltConnectSockops, AltSockopsEmpty} {
+	for _, variant := range []string{AltSockops, AltSockopsSkStorage, AltConnectSockops, AltSockopsEmpty} {
 		b.Run(variant, func(b *testing.B) { benchmarkAltPerConnect(b, rate, variant) })
 	}
 }

@@ -76,17 +76,28 @@ struct {
 	__uint(max_entries, 1 << 24); // resized from userspace
 } events SEC(".maps");
 
-// The attempt of a socket between its start and its outcome, keyed by the
-// socket's address as connect.c's handshakes. Socket storage
-// (BPF_MAP_TYPE_SK_STORAGE) would be freed with the socket, but allocating
-// and freeing it cost 0.85 us more per connect here (README.md, Performance).
+// The attempt of a socket between its start and its outcome. By default in
+// an LRU hash keyed by the socket's address, as connect.c's handshakes; built
+// with -DCONNAUDIT_SK_STORAGE (the sockopsSkStorage object), in socket
+// storage, which is freed with the socket but allocated and freed for each
+// attempt.
+#ifndef CONNAUDIT_SK_STORAGE
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64); // struct sock *
 	__type(value, struct event);
 } attempts SEC(".maps");
+#else
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct event);
+} attempts SEC(".maps");
+#endif
 
+#ifndef CONNAUDIT_SK_STORAGE
 // Zero-initialised scratch space for a record before it is stored.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -94,6 +105,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct event);
 } scratch SEC(".maps");
+#endif
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -149,6 +161,18 @@ static __always_inline void fill_identity(struct event *ev, struct sock *sk)
 }
 
 // Begins an attempt on the socket: a fresh record of its start.
+#ifdef CONNAUDIT_SK_STORAGE
+static __always_inline bool begin(struct bpf_sock *bsk)
+{
+	struct event *ev = bpf_sk_storage_get(&attempts, bsk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!ev)
+		return false;
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->start_ns = bpf_ktime_get_boot_ns();
+	fill_identity(ev, KPTR(struct sock, bsk));
+	return true;
+}
+#else
 static __always_inline bool begin(struct bpf_sock *bsk)
 {
 	__u32 zero = 0;
@@ -161,6 +185,7 @@ static __always_inline bool begin(struct bpf_sock *bsk)
 	__u64 key = (__u64)bsk;
 	return bpf_map_update_elem(&attempts, &key, ev, BPF_ANY) == 0;
 }
+#endif
 
 // Completes ev with the outcome and the socket's ends, and sends it.
 static __always_inline void finish(struct bpf_sock_ops *skops, struct sock *sk, struct event *ev, __u32 newstate)
@@ -205,13 +230,22 @@ static __always_inline void on_state(struct bpf_sock_ops *skops)
 		return;
 	struct sock *sk = KPTR(struct sock, bsk);
 
+#ifdef CONNAUDIT_SK_STORAGE
+	struct event *ev = bpf_sk_storage_get(&attempts, bsk, 0, 0);
+#else
 	__u64 key = (__u64)bsk;
 	struct event *ev = bpf_map_lookup_elem(&attempts, &key);
+#endif
 	if (ev) {
 		finish(skops, sk, ev, newstate);
+#ifdef CONNAUDIT_SK_STORAGE
+		bpf_sk_storage_delete(&attempts, bsk);
+#else
 		bpf_map_delete_elem(&attempts, &key);
+#endif
 	} else {
-		// The flag without the record: evicted from the LRU map.
+		// The flag without the record: evicted from the LRU map, or no
+		// socket storage could be allocated.
 		count(COUNTER_HANDSHAKE_LOST);
 		struct event lost = {};
 		lost.flags = FLAG_IDENTITY_LOST;

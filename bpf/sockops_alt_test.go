@@ -24,6 +24,9 @@ const (
 	// AltSockopsEmpty is a reference, not a capture: a sock_ops program
 	// that returns at once, the floor of any sock_ops design.
 	AltSockopsEmpty = "sockops_empty"
+	// AltSockopsSkStorage is AltSockops keeping the attempt in socket
+	// storage instead of an LRU hash (sockops.c built with -DCONNAUDIT_SK_STORAGE).
+	AltSockopsSkStorage = "sockops_skstorage"
 )
 
 // altPrograms is what each variant attaches, the outcome's hook first, so
@@ -33,6 +36,9 @@ var altPrograms = map[string][]struct {
 	attach ebpf.AttachType
 }{
 	AltSockops: {
+		{sockopsProgSockopsOnly, ebpf.AttachCGroupSockOps},
+	},
+	AltSockopsSkStorage: {
 		{sockopsProgSockopsOnly, ebpf.AttachCGroupSockOps},
 	},
 	AltSockopsEmpty: {
@@ -87,7 +93,11 @@ func LoadAlt(variant string, ringBufferBytes int) (*Alt, error) {
 	if !ok {
 		return nil, fmt.Errorf("no variant %q", variant)
 	}
-	spec, err := loadSockops()
+	load := loadSockops
+	if variant == AltSockopsSkStorage {
+		load = loadSockopsSkStorage
+	}
+	spec, err := load()
 	if err != nil {
 		return nil, err
 	}

@@ -50,7 +50,7 @@ func startAltCapture(t *testing.T, variant string) (*capture, *bpf.Alt) {
 // connecting process's identity, so that their cost is that of working
 // programs. What they cannot see is in README.md (Performance).
 func TestAltVariantsRecordLoopbackOutcomes(t *testing.T) {
-	for _, variant := range []string{bpf.AltSockops, bpf.AltConnectSockops} {
+	for _, variant := range []string{bpf.AltSockops, bpf.AltSockopsSkStorage, bpf.AltConnectSockops} {
 		t.Run(variant, func(t *testing.T) {
 			c, a := startAltCapture(t, variant)
 			for _, fam := range []struct{ name, network, addr string }{
