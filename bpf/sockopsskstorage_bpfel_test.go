@@ -185,5 +185,5 @@ func _SockopsSkStorageClose(closers ...io.Closer) error {
 
 // Do not access this directly.
 //
-//go:embed sockopsskstorage_bpfel.o
+//go:embed sockopsskstorage_bpfel_test.o
 var _SockopsSkStorageBytes []byte

@@ -189,5 +189,5 @@ func _SockopsClose(closers ...io.Closer) error {
 
 // Do not access this directly.
 //
-//go:embed sockops_bpfel.o
+//go:embed sockops_bpfel_test.o
 var _SockopsBytes []byte
