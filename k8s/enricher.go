@@ -165,7 +165,7 @@ func (e *Enricher) addHandlers() {
 		})
 	}
 	e.inf.pods.registration, _ = e.inf.pods.informer.AddEventHandler(e.peerHandler(func(obj any, initial bool) {
-		if pod, ok := obj.(*corev1.Pod); ok {
+		if pod, ok := obj.(*peerPod); ok {
 			e.peers.upsertPod(pod, initial, e.now())
 		}
 	}))
@@ -233,7 +233,7 @@ func (e *Enricher) onOwner(kind string, obj any) {
 	}
 	pods, _ := e.inf.pods.informer.GetIndexer().ByIndex(ownerIndex, key)
 	for _, obj := range pods {
-		e.peers.refreshPod(obj.(*corev1.Pod), e.now())
+		e.peers.refreshPod(obj.(*peerPod), e.now())
 	}
 }
 

@@ -408,6 +408,14 @@ func TestEnricherAgainstAPIServer(t *testing.T) {
 		if p := e.Peer(netip.MustParseAddr("198.51.100.10"), now); p.WorkloadKind != "deployment" || p.WorkloadName != "web" || p.Namespace != "shop" {
 			t.Errorf("pod peer fields: %+v", p)
 		}
+		// The cluster-wide cache holds peerPods (280 bytes each), not Pods
+		// (1,240 bytes each before any field is set), however the informer
+		// received them (streamed or listed).
+		for _, obj := range e.inf.pods.informer.GetStore().List() {
+			if _, ok := obj.(*peerPod); !ok {
+				t.Errorf("the cluster-wide pod cache holds a %T", obj)
+			}
+		}
 	})
 
 	t.Run("label change", func(t *testing.T) {

@@ -5,12 +5,15 @@ import (
 	"reflect"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/connaudit/connaudit/trail"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -198,7 +201,7 @@ func TestOwnerKinds(t *testing.T) {
 	} {
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns",
 			OwnerReferences: []metav1.OwnerReference{{Kind: tc.kind, Name: tc.name, Controller: ptr(true)}}}}
-		got := o.resolve(pod)
+		got := o.resolve(&pod.ObjectMeta)
 		if got != tc.want {
 			t.Errorf("%s %s: %+v, want %+v", tc.kind, tc.name, got, tc.want)
 		}
@@ -454,21 +457,35 @@ func TestPeerIPReuse(t *testing.T) {
 func TestTransformsAreSlimAndIdempotent(t *testing.T) {
 	pod := genPod(1, "node-a")
 	pod.Annotations[mirrorAnnotation] = "abc"
+	pod.Spec.HostNetwork = true
 	for name, f := range map[string]func(any) (any, error){"node": slimNodePod, "cluster": slimClusterPod} {
-		once := mustSlim(t, f, pod.DeepCopy()).(*corev1.Pod)
-		twice := mustSlim(t, f, once.DeepCopy()).(*corev1.Pod)
-		if len(once.ManagedFields) != 0 || len(once.Spec.Containers) > 0 && len(once.Spec.Containers[0].Args) != 0 {
+		once := mustSlim(t, f, pod.DeepCopy()).(runtime.Object)
+		twice := mustSlim(t, f, once.DeepCopyObject())
+		m, err := meta.Accessor(once)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if p, ok := once.(*corev1.Pod); len(m.GetManagedFields()) != 0 || ok && len(p.Spec.Containers) > 0 && len(p.Spec.Containers[0].Args) != 0 {
 			t.Errorf("%s: managed fields or container args kept", name)
 		}
-		if _, ok := once.Annotations["kubectl.kubernetes.io/restartedAt"]; ok {
+		if _, ok := m.GetAnnotations()["kubectl.kubernetes.io/restartedAt"]; ok {
 			t.Errorf("%s: annotation kept", name)
 		}
-		if len(once.OwnerReferences) != 1 || once.OwnerReferences[0].Name != "app1-7d9f8c6b5" {
-			t.Errorf("%s: owner references %v", name, once.OwnerReferences)
+		if refs := m.GetOwnerReferences(); len(refs) != 1 || refs[0].Name != "app1-7d9f8c6b5" {
+			t.Errorf("%s: owner references %v", name, refs)
 		}
 		if !reflect.DeepEqual(once, twice) {
 			t.Errorf("%s: transform not idempotent:\n%+v\n%+v", name, once, twice)
 		}
+	}
+	// The cluster-wide informer keeps a peerPod: what classifies an address.
+	cluster := mustSlim(t, slimClusterPod, pod.DeepCopy()).(*peerPod)
+	want := &peerPod{ObjectMeta: slimMeta(&pod.ObjectMeta, true), HostNetwork: true, Phase: pod.Status.Phase, IPs: []string{pod.Status.PodIPs[0].IP}}
+	if len(pod.Status.PodIPs) != 1 || !reflect.DeepEqual(cluster, want) || !reflect.DeepEqual(cluster.DeepCopyObject(), want) {
+		t.Errorf("cluster pod:\n%+v\nwant\n%+v", cluster, want)
+	}
+	if size := unsafe.Sizeof(peerPod{}); size > 320 {
+		t.Errorf("a peerPod takes %d bytes", size)
 	}
 	if slim := mustSlim(t, slimNodePod, pod.DeepCopy()).(*corev1.Pod); slim.Annotations[mirrorAnnotation] != "abc" {
 		t.Errorf("mirror annotation dropped")

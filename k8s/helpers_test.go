@@ -45,7 +45,7 @@ func feedClusterPod(t testing.TB, e *Enricher, pod *corev1.Pod, initial bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.peers.upsertPod(slim.(*corev1.Pod), initial, e.now())
+	e.peers.upsertPod(slim.(*peerPod), initial, e.now())
 }
 
 func feedService(t testing.TB, e *Enricher, svc *corev1.Service, initial bool) {

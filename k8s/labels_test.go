@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -26,7 +25,7 @@ func TestLabelsAreBounded(t *testing.T) {
 		{"pod", "k8s.pod.label.", "connaudit.k8s.pod.labels.dropped",
 			attrMap(t, newWorkload(&podMeta{namespace: "ns", name: "p", uid: "u", labels: labels}, "c", "", "", &keys).Attrs)},
 		{"peer", "connaudit.peer.k8s.pod.label.", "connaudit.peer.k8s.pod.labels.dropped",
-			attrMap(t, newPodPeer(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", Labels: labels}}, Owner{}, &keys).Attrs)},
+			attrMap(t, newPodPeer(&peerPod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", Labels: labels}}, Owner{}, &keys).Attrs)},
 	} {
 		n := 0
 		for k := range tc.attrs {

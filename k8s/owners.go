@@ -19,7 +19,8 @@ type owners struct {
 	jobs        cache.Store
 }
 
-func (o owners) resolve(pod *corev1.Pod) Owner {
+// resolve returns the workload of the pod whose metadata is pod.
+func (o owners) resolve(pod *metav1.ObjectMeta) Owner {
 	ref := metav1.GetControllerOfNoCopy(pod)
 	if ref == nil {
 		return Owner{}
@@ -67,8 +68,13 @@ func controllerOf(store cache.Store, namespace, name string) *metav1.OwnerRefere
 const ownerIndex = "owner"
 
 func ownerIndexFunc(obj any) ([]string, error) {
-	pod, ok := obj.(*corev1.Pod)
-	if !ok {
+	var pod *metav1.ObjectMeta
+	switch p := obj.(type) {
+	case *corev1.Pod: // the node's pods
+		pod = &p.ObjectMeta
+	case *peerPod: // the cluster's
+		pod = &p.ObjectMeta
+	default:
 		return nil, nil
 	}
 	ref := metav1.GetControllerOfNoCopy(pod)

@@ -39,7 +39,7 @@ func simplePeer(kind trail.PeerKind) *Peer {
 	return &Peer{Kind: kind, Attrs: []attribute.KeyValue{trail.KeyPeerKind.String(string(kind))}}
 }
 
-func newPodPeer(pod *corev1.Pod, owner Owner, keys *keyInterner) *Peer {
+func newPodPeer(pod *peerPod, owner Owner, keys *keyInterner) *Peer {
 	p := &Peer{Kind: trail.PeerPod, Namespace: pod.Namespace, Name: pod.Name,
 		WorkloadKind: owner.Kind, WorkloadName: owner.Name, Labels: pod.Labels, rank: 0}
 	a := make([]attribute.KeyValue, 0, 6+min(len(pod.Labels), MaxLabels))
@@ -163,7 +163,7 @@ func (x *peerIndex) lookup(addr netip.Addr, at int64) *Peer {
 }
 
 // upsertPod records the addresses of a pod.
-func (x *peerIndex) upsertPod(pod *corev1.Pod, initial bool, now time.Time) {
+func (x *peerIndex) upsertPod(pod *peerPod, initial bool, now time.Time) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.upsertPodLocked(pod, initial, now)
@@ -171,7 +171,7 @@ func (x *peerIndex) upsertPod(pod *corev1.Pod, initial bool, now time.Time) {
 
 // refreshPod rebuilds a pod that holds addresses, after its ReplicaSet or Job
 // changed.
-func (x *peerIndex) refreshPod(pod *corev1.Pod, now time.Time) {
+func (x *peerIndex) refreshPod(pod *peerPod, now time.Time) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if _, ok := x.objects[string(pod.UID)]; ok {
@@ -182,14 +182,14 @@ func (x *peerIndex) refreshPod(pod *corev1.Pod, now time.Time) {
 // upsertPodLocked records the addresses of a pod. hostNetwork pods hold none
 // (their address is the node's), nor do pods that have finished, whose
 // addresses are free for others although their status still lists them.
-func (x *peerIndex) upsertPodLocked(pod *corev1.Pod, initial bool, now time.Time) {
+func (x *peerIndex) upsertPodLocked(pod *peerPod, initial bool, now time.Time) {
 	var ips []netip.Addr
-	if !pod.Spec.HostNetwork && pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed {
-		for _, ip := range pod.Status.PodIPs {
-			ips = appendAddr(ips, ip.IP)
+	if !pod.HostNetwork && pod.Phase != corev1.PodSucceeded && pod.Phase != corev1.PodFailed {
+		for _, ip := range pod.IPs {
+			ips = appendAddr(ips, ip)
 		}
 	}
-	peer := newPodPeer(pod, x.owners.resolve(pod), &x.keys)
+	peer := newPodPeer(pod, x.owners.resolve(&pod.ObjectMeta), &x.keys)
 	x.setLocked(string(pod.UID), peer, ips, initial, now)
 }
 

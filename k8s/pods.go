@@ -179,7 +179,7 @@ func (n *nodePods) build(pod *corev1.Pod, old *podEntry) *podEntry {
 		serviceAccount: pod.Spec.ServiceAccountName,
 		hostNetwork:    pod.Spec.HostNetwork,
 		labels:         pod.Labels,
-		owner:          n.owners.resolve(pod),
+		owner:          n.owners.resolve(&pod.ObjectMeta),
 	}
 	pe := &podEntry{uid: string(pod.UID), keys: []string{string(pod.UID)}, containers: make(map[string]*Workload)}
 	if hash := pod.Annotations[mirrorAnnotation]; hash != "" && hash != string(pod.UID) {

@@ -2,6 +2,7 @@ package match
 
 import (
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -90,5 +91,49 @@ func BenchmarkQueryAndAnswer(b *testing.B) {
 		if tb.Answer(k, a, "api.example.com", uint64(i)) != Matched {
 			b.Fatal("no match")
 		}
+	}
+}
+
+// TestATableGrowsAsQueriesArrive: New allocates for the queries that come,
+// not for Max (at the agent's Max of 65,536 that was 18 MB of heap on every
+// node), the table still holds Max queries before it evicts, and once grown
+// a steady flow of queries allocates nothing.
+func TestATableGrowsAsQueriesArrive(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	tb := New(Config{Lifetime: 5 * time.Second, PerNetns: 1 << 20, Max: 65536})
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<10 {
+		t.Fatalf("New allocated %d bytes for an empty table", grew)
+	}
+
+	small := New(Config{Lifetime: 5 * time.Second, PerNetns: 100, Max: 50})
+	for i := range 50 {
+		small.Query(key(uint16(i)), a, "q", 0)
+	}
+	if small.Len() != 50 || small.Evicted != 0 {
+		t.Fatalf("%d queries waiting, %d evicted; want 50 and none", small.Len(), small.Evicted)
+	}
+	small.Query(key(50), a, "q", 0)
+	if small.Len() != 50 || small.Evicted != 1 || small.Answer(key(0), a, "q", 0) != Unsolicited {
+		t.Fatalf("at Max: %d waiting, %d evicted; want the oldest pushed out", small.Len(), small.Evicted)
+	}
+
+	for i := range 1000 {
+		tb.Query(key(uint16(i)), a, "q", 0)
+	}
+	for i := range 1000 {
+		if tb.Answer(key(uint16(i)), a, "q", 0) != Matched {
+			t.Fatalf("query %d not matched", i)
+		}
+	}
+	i := 0
+	if n := testing.AllocsPerRun(1000, func() {
+		k := key(uint16(i % 1000))
+		tb.Query(k, a, "q", 0)
+		tb.Answer(k, a, "q", 0)
+		i++
+	}); n != 0 {
+		t.Fatalf("a grown table allocated %v times per query", n)
 	}
 }
