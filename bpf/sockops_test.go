@@ -55,42 +55,7 @@ func TestAltVariantsRecordLoopbackOutcomes(t *testing.T) {
 	for _, variant := range []string{bpf.AltSockops, bpf.AltSockopsSkStorage, bpf.AltConnectSockops} {
 		t.Run(variant, func(t *testing.T) {
 			c, a := startAltCapture(t, variant)
-			for _, fam := range []struct{ name, network, addr string }{
-				{"ipv4", "tcp4", "127.0.0.1:0"},
-				{"ipv6", "tcp6", "[::1]:0"},
-			} {
-				for _, nonblock := range []bool{false, true} {
-					mode := "blocking"
-					if nonblock {
-						mode = "nonblocking"
-					}
-					t.Run(fam.name+"/"+mode+"/established", func(t *testing.T) {
-						peer := netnstest.Listen(t, fam.network, fam.addr)
-						res := dial(t, peer, nonblock, false)
-						if res.err != nil {
-							t.Fatalf("connect: %v", res.err)
-						}
-						ev := c.next(peer, 5*time.Second)
-						assertOutcome(t, ev, bpf.Established)
-						assertSelf(t, ev, res)
-						if ev.Local != res.local {
-							t.Errorf("local = %s, want %s (as bound)", ev.Local, res.local)
-						}
-						c.none(peer, 200*time.Millisecond)
-					})
-					t.Run(fam.name+"/"+mode+"/refused", func(t *testing.T) {
-						peer := closedPort(t, fam.network, fam.addr)
-						res := dial(t, peer, nonblock, false)
-						if !errors.Is(res.err, unix.ECONNREFUSED) {
-							t.Fatalf("connect: %v, want ECONNREFUSED", res.err)
-						}
-						ev := c.next(peer, 5*time.Second)
-						assertOutcome(t, ev, bpf.Refused, unix.ECONNREFUSED)
-						assertSelf(t, ev, res)
-						c.none(peer, 200*time.Millisecond)
-					})
-				}
-			}
+			checkLoopbackOutcomes(t, c)
 			cnt, err := a.Counters()
 			if err != nil {
 				t.Fatal(err)

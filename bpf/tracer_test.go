@@ -220,7 +220,12 @@ func assertSelf(t *testing.T, ev bpf.Event, res connectResult) {
 func TestLoopbackOutcomes(t *testing.T) { testLoopbackOutcomes(t, testConfig) }
 
 func testLoopbackOutcomes(t *testing.T, cfg bpf.Config) {
-	c := startCapture(t, cfg)
+	checkLoopbackOutcomes(t, startCapture(t, cfg))
+}
+
+// checkLoopbackOutcomes checks c's records of an established and a refused
+// loopback connect, IPv4 and IPv6, blocking and not.
+func checkLoopbackOutcomes(t *testing.T, c *capture) {
 	for _, fam := range []struct{ name, network, addr string }{
 		{"ipv4", "tcp4", "127.0.0.1:0"},
 		{"ipv6", "tcp6", "[::1]:0"},
