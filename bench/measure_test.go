@@ -70,6 +70,7 @@ func setAffinity(pid int, cpus []int) error {
 // agentCounters are the agent's cumulative record counters.
 type agentCounters struct {
 	spooled, exported, lost, degraded float64
+	waiting                           float64 // records in the spool, an earlier instance's too
 }
 
 func readAgent(a *teststack.Agent) (agentCounters, error) {
@@ -88,6 +89,8 @@ func readAgent(a *teststack.Agent) (agentCounters, error) {
 			c.spooled = value
 		case name == "connaudit_records_exported_total":
 			c.exported = value
+		case name == "connaudit_spool_records":
+			c.waiting = value
 		case strings.HasPrefix(name, "connaudit_records_lost_total"):
 			c.lost += value
 		case strings.HasPrefix(name, "connaudit_records_degraded_total"):
