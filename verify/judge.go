@@ -480,8 +480,9 @@ func (j *judge) finish() {
 	}
 	j.explainHoles()
 	j.checkEnds()
+	refused := j.refusedLosses()
 	for _, d := range j.deferred {
-		j.compareHead(d, j.broken(d.anchorFirst, d.last))
+		j.compareHead(d, j.broken(d.anchorFirst, d.last, refused))
 	}
 	j.checkUnsealed()
 	slices.SortStableFunc(j.findings, func(a, b Finding) int {
@@ -512,28 +513,51 @@ type lossRange struct {
 // never spooled them. Seqs lost for other reasons were chained first.
 var refusedBySpool = map[string]bool{string(trail.LossSpoolFull): true, string(trail.LossSpoolError): true}
 
-func (j *judge) covered(s uint64) (lossRange, bool) {
-	for _, l := range j.losses {
-		if s >= l.first && s <= l.last {
-			return l, true
+// gaps calls each with the runs of seqs in r that no range of ls (sorted
+// and merged: mergeLosses) covers. It works on ranges, never seq by seq: a
+// forged seq far beyond the others leaves a hole of billions of seqs.
+func gaps(r seqRange, ls []lossRange, each func(seqRange)) {
+	at := r.first
+	for _, l := range ls {
+		if l.last < at {
+			continue
 		}
+		if l.first > r.last {
+			break
+		}
+		if l.first > at {
+			each(seqRange{at, l.first - 1})
+		}
+		if l.last >= r.last {
+			return
+		}
+		at = l.last + 1
 	}
-	return lossRange{}, false
+	each(seqRange{at, r.last})
 }
 
-// broken reports whether seqs first..last hold a hole the chain does not skip.
-func (j *judge) broken(first, last uint64) bool {
+// refusedLosses are the loss ranges whose seqs the chain skips, merged.
+func (j *judge) refusedLosses() []lossRange {
+	var out []lossRange
+	for _, l := range j.losses {
+		if refusedBySpool[l.reason] {
+			out = append(out, l)
+		}
+	}
+	return mergeLosses(out)
+}
+
+// broken reports whether seqs first..last hold a hole the chain does not
+// skip: seqs no refusal by the spool explains.
+func (j *judge) broken(first, last uint64, refused []lossRange) bool {
+	found := false
 	for _, h := range j.holes {
 		if h.last < first || h.first > last {
 			continue
 		}
-		for x := max(h.first, first); x <= min(h.last, last); x++ {
-			if l, ok := j.covered(x); !ok || !refusedBySpool[l.reason] {
-				return true
-			}
-		}
+		gaps(seqRange{max(h.first, first), min(h.last, last)}, refused, func(seqRange) { found = true })
 	}
-	return false
+	return found
 }
 
 // present calls each with the runs of seqs in first..last that have a record.
@@ -565,32 +589,17 @@ func (j *judge) present(first, last uint64, each func(first, last uint64)) {
 // the chain that a loss does not explain, and every record at a seq a loss
 // record names.
 func (j *judge) explainHoles() {
+	all := mergeLosses(j.losses)
 	for _, h := range j.holes {
-		// Report the runs of the hole that no loss names.
-		start := uint64(0)
-		for s := h.first; s <= h.last+1; s++ {
-			_, ok := j.covered(s)
-			if s <= h.last && !ok {
-				if start == 0 {
-					start = s
-				}
-				continue
-			}
-			if start != 0 {
-				j.find(start, s-1, Deleted, "no record and no loss record for these seqs")
-				start = 0
-			}
-		}
+		gaps(h, all, func(g seqRange) {
+			j.find(g.first, g.last, Deleted, "no record and no loss record for these seqs")
+		})
 	}
 	for _, b := range j.breaks {
 		explained, chainedLoss := true, false
-		for x := b.hole.first; x <= b.hole.last; x++ {
-			l, ok := j.covered(x)
-			if !ok {
-				explained = false
-				break
-			}
-			if !refusedBySpool[l.reason] {
+		gaps(b.hole, all, func(seqRange) { explained = false })
+		for _, l := range j.losses {
+			if l.first <= b.hole.last && l.last >= b.hole.first && !refusedBySpool[l.reason] {
 				chainedLoss = true
 			}
 		}
@@ -604,7 +613,7 @@ func (j *judge) explainHoles() {
 			j.find(b.seq, b.seq, Altered, "the record does not continue the chain across seqs %d-%d, which the spool refused", b.hole.first, b.hole.last)
 		}
 	}
-	for _, l := range mergeLosses(j.losses) {
+	for _, l := range all {
 		j.present(l.first, l.last, func(first, last uint64) {
 			j.find(first, last, Inserted, "records at seqs a loss record (%s) names as lost", l.reason)
 		})
@@ -639,14 +648,13 @@ func (j *judge) checkEnds() {
 		})
 	}
 	if want := max(j.final, j.sealed); want > last {
-		first := last + 1
-		for first <= want {
-			if _, ok := j.covered(first); !ok {
-				break
+		first := uint64(0)
+		gaps(seqRange{last + 1, want}, mergeLosses(j.losses), func(g seqRange) {
+			if first == 0 {
+				first = g.first
 			}
-			first++
-		}
-		if first <= want {
+		})
+		if first != 0 {
 			j.find(first, want, Deleted, "the instance's own records name seqs up to %d, the trail ends at %d", want, last)
 		}
 	}

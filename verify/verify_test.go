@@ -334,6 +334,25 @@ func TestTamperingIsNamed(t *testing.T) {
 	})
 }
 
+// A forged record far beyond the instance's last seq leaves a hole of a
+// trillion seqs: it is named at once, the hole as ranges, not seq by seq.
+func TestForgedSeqFarBeyondTheEnd(t *testing.T) {
+	rows := writeTrail(t, 120, nil)
+	last := seqOf(rows[len(rows)-1])
+	far := last + 1<<40
+	forged := maps.Clone(rows[indexOf(t, rows, 50)])
+	forged[string(trail.KeySeq)] = strconv.FormatUint(far, 10)
+	r := run(t, append(append([]map[string]string{}, rows...), forged))
+	var inserted, deleted bool
+	for _, f := range r.Findings {
+		inserted = inserted || f.Kind == verify.Inserted && f.First <= far && far <= f.Last
+		deleted = deleted || f.Kind == verify.Deleted && f.First == last+1 && f.Last == far-1
+	}
+	if !inserted || !deleted {
+		t.Fatalf("findings %v: want seq %d inserted and seqs %d-%d deleted", r.Findings, far, last+1, far-1)
+	}
+}
+
 // rechain recomputes every chain value of rows (in seq order), as a forger
 // without the instance's key can.
 func rechain(t *testing.T, rows []map[string]string) {
